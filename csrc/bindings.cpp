@@ -1,0 +1,219 @@
+// pylstm._core: checks NumPy arguments, allocates outputs and workspace, releases the GIL and calls the C++ core.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lstm.h"
+
+namespace py = pybind11;
+using pylstm::index_t;
+
+namespace {
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t k = 0; k < a.ndim(); ++k) s += (k ? ", " : "") + std::to_string(a.shape(k));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// A checked array argument: its data pointer and, for a sequence, the stride in elements between rows.
+template <class Real>
+struct Arg {
+  Real* ptr = nullptr;
+  index_t ld = 0;
+};
+
+// Checks that `obj` is an ndarray of dtype Real and shape `shape`. Dense C order is required, except that with
+// `rows` a [T][N][H] array may have padded rows (each row dense, rows evenly spaced): a column slice of a wider
+// sequence, as one direction of a bidirectional output is. None is accepted when `optional`.
+template <class Real>
+Arg<Real> arg(py::handle obj, const char* name, const std::vector<index_t>& shape, bool writable = false,
+              bool optional = false, bool rows = false) {
+  Arg<Real> r;
+  if (obj.is_none()) {
+    if (optional) return r;
+    throw py::type_error(std::string(name) + " must be an array, got None");
+  }
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a numpy.ndarray, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<Real>()))
+    throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<Real>())) +
+                         ", got " + std::string(py::str(a.dtype())));
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t k = 0; ok && k < shape.size(); ++k) ok = a.shape(k) == shape[k];
+  if (!ok) {
+    std::string want = "(";
+    for (size_t k = 0; k < shape.size(); ++k) want += (k ? ", " : "") + std::to_string(shape[k]);
+    throw py::value_error(std::string(name) + " must have shape " + want + (shape.size() == 1 ? ",)" : ")") +
+                          ", got " + shape_of(a));
+  }
+  if (writable && !a.writeable()) throw py::value_error(std::string(name) + " must be writable");
+  const index_t item = sizeof(Real);
+  r.ld = shape.back();
+  if (rows && shape.size() == 3) {
+    const index_t ld = a.strides(1) / item;
+    if (a.strides(2) != item || a.strides(1) % item || ld < shape[2] || a.strides(0) != shape[1] * ld * item)
+      throw py::value_error(std::string(name) + " must be C-contiguous or a column slice of a C-contiguous array");
+    r.ld = ld;
+  } else if (!(a.flags() & py::array::c_style)) {
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+  }
+  r.ptr = static_cast<Real*>(const_cast<void*>(a.data()));
+  return r;
+}
+
+template <class Real>
+std::unique_ptr<Real[]> workspace(index_t n) {
+  return std::unique_ptr<Real[]>(n > 0 ? new Real[static_cast<size_t>(n)] : nullptr);
+}
+
+template <class Real>
+py::array_t<Real> zeros(const std::vector<index_t>& shape) {
+  py::array_t<Real> a(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  std::fill(a.mutable_data(), a.mutable_data() + a.size(), Real(0));
+  return a;
+}
+
+struct Sizes {
+  index_t T, N, I, H;
+};
+
+// Reads T, N, I from x [T][N][I] and H from W_hh [G*H][H]; arg() then checks every array against them.
+Sizes lstm_sizes(const py::array& x, const py::array& W_hh) {
+  if (x.ndim() != 3) throw py::value_error("x must be 3-D (T, N, I), got shape " + shape_of(x));
+  if (W_hh.ndim() != 2) throw py::value_error("W_hh must be 2-D (4*H, H), got shape " + shape_of(W_hh));
+  Sizes s{x.shape(0), x.shape(1), x.shape(2), W_hh.shape(1)};
+  if (s.T < 1 || s.N < 1 || s.I < 1 || s.H < 1)
+    throw py::value_error("x and W_hh must have no zero-sized axis, got x " + shape_of(x) + ", W_hh " +
+                          shape_of(W_hh));
+  return s;
+}
+
+template <class Real>
+py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array W_ih_, py::array W_hh_,
+                         py::object b_ih_, py::object b_hh_, bool reverse, bool training, py::object y_) {
+  const auto [T, N, I, H] = lstm_sizes(x_, W_hh_);
+  const index_t GH = pylstm::kLstmGates * H;
+  auto x = arg<Real>(x_, "x", {T, N, I});
+  auto h0 = arg<Real>(h0_, "h0", {N, H}, false, true);
+  auto c0 = arg<Real>(c0_, "c0", {N, H}, false, true);
+  auto W_ih = arg<Real>(W_ih_, "W_ih", {GH, I});
+  auto W_hh = arg<Real>(W_hh_, "W_hh", {GH, H});
+  auto b_ih = arg<Real>(b_ih_, "b_ih", {GH}, false, true);
+  auto b_hh = arg<Real>(b_hh_, "b_hh", {GH}, false, true);
+  if (!b_ih.ptr != !b_hh.ptr) throw py::value_error("b_ih and b_hh must both be given or both be None");
+
+  py::object y_obj = y_.is_none() ? py::object(py::array_t<Real>({T, N, H})) : y_;
+  auto y = arg<Real>(y_obj, "y", {T, N, H}, true, false, true);
+  py::array_t<Real> h_n({N, H}), c_n({N, H});
+  py::object cache_obj = py::none();
+  Real* cache = nullptr;
+  if (training) {
+    py::array_t<Real> c(pylstm::lstm_cache_size(T, N, H));
+    cache = c.mutable_data();
+    cache_obj = c;
+  }
+  auto work = workspace<Real>(
+      pylstm::lstm_workspace_size(training ? pylstm::Pass::TrainingForward : pylstm::Pass::Inference, T, N, I, H));
+  {
+    py::gil_scoped_release nogil;
+    pylstm::lstm_forward<Real>(y.ptr, y.ld, h_n.mutable_data(), c_n.mutable_data(), cache, work.get(), x.ptr, h0.ptr,
+                               c0.ptr, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, T, N, I, H, reverse);
+  }
+  return py::make_tuple(y_obj, h_n, c_n, cache_obj);
+}
+
+template <class Real>
+py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py::array x_, py::object h0_,
+                          py::object c0_, py::array W_ih_, py::array W_hh_, py::object y_, py::object cache_,
+                          py::object dW_ih_, py::object dW_hh_, py::object db_ih_, py::object db_hh_, bool reverse,
+                          py::object dx_) {
+  const auto [T, N, I, H] = lstm_sizes(x_, W_hh_);
+  const index_t GH = pylstm::kLstmGates * H;
+  auto dy = arg<Real>(dy_, "dy", {T, N, H}, false, true, true);
+  auto dh_n = arg<Real>(dh_n_, "dh_n", {N, H}, false, true);
+  auto dc_n = arg<Real>(dc_n_, "dc_n", {N, H}, false, true);
+  auto x = arg<Real>(x_, "x", {T, N, I});
+  auto h0 = arg<Real>(h0_, "h0", {N, H}, false, true);
+  auto c0 = arg<Real>(c0_, "c0", {N, H}, false, true);
+  auto W_ih = arg<Real>(W_ih_, "W_ih", {GH, I});
+  auto W_hh = arg<Real>(W_hh_, "W_hh", {GH, H});
+  auto y = arg<Real>(y_, "y", {T, N, H}, false, false, true);
+  auto cache = arg<Real>(cache_, "cache", {pylstm::lstm_cache_size(T, N, H)}, true);
+  auto dW_ih = arg<Real>(dW_ih_, "dW_ih", {GH, I}, true);
+  auto dW_hh = arg<Real>(dW_hh_, "dW_hh", {GH, H}, true);
+  auto db_ih = arg<Real>(db_ih_, "db_ih", {GH}, true, true);
+  auto db_hh = arg<Real>(db_hh_, "db_hh", {GH}, true, true);
+  if (!db_ih.ptr != !db_hh.ptr) throw py::value_error("db_ih and db_hh must both be given or both be None");
+
+  py::object dx_obj = dx_.is_none() ? py::object(zeros<Real>({T, N, I})) : dx_;
+  auto dx = arg<Real>(dx_obj, "dx", {T, N, I}, true);
+  py::array_t<Real> dh0({N, H}), dc0({N, H});
+  auto work = workspace<Real>(pylstm::lstm_workspace_size(pylstm::Pass::Backward, T, N, I, H));
+  {
+    py::gil_scoped_release nogil;
+    pylstm::lstm_backward<Real>(dx.ptr, dh0.mutable_data(), dc0.mutable_data(), dW_ih.ptr, dW_hh.ptr, db_ih.ptr,
+                                db_hh.ptr, cache.ptr, work.get(), dy.ptr, dy.ld, dh_n.ptr, dc_n.ptr, x.ptr, y.ptr, y.ld,
+                                h0.ptr, c0.ptr, W_ih.ptr, W_hh.ptr, T, N, I, H, reverse);
+  }
+  return py::make_tuple(dx_obj, dh0, dc0);
+}
+
+// Picks the float32 or float64 instantiation from x's dtype; anything else is a TypeError naming x.
+template <template <class> class F, class... A>
+py::tuple dispatch(const py::array& x, A&&... a) {
+  if (x.dtype().is(py::dtype::of<float>())) return F<float>::call(std::forward<A>(a)...);
+  if (x.dtype().is(py::dtype::of<double>())) return F<double>::call(std::forward<A>(a)...);
+  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+template <class Real>
+struct Forward {
+  template <class... A>
+  static py::tuple call(A&&... a) { return lstm_forward_t<Real>(std::forward<A>(a)...); }
+};
+template <class Real>
+struct Backward {
+  template <class... A>
+  static py::tuple call(A&&... a) { return lstm_backward_t<Real>(std::forward<A>(a)...); }
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pylstm compiled kernels (private; use the pylstm package). Mirrors pylstm.reference name for name.";
+
+  m.def(
+      "lstm_forward",
+      [](py::array x, py::object h0, py::object c0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh,
+         bool reverse, bool training, py::object y) {
+        return dispatch<Forward>(x, x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, training, y);
+      },
+      py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
+      py::kw_only(), py::arg("reverse") = false, py::arg("training") = true, py::arg("y") = py::none(),
+      "One LSTM layer direction over a sequence. Returns (y, h_n, c_n, cache); cache is None unless training.");
+
+  m.def(
+      "lstm_backward",
+      [](py::object dy, py::object dh_n, py::object dc_n, py::array x, py::object h0, py::object c0, py::array W_ih,
+         py::array W_hh, py::object y, py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih,
+         py::object db_hh, bool reverse, py::object dx) {
+        return dispatch<Backward>(x, dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh,
+                                  reverse, dx);
+      },
+      py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"),
+      py::arg("W_hh"), py::arg("y"), py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"),
+      py::arg("db_hh"), py::kw_only(), py::arg("reverse") = false, py::arg("dx") = py::none(),
+      "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_* and dx (allocated as zeros "
+      "when None); consumes cache. Returns (dx, dh0, dc0).");
+
+  m.def("lstm_cache_size", &pylstm::lstm_cache_size, py::arg("T"), py::arg("N"), py::arg("H"),
+        "Elements of the training cache of one layer and direction.");
+  m.def("get_num_threads", &pylstm::get_num_threads, "Threads the kernels use.");
+  m.def("set_num_threads", &pylstm::set_num_threads, py::arg("n"), "Sets the threads the kernels use (n >= 1).");
+  m.def("blas_config", &pylstm::blas_config, "The build and core of the OpenBLAS in use.");
+}

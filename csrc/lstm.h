@@ -1,0 +1,82 @@
+// LSTM: the fused gate kernels and the forward / backward-through-time loops over one layer and one direction.
+//
+// Gate order i, f, g, o (G = 4), as PyTorch. For each step t (see shared math notes):
+//   a = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh;  i, f, o = σ(a_i, a_f, a_o);  g = tanh(a_g)
+//   c_t = f ⊙ c_{t-1} + i ⊙ g;                    h_t = o ⊙ tanh(c_t)
+//
+// The sequence functions have the BLAS-friendly shape: one GEMM projects the inputs of all T steps, then each
+// step is one recurrent GEMM and one fused element-wise pass. Backward runs only the element-wise derivative and
+// the product dgates·W_hh inside the time loop; dx and the weight gradients are single GEMMs over all steps.
+//
+// A training forward fills `cache` (lstm_cache_size elements) with what backward needs: the activated gates,
+// c_t and tanh(c_t) for every step, i.e. T·N·(G·H + 2·H) values. Backward consumes it (it overwrites the gates
+// with their pre-activation gradients), so one forward supports exactly one backward.
+#pragma once
+
+#include "common.h"
+
+namespace pylstm {
+
+constexpr index_t kLstmGates = 4;
+
+// Elements of the training cache for one layer and direction.
+index_t lstm_cache_size(index_t T, index_t N, index_t H);
+
+// Elements of scratch a call of the given pass needs (the caller allocates it once per call).
+index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H);
+
+// ---- one step's element-wise work (plain loops: the documentation and the portable fallback) ----
+
+// Applies the gate non-linearities to the pre-activations in `gates` (bias not yet added) and advances the state.
+//   h       [N][ldh]  out: h_t in columns [0, H)
+//   c       [N][H]    out: c_t (may alias c_prev: each element is read before it is written)
+//   tc      [N][H]    out: tanh(c_t), or nullptr to skip storing it
+//   gates   [N][G*H]  in: x W_ihᵀ + h W_hhᵀ;  out: activated gates i, f, g, o
+//   c_prev  [N][H]    c_{t-1}, or nullptr for zeros
+//   bias    [G*H]     b_ih + b_hh, or nullptr for none
+template <typename Real>
+void lstm_pointwise_forward(Real* h, index_t ldh, Real* c, Real* tc, Real* gates, const Real* c_prev,
+                            const Real* bias, index_t N, index_t H);
+
+// Differentiates one step from its cached outputs.
+//   dgates  [N][G*H]  in: activated gates;  out: gradient w.r.t. the pre-activations a (overwritten)
+//   dc      [N][H]    in: ∂L/∂c_t from step t+1;  out: ∂L/∂c_{t-1} (updated in place)
+//   dh      [N][H]    ∂L/∂h_t arriving from step t+1 (read only)
+//   dy      [N][lddy] ∂L/∂h_t from the layer output, columns [0, H), or nullptr for zeros
+//   c_prev  [N][H]    c_{t-1}, or nullptr for zeros;  tc [N][H] tanh(c_t)
+template <typename Real>
+void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
+                             const Real* c_prev, const Real* tc, index_t N, index_t H);
+
+// ---- a whole sequence ----
+
+// Runs T steps from (h0, c0). With reverse, step order is t = T-1 … 0 (the backward direction of a
+// bidirectional layer); y[t] is always the state after consuming x[t].
+//   y        [T][N][ldy]  out: h_t in columns [0, H); other columns are left untouched
+//   h_n, c_n [N][H]       out: the state after the last step processed (overwritten)
+//   cache    [lstm_cache_size(T, N, H)]  out, training only; nullptr for inference
+//   work     [lstm_workspace_size(cache ? TrainingForward : Inference, T, N, I, H)]
+//   x        [T][N][I]
+//   h0, c0   [N][H] or nullptr for zeros
+//   W_ih [G*H][I], W_hh [G*H][H];  b_ih, b_hh [G*H] or nullptr (both or neither)
+template <typename Real>
+void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
+                  const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
+                  const Real* b_hh, index_t T, index_t N, index_t I, index_t H, bool reverse);
+
+// Backpropagates through the T steps of one lstm_forward(training) call, given the gradients of its outputs.
+//   dx          [T][N][I]   accumulated (+=), so both directions of a layer can share it
+//   dh0, dc0    [N][H]      overwritten
+//   dW_ih [G*H][I], dW_hh [G*H][H]  accumulated;  db_ih, db_hh [G*H] accumulated, or nullptr
+//   cache       consumed: the forward's cache, overwritten with the gates' pre-activation gradients
+//   work        [lstm_workspace_size(Backward, T, N, I, H)]
+//   dy          [T][N][lddy] ∂L/∂y in columns [0, H), or nullptr for zeros
+//   dh_n, dc_n  [N][H]      ∂L/∂h_n, ∂L/∂c_n, or nullptr for zeros
+//   x, y, ldy, h0, c0, W_ih, W_hh, reverse: exactly as given to / returned by the forward
+template <typename Real>
+void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache,
+                   Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n, const Real* x,
+                   const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh,
+                   index_t T, index_t N, index_t I, index_t H, bool reverse);
+
+}  // namespace pylstm

@@ -1,0 +1,41 @@
+"""pylstm: recurrent layers (LSTM) with C++/BLAS kernels behind a NumPy API shaped like torch.nn."""
+
+from __future__ import annotations
+
+
+def _load_blas():
+    # The extension links libscipy_openblas.so by soname only (the copy seen at build time lived in a throwaway
+    # build environment). Loading the runtime copy from the installed wheel first lets the dynamic loader resolve
+    # the extension's dependency to it.
+    import ctypes
+    import os
+
+    import scipy_openblas32
+
+    path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
+    return ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
+_blas = _load_blas()
+
+from . import _core, reference  # noqa: E402
+from .lstm import LSTM  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def get_num_threads() -> int:
+    """Threads the compiled kernels use."""
+    return _core.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the threads the compiled kernels use (an integer >= 1)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _core.set_num_threads(n)
+
+
+__all__ = ["LSTM", "reference", "get_num_threads", "set_num_threads", "__version__"]
