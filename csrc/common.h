@@ -14,8 +14,15 @@
 // Index arithmetic is 64-bit (`index_t`); sizes handed to BLAS are checked to fit its 32-bit ints.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
+
+// Compiles a function for AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3) and baseline x86-64, and picks one at load
+// time from the CPU's features (GCC function multiversioning). The wheel therefore runs on any x86-64 CPU.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define PYLSTM_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define PYLSTM_VECTOR_CLONES
+#endif
 
 namespace pylstm {
 
@@ -23,12 +30,6 @@ using index_t = std::int64_t;
 
 // Which call a workspace is sized for.
 enum class Pass { Inference, TrainingForward, Backward };
-
-template <typename Real>
-inline Real sigmoid(Real x) {
-  // exp(-x) overflows to +inf for very negative x, giving exactly 0; NaN propagates.
-  return Real(1) / (Real(1) + std::exp(-x));
-}
 
 }  // namespace pylstm
 

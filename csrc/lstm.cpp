@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "activations.h"
 #include "blas.h"
 
 namespace pylstm {
@@ -13,72 +14,84 @@ index_t lstm_cache_size(index_t T, index_t N, index_t H) {
 }
 
 index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, index_t H) {
+  // Every pass starts with [G*H] (the summed bias, or the bias-gradient column sums) and an [N][H] block
+  // (zeros standing in for an absent c0 / dy, or the discarded tanh(c) of inference), so that the element-wise
+  // kernels never test for nullptr.
   const index_t GH = kLstmGates * H;
+  const index_t common = GH + N * H;
   switch (pass) {
-    case Pass::Inference:  // summed bias, then the input projections of all steps
-      return GH + T * N * GH;
-    case Pass::TrainingForward:  // summed bias; the projections live in the cache
-      return GH;
-    case Pass::Backward:  // bias-gradient column sums; the running dh and dc live in the dh0 / dc0 outputs
-      return GH;
+    case Pass::Inference:  // plus a second cell-state buffer and the input projections of all steps
+      return common + N * H + T * N * GH;
+    case Pass::TrainingForward:  // the projections live in the cache
+    case Pass::Backward:         // the running dh and dc live in the dh0 / dc0 outputs
+      return common;
   }
-  return 0;
+  return common;
+}
+
+namespace {
+
+// One batch row of each element-wise kernel. Every pointer is a separate restrict parameter: that is what lets
+// the compiler prove the gate blocks of a row disjoint and vectorise the loop without runtime alias checks.
+template <typename Real>
+inline void lstm_row_forward(Real* __restrict h, Real* __restrict c, Real* __restrict tc, Real* __restrict ai,
+                             Real* __restrict af, Real* __restrict ag, Real* __restrict ao,
+                             const Real* __restrict c_prev, const Real* __restrict bi, const Real* __restrict bf,
+                             const Real* __restrict bg, const Real* __restrict bo, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Real i = act_sigmoid(ai[j] + bi[j]);
+    const Real f = act_sigmoid(af[j] + bf[j]);
+    const Real g = act_tanh(ag[j] + bg[j]);
+    const Real o = act_sigmoid(ao[j] + bo[j]);
+    const Real cnew = f * c_prev[j] + i * g;
+    const Real t = act_tanh(cnew);
+    ai[j] = i;
+    af[j] = f;
+    ag[j] = g;
+    ao[j] = o;
+    c[j] = cnew;
+    tc[j] = t;
+    h[j] = o * t;
+  }
 }
 
 template <typename Real>
-void lstm_pointwise_forward(Real* h, index_t ldh, Real* c, Real* tc, Real* gates, const Real* c_prev,
+inline void lstm_row_backward(Real* __restrict ai, Real* __restrict af, Real* __restrict ag, Real* __restrict ao,
+                              Real* __restrict dc, const Real* __restrict dh, const Real* __restrict dy,
+                              const Real* __restrict c_prev, const Real* __restrict tc, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Real i = ai[j], f = af[j], g = ag[j], o = ao[j], t = tc[j];
+    const Real dht = dh[j] + dy[j];
+    const Real dct = dc[j] + dht * o * (Real(1) - t * t);
+    ai[j] = dct * g * i * (Real(1) - i);
+    af[j] = dct * c_prev[j] * f * (Real(1) - f);
+    ag[j] = dct * i * (Real(1) - g * g);
+    ao[j] = dht * t * o * (Real(1) - o);
+    dc[j] = dct * f;
+  }
+}
+
+}  // namespace
+
+template <typename Real>
+PYLSTM_VECTOR_CLONES void lstm_pointwise_forward(Real* h, index_t ldh, Real* c, Real* tc, Real* gates, const Real* c_prev,
                             const Real* bias, index_t N, index_t H) {
   const index_t GH = kLstmGates * H;
   for (index_t n = 0; n < N; ++n) {
     Real* a = gates + n * GH;
-    const Real* cp = c_prev ? c_prev + n * H : nullptr;
-    Real* cn = c + n * H;
-    Real* hn = h + n * ldh;
-    for (index_t j = 0; j < H; ++j) {
-      Real ai = a[j], af = a[H + j], ag = a[2 * H + j], ao = a[3 * H + j];
-      if (bias) {
-        ai += bias[j];
-        af += bias[H + j];
-        ag += bias[2 * H + j];
-        ao += bias[3 * H + j];
-      }
-      const Real i = sigmoid(ai), f = sigmoid(af), g = std::tanh(ag), o = sigmoid(ao);
-      const Real cnew = f * (cp ? cp[j] : Real(0)) + i * g;  // c may alias c_prev: read first
-      const Real tcn = std::tanh(cnew);
-      a[j] = i;
-      a[H + j] = f;
-      a[2 * H + j] = g;
-      a[3 * H + j] = o;
-      cn[j] = cnew;
-      if (tc) tc[n * H + j] = tcn;
-      hn[j] = o * tcn;
-    }
+    lstm_row_forward(h + n * ldh, c + n * H, tc + n * H, a, a + H, a + 2 * H, a + 3 * H, c_prev + n * H, bias,
+                     bias + H, bias + 2 * H, bias + 3 * H, H);
   }
 }
 
 template <typename Real>
-void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
+PYLSTM_VECTOR_CLONES void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
                              const Real* c_prev, const Real* tc, index_t N, index_t H) {
   const index_t GH = kLstmGates * H;
   for (index_t n = 0; n < N; ++n) {
     Real* a = dgates + n * GH;
-    Real* dcn = dc + n * H;
-    const Real* dhn = dh + n * H;
-    const Real* dyn = dy ? dy + n * lddy : nullptr;
-    const Real* cp = c_prev ? c_prev + n * H : nullptr;
-    const Real* tcn = tc + n * H;
-    for (index_t j = 0; j < H; ++j) {
-      const Real i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
-      const Real t = tcn[j];
-      const Real dht = dhn[j] + (dyn ? dyn[j] : Real(0));
-      const Real dct = dcn[j] + dht * o * (Real(1) - t * t);
-      const Real cprev = cp ? cp[j] : Real(0);
-      a[j] = dct * g * i * (Real(1) - i);
-      a[H + j] = dct * cprev * f * (Real(1) - f);
-      a[2 * H + j] = dct * i * (Real(1) - g * g);
-      a[3 * H + j] = dht * t * o * (Real(1) - o);
-      dcn[j] = dct * f;
-    }
+    lstm_row_backward(a, a + H, a + 2 * H, a + 3 * H, dc + n * H, dh + n * H, dy + n * lddy, c_prev + n * H,
+                      tc + n * H, H);
   }
 }
 
@@ -87,39 +100,44 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
                   const Real* b_hh, index_t T, index_t N, index_t I, index_t H, bool reverse) {
   const index_t GH = kLstmGates * H;
-  Real* bias = nullptr;
-  if (b_ih) {
-    bias = work;
-    for (index_t j = 0; j < GH; ++j) bias[j] = b_ih[j] + b_hh[j];
-  }
-  Real* gates = cache ? cache : work + GH;               // [T][N][GH]
+  Real* bias = work;                                     // [GH]
+  Real* scratch = work + GH;                             // [N][H]
+  Real* c_alt = scratch + N * H;                         // [N][H], inference only
+  Real* gates = cache ? cache : c_alt + N * H;           // [T][N][GH]
   Real* cs = cache ? cache + T * N * GH : nullptr;       // [T][N][H], training only
   Real* tcs = cache ? cs + T * N * H : nullptr;          // [T][N][H], training only
+  for (index_t j = 0; j < GH; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);
 
   // All steps' input projections in one GEMM: gates = x W_ihᵀ, (T·N × I)·(I × GH).
   gemm(false, true, T * N, GH, I, Real(1), x, I, W_ih, I, Real(0), gates, GH);
 
-  // In inference c_n is the running cell state; in training each c_t has its own slot in the cache.
-  if (!cache) {
+  // Inference: the cell state alternates between c_n and c_alt (the kernel's c and c_prev may not alias), and
+  // scratch takes the unused tanh(c_t).
+  // Training: each c_t and tanh(c_t) has its own slot in the cache; scratch is the zero c0 when none is given.
+  const Real* c_prev;
+  if (cache) {
+    if (!c0) std::fill(scratch, scratch + N * H, Real(0));
+    c_prev = c0 ? c0 : scratch;
+  } else {
     if (c0) std::copy(c0, c0 + N * H, c_n);
     else std::fill(c_n, c_n + N * H, Real(0));
+    c_prev = c_n;
   }
   const Real* h_prev = h0;  // nullptr: zero state, so the first recurrent GEMM is skipped
   index_t ld_prev = H;
-  const Real* c_prev = cache ? c0 : c_n;
   for (index_t s = 0; s < T; ++s) {
     const index_t t = reverse ? T - 1 - s : s;
     Real* g = gates + t * N * GH;
     if (h_prev) gemm(false, true, N, GH, H, Real(1), h_prev, ld_prev, W_hh, H, Real(1), g, GH);
     Real* yt = y + t * N * ldy;
-    Real* c = cache ? cs + t * N * H : c_n;
-    lstm_pointwise_forward(yt, ldy, c, cache ? tcs + t * N * H : nullptr, g, c_prev, bias, N, H);
+    Real* c = cache ? cs + t * N * H : (c_prev == c_n ? c_alt : c_n);
+    lstm_pointwise_forward(yt, ldy, c, cache ? tcs + t * N * H : scratch, g, c_prev, bias, N, H);
     h_prev = yt;
     ld_prev = ldy;
     c_prev = c;
   }
   for (index_t n = 0; n < N; ++n) std::copy(h_prev + n * ld_prev, h_prev + n * ld_prev + H, h_n + n * H);
-  if (cache) std::copy(c_prev, c_prev + N * H, c_n);
+  if (c_prev != c_n) std::copy(c_prev, c_prev + N * H, c_n);
 }
 
 template <typename Real>
@@ -132,6 +150,12 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   const Real* cs = cache + T * N * GH;           // [T][N][H]
   const Real* tcs = cs + T * N * H;              // [T][N][H]
   const index_t t_first = reverse ? T - 1 : 0;   // the step the forward processed first
+  Real* colsum = work;                           // [GH]
+  Real* zeros = work + GH;                       // [N][H], stands in for an absent c0 or dy
+  std::fill(zeros, zeros + N * H, Real(0));
+  // An absent dy is a zero matrix read with row stride 0 and step stride 0.
+  const index_t dy_ld = dy ? lddy : 0, dy_step = dy ? N * lddy : 0;
+  if (!dy) dy = zeros;
 
   // dh0 / dc0 carry the running gradients w.r.t. (h_t, c_t) and end as those w.r.t. (h0, c0).
   if (dh_n) std::copy(dh_n, dh_n + N * H, dh0);
@@ -141,9 +165,9 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
 
   for (index_t s = 0; s < T; ++s) {
     const index_t t = reverse ? s : T - 1 - s;
-    const Real* c_prev = t == t_first ? c0 : cs + (reverse ? t + 1 : t - 1) * N * H;
+    const Real* c_prev = t == t_first ? (c0 ? c0 : zeros) : cs + (reverse ? t + 1 : t - 1) * N * H;
     Real* dat = da + t * N * GH;
-    lstm_pointwise_backward(dat, dc0, dh0, dy ? dy + t * N * lddy : nullptr, lddy, c_prev, tcs + t * N * H, N, H);
+    lstm_pointwise_backward(dat, dc0, dh0, dy + t * dy_step, dy_ld, c_prev, tcs + t * N * H, N, H);
     // dh_{t-1} = da_t W_hh, (N × GH)·(GH × H)
     gemm(false, false, N, H, GH, Real(1), dat, GH, W_hh, H, Real(0), dh0, H);
   }
@@ -159,7 +183,6 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   }
   if (h0) gemm(true, false, GH, H, N, Real(1), da + t_first * N * GH, GH, h0, H, Real(1), dW_hh, H);
   if (db_ih) {  // both biases enter a identically, so both get the column sums of da
-    Real* colsum = work;
     std::fill(colsum, colsum + GH, Real(0));
     for (index_t r = 0; r < T * N; ++r) {
       const Real* row = da + r * GH;

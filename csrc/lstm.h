@@ -26,14 +26,16 @@ index_t lstm_cache_size(index_t T, index_t N, index_t H);
 index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H);
 
 // ---- one step's element-wise work (plain loops: the documentation and the portable fallback) ----
+// No argument of these two may be nullptr (the sequence functions pass zeros from their workspace instead), and
+// no two may overlap except as stated.
 
 // Applies the gate non-linearities to the pre-activations in `gates` (bias not yet added) and advances the state.
 //   h       [N][ldh]  out: h_t in columns [0, H)
-//   c       [N][H]    out: c_t (may alias c_prev: each element is read before it is written)
-//   tc      [N][H]    out: tanh(c_t), or nullptr to skip storing it
+//   c       [N][H]    out: c_t (must not alias c_prev)
+//   tc      [N][H]    out: tanh(c_t)
 //   gates   [N][G*H]  in: x W_ihᵀ + h W_hhᵀ;  out: activated gates i, f, g, o
-//   c_prev  [N][H]    c_{t-1}, or nullptr for zeros
-//   bias    [G*H]     b_ih + b_hh, or nullptr for none
+//   c_prev  [N][H]    c_{t-1}
+//   bias    [G*H]     b_ih + b_hh
 template <typename Real>
 void lstm_pointwise_forward(Real* h, index_t ldh, Real* c, Real* tc, Real* gates, const Real* c_prev,
                             const Real* bias, index_t N, index_t H);
@@ -42,8 +44,8 @@ void lstm_pointwise_forward(Real* h, index_t ldh, Real* c, Real* tc, Real* gates
 //   dgates  [N][G*H]  in: activated gates;  out: gradient w.r.t. the pre-activations a (overwritten)
 //   dc      [N][H]    in: ∂L/∂c_t from step t+1;  out: ∂L/∂c_{t-1} (updated in place)
 //   dh      [N][H]    ∂L/∂h_t arriving from step t+1 (read only)
-//   dy      [N][lddy] ∂L/∂h_t from the layer output, columns [0, H), or nullptr for zeros
-//   c_prev  [N][H]    c_{t-1}, or nullptr for zeros;  tc [N][H] tanh(c_t)
+//   dy      [N][lddy] ∂L/∂h_t from the layer output, columns [0, H)
+//   c_prev  [N][H]    c_{t-1};  tc [N][H] tanh(c_t)
 template <typename Real>
 void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
                              const Real* c_prev, const Real* tc, index_t N, index_t H);
