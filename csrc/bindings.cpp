@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "activations.h"
 #include "lstm.h"
 
 namespace py = pybind11;
@@ -182,6 +183,26 @@ struct Backward {
   static py::tuple call(A&&... a) { return lstm_backward_t<Real>(std::forward<A>(a)...); }
 };
 
+template <class Real>
+py::array_t<Real> activation(py::array x_, void (*f)(Real*, const Real*, index_t)) {
+  auto x = arg<Real>(x_, "x", {static_cast<index_t>(x_.size())});
+  py::array_t<Real> out(x_.size());
+  {
+    py::gil_scoped_release nogil;
+    f(out.mutable_data(), x.ptr, static_cast<index_t>(x_.size()));
+  }
+  return out;
+}
+
+py::array activation_dispatch(py::array x, bool sigmoid) {
+  if (x.ndim() != 1) throw py::value_error("x must be 1-D, got shape " + shape_of(x));
+  if (x.dtype().is(py::dtype::of<float>()))
+    return activation<float>(x, sigmoid ? pylstm::sigmoid_array<float> : pylstm::tanh_array<float>);
+  if (x.dtype().is(py::dtype::of<double>()))
+    return activation<double>(x, sigmoid ? pylstm::sigmoid_array<double> : pylstm::tanh_array<double>);
+  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -211,6 +232,10 @@ PYBIND11_MODULE(_core, m) {
       "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_* and dx (allocated as zeros "
       "when None); consumes cache. Returns (dx, dh0, dc0).");
 
+  m.def("sigmoid", [](py::array x) { return activation_dispatch(x, true); }, py::arg("x"),
+        "The gate kernels' sigmoid over a 1-D C-contiguous array.");
+  m.def("tanh", [](py::array x) { return activation_dispatch(x, false); }, py::arg("x"),
+        "The gate kernels' tanh over a 1-D C-contiguous array.");
   m.def("lstm_cache_size", &pylstm::lstm_cache_size, py::arg("T"), py::arg("N"), py::arg("H"),
         "Elements of the training cache of one layer and direction.");
   m.def("get_num_threads", &pylstm::get_num_threads, "Threads the kernels use.");

@@ -1,0 +1,40 @@
+"""Shared test setup: make sure the suite exercises the installed pylstm, not the source tree beside it."""
+
+import importlib.util
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _check_installed():
+    spec = importlib.util.find_spec("pylstm")
+    if spec is None:
+        raise pytest.UsageError("pylstm is not installed: run `pip install \".[test]\"` first")
+    origin = pathlib.Path(spec.origin).resolve()
+    if REPO / "pylstm" in origin.parents and not os.environ.get("PYLSTM_ALLOW_SOURCE_TREE"):
+        raise pytest.UsageError(
+            f"tests would import pylstm from the source tree ({origin}), which has no compiled extension; "
+            "run `pytest` (not `python -m pytest`) from the repository after `pip install .`, "
+            "or set PYLSTM_ALLOW_SOURCE_TREE=1 for an editable install")
+
+
+_check_installed()
+
+
+def rel_err(a, b):
+    """max |a - b| / max |b|: one number per array, robust to entries near zero."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+TOL = {"float64": 1e-10, "float32": 1e-5}
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

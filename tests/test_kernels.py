@@ -1,0 +1,137 @@
+"""Every output and gradient of the compiled LSTM kernels (pylstm._core) against the NumPy reference, per layer direction."""
+
+import numpy as np
+import pytest
+from conftest import TOL, rel_err
+
+from pylstm import _core
+from pylstm import reference as ref
+
+SHAPES = [  # (T, N, I, H): T=1, N=1, hidden sizes off the SIMD width, I != H
+    (1, 1, 1, 1),
+    (1, 3, 4, 3),
+    (5, 1, 3, 17),
+    (6, 4, 7, 3),
+    (4, 2, 17, 16),
+    (3, 5, 8, 33),
+]
+
+
+def _case(rng, dt, T, N, I, H, with_state=True, with_bias=True):
+    d = dict(
+        x=rng.standard_normal((T, N, I)),
+        h0=rng.standard_normal((N, H)) if with_state else None,
+        c0=rng.standard_normal((N, H)) if with_state else None,
+        W_ih=rng.uniform(-0.6, 0.6, (4 * H, I)),
+        W_hh=rng.uniform(-0.6, 0.6, (4 * H, H)),
+        b_ih=rng.uniform(-0.6, 0.6, 4 * H) if with_bias else None,
+        b_hh=rng.uniform(-0.6, 0.6, 4 * H) if with_bias else None,
+    )
+    return {k: None if v is None else v.astype(dt) for k, v in d.items()}
+
+
+def _run(impl, c, reverse, dy, dh_n, dc_n, y=None, grad_start=0.0):
+    args = [c[k] for k in ("x", "h0", "c0", "W_ih", "W_hh", "b_ih", "b_hh")]
+    y, h_n, c_n, cache = impl.lstm_forward(*args, reverse=reverse, training=True, y=y)
+    grads = [None if a is None else np.full_like(a, grad_start) for a in args[3:]]
+    dx, dh0, dc0 = impl.lstm_backward(dy, dh_n, dc_n, c["x"], c["h0"], c["c0"], c["W_ih"], c["W_hh"], y, cache,
+                                      *grads, reverse=reverse)
+    out = dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0, dW_ih=grads[0], dW_hh=grads[1])
+    if grads[2] is not None:
+        out.update(db_ih=grads[2], db_hh=grads[3])
+    return out
+
+
+def _compare(got, want, dt):
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k].dtype == np.dtype(dt), k
+        err = rel_err(got[k], want[k])
+        assert err <= TOL[dt], f"{k}: relative error {err:.2e} > {TOL[dt]:.0e}"
+
+
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%d-N%d-I%d-H%d" % s)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_forward_backward_match_reference(rng, dt, shape, reverse):
+    T, N, I, H = shape
+    c = _case(rng, dt, T, N, I, H)
+    dy, dh_n, dc_n = (rng.standard_normal(s).astype(dt) for s in [(T, N, H), (N, H), (N, H)])
+    _compare(_run(_core, c, reverse, dy, dh_n, dc_n), _run(ref, c, reverse, dy, dh_n, dc_n), dt)
+
+
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("with_state,with_bias,with_dout", [
+    (False, True, True), (True, False, True), (False, False, False), (True, True, False)])
+def test_optional_arguments_match_reference(rng, dt, with_state, with_bias, with_dout):
+    T, N, I, H = 4, 3, 5, 6
+    c = _case(rng, dt, T, N, I, H, with_state, with_bias)
+    dy = rng.standard_normal((T, N, H)).astype(dt) if with_dout else None
+    dh_n, dc_n = (None, None) if with_dout else (rng.standard_normal((N, H)).astype(dt),) * 2
+    for reverse in (False, True):
+        _compare(_run(_core, c, reverse, dy, dh_n, dc_n), _run(ref, c, reverse, dy, dh_n, dc_n), dt)
+
+
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+def test_gradients_accumulate(rng, dt):
+    T, N, I, H = 3, 2, 4, 5
+    c = _case(rng, dt, T, N, I, H)
+    dy = rng.standard_normal((T, N, H)).astype(dt)
+    base = _run(_core, c, False, dy, None, None)
+    shifted = _run(_core, c, False, dy, None, None, grad_start=2.0)
+    for k in ("dW_ih", "dW_hh", "db_ih", "db_hh"):
+        np.testing.assert_allclose(shifted[k], base[k] + 2.0, rtol=TOL[dt], atol=TOL[dt] * 4)
+
+
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+def test_strided_output_and_output_gradient(rng, dt):
+    # One direction of a bidirectional layer writes into, and reads its gradient from, a column slice.
+    T, N, I, H = 5, 3, 4, 6
+    c = _case(rng, dt, T, N, I, H)
+    wide = np.full((T, N, 3 * H), 7.0, dt)
+    dwide = rng.standard_normal((T, N, 3 * H)).astype(dt)
+    for reverse in (False, True):
+        got = _run(_core, c, reverse, dwide[:, :, H:2 * H], None, None, y=wide[:, :, H:2 * H])
+        want = _run(ref, c, reverse, np.ascontiguousarray(dwide[:, :, H:2 * H]), None, None)
+        _compare(got, want, dt)
+        assert np.all(wide[:, :, :H] == 7.0) and np.all(wide[:, :, 2 * H:] == 7.0)
+
+
+def test_backward_consumes_the_cache(rng):
+    c = _case(rng, "float64", 3, 2, 2, 2)
+    args = [c[k] for k in ("x", "h0", "c0", "W_ih", "W_hh", "b_ih", "b_hh")]
+    y, _, _, cache = _core.lstm_forward(*args)
+    before = cache.copy()
+    _core.lstm_backward(np.ones_like(y), None, None, *args[:5], y, cache, *[np.zeros_like(a) for a in args[3:]])
+    assert not np.array_equal(before, cache)
+
+
+def test_inference_keeps_no_cache(rng):
+    c = _case(rng, "float32", 3, 2, 2, 2)
+    args = [c[k] for k in ("x", "h0", "c0", "W_ih", "W_hh", "b_ih", "b_hh")]
+    y, h_n, c_n, cache = _core.lstm_forward(*args, training=False)
+    assert cache is None
+    y2, h2, c2, _ = _core.lstm_forward(*args, training=True)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(h_n, h2)
+    np.testing.assert_array_equal(c_n, c2)
+
+
+@pytest.mark.parametrize("bad,exc,word", [
+    (dict(x=np.zeros((2, 3), "f4")), ValueError, "x"),
+    (dict(x=np.zeros((2, 1, 3), "i4")), TypeError, "x"),
+    (dict(h0=np.zeros((2, 2), "f4")), ValueError, "h0"),
+    (dict(h0=np.zeros((1, 2), "f8")), TypeError, "h0"),
+    (dict(W_ih=np.zeros((8, 4), "f4")), ValueError, "W_ih"),
+    (dict(b_hh=None), ValueError, "b_hh"),
+    (dict(y=np.zeros((2, 1, 2), "f4")[::-1]), ValueError, "y"),
+    (dict(h0=[[0.0, 0.0]]), TypeError, "h0"),
+])
+def test_kernel_arguments_are_checked(bad, exc, word):
+    T, N, I, H = 2, 1, 3, 2
+    args = dict(x=np.zeros((T, N, I), "f4"), h0=None, c0=None, W_ih=np.zeros((4 * H, I), "f4"),
+                W_hh=np.zeros((4 * H, H), "f4"), b_ih=np.zeros(4 * H, "f4"), b_hh=np.zeros(4 * H, "f4"))
+    y = bad.pop("y", None)
+    args.update(bad)
+    with pytest.raises(exc, match=word):
+        _core.lstm_forward(*args.values(), y=y)
