@@ -56,11 +56,13 @@ Arg<Real> arg(py::handle obj, const char* name, const std::vector<index_t>& shap
   if (writable && !a.writeable()) throw py::value_error(std::string(name) + " must be writable");
   const index_t item = sizeof(Real);
   r.ld = shape.back();
-  if (rows && shape.size() == 3) {
-    const index_t ld = a.strides(1) / item;
-    if (a.strides(2) != item || a.strides(1) % item || ld < shape[2] || a.strides(0) != shape[1] * ld * item)
+  if (rows && shape.size() == 3 && !(a.flags() & py::array::c_style)) {
+    // The T*N rows must be evenly spaced; the stride of an axis of length 1 is irrelevant.
+    const index_t T = shape[0], N = shape[1], H = shape[2];
+    const index_t row = N > 1 ? a.strides(1) : T > 1 ? a.strides(0) : H * item;
+    if ((H > 1 && a.strides(2) != item) || row % item || row / item < H || (T > 1 && N > 1 && a.strides(0) != N * row))
       throw py::value_error(std::string(name) + " must be C-contiguous or a column slice of a C-contiguous array");
-    r.ld = ld;
+    r.ld = row / item;
   } else if (!(a.flags() & py::array::c_style)) {
     throw py::value_error(std::string(name) + " must be C-contiguous");
   }

@@ -1,0 +1,213 @@
+"""pylstm.LSTM against an independent composition of the reference, and the module's API contract."""
+
+import numpy as np
+import pytest
+from conftest import TOL, rel_err
+
+import pylstm
+from pylstm import reference as ref
+
+
+def _ref_model(m, x, h0, c0, dout, dh_n, dc_n):
+    """Multi-layer, bidirectional LSTM from reference.lstm_forward/backward, all in (T, N, .) layout. The reverse
+    direction is run forwards on the time-flipped sequence, so the module's `reverse` path is checked too."""
+    p = {k: v.astype(np.float64) for k, v in m.state_dict().items()}
+    H, D, L = m.hidden_size, m.num_directions, m.num_layers
+    T, N, _ = x.shape
+    g = {k: np.zeros_like(v) for k, v in p.items()}
+    inp, saved, h_n, c_n = x, [], np.zeros((L * D, N, H)), np.zeros((L * D, N, H))
+    for layer in range(L):
+        outs = []
+        for d in range(D):
+            k, sfx = layer * D + d, f"_l{layer}" + ("_reverse" if d else "")
+            xi = inp[::-1].copy() if d else inp
+            W = [p.get(n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            y, h_n[k], c_n[k], cache = ref.lstm_forward(xi, h0[k], c0[k], *W)
+            saved.append((xi, W, y, cache, sfx))
+            outs.append(y[::-1] if d else y)
+        inp = np.concatenate(outs, axis=2)
+    out = inp
+    dy, dh0, dc0 = dout, np.zeros_like(h_n), np.zeros_like(c_n)
+    for layer in reversed(range(L)):
+        dx = 0
+        for d in range(D):
+            k = layer * D + d
+            xi, W, y, cache, sfx = saved[k]
+            dyk = dy[:, :, d * H:(d + 1) * H]
+            dyk = dyk[::-1].copy() if d else dyk.copy()
+            gd = [g.get(n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            dxk, dh0[k], dc0[k] = ref.lstm_backward(dyk, dh_n[k], dc_n[k], xi, h0[k], c0[k], W[0], W[1], y, cache,
+                                                    *gd)
+            dx = dx + (dxk[::-1] if d else dxk)
+        dy = dx
+    return out, h_n, c_n, dy, dh0, dc0, g
+
+
+CONFIGS = [  # (T, N, I, H, layers, bidirectional)
+    (1, 1, 1, 1, 1, False),
+    (5, 3, 4, 3, 1, True),
+    (4, 1, 3, 17, 2, False),
+    (3, 2, 6, 5, 3, True),
+    (6, 4, 2, 16, 2, True),
+]
+
+
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "T%d-N%d-I%d-H%d-L%d-bi%d" % c)
+@pytest.mark.parametrize("layout", ["seq", "batch_first", "unbatched"])
+@pytest.mark.parametrize("given_state", [False, True])
+def test_module_matches_reference(rng, dt, cfg, layout, given_state):
+    T, N, I, H, L, bi = cfg
+    if layout == "unbatched":
+        N = 1
+    m = pylstm.LSTM(I, H, L, bidirectional=bi, batch_first=layout == "batch_first", dtype=dt, seed=7)
+    D = 2 if bi else 1
+    x = rng.standard_normal((T, N, I))
+    h0 = rng.standard_normal((L * D, N, H)) if given_state else np.zeros((L * D, N, H))
+    c0 = rng.standard_normal((L * D, N, H)) if given_state else np.zeros((L * D, N, H))
+    dout = rng.standard_normal((T, N, D * H))
+    dh_n, dc_n = rng.standard_normal((L * D, N, H)), rng.standard_normal((L * D, N, H))
+    want = _ref_model(m, x, h0, c0, dout, dh_n, dc_n)
+
+    def user(a):  # the (T, N, .) arrays in the layout the module is called with
+        a = a.astype(dt)
+        return a[:, 0] if layout == "unbatched" else a.transpose(1, 0, 2) if layout == "batch_first" else a
+
+    def state(a):
+        return a[:, 0].astype(dt) if layout == "unbatched" else a.astype(dt)
+
+    out, (h_n, c_n) = m(user(x), (state(h0), state(c0)) if given_state else None)
+    dx, (dh0, dc0) = m.backward(user(dout), (state(dh_n), state(dc_n)))
+    for name, got, exp in [("out", out, user(want[0])), ("h_n", h_n, state(want[1])), ("c_n", c_n, state(want[2])),
+                           ("dx", dx, user(want[3])), ("dh0", dh0, state(want[4])), ("dc0", dc0, state(want[5]))]:
+        assert got.shape == exp.shape and got.dtype == np.dtype(dt), name
+        assert rel_err(got, exp) <= TOL[dt], f"{name}: {rel_err(got, exp):.2e}"
+    assert m.grads.keys() == want[6].keys()
+    for k, gexp in want[6].items():
+        assert rel_err(m.grads[k], gexp) <= TOL[dt], f"grad {k}: {rel_err(m.grads[k], gexp):.2e}"
+
+
+def test_parameter_names_shapes_and_order_follow_torch():
+    m = pylstm.LSTM(3, 5, num_layers=2, bidirectional=True)
+    names = list(m.state_dict())
+    assert names[:8] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_ih_l0_reverse",
+                         "weight_hh_l0_reverse", "bias_ih_l0_reverse", "bias_hh_l0_reverse"]
+    assert m.state_dict()["weight_ih_l0"].shape == (20, 3)
+    assert m.state_dict()["weight_ih_l1"].shape == (20, 10)
+    assert m.state_dict()["weight_hh_l1_reverse"].shape == (20, 5)
+    assert list(pylstm.LSTM(3, 5, bias=False).state_dict()) == ["weight_ih_l0", "weight_hh_l0"]
+
+
+def test_initialisation_is_seeded_and_in_range():
+    a, b, c = (pylstm.LSTM(4, 9, seed=s) for s in (3, 3, 4))
+    for k in a.state_dict():
+        np.testing.assert_array_equal(a.state_dict()[k], b.state_dict()[k])
+        assert np.all(np.abs(a.state_dict()[k]) <= 1 / 3)
+    assert not np.array_equal(a.state_dict()["weight_hh_l0"], c.state_dict()["weight_hh_l0"])
+    assert a.state_dict()["weight_hh_l0"].dtype == np.float32
+    assert pylstm.LSTM(4, 9, dtype="float64").state_dict()["bias_ih_l0"].dtype == np.float64
+
+
+def test_backward_adds_into_grads_and_zero_grad_clears(rng):
+    m = pylstm.LSTM(3, 4, seed=0, dtype="float64")
+    x = rng.standard_normal((5, 2, 3))
+    out, _ = m(x)
+    m.backward(np.ones_like(out))
+    once = {k: v.copy() for k, v in m.grads.items()}
+    out, _ = m(x)
+    m.backward(np.ones_like(out))
+    for k in once:
+        np.testing.assert_allclose(m.grads[k], 2 * once[k], rtol=1e-12)
+    m.zero_grad()
+    assert all(not v.any() for v in m.grads.values())
+
+
+def test_backward_needs_a_training_forward(rng):
+    m = pylstm.LSTM(3, 4)
+    x = rng.standard_normal((2, 1, 3)).astype("f4")
+    with pytest.raises(RuntimeError, match="forward"):
+        m.backward(np.ones((2, 1, 4), "f4"))
+    out, _ = m(x)
+    m.backward(np.ones_like(out))
+    with pytest.raises(RuntimeError, match="forward"):  # the cache was consumed
+        m.backward(np.ones_like(out))
+    m(x)
+    m.eval()
+    assert not m.training
+    out_eval, _ = m(x)  # an eval forward ends the training forward's claim
+    with pytest.raises(RuntimeError, match="forward"):
+        m.backward(np.ones_like(out_eval))
+    m.train()
+    np.testing.assert_array_equal(m(x)[0], out_eval)
+
+
+def test_eval_and_train_forward_agree(rng):
+    m = pylstm.LSTM(5, 6, num_layers=2, bidirectional=True, seed=1)
+    x = rng.standard_normal((4, 3, 5)).astype("f4")
+    y_train, (h_train, c_train) = m(x)
+    y_eval, (h_eval, c_eval) = m.eval()(x)
+    np.testing.assert_array_equal(y_train, y_eval)
+    np.testing.assert_array_equal(h_train, h_eval)
+    np.testing.assert_array_equal(c_train, c_eval)
+
+
+def test_load_state_dict_round_trip_and_atomic_failure():
+    a, b = pylstm.LSTM(3, 4, num_layers=2, seed=1), pylstm.LSTM(3, 4, num_layers=2, seed=2)
+    b.load_state_dict({k: v.astype(np.float64).tolist() for k, v in a.state_dict().items()})
+    for k in a.state_dict():
+        np.testing.assert_array_equal(a.state_dict()[k], b.state_dict()[k])
+    c = pylstm.LSTM(3, 4, num_layers=2, seed=3)
+    before = {k: v.copy() for k, v in c.state_dict().items()}
+    bad = dict(a.state_dict())
+    bad["weight_hh_l1"] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match="weight_hh_l1"):
+        c.load_state_dict(bad)
+    with pytest.raises(ValueError, match="missing"):
+        c.load_state_dict({"weight_ih_l0": a.state_dict()["weight_ih_l0"]})
+    with pytest.raises(ValueError, match="unexpected"):
+        c.load_state_dict({**a.state_dict(), "extra": np.zeros(1)})
+    for k in before:
+        np.testing.assert_array_equal(c.state_dict()[k], before[k])
+
+
+@pytest.mark.parametrize("call,exc,word", [
+    (lambda m: m(np.zeros((2, 1, 3), "f8")), TypeError, "x"),
+    (lambda m: m(np.zeros((2, 1, 4), "f4")), ValueError, "input_size"),
+    (lambda m: m(np.zeros((2, 1, 1, 3), "f4")), ValueError, "x"),
+    (lambda m: m(np.zeros((2, 1, 3), "f4"), (np.zeros((1, 2, 4), "f4"),) * 2), ValueError, "h0"),
+    (lambda m: m(np.zeros((2, 1, 3), "f4"), np.zeros((1, 1, 4), "f4")), TypeError, "state"),
+    (lambda m: pylstm.LSTM(0, 4), ValueError, "input_size"),
+    (lambda m: pylstm.LSTM(3, 2.5), TypeError, "hidden_size"),
+    (lambda m: pylstm.LSTM(3, 4, dtype="float16"), ValueError, "dtype"),
+])
+def test_bad_arguments_name_the_argument(call, exc, word):
+    with pytest.raises(exc, match=word):
+        call(pylstm.LSTM(3, 4))
+
+
+def test_dout_shape_is_checked_and_cache_survives(rng):
+    m = pylstm.LSTM(3, 4, seed=0)
+    out, _ = m(rng.standard_normal((2, 5, 3)).astype("f4"))
+    with pytest.raises(ValueError, match="dout"):
+        m.backward(np.ones((2, 4, 4), "f4"))
+    m.backward(np.ones_like(out))  # the failed call left the cache usable
+
+
+def test_example_from_the_issue():
+    m = pylstm.LSTM(8, 16, num_layers=2, bidirectional=True)
+    y, (h, c) = m(np.random.rand(5, 3, 8).astype("f4"))
+    dx, (dh0, dc0) = m.backward(np.ones_like(y))
+    assert y.shape == (5, 3, 32) and h.shape == c.shape == (4, 3, 16)
+    assert dx.shape == (5, 3, 8) and dh0.shape == dc0.shape == (4, 3, 16)
+    assert m.grads["weight_hh_l0"].shape == (64, 16)
+
+
+def test_threads_setting_round_trips():
+    n = pylstm.get_num_threads()
+    try:
+        pylstm.set_num_threads(1)
+        assert pylstm.get_num_threads() == 1
+    finally:
+        pylstm.set_num_threads(n)
+    with pytest.raises(ValueError, match="n"):
+        pylstm.set_num_threads(0)
