@@ -18,7 +18,16 @@ def _load_blas():
 
 _blas = _load_blas()
 
-from . import _core, reference  # noqa: E402
+try:
+    from . import _core  # noqa: E402
+except ImportError as e:  # most often: the source tree shadows the installed package
+    import os as _os
+
+    raise ImportError(
+        f"pylstm's compiled extension is missing from {_os.path.dirname(__file__)}: this is probably the source "
+        "tree, not the installed package. Install with `pip install .` and run from another directory."
+    ) from e
+from . import reference  # noqa: E402
 from .lstm import LSTM  # noqa: E402
 
 __version__ = "0.1.0"

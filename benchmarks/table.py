@@ -1,0 +1,53 @@
+"""Prints the ratio table of a pytest-benchmark JSON file from benchmarks/test_bench_lstm.py, with GFLOP/s.
+
+    python benchmarks/table.py bench.json
+
+FLOPs are counted as 2·T·N·(I+H)·G·H for a forward and three times that for training. The sgemm column is
+measured here, on 2048³ float32 through the same OpenBLAS pylstm uses, so GFLOP/s can be read against it.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def sgemm_gflops(n=2048, rounds=5):
+    import pylstm  # noqa: F401  (loads the same OpenBLAS; NumPy's matmul uses NumPy's own BLAS, as close as we get)
+
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.copy()
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(rounds))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main(path):
+    data = json.load(open(path))
+    rows = {}
+    for b in data["benchmarks"]:
+        e = b["extra_info"]
+        rows.setdefault((e["case"], e["mode"]), {})[e["impl"]] = (b["stats"]["median"] * 1e3, e)
+    print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}, "
+          f"{data['machine_info'].get('cpu', {}).get('count', '?')} cpus; {data['datetime'][:10]}")
+    print(f"sgemm 2048^3 (NumPy's OpenBLAS): {sgemm_gflops():.0f} GFLOP/s\n")
+    print("| case (T, N, I=H) | pass | pylstm ms | numpy ms | torch ms | vs numpy | vs torch | pylstm GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (case, mode), r in rows.items():
+        ms, e = r["pylstm"]
+        flops = 2 * e["T"] * e["N"] * (e["I"] + e["H"]) * e["G"] * e["H"] * (3 if mode == "train" else 1)
+        ref = r.get("numpy", (float("nan"),))[0]
+        tor = r.get("torch", (float("nan"),))[0]
+        print(f"| {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {ref:.2f} | {tor:.2f} | "
+              f"{ref / ms:.2f}x | {tor / ms:.2f}x | {flops / ms / 1e6:.0f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "bench.json")

@@ -1,0 +1,79 @@
+"""LSTM benchmarks: pylstm against the NumPy reference and, when installed, torch.nn.LSTM, in one run.
+
+    pytest benchmarks --benchmark-enable --benchmark-json=bench.json && python benchmarks/table.py bench.json
+
+Each case is (T, N, I=H). "infer" is an eval-mode forward; "train" is forward plus backward through time with the
+gradients of the input and all weights. Without --benchmark-enable (as in the test suite) each runs once, as a smoke
+test.
+"""
+
+import numpy as np
+import pytest
+
+import pylstm
+
+CASES = {"latency": (100, 1, 256), "small": (100, 16, 128), "medium": (100, 32, 256), "large": (50, 64, 1024)}
+THREADS = 2
+
+
+def _rounds(impl, case):
+    if impl == "numpy":
+        return 2 if case == "large" else 3
+    return 5 if case == "large" else 20
+
+
+def _pylstm(T, N, H, train):
+    m = pylstm.LSTM(H, H, seed=0).train(train)
+    x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
+    dout = np.ones((T, N, H), np.float32)
+
+    def run():
+        out, _ = m(x)
+        if train:
+            m.backward(dout)
+    return run
+
+
+def _numpy(T, N, H, train):
+    m = pylstm.LSTM(H, H, seed=0)
+    W = [m.state_dict()[k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
+    x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
+    dy = np.ones((T, N, H), np.float32)
+
+    def run():
+        y, _, _, cache = pylstm.reference.lstm_forward(x, None, None, *W, training=train)
+        if train:
+            g = [np.zeros_like(w) for w in W]
+            pylstm.reference.lstm_backward(dy, None, None, x, None, None, W[0], W[1], y, cache, *g)
+    return run
+
+
+def _torch(T, N, H, train):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(THREADS)
+    m = torch.nn.LSTM(H, H).train(train)
+    x = torch.randn(T, N, H, requires_grad=train)
+
+    def run():
+        if train:
+            out, _ = m(x)
+            out.backward(torch.ones_like(out))
+        else:
+            with torch.inference_mode():
+                m(x)
+    return run
+
+
+IMPLS = {"pylstm": _pylstm, "numpy": _numpy, "torch": _torch}
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("mode", ["infer", "train"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_lstm(benchmark, impl, mode, case):
+    T, N, H = CASES[case]
+    pylstm.set_num_threads(THREADS)
+    run = IMPLS[impl](T, N, H, mode == "train")
+    benchmark.group = f"lstm-{mode}-{case}"
+    benchmark.extra_info.update(impl=impl, mode=mode, case=case, T=T, N=N, I=H, H=H, G=4, threads=THREADS)
+    benchmark.pedantic(run, rounds=_rounds(impl, case), warmup_rounds=1)
