@@ -13,6 +13,17 @@ index_t lstm_cache_size(index_t T, index_t N, index_t H) {
   return T * N * (kLstmGates * H + 2 * H);
 }
 
+namespace {
+
+// Inference projects the inputs a block of steps at a time, so its scratch is O(N·H) rather than O(T·N·H): blocks
+// of about 256 rows keep the projection GEMM efficient while the block stays cache-sized.
+index_t inference_block_steps(index_t T, index_t N) {
+  const index_t steps = (256 + N - 1) / N;
+  return steps < T ? steps : T;
+}
+
+}  // namespace
+
 index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, index_t H) {
   // Every pass starts with [G*H] (the summed bias, or the bias-gradient column sums) and an [N][H] block
   // (zeros standing in for an absent c0 / dy, or the discarded tanh(c) of inference), so that the element-wise
@@ -20,8 +31,8 @@ index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, inde
   const index_t GH = kLstmGates * H;
   const index_t common = GH + N * H;
   switch (pass) {
-    case Pass::Inference:  // plus a second cell-state buffer and the input projections of all steps
-      return common + N * H + T * N * GH;
+    case Pass::Inference:  // plus a second cell-state buffer and the input projections of one block of steps
+      return common + N * H + inference_block_steps(T, N) * N * GH;
     case Pass::TrainingForward:  // the projections live in the cache
     case Pass::Backward:         // the running dh and dc live in the dh0 / dc0 outputs
       return common;
@@ -103,13 +114,15 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
   Real* bias = work;                                     // [GH]
   Real* scratch = work + GH;                             // [N][H]
   Real* c_alt = scratch + N * H;                         // [N][H], inference only
-  Real* gates = cache ? cache : c_alt + N * H;           // [T][N][GH]
+  Real* gates = cache ? cache : c_alt + N * H;           // [T][N][GH] training, [block][N][GH] inference
   Real* cs = cache ? cache + T * N * GH : nullptr;       // [T][N][H], training only
   Real* tcs = cache ? cs + T * N * H : nullptr;          // [T][N][H], training only
   for (index_t j = 0; j < GH; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);
 
-  // All steps' input projections in one GEMM: gates = x W_ihᵀ, (T·N × I)·(I × GH).
-  gemm(false, true, T * N, GH, I, Real(1), x, I, W_ih, I, Real(0), gates, GH);
+  // Input projections gates = x W_ihᵀ as (rows × I)·(I × GH) GEMMs: all T steps at once into the training cache;
+  // in inference, a block of steps at a time (in processing order) into the workspace.
+  const index_t block = cache ? T : inference_block_steps(T, N);
+  index_t block_t0 = 0;  // time index of the first step held in `gates`
 
   // Inference: the cell state alternates between c_n and c_alt (the kernel's c and c_prev may not alias), and
   // scratch takes the unused tanh(c_t).
@@ -127,7 +140,12 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
   index_t ld_prev = H;
   for (index_t s = 0; s < T; ++s) {
     const index_t t = reverse ? T - 1 - s : s;
-    Real* g = gates + t * N * GH;
+    if (s % block == 0) {
+      const index_t steps = std::min(block, T - s);
+      block_t0 = reverse ? t - steps + 1 : t;
+      gemm(false, true, steps * N, GH, I, Real(1), x + block_t0 * N * I, I, W_ih, I, Real(0), gates, GH);
+    }
+    Real* g = gates + (t - block_t0) * N * GH;
     if (h_prev) gemm(false, true, N, GH, H, Real(1), h_prev, ld_prev, W_hh, H, Real(1), g, GH);
     Real* yt = y + t * N * ldy;
     Real* c = cache ? cs + t * N * H : (c_prev == c_n ? c_alt : c_n);

@@ -4,7 +4,8 @@
 //   a = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh;  i, f, o = σ(a_i, a_f, a_o);  g = tanh(a_g)
 //   c_t = f ⊙ c_{t-1} + i ⊙ g;                    h_t = o ⊙ tanh(c_t)
 //
-// The sequence functions have the BLAS-friendly shape: one GEMM projects the inputs of all T steps, then each
+// The sequence functions have the BLAS-friendly shape: one GEMM projects the inputs of all T steps (in inference,
+// of a block of steps at a time, so that inference needs only O(N·H) scratch), then each
 // step is one recurrent GEMM and one fused element-wise pass. Backward runs only the element-wise derivative and
 // the product dgates·W_hh inside the time loop; dx and the weight gradients are single GEMMs over all steps.
 //

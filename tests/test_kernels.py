@@ -117,6 +117,18 @@ def test_inference_keeps_no_cache(rng):
     np.testing.assert_array_equal(c_n, c2)
 
 
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_inference_in_blocks_of_steps_matches_reference(rng, dt, reverse):
+    # Inference projects the inputs ~256 rows at a time: T*N = 360 gives two blocks, the last one partial.
+    c = _case(rng, dt, 40, 9, 5, 4)
+    args = [c[k] for k in ("x", "h0", "c0", "W_ih", "W_hh", "b_ih", "b_hh")]
+    got = _core.lstm_forward(*args, reverse=reverse, training=False)
+    want = ref.lstm_forward(*args, reverse=reverse, training=False)
+    for k, a, b in zip(("y", "h_n", "c_n"), got[:3], want[:3]):
+        assert rel_err(a, b) <= TOL[dt], k
+
+
 @pytest.mark.parametrize("bad,exc,word", [
     (dict(x=np.zeros((2, 3), "f4")), ValueError, "x"),
     (dict(x=np.zeros((2, 1, 3), "i4")), TypeError, "x"),
