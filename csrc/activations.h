@@ -27,7 +27,9 @@ inline float exp_reduced(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.f;
   p = p * r + 1.f;
-  const std::int32_t bits = (static_cast<std::int32_t>(fn) + 127) << 23;
+  // NaN -> 0 before the cast (converting NaN to int is undefined); p still carries the NaN to the result.
+  const float fn_finite = fn == fn ? fn : 0.f;
+  const std::int32_t bits = (static_cast<std::int32_t>(fn_finite) + 127) * (1 << 23);
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;

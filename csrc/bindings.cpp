@@ -25,7 +25,19 @@ template <class Real>
 struct Arg {
   Real* ptr = nullptr;
   index_t ld = 0;
+  const char* name = "";
+  const char* lo = nullptr;  // the byte range the array's elements span, for overlap checks
+  const char* hi = nullptr;
 };
+
+// Refuses an output that shares memory with any other argument (the kernels' restrict loops and BLAS assume none).
+template <class Real>
+void no_overlap(std::initializer_list<const Arg<Real>*> outs, std::initializer_list<const Arg<Real>*> all) {
+  for (const Arg<Real>* out : outs)
+    for (const Arg<Real>* o : all)
+      if (o != out && out->ptr && o->ptr && out->lo < o->hi && o->lo < out->hi)
+        throw py::value_error(std::string(out->name) + " must not share memory with " + o->name);
+}
 
 // Checks that `obj` is an ndarray of dtype Real and shape `shape`. Dense C order is required, except that with
 // `rows` a [T][N][H] array may have padded rows (each row dense, rows evenly spaced): a column slice of a wider
@@ -34,6 +46,7 @@ template <class Real>
 Arg<Real> arg(py::handle obj, const char* name, const std::vector<index_t>& shape, bool writable = false,
               bool optional = false, bool rows = false) {
   Arg<Real> r;
+  r.name = name;
   if (obj.is_none()) {
     if (optional) return r;
     throw py::type_error(std::string(name) + " must be an array, got None");
@@ -42,7 +55,7 @@ Arg<Real> arg(py::handle obj, const char* name, const std::vector<index_t>& shap
     throw py::type_error(std::string(name) + " must be a numpy.ndarray, got " +
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
   auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<Real>()))
+  if (!py::isinstance<py::array_t<Real>>(a))  // equivalent native dtype, not object identity
     throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<Real>())) +
                          ", got " + std::string(py::str(a.dtype())));
   bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -54,6 +67,8 @@ Arg<Real> arg(py::handle obj, const char* name, const std::vector<index_t>& shap
                           ", got " + shape_of(a));
   }
   if (writable && !a.writeable()) throw py::value_error(std::string(name) + " must be writable");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + " must be aligned to its dtype");
   const index_t item = sizeof(Real);
   r.ld = shape.back();
   if (rows && shape.size() == 3 && !(a.flags() & py::array::c_style)) {
@@ -67,6 +82,11 @@ Arg<Real> arg(py::handle obj, const char* name, const std::vector<index_t>& shap
     throw py::value_error(std::string(name) + " must be C-contiguous");
   }
   r.ptr = static_cast<Real*>(const_cast<void*>(a.data()));
+  // Strides here are non-negative (dense or evenly padded rows), so the span runs from data to the last element.
+  index_t last = 0;
+  for (py::ssize_t k = 0; k < a.ndim(); ++k) last += (a.shape(k) - 1) * a.strides(k);
+  r.lo = static_cast<const char*>(a.data());
+  r.hi = r.lo + last + item;
   return r;
 }
 
@@ -113,6 +133,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
 
   py::object y_obj = y_.is_none() ? py::object(py::array_t<Real>({T, N, H})) : y_;
   auto y = arg<Real>(y_obj, "y", {T, N, H}, true, false, true);
+  no_overlap<Real>({&y}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh});
   py::array_t<Real> h_n({N, H}), c_n({N, H});
   py::object cache_obj = py::none();
   Real* cache = nullptr;
@@ -156,6 +177,8 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
 
   py::object dx_obj = dx_.is_none() ? py::object(zeros<Real>({T, N, I})) : dx_;
   auto dx = arg<Real>(dx_obj, "dx", {T, N, I}, true);
+  no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh},
+                   {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh});
   py::array_t<Real> dh0({N, H}), dc0({N, H});
   auto work = workspace<Real>(pylstm::lstm_workspace_size(pylstm::Pass::Backward, T, N, I, H));
   {
@@ -170,8 +193,8 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
 // Picks the float32 or float64 instantiation from x's dtype; anything else is a TypeError naming x.
 template <template <class> class F, class... A>
 py::tuple dispatch(const py::array& x, A&&... a) {
-  if (x.dtype().is(py::dtype::of<float>())) return F<float>::call(std::forward<A>(a)...);
-  if (x.dtype().is(py::dtype::of<double>())) return F<double>::call(std::forward<A>(a)...);
+  if (py::isinstance<py::array_t<float>>(x)) return F<float>::call(std::forward<A>(a)...);
+  if (py::isinstance<py::array_t<double>>(x)) return F<double>::call(std::forward<A>(a)...);
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 template <class Real>
@@ -198,9 +221,9 @@ py::array_t<Real> activation(py::array x_, void (*f)(Real*, const Real*, index_t
 
 py::array activation_dispatch(py::array x, bool sigmoid) {
   if (x.ndim() != 1) throw py::value_error("x must be 1-D, got shape " + shape_of(x));
-  if (x.dtype().is(py::dtype::of<float>()))
+  if (py::isinstance<py::array_t<float>>(x))
     return activation<float>(x, sigmoid ? pylstm::sigmoid_array<float> : pylstm::tanh_array<float>);
-  if (x.dtype().is(py::dtype::of<double>()))
+  if (py::isinstance<py::array_t<double>>(x))
     return activation<double>(x, sigmoid ? pylstm::sigmoid_array<double> : pylstm::tanh_array<double>);
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
 }

@@ -111,6 +111,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
                   const Real* b_hh, index_t T, index_t N, index_t I, index_t H, bool reverse) {
   const index_t GH = kLstmGates * H;
+  blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* bias = work;                                     // [GH]
   Real* scratch = work + GH;                             // [N][H]
   Real* c_alt = scratch + N * H;                         // [N][H], inference only
@@ -164,6 +165,7 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
                    const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh,
                    index_t T, index_t N, index_t I, index_t H, bool reverse) {
   const index_t GH = kLstmGates * H;
+  blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* da = cache;                              // [T][N][GH] gates in, pre-activation gradients out
   const Real* cs = cache + T * N * GH;           // [T][N][H]
   const Real* tcs = cs + T * N * H;              // [T][N][H]

@@ -139,7 +139,8 @@ class LSTM:
         want = (self.num_directions * self.num_layers,) + (() if unbatched else (N,)) + (H,)
         if value.shape != want:
             raise ValueError(f"{name} must have shape {want}, got {value.shape}")
-        return np.ascontiguousarray(value).reshape(want[0], N, H)
+        # A private copy: the training cache must not change if the caller later writes into their array.
+        return np.array(value, order="C", copy=True).reshape(want[0], N, H)
 
     def _pair(self, name, value):
         if value is None:
@@ -175,7 +176,9 @@ class LSTM:
 
         training = self.training
         self._cache = None  # a new forward ends the previous one's claim to a backward
-        inp = np.ascontiguousarray(x)
+        # Training keeps the layer inputs and outputs for backward, so it works on private copies: writing into x or
+        # into the returned out between forward and backward must not change the gradients.
+        inp = np.array(x, order="C", copy=True) if training else np.ascontiguousarray(x)
         h_n = np.empty((L * D, N, H), self.dtype)
         c_n = np.empty((L * D, N, H), self.dtype)
         inputs, outputs, caches = [], [], []
@@ -194,7 +197,8 @@ class LSTM:
         if training:
             self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, h0=h0, c0=c0,
                                unbatched=unbatched, shape=(T, N))
-        return self._to_user(inp, unbatched), (self._state_to_user(h_n, unbatched), self._state_to_user(c_n, unbatched))
+        out = inp.copy() if training else inp
+        return self._to_user(out, unbatched), (self._state_to_user(h_n, unbatched), self._state_to_user(c_n, unbatched))
 
     def backward(self, dout, dstate=None):
         """Backpropagates through the last training-mode forward, given ∂L/∂out and optionally (∂L/∂h_n, ∂L/∂c_n).

@@ -67,7 +67,7 @@ def test_optional_arguments_match_reference(rng, dt, with_state, with_bias, with
     T, N, I, H = 4, 3, 5, 6
     c = _case(rng, dt, T, N, I, H, with_state, with_bias)
     dy = rng.standard_normal((T, N, H)).astype(dt) if with_dout else None
-    dh_n, dc_n = (None, None) if with_dout else (rng.standard_normal((N, H)).astype(dt),) * 2
+    dh_n, dc_n = (None, None) if with_dout else (rng.standard_normal((N, H)).astype(dt) for _ in range(2))
     for reverse in (False, True):
         _compare(_run(_core, c, reverse, dy, dh_n, dc_n), _run(ref, c, reverse, dy, dh_n, dc_n), dt)
 
@@ -129,15 +129,22 @@ def test_inference_in_blocks_of_steps_matches_reference(rng, dt, reverse):
         assert rel_err(a, b) <= TOL[dt], k
 
 
+def _misaligned(shape):
+    buf = np.zeros(int(np.prod(shape)) * 4 + 1, np.uint8)
+    return np.frombuffer(buf.data, np.float32, count=int(np.prod(shape)), offset=1).reshape(shape)
+
+
 @pytest.mark.parametrize("bad,exc,word", [
-    (dict(x=np.zeros((2, 3), "f4")), ValueError, "x"),
-    (dict(x=np.zeros((2, 1, 3), "i4")), TypeError, "x"),
-    (dict(h0=np.zeros((2, 2), "f4")), ValueError, "h0"),
-    (dict(h0=np.zeros((1, 2), "f8")), TypeError, "h0"),
-    (dict(W_ih=np.zeros((8, 4), "f4")), ValueError, "W_ih"),
+    (dict(x=np.zeros((2, 3), "f4")), ValueError, "^x must be 3-D"),
+    (dict(x=np.zeros((2, 1, 3), "i4")), TypeError, "^x must have dtype"),
+    (dict(h0=np.zeros((2, 2), "f4")), ValueError, "^h0 must have shape"),
+    (dict(h0=np.zeros((1, 2), "f8")), TypeError, "^h0 must have dtype"),
+    (dict(W_ih=np.zeros((8, 4), "f4")), ValueError, "^W_ih must have shape"),
     (dict(b_hh=None), ValueError, "b_hh"),
-    (dict(y=np.zeros((2, 1, 2), "f4")[::-1]), ValueError, "y"),
-    (dict(h0=[[0.0, 0.0]]), TypeError, "h0"),
+    (dict(y=np.zeros((2, 1, 2), "f4")[::-1]), ValueError, "^y must be C-contiguous"),
+    (dict(h0=[[0.0, 0.0]]), TypeError, "^h0 must be a numpy.ndarray"),
+    (dict(c0=_misaligned((1, 2))), ValueError, "^c0 must be aligned"),
+    (dict(y="x"), ValueError, "^y must not share memory with x"),
 ])
 def test_kernel_arguments_are_checked(bad, exc, word):
     T, N, I, H = 2, 1, 3, 2
@@ -145,5 +152,44 @@ def test_kernel_arguments_are_checked(bad, exc, word):
                 W_hh=np.zeros((4 * H, H), "f4"), b_ih=np.zeros(4 * H, "f4"), b_hh=np.zeros(4 * H, "f4"))
     y = bad.pop("y", None)
     args.update(bad)
+    if isinstance(y, str):  # an output that aliases an input
+        args["x"] = np.zeros((T, N, H), "f4")
+        args["W_ih"] = np.zeros((4 * H, H), "f4")
+        y = args["x"]
     with pytest.raises(exc, match=word):
         _core.lstm_forward(*args.values(), y=y)
+
+
+def _backward_args(T=3, N=2, I=2, H=2):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, N, I))
+    W_ih, W_hh = rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H))
+    b = np.zeros(4 * H)
+    y, _, _, cache = _core.lstm_forward(x, None, None, W_ih, W_hh, b, b.copy())
+    return dict(dy=np.ones_like(y), dh_n=None, dc_n=None, x=x, h0=None, c0=None, W_ih=W_ih, W_hh=W_hh, y=y,
+                cache=cache, dW_ih=np.zeros_like(W_ih), dW_hh=np.zeros_like(W_hh), db_ih=np.zeros(4 * H),
+                db_hh=np.zeros(4 * H))
+
+
+@pytest.mark.parametrize("change,word", [
+    (lambda a: a.update(cache=a["cache"][:-1]), "^cache must have shape"),
+    (lambda a: a["dW_hh"].setflags(write=False), "^dW_hh must be writable"),
+    (lambda a: a.update(db_hh=a["db_ih"]), "^db_ih must not share memory with db_hh"),
+    (lambda a: a.update(dW_ih=a["W_ih"]), "^dW_ih must not share memory with W_ih"),
+    (lambda a: a.update(dy=np.ones((3, 2, 4))[:, :, ::2]), "^dy must be C-contiguous"),
+])
+def test_backward_arguments_are_checked(change, word):
+    a = _backward_args()
+    change(a)
+    with pytest.raises(ValueError, match=word):
+        _core.lstm_backward(*a.values())
+
+
+def test_equal_but_distinct_dtype_objects_are_accepted():
+    # An unpickled array's dtype is equal to, but not the same object as, np.dtype("float32").
+    import pickle
+    a = _backward_args()
+    x = pickle.loads(pickle.dumps(a["x"]))
+    assert x.dtype == a["x"].dtype
+    y, *_ = _core.lstm_forward(x, None, None, a["W_ih"], a["W_hh"], None, None, training=False)
+    assert np.isfinite(y).all()

@@ -171,14 +171,15 @@ def test_load_state_dict_round_trip_and_atomic_failure():
 
 
 @pytest.mark.parametrize("call,exc,word", [
-    (lambda m: m(np.zeros((2, 1, 3), "f8")), TypeError, "x"),
-    (lambda m: m(np.zeros((2, 1, 4), "f4")), ValueError, "input_size"),
-    (lambda m: m(np.zeros((2, 1, 1, 3), "f4")), ValueError, "x"),
-    (lambda m: m(np.zeros((2, 1, 3), "f4"), (np.zeros((1, 2, 4), "f4"),) * 2), ValueError, "h0"),
-    (lambda m: m(np.zeros((2, 1, 3), "f4"), np.zeros((1, 1, 4), "f4")), TypeError, "state"),
-    (lambda m: pylstm.LSTM(0, 4), ValueError, "input_size"),
-    (lambda m: pylstm.LSTM(3, 2.5), TypeError, "hidden_size"),
-    (lambda m: pylstm.LSTM(3, 4, dtype="float16"), ValueError, "dtype"),
+    (lambda m: m(np.zeros((2, 1, 3), "f8")), TypeError, "^x must have dtype float32"),
+    (lambda m: m(np.zeros((2, 1, 4), "f4")), ValueError, r"^x must have 3 features \(input_size\)"),
+    (lambda m: m(np.zeros((2, 1, 1, 3), "f4")), ValueError, "^x must be 3-D"),
+    (lambda m: m(np.zeros((2, 1, 3), "f4"), (np.zeros((1, 2, 4), "f4"),) * 2), ValueError,
+     r"^state\[0\] \(h0\) must have shape"),
+    (lambda m: m(np.zeros((2, 1, 3), "f4"), np.zeros((1, 1, 4), "f4")), TypeError, "^state must be a pair"),
+    (lambda m: pylstm.LSTM(0, 4), ValueError, "^input_size must be >= 1"),
+    (lambda m: pylstm.LSTM(3, 2.5), TypeError, "^hidden_size must be an int"),
+    (lambda m: pylstm.LSTM(3, 4, dtype="float16"), ValueError, "^dtype must be"),
 ])
 def test_bad_arguments_name_the_argument(call, exc, word):
     with pytest.raises(exc, match=word):
@@ -191,6 +192,24 @@ def test_dout_shape_is_checked_and_cache_survives(rng):
     with pytest.raises(ValueError, match="dout"):
         m.backward(np.ones((2, 4, 4), "f4"))
     m.backward(np.ones_like(out))  # the failed call left the cache usable
+
+
+def test_writing_into_inputs_or_outputs_after_forward_leaves_gradients_alone(rng):
+    m = pylstm.LSTM(3, 4, num_layers=2, seed=0, dtype="float64")
+    x = rng.standard_normal((5, 2, 3))
+    state = (rng.standard_normal((2, 2, 4)), rng.standard_normal((2, 2, 4)))
+    out, _ = m(x, state)
+    dx_clean, _ = m.backward(np.ones_like(out))
+    clean = {k: v.copy() for k, v in m.grads.items()}
+    m.zero_grad()
+    out, _ = m(x, state)
+    x[...] = 0
+    state[0][...] = 0
+    out[...] = 0
+    dx, _ = m.backward(np.ones_like(out))
+    np.testing.assert_array_equal(dx, dx_clean)
+    for k in clean:
+        np.testing.assert_array_equal(m.grads[k], clean[k])
 
 
 def test_example_from_the_issue():
