@@ -5,6 +5,7 @@
 
 #include "activations.h"
 #include "blas.h"
+#include "sequence.h"
 
 namespace pylstm {
 
@@ -12,17 +13,6 @@ index_t lstm_cache_size(index_t T, index_t N, index_t H) {
   // [T][N][G*H] activated gates, then [T][N][H] c_t, then [T][N][H] tanh(c_t).
   return T * N * (kLstmGates * H + 2 * H);
 }
-
-namespace {
-
-// Inference projects the inputs a block of steps at a time, so its scratch is O(N·H) rather than O(T·N·H): blocks
-// of about 256 rows keep the projection GEMM efficient while the block stays cache-sized.
-index_t inference_block_steps(index_t T, index_t N) {
-  const index_t steps = (256 + N - 1) / N;
-  return steps < T ? steps : T;
-}
-
-}  // namespace
 
 index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, index_t H) {
   // Every pass starts with [G*H] (the summed bias, or the bias-gradient column sums) and an [N][H] block
@@ -32,7 +22,7 @@ index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, inde
   const index_t common = GH + N * H;
   switch (pass) {
     case Pass::Inference:  // plus a second cell-state buffer and the input projections of one block of steps
-      return common + N * H + inference_block_steps(T, N) * N * GH;
+      return common + N * H + detail::inference_block_steps(T, N) * N * GH;
     case Pass::TrainingForward:  // the projections live in the cache
     case Pass::Backward:         // the running dh and dc live in the dh0 / dc0 outputs
       return common;
@@ -122,7 +112,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
 
   // Input projections gates = x W_ihᵀ as (rows × I)·(I × GH) GEMMs: all T steps at once into the training cache;
   // in inference, a block of steps at a time (in processing order) into the workspace.
-  const index_t block = cache ? T : inference_block_steps(T, N);
+  const index_t block = cache ? T : detail::inference_block_steps(T, N);
   index_t block_t0 = 0;  // time index of the first step held in `gates`
 
   // Inference: the cell state alternates between c_n and c_alt (the kernel's c and c_prev may not alias), and
@@ -155,7 +145,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     ld_prev = ldy;
     c_prev = c;
   }
-  for (index_t n = 0; n < N; ++n) std::copy(h_prev + n * ld_prev, h_prev + n * ld_prev + H, h_n + n * H);
+  detail::copy_rows(h_n, h_prev, ld_prev, N, H);
   if (c_prev != c_n) std::copy(c_prev, c_prev + N * H, c_n);
 }
 
@@ -192,27 +182,10 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
     gemm(false, false, N, H, GH, Real(1), dat, GH, W_hh, H, Real(0), dh0, H);
   }
 
-  // The rest are sums over all steps, each one GEMM over the stacked T·N rows.
-  gemm(false, false, T * N, I, GH, Real(1), da, GH, W_ih, I, Real(1), dx, I);   // dx += da W_ih
-  gemm(true, false, GH, I, T * N, Real(1), da, GH, x, I, Real(1), dW_ih, I);    // dW_ih += daᵀ x
-  // dW_hh += daᵀ h_prev: h_prev of each step is y of the step processed before it, h0 for the first.
-  if (T > 1) {
-    const Real* da_rec = reverse ? da : da + N * GH;
-    const Real* y_prev = reverse ? y + N * ldy : y;
-    gemm(true, false, GH, H, (T - 1) * N, Real(1), da_rec, GH, y_prev, ldy, Real(1), dW_hh, H);
-  }
-  if (h0) gemm(true, false, GH, H, N, Real(1), da + t_first * N * GH, GH, h0, H, Real(1), dW_hh, H);
-  if (db_ih) {  // both biases enter a identically, so both get the column sums of da
-    std::fill(colsum, colsum + GH, Real(0));
-    for (index_t r = 0; r < T * N; ++r) {
-      const Real* row = da + r * GH;
-      for (index_t j = 0; j < GH; ++j) colsum[j] += row[j];
-    }
-    for (index_t j = 0; j < GH; ++j) {
-      db_ih[j] += colsum[j];
-      db_hh[j] += colsum[j];
-    }
-  }
+  // The rest are sums over all steps, each one GEMM over the stacked T·N rows; both biases enter a identically.
+  detail::input_gradients(dx, dW_ih, da, GH, x, W_ih, T * N, I, GH);
+  detail::recurrent_weight_gradient(dW_hh, da, GH, y, ldy, h0, T, N, H, GH, reverse);
+  if (db_ih) detail::add_column_sums(db_ih, db_hh, colsum, da, GH, T * N, GH);
 }
 
 #define PYLSTM_INSTANTIATE(Real)                                                                              \

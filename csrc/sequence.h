@@ -1,0 +1,62 @@
+// Pieces every cell's time loops share (internal to the core): block sizing and the after-the-loop gradient GEMMs.
+#pragma once
+
+#include <algorithm>
+
+#include "blas.h"
+#include "common.h"
+
+namespace pylstm {
+namespace detail {
+
+// Inference projects the inputs a block of steps at a time, so its scratch is O(N·H) rather than O(T·N·H): blocks
+// of about 256 rows keep the projection GEMM efficient while the block stays cache-sized.
+inline index_t inference_block_steps(index_t T, index_t N) {
+  const index_t steps = (256 + N - 1) / N;
+  return steps < T ? steps : T;
+}
+
+// The input-side gradients, once for all steps from the stacked pre-activation gradients da [rows][lda]
+// (its first GH columns): dx [rows][I] += da W_ih, dW_ih [GH][I] += daᵀ x.
+template <typename Real>
+void input_gradients(Real* dx, Real* dW_ih, const Real* da, index_t lda, const Real* x, const Real* W_ih,
+                     index_t rows, index_t I, index_t GH) {
+  gemm(false, false, rows, I, GH, Real(1), da, lda, W_ih, I, Real(1), dx, I);
+  gemm(true, false, GH, I, rows, Real(1), da, lda, x, I, Real(1), dW_ih, I);
+}
+
+// dW [K][H] (row stride H) += Σ_t da_tᵀ h_prev(t), with da [T][N][lda] (its first K columns) and h_prev(t) the
+// output y [T][N][ldy] of the step processed before t, or h0 [N][H] (nothing, when nullptr) for the first one.
+template <typename Real>
+void recurrent_weight_gradient(Real* dW, const Real* da, index_t lda, const Real* y, index_t ldy, const Real* h0,
+                               index_t T, index_t N, index_t H, index_t K, bool reverse) {
+  if (T > 1) {
+    const Real* da_rec = reverse ? da : da + N * lda;
+    const Real* y_prev = reverse ? y + N * ldy : y;
+    gemm(true, false, K, H, (T - 1) * N, Real(1), da_rec, lda, y_prev, ldy, Real(1), dW, H);
+  }
+  const index_t t_first = reverse ? T - 1 : 0;
+  if (h0) gemm(true, false, K, H, N, Real(1), da + t_first * N * lda, lda, h0, H, Real(1), dW, H);
+}
+
+// Adds the column sums of a [rows][lda] (its first K columns) into db1 and, if not nullptr, db2; sum [K] is scratch.
+template <typename Real>
+void add_column_sums(Real* db1, Real* db2, Real* sum, const Real* a, index_t lda, index_t rows, index_t K) {
+  std::fill(sum, sum + K, Real(0));
+  for (index_t r = 0; r < rows; ++r) {
+    const Real* row = a + r * lda;
+    for (index_t j = 0; j < K; ++j) sum[j] += row[j];
+  }
+  for (index_t j = 0; j < K; ++j) db1[j] += sum[j];
+  if (db2)
+    for (index_t j = 0; j < K; ++j) db2[j] += sum[j];
+}
+
+// Copies the N rows of h [N][ldh] (columns [0, H)) into out [N][H].
+template <typename Real>
+void copy_rows(Real* out, const Real* h, index_t ldh, index_t N, index_t H) {
+  for (index_t n = 0; n < N; ++n) std::copy(h + n * ldh, h + n * ldh + H, out + n * H);
+}
+
+}  // namespace detail
+}  // namespace pylstm
