@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "activations.h"
+#include "gru.h"
 #include "lstm.h"
+#include "rnn.h"
 
 namespace py = pybind11;
 using pylstm::index_t;
@@ -107,9 +109,9 @@ struct Sizes {
 };
 
 // Reads T, N, I from x [T][N][I] and H from W_hh [G*H][H]; arg() then checks every array against them.
-Sizes lstm_sizes(const py::array& x, const py::array& W_hh) {
+Sizes sizes(const py::array& x, const py::array& W_hh) {
   if (x.ndim() != 3) throw py::value_error("x must be 3-D (T, N, I), got shape " + shape_of(x));
-  if (W_hh.ndim() != 2) throw py::value_error("W_hh must be 2-D (4*H, H), got shape " + shape_of(W_hh));
+  if (W_hh.ndim() != 2) throw py::value_error("W_hh must be 2-D (G*H, H), got shape " + shape_of(W_hh));
   Sizes s{x.shape(0), x.shape(1), x.shape(2), W_hh.shape(1)};
   if (s.T < 1 || s.N < 1 || s.I < 1 || s.H < 1)
     throw py::value_error("x and W_hh must have no zero-sized axis, got x " + shape_of(x) + ", W_hh " +
@@ -117,10 +119,20 @@ Sizes lstm_sizes(const py::array& x, const py::array& W_hh) {
   return s;
 }
 
+// Calls f(Real{}) with Real the float type of x; anything else is a TypeError naming x.
+template <class F>
+py::tuple with_real(const py::array& x, F&& f) {
+  if (py::isinstance<py::array_t<float>>(x)) return f(float{});
+  if (py::isinstance<py::array_t<double>>(x)) return f(double{});
+  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
+using pylstm::Pass;
+
 template <class Real>
 py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array W_ih_, py::array W_hh_,
                          py::object b_ih_, py::object b_hh_, bool reverse, bool training, py::object y_) {
-  const auto [T, N, I, H] = lstm_sizes(x_, W_hh_);
+  const auto [T, N, I, H] = sizes(x_, W_hh_);
   const index_t GH = pylstm::kLstmGates * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
   auto h0 = arg<Real>(h0_, "h0", {N, H}, false, true);
@@ -142,8 +154,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
     cache = c.mutable_data();
     cache_obj = c;
   }
-  auto work = workspace<Real>(
-      pylstm::lstm_workspace_size(training ? pylstm::Pass::TrainingForward : pylstm::Pass::Inference, T, N, I, H));
+  auto work = workspace<Real>(pylstm::lstm_workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H));
   {
     py::gil_scoped_release nogil;
     pylstm::lstm_forward<Real>(y.ptr, y.ld, h_n.mutable_data(), c_n.mutable_data(), cache, work.get(), x.ptr, h0.ptr,
@@ -157,7 +168,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
                           py::object c0_, py::array W_ih_, py::array W_hh_, py::object y_, py::object cache_,
                           py::object dW_ih_, py::object dW_hh_, py::object db_ih_, py::object db_hh_, bool reverse,
                           py::object dx_) {
-  const auto [T, N, I, H] = lstm_sizes(x_, W_hh_);
+  const auto [T, N, I, H] = sizes(x_, W_hh_);
   const index_t GH = pylstm::kLstmGates * H;
   auto dy = arg<Real>(dy_, "dy", {T, N, H}, false, true, true);
   auto dh_n = arg<Real>(dh_n_, "dh_n", {N, H}, false, true);
@@ -180,7 +191,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh},
                    {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh});
   py::array_t<Real> dh0({N, H}), dc0({N, H});
-  auto work = workspace<Real>(pylstm::lstm_workspace_size(pylstm::Pass::Backward, T, N, I, H));
+  auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H));
   {
     py::gil_scoped_release nogil;
     pylstm::lstm_backward<Real>(dx.ptr, dh0.mutable_data(), dc0.mutable_data(), dW_ih.ptr, dW_hh.ptr, db_ih.ptr,
@@ -190,23 +201,144 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   return py::make_tuple(dx_obj, dh0, dc0);
 }
 
-// Picks the float32 or float64 instantiation from x's dtype; anything else is a TypeError naming x.
-template <template <class> class F, class... A>
-py::tuple dispatch(const py::array& x, A&&... a) {
-  if (py::isinstance<py::array_t<float>>(x)) return F<float>::call(std::forward<A>(a)...);
-  if (py::isinstance<py::array_t<double>>(x)) return F<double>::call(std::forward<A>(a)...);
-  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
+// The cells with one state (GRU, RNN) share their bindings; `variant` is linear_before_reset or the nonlinearity.
+struct Gru {
+  static constexpr index_t G = pylstm::kGruGates;
+  static index_t cache_size(index_t T, index_t N, index_t H) { return pylstm::gru_cache_size(T, N, H); }
+  static index_t workspace_size(Pass p, index_t T, index_t N, index_t I, index_t H) {
+    return pylstm::gru_workspace_size(p, T, N, I, H);
+  }
+  template <class Real, class... A>
+  static void forward(int variant, bool reverse, A... a) { pylstm::gru_forward<Real>(a..., variant != 0, reverse); }
+  template <class Real, class... A>
+  static void backward(int variant, bool reverse, A... a) { pylstm::gru_backward<Real>(a..., variant != 0, reverse); }
+};
+
+struct Rnn {
+  static constexpr index_t G = 1;
+  static index_t cache_size(index_t T, index_t N, index_t H) { return pylstm::rnn_cache_size(T, N, H); }
+  static index_t workspace_size(Pass p, index_t T, index_t N, index_t I, index_t H) {
+    return pylstm::rnn_workspace_size(p, T, N, I, H);
+  }
+  template <class Real, class... A>
+  static void forward(int variant, bool reverse, A... a) {
+    pylstm::rnn_forward<Real>(a..., static_cast<pylstm::Nonlinearity>(variant), reverse);
+  }
+  template <class Real, class... A>
+  static void backward(int variant, bool reverse, A... a) {
+    pylstm::rnn_backward<Real>(a..., static_cast<pylstm::Nonlinearity>(variant), reverse);
+  }
+};
+
+int nonlinearity(const std::string& s) {
+  if (s == "tanh") return static_cast<int>(pylstm::Nonlinearity::Tanh);
+  if (s == "relu") return static_cast<int>(pylstm::Nonlinearity::Relu);
+  throw py::value_error("nonlinearity must be 'tanh' or 'relu', got '" + s + "'");
 }
-template <class Real>
-struct Forward {
-  template <class... A>
-  static py::tuple call(A&&... a) { return lstm_forward_t<Real>(std::forward<A>(a)...); }
-};
-template <class Real>
-struct Backward {
-  template <class... A>
-  static py::tuple call(A&&... a) { return lstm_backward_t<Real>(std::forward<A>(a)...); }
-};
+
+template <class Cell, class Real>
+py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::array W_hh_, py::object b_ih_,
+                           py::object b_hh_, int variant, bool reverse, bool training, py::object y_) {
+  const auto [T, N, I, H] = sizes(x_, W_hh_);
+  const index_t GH = Cell::G * H;
+  auto x = arg<Real>(x_, "x", {T, N, I});
+  auto h0 = arg<Real>(h0_, "h0", {N, H}, false, true);
+  auto W_ih = arg<Real>(W_ih_, "W_ih", {GH, I});
+  auto W_hh = arg<Real>(W_hh_, "W_hh", {GH, H});
+  auto b_ih = arg<Real>(b_ih_, "b_ih", {GH}, false, true);
+  auto b_hh = arg<Real>(b_hh_, "b_hh", {GH}, false, true);
+  if (!b_ih.ptr != !b_hh.ptr) throw py::value_error("b_ih and b_hh must both be given or both be None");
+  py::object y_obj = y_.is_none() ? py::object(py::array_t<Real>({T, N, H})) : y_;
+  auto y = arg<Real>(y_obj, "y", {T, N, H}, true, false, true);
+  no_overlap<Real>({&y}, {&x, &h0, &W_ih, &W_hh, &b_ih, &b_hh});
+  py::array_t<Real> h_n({N, H});
+  py::object cache_obj = py::none();
+  Real* cache = nullptr;
+  if (training) {
+    py::array_t<Real> c(Cell::cache_size(T, N, H));
+    cache = c.mutable_data();
+    cache_obj = c;
+  }
+  auto work = workspace<Real>(Cell::workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H));
+  {
+    py::gil_scoped_release nogil;
+    Cell::template forward<Real>(variant, reverse, y.ptr, y.ld, h_n.mutable_data(), cache, work.get(),
+                                 static_cast<const Real*>(x.ptr), static_cast<const Real*>(h0.ptr),
+                                 static_cast<const Real*>(W_ih.ptr), static_cast<const Real*>(W_hh.ptr),
+                                 static_cast<const Real*>(b_ih.ptr), static_cast<const Real*>(b_hh.ptr), T, N, I, H);
+  }
+  return py::make_tuple(y_obj, h_n, cache_obj);
+}
+
+template <class Cell, class Real>
+py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::object h0_, py::array W_ih_,
+                            py::array W_hh_, py::object y_, py::object cache_, py::object dW_ih_, py::object dW_hh_,
+                            py::object db_ih_, py::object db_hh_, int variant, bool reverse, py::object dx_) {
+  const auto [T, N, I, H] = sizes(x_, W_hh_);
+  const index_t GH = Cell::G * H;
+  auto dy = arg<Real>(dy_, "dy", {T, N, H}, false, true, true);
+  auto dh_n = arg<Real>(dh_n_, "dh_n", {N, H}, false, true);
+  auto x = arg<Real>(x_, "x", {T, N, I});
+  auto h0 = arg<Real>(h0_, "h0", {N, H}, false, true);
+  auto W_ih = arg<Real>(W_ih_, "W_ih", {GH, I});
+  auto W_hh = arg<Real>(W_hh_, "W_hh", {GH, H});
+  auto y = arg<Real>(y_, "y", {T, N, H}, false, false, true);
+  auto cache = arg<Real>(cache_, "cache", {Cell::cache_size(T, N, H)}, true);
+  auto dW_ih = arg<Real>(dW_ih_, "dW_ih", {GH, I}, true);
+  auto dW_hh = arg<Real>(dW_hh_, "dW_hh", {GH, H}, true);
+  auto db_ih = arg<Real>(db_ih_, "db_ih", {GH}, true, true);
+  auto db_hh = arg<Real>(db_hh_, "db_hh", {GH}, true, true);
+  if (!db_ih.ptr != !db_hh.ptr) throw py::value_error("db_ih and db_hh must both be given or both be None");
+  py::object dx_obj = dx_.is_none() ? py::object(zeros<Real>({T, N, I})) : dx_;
+  auto dx = arg<Real>(dx_obj, "dx", {T, N, I}, true);
+  no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh},
+                   {&dx, &dy, &dh_n, &x, &h0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh});
+  py::array_t<Real> dh0({N, H});
+  auto work = workspace<Real>(Cell::workspace_size(Pass::Backward, T, N, I, H));
+  {
+    py::gil_scoped_release nogil;
+    Cell::template backward<Real>(variant, reverse, dx.ptr, dh0.mutable_data(), dW_ih.ptr, dW_hh.ptr, db_ih.ptr,
+                                  db_hh.ptr, cache.ptr, work.get(), static_cast<const Real*>(dy.ptr), dy.ld,
+                                  static_cast<const Real*>(dh_n.ptr), static_cast<const Real*>(x.ptr),
+                                  static_cast<const Real*>(y.ptr), y.ld, static_cast<const Real*>(h0.ptr),
+                                  static_cast<const Real*>(W_ih.ptr), static_cast<const Real*>(W_hh.ptr), T, N, I, H);
+  }
+  return py::make_tuple(dx_obj, dh0);
+}
+
+// Binds <name>_forward and <name>_backward of a one-state cell; `variant` names its keyword and how to read it.
+template <class Cell, class V, class Parse>
+void bind_single(py::module_& m, const char* name, const char* variant_name, V variant_default, Parse parse) {
+  m.def(
+      (std::string(name) + "_forward").c_str(),
+      [parse](py::array x, py::object h0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh, V variant,
+              bool reverse, bool training, py::object y) {
+        const int v = parse(variant);
+        return with_real(x, [&](auto real) {
+          return single_forward_t<Cell, decltype(real)>(x, h0, W_ih, W_hh, b_ih, b_hh, v, reverse, training, y);
+        });
+      },
+      py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"), py::kw_only(),
+      py::arg(variant_name) = variant_default, py::arg("reverse") = false, py::arg("training") = true,
+      py::arg("y") = py::none(),
+      "One layer direction over a sequence. Returns (y, h_n, cache); cache is None unless training.");
+  m.def(
+      (std::string(name) + "_backward").c_str(),
+      [parse](py::object dy, py::object dh_n, py::array x, py::object h0, py::array W_ih, py::array W_hh, py::object y,
+              py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih, py::object db_hh, V variant,
+              bool reverse, py::object dx) {
+        const int v = parse(variant);
+        return with_real(x, [&](auto real) {
+          return single_backward_t<Cell, decltype(real)>(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
+                                                         db_hh, v, reverse, dx);
+        });
+      },
+      py::arg("dy"), py::arg("dh_n"), py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("y"),
+      py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(),
+      py::arg(variant_name) = variant_default, py::arg("reverse") = false, py::arg("dx") = py::none(),
+      "Backward through one forward(training=True). Accumulates into dW_*, db_* and dx (zeros when None); "
+      "consumes cache. Returns (dx, dh0).");
+}
 
 template <class Real>
 py::array_t<Real> activation(py::array x_, void (*f)(Real*, const Real*, index_t)) {
@@ -237,7 +369,9 @@ PYBIND11_MODULE(_core, m) {
       "lstm_forward",
       [](py::array x, py::object h0, py::object c0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh,
          bool reverse, bool training, py::object y) {
-        return dispatch<Forward>(x, x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, training, y);
+        return with_real(x, [&](auto real) {
+          return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, training, y);
+        });
       },
       py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
       py::kw_only(), py::arg("reverse") = false, py::arg("training") = true, py::arg("y") = py::none(),
@@ -248,8 +382,10 @@ PYBIND11_MODULE(_core, m) {
       [](py::object dy, py::object dh_n, py::object dc_n, py::array x, py::object h0, py::object c0, py::array W_ih,
          py::array W_hh, py::object y, py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih,
          py::object db_hh, bool reverse, py::object dx) {
-        return dispatch<Backward>(x, dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh,
-                                  reverse, dx);
+        return with_real(x, [&](auto real) {
+          return lstm_backward_t<decltype(real)>(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
+                                                 db_hh, reverse, dx);
+        });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"),
       py::arg("W_hh"), py::arg("y"), py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"),
@@ -257,12 +393,16 @@ PYBIND11_MODULE(_core, m) {
       "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_* and dx (allocated as zeros "
       "when None); consumes cache. Returns (dx, dh0, dc0).");
 
+  bind_single<Gru>(m, "gru", "linear_before_reset", true, [](bool v) { return v ? 1 : 0; });
+  bind_single<Rnn>(m, "rnn", "nonlinearity", std::string("tanh"), [](const std::string& v) { return nonlinearity(v); });
+
   m.def("sigmoid", [](py::array x) { return activation_dispatch(x, true); }, py::arg("x"),
         "The gate kernels' sigmoid over a 1-D C-contiguous array.");
   m.def("tanh", [](py::array x) { return activation_dispatch(x, false); }, py::arg("x"),
         "The gate kernels' tanh over a 1-D C-contiguous array.");
-  m.def("lstm_cache_size", &pylstm::lstm_cache_size, py::arg("T"), py::arg("N"), py::arg("H"),
-        "Elements of the training cache of one layer and direction.");
+  m.def("lstm_cache_size", &pylstm::lstm_cache_size, py::arg("T"), py::arg("N"), py::arg("H"));
+  m.def("gru_cache_size", &pylstm::gru_cache_size, py::arg("T"), py::arg("N"), py::arg("H"));
+  m.def("rnn_cache_size", &pylstm::rnn_cache_size, py::arg("T"), py::arg("N"), py::arg("H"));
   m.def("get_num_threads", &pylstm::get_num_threads, "Threads the kernels use.");
   m.def("set_num_threads", &pylstm::set_num_threads, py::arg("n"), "Sets the threads the kernels use (n >= 1).");
   m.def("blas_config", &pylstm::blas_config, "The build and core of the OpenBLAS in use.");

@@ -1,18 +1,20 @@
-"""The NumPy reference: the same LSTM math as the C++ core, written plainly, one step at a time.
+"""The NumPy reference: the same LSTM, GRU and RNN math as the C++ core, written plainly, one step at a time.
 
 Each function has the name, arguments and return values of its compiled twin in ``pylstm._core``, so either
 reads as the specification of the other. Shapes follow the core's conventions: x is (T, N, I), states are
 (N, H), W_ih is (4H, I), W_hh is (4H, H), biases are (4H,), gate order i, f, g, o (PyTorch's).
 
-The training cache has the core's layout, flat: activated gates (T, N, 4H), then c_t (T, N, H), then
-tanh(c_t) (T, N, H). Backward consumes it, as the core's does.
+The training caches have the core's layouts, flat. LSTM: activated gates (T, N, 4H), then c_t (T, N, H), then
+tanh(c_t) (T, N, H). GRU: (T, N, 4H) rows [r, z, n, k], k = h W_hnᵀ + b_hn (linear before reset) or r ⊙ h
+(original form). RNN: (T, N, H), slots for the pre-activation gradients. Backward consumes them, as the core's does.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["lstm_cache_size", "lstm_forward", "lstm_backward", "sigmoid"]
+__all__ = ["lstm_cache_size", "lstm_forward", "lstm_backward", "gru_cache_size", "gru_forward", "gru_backward",
+           "rnn_cache_size", "rnn_forward", "rnn_backward", "sigmoid"]
 
 
 def sigmoid(a):
@@ -112,3 +114,150 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh,
             db_hh += da.sum(axis=0)
         gates_all[t] = da  # consumed, as in the core
     return dx, dh, dc
+
+
+def _steps(T, reverse):
+    """The forward's time order, and for each step the one processed before it (None for the first)."""
+    order = list(range(T - 1, -1, -1)) if reverse else list(range(T))
+    return order, {t: (order[i - 1] if i else None) for i, t in enumerate(order)}
+
+
+def gru_cache_size(T, N, H):
+    """Elements of the GRU training cache of one layer and direction."""
+    return T * N * 4 * H
+
+
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, reverse=False, training=True, y=None):
+    """One GRU layer direction (gates r, z, n). Returns (y, h_n, cache); cache is None unless ``training``."""
+    T, N, _ = x.shape
+    H = W_hh.shape[1]
+    dt = x.dtype
+    if y is None:
+        y = np.empty((T, N, H), dt)
+    cache = np.empty(gru_cache_size(T, N, H), dt) if training else None
+    rows = cache.reshape(T, N, 4 * H) if training else None
+    zero = np.zeros(3 * H, dt)
+    bi = zero if b_ih is None else b_ih
+    bh = zero if b_hh is None else b_hh
+    h = np.zeros((N, H), dt) if h0 is None else h0
+    order, _ = _steps(T, reverse)
+    for t in order:
+        ax = x[t] @ W_ih.T + bi
+        ah = h @ W_hh[: 2 * H].T + bh[: 2 * H]
+        r = sigmoid(ax[:, :H] + ah[:, :H])
+        z = sigmoid(ax[:, H : 2 * H] + ah[:, H:])
+        if linear_before_reset:
+            k = h @ W_hh[2 * H :].T + bh[2 * H :]
+            n = np.tanh(ax[:, 2 * H :] + r * k)
+        else:
+            k = r * h
+            n = np.tanh(ax[:, 2 * H :] + k @ W_hh[2 * H :].T + bh[2 * H :])
+        h = (1 - z) * n + z * h
+        y[t] = h
+        if training:
+            rows[t] = np.concatenate([r, z, n, k], axis=1)
+    return y, h.copy(), cache
+
+
+def gru_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, linear_before_reset=True,
+                 reverse=False, dx=None):
+    """Backpropagates through one ``gru_forward(training=True)``; accumulates like ``lstm_backward``.
+    Returns (dx, dh0)."""
+    T, N, _ = x.shape
+    H = W_hh.shape[1]
+    dt = x.dtype
+    if dx is None:
+        dx = np.zeros(x.shape, dt)
+    rows = cache.reshape(T, N, 4 * H)
+    dh = np.zeros((N, H), dt) if dh_n is None else dh_n.copy()
+    order, prev = _steps(T, reverse)
+    for t in reversed(order):
+        h_prev = (np.zeros((N, H), dt) if h0 is None else h0) if prev[t] is None else y[prev[t]]
+        r, z, n, k = (rows[t][:, j * H : (j + 1) * H] for j in range(4))
+        if dy is not None:
+            dh = dh + dy[t]
+        da_n = dh * (1 - z) * (1 - n * n)
+        da_z = dh * (h_prev - n) * z * (1 - z)
+        dh_prev = dh * z
+        if linear_before_reset:
+            dk = da_n * r                       # gradient of k = h W_hnᵀ + b_hn
+            da_r = da_n * k * r * (1 - r)
+            da_h = np.concatenate([da_r, da_z, dk], axis=1)   # the recurrent side's pre-activation gradients
+            dh_prev = dh_prev + da_h @ W_hh
+            dW_hh += da_h.T @ h_prev
+            if db_hh is not None:
+                db_hh += da_h.sum(axis=0)
+        else:
+            dk = da_n @ W_hh[2 * H :]           # gradient of k = r ⊙ h
+            da_r = dk * h_prev * r * (1 - r)
+            dh_prev = dh_prev + dk * r + np.concatenate([da_r, da_z], axis=1) @ W_hh[: 2 * H]
+            dW_hh[: 2 * H] += np.concatenate([da_r, da_z], axis=1).T @ h_prev
+            dW_hh[2 * H :] += da_n.T @ k
+            if db_hh is not None:
+                db_hh += np.concatenate([da_r, da_z, da_n], axis=1).sum(axis=0)
+        da_x = np.concatenate([da_r, da_z, da_n], axis=1)
+        dx[t] += da_x @ W_ih
+        dW_ih += da_x.T @ x[t]
+        if db_ih is not None:
+            db_ih += da_x.sum(axis=0)
+        rows[t] = 0  # consumed, as in the core
+        dh = dh_prev
+    return dx, dh
+
+
+def rnn_cache_size(T, N, H):
+    """Elements of the RNN training cache of one layer and direction."""
+    return T * N * H
+
+
+def _phi(nonlinearity):
+    if nonlinearity == "tanh":
+        return np.tanh, lambda h: 1 - h * h
+    if nonlinearity == "relu":
+        return (lambda a: np.maximum(a, 0)), (lambda h: (h > 0).astype(h.dtype))
+    raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+
+
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh", reverse=False, training=True, y=None):
+    """One Elman RNN layer direction. Returns (y, h_n, cache); cache is None unless ``training``."""
+    phi, _ = _phi(nonlinearity)
+    T, N, _ = x.shape
+    H = W_hh.shape[1]
+    dt = x.dtype
+    if y is None:
+        y = np.empty((T, N, H), dt)
+    h = np.zeros((N, H), dt) if h0 is None else h0
+    for t in _steps(T, reverse)[0]:
+        a = x[t] @ W_ih.T + h @ W_hh.T
+        if b_ih is not None:
+            a = a + b_ih + b_hh
+        h = phi(a)
+        y[t] = h
+    return y, h.copy(), (np.zeros(rnn_cache_size(T, N, H), dt) if training else None)
+
+
+def rnn_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, nonlinearity="tanh",
+                 reverse=False, dx=None):
+    """Backpropagates through one ``rnn_forward(training=True)``, with φ' taken from the outputs.
+    Returns (dx, dh0)."""
+    _, dphi = _phi(nonlinearity)
+    T, N, _ = x.shape
+    H = W_hh.shape[1]
+    dt = x.dtype
+    if dx is None:
+        dx = np.zeros(x.shape, dt)
+    dh = np.zeros((N, H), dt) if dh_n is None else dh_n.copy()
+    order, prev = _steps(T, reverse)
+    for t in reversed(order):
+        h_prev = (np.zeros((N, H), dt) if h0 is None else h0) if prev[t] is None else y[prev[t]]
+        if dy is not None:
+            dh = dh + dy[t]
+        da = dh * dphi(y[t])
+        dx[t] += da @ W_ih
+        dW_ih += da.T @ x[t]
+        dW_hh += da.T @ h_prev
+        if db_ih is not None:
+            db_ih += da.sum(axis=0)
+            db_hh += da.sum(axis=0)
+        dh = da @ W_hh
+    return dx, dh

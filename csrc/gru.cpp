@@ -1,0 +1,290 @@
+// GRU kernels: element-wise passes for both forms and the BLAS-shaped forward / backward time loops.
+#include "gru.h"
+
+#include <algorithm>
+
+#include "activations.h"
+#include "blas.h"
+#include "sequence.h"
+
+namespace pylstm {
+
+index_t gru_cache_size(index_t T, index_t N, index_t H) { return T * N * 4 * H; }
+
+index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, index_t H) {
+  // [3H] b_ih, [3H] b_hh (or [4H] bias-gradient sums), [N][3H] recurrent products, [N][H] zeros for an absent
+  // h0 / dy, [N][H] for k (inference) or ∂L/∂k (backward); inference adds a block of input projections.
+  const index_t common = 6 * H + N * 3 * H + 2 * N * H;
+  return pass == Pass::Inference ? common + detail::inference_block_steps(T, N) * N * 3 * H : common;
+}
+
+namespace {
+
+// The row kernels take every array as its own restrict parameter: that is what lets the compiler vectorise them.
+// Per row: ar, az, an are the r, z, n blocks (x-projections in, activations or gradients out), k the fourth slot,
+// g the recurrent products h W_hhᵀ without bias (or, in backward, the recurrent-side gradients), p = h_{t-1}.
+
+// Linear before reset: r, z, n and h from the x- and h-projections; keeps k = h W_hnᵀ + b_hn.
+template <typename Real>
+inline void lbr_forward_row(Real* __restrict h, Real* __restrict ar, Real* __restrict az, Real* __restrict an,
+                            Real* __restrict k, const Real* __restrict g, const Real* __restrict p,
+                            const Real* __restrict bi, const Real* __restrict bh, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Real r = act_sigmoid(ar[j] + bi[j] + g[j] + bh[j]);
+    const Real z = act_sigmoid(az[j] + bi[H + j] + g[H + j] + bh[H + j]);
+    const Real kk = g[2 * H + j] + bh[2 * H + j];
+    const Real nn = act_tanh(an[j] + bi[2 * H + j] + r * kk);
+    ar[j] = r;
+    az[j] = z;
+    an[j] = nn;
+    k[j] = kk;
+    h[j] = (Real(1) - z) * nn + z * p[j];
+  }
+}
+
+// Original form, first half: r and z, and k = r ⊙ h_{t-1} for the n-block product.
+template <typename Real>
+inline void orig_forward_rz_row(Real* __restrict ar, Real* __restrict az, Real* __restrict k,
+                                const Real* __restrict g, const Real* __restrict p, const Real* __restrict bi,
+                                const Real* __restrict bh, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Real r = act_sigmoid(ar[j] + bi[j] + g[j] + bh[j]);
+    ar[j] = r;
+    az[j] = act_sigmoid(az[j] + bi[H + j] + g[H + j] + bh[H + j]);
+    k[j] = r * p[j];
+  }
+}
+
+// Original form, second half: n from (r ⊙ h) W_hnᵀ (g is the n-block of the products here), and h.
+template <typename Real>
+inline void orig_forward_n_row(Real* __restrict h, const Real* __restrict az, Real* __restrict an,
+                               const Real* __restrict g, const Real* __restrict p, const Real* __restrict bin,
+                               const Real* __restrict bhn, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Real nn = act_tanh(an[j] + bin[j] + g[j] + bhn[j]);
+    an[j] = nn;
+    h[j] = (Real(1) - az[j]) * nn + az[j] * p[j];
+  }
+}
+
+// Linear before reset, backward of one step. In: (r, z, n), k, the running dh and dy. Out: (da_r, da_z, da_n),
+// k = dk = da_n ⊙ r, g = (da_r, da_z, dk) for the recurrent product, dh = dh' ⊙ z.
+template <typename Real>
+inline void lbr_backward_row(Real* __restrict ar, Real* __restrict az, Real* __restrict an, Real* __restrict k,
+                             Real* __restrict g, Real* __restrict dh, const Real* __restrict dy,
+                             const Real* __restrict p, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Real r = ar[j], z = az[j], nn = an[j], kk = k[j];
+    const Real dht = dh[j] + dy[j];
+    const Real da_n = dht * (Real(1) - z) * (Real(1) - nn * nn);
+    const Real da_z = dht * (p[j] - nn) * z * (Real(1) - z);
+    const Real da_r = da_n * kk * r * (Real(1) - r);
+    const Real dk = da_n * r;
+    ar[j] = da_r;
+    az[j] = da_z;
+    an[j] = da_n;
+    k[j] = dk;
+    g[j] = da_r;
+    g[H + j] = da_z;
+    g[2 * H + j] = dk;
+    dh[j] = dht * z;
+  }
+}
+
+// Original form, backward, first half: da_n, da_z, and dh = dh' ⊙ z (r stays in its block for the second half).
+template <typename Real>
+inline void orig_backward_nz_row(Real* __restrict az, Real* __restrict an, Real* __restrict dh,
+                                 const Real* __restrict dy, const Real* __restrict p, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Real z = az[j], nn = an[j];
+    const Real dht = dh[j] + dy[j];
+    an[j] = dht * (Real(1) - z) * (Real(1) - nn * nn);
+    az[j] = dht * (p[j] - nn) * z * (Real(1) - z);
+    dh[j] = dht * z;
+  }
+}
+
+// Original form, backward, second half: from dk = ∂L/∂(r ⊙ h), da_r and the direct part dk ⊙ r of dh.
+template <typename Real>
+inline void orig_backward_r_row(Real* __restrict ar, Real* __restrict dh, const Real* __restrict dk,
+                                const Real* __restrict p, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Real r = ar[j];
+    dh[j] += dk[j] * r;
+    ar[j] = dk[j] * p[j] * r * (Real(1) - r);
+  }
+}
+
+// The N-row passes. a [N][lda] holds each row's r, z, n blocks; k [N][ldk]; hg, dg [N][3H]; hp [N][ldp].
+template <typename Real>
+PYLSTM_VECTOR_CLONES void lbr_forward(Real* h, index_t ldh, Real* a, index_t lda, Real* k, index_t ldk,
+                                      const Real* hg, const Real* hp, index_t ldp, const Real* bi, const Real* bh,
+                                      index_t N, index_t H) {
+  for (index_t n = 0; n < N; ++n) {
+    Real* an = a + n * lda;
+    lbr_forward_row(h + n * ldh, an, an + H, an + 2 * H, k + n * ldk, hg + n * 3 * H, hp + n * ldp, bi, bh, H);
+  }
+}
+
+template <typename Real>
+PYLSTM_VECTOR_CLONES void orig_forward_rz(Real* a, index_t lda, Real* k, index_t ldk, const Real* hg, const Real* hp,
+                                          index_t ldp, const Real* bi, const Real* bh, index_t N, index_t H) {
+  for (index_t n = 0; n < N; ++n) {
+    Real* an = a + n * lda;
+    orig_forward_rz_row(an, an + H, k + n * ldk, hg + n * 3 * H, hp + n * ldp, bi, bh, H);
+  }
+}
+
+template <typename Real>
+PYLSTM_VECTOR_CLONES void orig_forward_n(Real* h, index_t ldh, Real* a, index_t lda, const Real* hg, const Real* hp,
+                                         index_t ldp, const Real* bi, const Real* bh, index_t N, index_t H) {
+  for (index_t n = 0; n < N; ++n) {
+    Real* an = a + n * lda;
+    orig_forward_n_row(h + n * ldh, an + H, an + 2 * H, hg + n * 3 * H + 2 * H, hp + n * ldp, bi + 2 * H,
+                       bh + 2 * H, H);
+  }
+}
+
+template <typename Real>
+PYLSTM_VECTOR_CLONES void lbr_backward(Real* a, index_t lda, Real* k, index_t ldk, Real* dg, Real* dh,
+                                       const Real* dy, index_t lddy, const Real* hp, index_t ldp, index_t N,
+                                       index_t H) {
+  for (index_t n = 0; n < N; ++n) {
+    Real* an = a + n * lda;
+    lbr_backward_row(an, an + H, an + 2 * H, k + n * ldk, dg + n * 3 * H, dh + n * H, dy + n * lddy, hp + n * ldp,
+                     H);
+  }
+}
+
+template <typename Real>
+PYLSTM_VECTOR_CLONES void orig_backward_nz(Real* a, index_t lda, Real* dh, const Real* dy, index_t lddy,
+                                           const Real* hp, index_t ldp, index_t N, index_t H) {
+  for (index_t n = 0; n < N; ++n)
+    orig_backward_nz_row(a + n * lda + H, a + n * lda + 2 * H, dh + n * H, dy + n * lddy, hp + n * ldp, H);
+}
+
+template <typename Real>
+PYLSTM_VECTOR_CLONES void orig_backward_r(Real* a, index_t lda, Real* dh, const Real* dk, const Real* hp,
+                                          index_t ldp, index_t N, index_t H) {
+  for (index_t n = 0; n < N; ++n) orig_backward_r_row(a + n * lda, dh + n * H, dk + n * H, hp + n * ldp, H);
+}
+
+}  // namespace
+
+template <typename Real>
+void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const Real* x, const Real* h0,
+                 const Real* W_ih, const Real* W_hh, const Real* b_ih, const Real* b_hh, index_t T, index_t N,
+                 index_t I, index_t H, bool linear_before_reset, bool reverse) {
+  blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
+  const index_t GH = kGruGates * H;
+  Real* bi = work;                      // [3H]
+  Real* bh = bi + GH;                   // [3H]
+  Real* hg = bh + GH;                   // [N][3H]
+  Real* zeros = hg + N * GH;            // [N][H]
+  Real* kbuf = zeros + N * H;           // [N][H], inference
+  for (index_t j = 0; j < GH; ++j) {
+    bi[j] = b_ih ? b_ih[j] : Real(0);
+    bh[j] = b_hh ? b_hh[j] : Real(0);
+  }
+  std::fill(zeros, zeros + N * H, Real(0));
+  // Training: rows of the cache are [r z n k] (4H); inference: [block][N][3H] projections and k in kbuf.
+  const index_t lda = cache ? 4 * H : GH;
+  Real* a_all = cache ? cache : kbuf + N * H;
+  const index_t block = cache ? T : detail::inference_block_steps(T, N);
+  index_t block_t0 = 0;
+  const Real* h_prev = h0;
+  index_t ld_prev = H;
+  for (index_t s = 0; s < T; ++s) {
+    const index_t t = reverse ? T - 1 - s : s;
+    if (s % block == 0) {
+      const index_t steps = std::min(block, T - s);
+      block_t0 = reverse ? t - steps + 1 : t;
+      gemm(false, true, steps * N, GH, I, Real(1), x + block_t0 * N * I, I, W_ih, I, Real(0), a_all, lda);
+    }
+    Real* a = a_all + (t - block_t0) * N * lda;
+    Real* k = cache ? a + GH : kbuf;
+    const index_t ldk = cache ? lda : H;
+    const Real* hp = h_prev ? h_prev : zeros;
+    const index_t ldp = h_prev ? ld_prev : H;
+    Real* yt = y + t * N * ldy;
+    if (linear_before_reset) {
+      if (h_prev) gemm(false, true, N, GH, H, Real(1), h_prev, ld_prev, W_hh, H, Real(0), hg, GH);
+      else std::fill(hg, hg + N * GH, Real(0));
+      lbr_forward(yt, ldy, a, lda, k, ldk, hg, hp, ldp, bi, bh, N, H);
+    } else {
+      if (h_prev) gemm(false, true, N, 2 * H, H, Real(1), h_prev, ld_prev, W_hh, H, Real(0), hg, GH);
+      else std::fill(hg, hg + N * GH, Real(0));
+      orig_forward_rz(a, lda, k, ldk, hg, hp, ldp, bi, bh, N, H);
+      if (h_prev) gemm(false, true, N, H, H, Real(1), k, ldk, W_hh + 2 * H * H, H, Real(0), hg + 2 * H, GH);
+      orig_forward_n(yt, ldy, a, lda, hg, hp, ldp, bi, bh, N, H);
+    }
+    h_prev = yt;
+    ld_prev = ldy;
+  }
+  detail::copy_rows(h_n, h_prev, ld_prev, N, H);
+}
+
+template <typename Real>
+void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache, Real* work,
+                  const Real* dy, index_t lddy, const Real* dh_n, const Real* x, const Real* y, index_t ldy,
+                  const Real* h0, const Real* W_ih, const Real* W_hh, index_t T, index_t N, index_t I, index_t H,
+                  bool linear_before_reset, bool reverse) {
+  blas_int(T * N, "T*N");
+  const index_t GH = kGruGates * H, lda = 4 * H;
+  Real* colsum = work;                  // [4H]
+  Real* dg = work + 6 * H;              // [N][3H]
+  Real* zeros = dg + N * GH;            // [N][H]
+  Real* dk = zeros + N * H;             // [N][H]
+  std::fill(zeros, zeros + N * H, Real(0));
+  const index_t dy_ld = dy ? lddy : 0, dy_step = dy ? N * lddy : 0;
+  if (!dy) dy = zeros;
+  const index_t t_first = reverse ? T - 1 : 0;
+  // dh0 carries the running gradient w.r.t. h_t and ends as the one w.r.t. h0.
+  if (dh_n) std::copy(dh_n, dh_n + N * H, dh0);
+  else std::fill(dh0, dh0 + N * H, Real(0));
+  for (index_t s = 0; s < T; ++s) {
+    const index_t t = reverse ? s : T - 1 - s;
+    Real* a = cache + t * N * lda;
+    const Real* hp = t == t_first ? (h0 ? h0 : zeros) : y + (reverse ? t + 1 : t - 1) * N * ldy;
+    const index_t ldp = t == t_first ? H : ldy;
+    const Real* dyt = dy + t * dy_step;
+    if (linear_before_reset) {
+      lbr_backward(a, lda, a + GH, lda, dg, dh0, dyt, dy_ld, hp, ldp, N, H);
+      gemm(false, false, N, H, GH, Real(1), dg, GH, W_hh, H, Real(1), dh0, H);  // dh_{t-1} += dg W_hh
+    } else {
+      orig_backward_nz(a, lda, dh0, dyt, dy_ld, hp, ldp, N, H);
+      gemm(false, false, N, H, H, Real(1), a + 2 * H, lda, W_hh + 2 * H * H, H, Real(0), dk, H);  // dk = da_n W_hn
+      orig_backward_r(a, lda, dh0, dk, hp, ldp, N, H);
+      gemm(false, false, N, H, 2 * H, Real(1), a, lda, W_hh, H, Real(1), dh0, H);  // += (da_r, da_z) W_h[rz]
+    }
+  }
+  const index_t rows = T * N;
+  detail::input_gradients(dx, dW_ih, cache, lda, x, W_ih, rows, I, GH);
+  detail::recurrent_weight_gradient(dW_hh, cache, lda, y, ldy, h0, T, N, H, 2 * H, reverse);  // r, z blocks
+  if (linear_before_reset) {
+    // The n-block's recurrent gradient dk is in the k slot.
+    detail::recurrent_weight_gradient(dW_hh + 2 * H * H, cache + GH, lda, y, ldy, h0, T, N, H, H, reverse);
+    if (db_ih) {
+      detail::add_column_sums(db_ih, static_cast<Real*>(nullptr), colsum, cache, lda, rows, GH);
+      detail::add_column_sums(db_hh, static_cast<Real*>(nullptr), colsum, cache, lda, rows, 2 * H);
+      detail::add_column_sums(db_hh + 2 * H, static_cast<Real*>(nullptr), colsum, cache + GH, lda, rows, H);
+    }
+  } else {
+    // dW_hn += Σ da_nᵀ (r ⊙ h_prev), with r ⊙ h_prev kept in the k slot.
+    gemm(true, false, H, H, rows, Real(1), cache + 2 * H, lda, cache + GH, lda, Real(1), dW_hh + 2 * H * H, H);
+    if (db_ih) detail::add_column_sums(db_ih, db_hh, colsum, cache, lda, rows, GH);
+  }
+}
+
+#define PYLSTM_INSTANTIATE(Real)                                                                                \
+  template void gru_forward<Real>(Real*, index_t, Real*, Real*, Real*, const Real*, const Real*, const Real*,     \
+                                  const Real*, const Real*, const Real*, index_t, index_t, index_t, index_t,      \
+                                  bool, bool);                                                                   \
+  template void gru_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, const Real*, index_t,  \
+                                   const Real*, const Real*, const Real*, index_t, const Real*, const Real*,      \
+                                   const Real*, index_t, index_t, index_t, index_t, bool, bool);
+PYLSTM_INSTANTIATE(float)
+PYLSTM_INSTANTIATE(double)
+#undef PYLSTM_INSTANTIATE
+
+}  // namespace pylstm

@@ -1,0 +1,129 @@
+// Vanilla RNN kernels: element-wise passes and the BLAS-shaped forward / backward time loops.
+#include "rnn.h"
+
+#include <algorithm>
+
+#include "activations.h"
+#include "blas.h"
+#include "sequence.h"
+
+namespace pylstm {
+
+index_t rnn_cache_size(index_t T, index_t N, index_t H) { return T * N * H; }
+
+index_t rnn_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, index_t H) {
+  // [H] summed bias or bias-gradient sums, [N][H] zeros for an absent dy; inference adds a projection block.
+  const index_t common = H + N * H;
+  return pass == Pass::Inference ? common + detail::inference_block_steps(T, N) * N * H : common;
+}
+
+namespace {
+
+template <typename Real>
+inline Real relu(Real a) {
+  return a > Real(0) ? a : (a == a ? Real(0) : a);  // NaN stays NaN
+}
+
+template <typename Real>
+inline void rnn_row_forward(Real* __restrict h, const Real* __restrict a, const Real* __restrict b, index_t H,
+                            Nonlinearity nl) {
+  if (nl == Nonlinearity::Tanh)
+    for (index_t j = 0; j < H; ++j) h[j] = act_tanh(a[j] + b[j]);
+  else
+    for (index_t j = 0; j < H; ++j) h[j] = relu(a[j] + b[j]);
+}
+
+template <typename Real>
+inline void rnn_row_backward(Real* __restrict da, const Real* __restrict dh, const Real* __restrict dy,
+                             const Real* __restrict h, index_t H, Nonlinearity nl) {
+  if (nl == Nonlinearity::Tanh)
+    for (index_t j = 0; j < H; ++j) da[j] = (dh[j] + dy[j]) * (Real(1) - h[j] * h[j]);
+  else
+    for (index_t j = 0; j < H; ++j) da[j] = h[j] > Real(0) ? dh[j] + dy[j] : Real(0);
+}
+
+}  // namespace
+
+template <typename Real>
+PYLSTM_VECTOR_CLONES void rnn_pointwise_forward(Real* h, index_t ldh, const Real* a, const Real* bias, index_t N,
+                                                index_t H, Nonlinearity nl) {
+  for (index_t n = 0; n < N; ++n) rnn_row_forward(h + n * ldh, a + n * H, bias, H, nl);
+}
+
+template <typename Real>
+PYLSTM_VECTOR_CLONES void rnn_pointwise_backward(Real* da, const Real* dh, const Real* dy, index_t lddy,
+                                                 const Real* h, index_t ldh, index_t N, index_t H, Nonlinearity nl) {
+  for (index_t n = 0; n < N; ++n) rnn_row_backward(da + n * H, dh + n * H, dy + n * lddy, h + n * ldh, H, nl);
+}
+
+template <typename Real>
+void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const Real* x, const Real* h0,
+                 const Real* W_ih, const Real* W_hh, const Real* b_ih, const Real* b_hh, index_t T, index_t N,
+                 index_t I, index_t H, Nonlinearity nl, bool reverse) {
+  blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
+  Real* bias = work;                                      // [H]
+  Real* a_all = cache ? cache : work + H + N * H;         // [T][N][H] training, [block][N][H] inference
+  for (index_t j = 0; j < H; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);
+  const index_t block = cache ? T : detail::inference_block_steps(T, N);
+  index_t block_t0 = 0;
+  const Real* h_prev = h0;  // nullptr: zero state, the first recurrent GEMM is skipped
+  index_t ld_prev = H;
+  for (index_t s = 0; s < T; ++s) {
+    const index_t t = reverse ? T - 1 - s : s;
+    if (s % block == 0) {
+      const index_t steps = std::min(block, T - s);
+      block_t0 = reverse ? t - steps + 1 : t;
+      gemm(false, true, steps * N, H, I, Real(1), x + block_t0 * N * I, I, W_ih, I, Real(0), a_all, H);
+    }
+    Real* a = a_all + (t - block_t0) * N * H;
+    if (h_prev) gemm(false, true, N, H, H, Real(1), h_prev, ld_prev, W_hh, H, Real(1), a, H);
+    Real* yt = y + t * N * ldy;
+    rnn_pointwise_forward(yt, ldy, a, bias, N, H, nl);
+    h_prev = yt;
+    ld_prev = ldy;
+  }
+  detail::copy_rows(h_n, h_prev, ld_prev, N, H);
+}
+
+template <typename Real>
+void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache, Real* work,
+                  const Real* dy, index_t lddy, const Real* dh_n, const Real* x, const Real* y, index_t ldy,
+                  const Real* h0, const Real* W_ih, const Real* W_hh, index_t T, index_t N, index_t I, index_t H,
+                  Nonlinearity nl, bool reverse) {
+  blas_int(T * N, "T*N");
+  Real* da = cache;           // [T][N][H] pre-activation gradients
+  Real* colsum = work;        // [H]
+  Real* zeros = work + H;     // [N][H]
+  std::fill(zeros, zeros + N * H, Real(0));
+  const index_t dy_ld = dy ? lddy : 0, dy_step = dy ? N * lddy : 0;
+  if (!dy) dy = zeros;
+  // dh0 carries the running gradient w.r.t. h_t and ends as the one w.r.t. h0.
+  if (dh_n) std::copy(dh_n, dh_n + N * H, dh0);
+  else std::fill(dh0, dh0 + N * H, Real(0));
+  for (index_t s = 0; s < T; ++s) {
+    const index_t t = reverse ? s : T - 1 - s;
+    Real* dat = da + t * N * H;
+    rnn_pointwise_backward(dat, dh0, dy + t * dy_step, dy_ld, y + t * N * ldy, ldy, N, H, nl);
+    gemm(false, false, N, H, H, Real(1), dat, H, W_hh, H, Real(0), dh0, H);  // dh_{t-1} = da_t W_hh
+  }
+  detail::input_gradients(dx, dW_ih, da, H, x, W_ih, T * N, I, H);
+  detail::recurrent_weight_gradient(dW_hh, da, H, y, ldy, h0, T, N, H, H, reverse);
+  if (db_ih) detail::add_column_sums(db_ih, db_hh, colsum, da, H, T * N, H);
+}
+
+#define PYLSTM_INSTANTIATE(Real)                                                                                \
+  template void rnn_pointwise_forward<Real>(Real*, index_t, const Real*, const Real*, index_t, index_t,          \
+                                            Nonlinearity);                                                       \
+  template void rnn_pointwise_backward<Real>(Real*, const Real*, const Real*, index_t, const Real*, index_t,      \
+                                             index_t, index_t, Nonlinearity);                                    \
+  template void rnn_forward<Real>(Real*, index_t, Real*, Real*, Real*, const Real*, const Real*, const Real*,     \
+                                  const Real*, const Real*, const Real*, index_t, index_t, index_t, index_t,      \
+                                  Nonlinearity, bool);                                                           \
+  template void rnn_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, const Real*, index_t,  \
+                                   const Real*, const Real*, const Real*, index_t, const Real*, const Real*,      \
+                                   const Real*, index_t, index_t, index_t, index_t, Nonlinearity, bool);
+PYLSTM_INSTANTIATE(float)
+PYLSTM_INSTANTIATE(double)
+#undef PYLSTM_INSTANTIATE
+
+}  // namespace pylstm

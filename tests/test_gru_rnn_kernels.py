@@ -1,0 +1,139 @@
+"""GRU (both forms) and RNN (tanh, relu): the reference's backward against finite differences, and every output
+and gradient of the compiled kernels against the reference."""
+
+import numpy as np
+import pytest
+from conftest import TOL, rel_err
+
+from pylstm import _core
+from pylstm import reference as ref
+
+VARIANTS = {  # name: (kernel prefix, gates, keyword arguments)
+    "gru": ("gru", 3, dict(linear_before_reset=True)),
+    "gru-original": ("gru", 3, dict(linear_before_reset=False)),
+    "rnn-tanh": ("rnn", 1, dict(nonlinearity="tanh")),
+    "rnn-relu": ("rnn", 1, dict(nonlinearity="relu")),
+}
+SHAPES = [(1, 1, 1, 1), (1, 3, 4, 3), (5, 1, 3, 17), (6, 4, 7, 3), (4, 2, 17, 16), (3, 5, 8, 33)]
+
+
+def _case(rng, G, dt, T, N, I, H, with_state=True, with_bias=True):
+    d = dict(x=rng.standard_normal((T, N, I)), h0=rng.standard_normal((N, H)) if with_state else None,
+             W_ih=rng.uniform(-0.6, 0.6, (G * H, I)), W_hh=rng.uniform(-0.6, 0.6, (G * H, H)),
+             b_ih=rng.uniform(-0.6, 0.6, G * H) if with_bias else None,
+             b_hh=rng.uniform(-0.6, 0.6, G * H) if with_bias else None)
+    return {k: None if v is None else v.astype(dt) for k, v in d.items()}
+
+
+def _run(impl, prefix, kw, c, reverse, dy, dh_n, y=None, grad_start=0.0):
+    fwd, bwd = getattr(impl, prefix + "_forward"), getattr(impl, prefix + "_backward")
+    args = [c[k] for k in ("x", "h0", "W_ih", "W_hh", "b_ih", "b_hh")]
+    y, h_n, cache = fwd(*args, reverse=reverse, training=True, y=y, **kw)
+    grads = [None if a is None else np.full_like(a, grad_start) for a in args[2:]]
+    dx, dh0 = bwd(dy, dh_n, c["x"], c["h0"], c["W_ih"], c["W_hh"], y, cache, *grads, reverse=reverse, **kw)
+    out = dict(y=y, h_n=h_n, dx=dx, dh0=dh0, dW_ih=grads[0], dW_hh=grads[1])
+    if grads[2] is not None:
+        out.update(db_ih=grads[2], db_hh=grads[3])
+    return out
+
+
+def _compare(got, want, dt):
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k].dtype == np.dtype(dt), k
+        err = rel_err(got[k], want[k])
+        assert err <= TOL[dt], f"{k}: relative error {err:.2e} > {TOL[dt]:.0e}"
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_state,with_bias", [(True, True), (False, True), (True, False)])
+def test_reference_backward_matches_finite_differences(rng, variant, reverse, with_state, with_bias):
+    prefix, G, kw = VARIANTS[variant]
+    T, N, I, H = 4, 2, 3, 3
+    c = _case(rng, G, "float64", T, N, I, H, with_state, with_bias)
+    if c["h0"] is None:  # the gradient for an absent state is the one at zero: check it there
+        c["h0"] = np.zeros((N, H))
+    Ry, Rh = rng.standard_normal((T, N, H)), rng.standard_normal((N, H))
+    fwd = getattr(ref, prefix + "_forward")
+
+    def loss():
+        y, h_n, _ = fwd(*(c[k] for k in ("x", "h0", "W_ih", "W_hh", "b_ih", "b_hh")), reverse=reverse,
+                        training=False, **kw)
+        return np.sum(y * Ry) + np.sum(h_n * Rh)
+
+    got = _run(ref, prefix, kw, c, reverse, Ry, Rh)
+    names = dict(x="dx", h0="dh0", W_ih="dW_ih", W_hh="dW_hh", b_ih="db_ih", b_hh="db_hh")
+    checked = 0
+    for name, gname in names.items():
+        value = c[name]
+        if value is None:
+            continue
+        num = np.zeros_like(value)
+        for idx in np.ndindex(value.shape):
+            orig = value[idx]
+            value[idx] = orig + 1e-6
+            up = loss()
+            value[idx] = orig - 1e-6
+            down = loss()
+            value[idx] = orig
+            num[idx] = (up - down) / 2e-6
+        err = np.max(np.abs(num - got[gname])) / max(np.max(np.abs(num)), 1e-12)
+        assert err < 1e-7, f"{gname}: relative error {err:.2e}"
+        checked += 1
+    assert checked == (6 if with_bias else 4)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%d-N%d-I%d-H%d" % s)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_kernels_match_reference(rng, variant, dt, shape, reverse):
+    prefix, G, kw = VARIANTS[variant]
+    T, N, I, H = shape
+    c = _case(rng, G, dt, T, N, I, H)
+    dy, dh_n = rng.standard_normal((T, N, H)).astype(dt), rng.standard_normal((N, H)).astype(dt)
+    _compare(_run(_core, prefix, kw, c, reverse, dy, dh_n), _run(ref, prefix, kw, c, reverse, dy, dh_n), dt)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("with_state,with_bias,with_dout", [(False, True, True), (True, False, False),
+                                                            (False, False, False)])
+def test_optional_arguments_and_strided_output(rng, variant, dt, with_state, with_bias, with_dout):
+    prefix, G, kw = VARIANTS[variant]
+    T, N, I, H = 4, 3, 5, 6
+    c = _case(rng, G, dt, T, N, I, H, with_state, with_bias)
+    wide, dwide = np.zeros((T, N, 2 * H), dt), rng.standard_normal((T, N, 2 * H)).astype(dt)
+    dy = dwide[:, :, H:] if with_dout else None
+    dh_n = None if with_dout else rng.standard_normal((N, H)).astype(dt)
+    for reverse in (False, True):
+        got = _run(_core, prefix, kw, c, reverse, dy, dh_n, y=wide[:, :, H:], grad_start=1.0)
+        want = _run(ref, prefix, kw, c, reverse, None if dy is None else dy.copy(), dh_n, grad_start=1.0)
+        _compare(got, want, dt)
+        assert not wide[:, :, :H].any()
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_inference_in_blocks_matches_reference(rng, variant, reverse):
+    prefix, G, kw = VARIANTS[variant]
+    c = _case(rng, G, "float64", 40, 9, 5, 4)
+    args = [c[k] for k in ("x", "h0", "W_ih", "W_hh", "b_ih", "b_hh")]
+    got = getattr(_core, prefix + "_forward")(*args, reverse=reverse, training=False, **kw)
+    want = getattr(ref, prefix + "_forward")(*args, reverse=reverse, training=False, **kw)
+    assert got[2] is None
+    for a, b in zip(got[:2], want[:2]):
+        assert rel_err(a, b) <= TOL["float64"]
+
+
+def test_unknown_nonlinearity_is_a_value_error():
+    x = np.zeros((2, 1, 3))
+    with pytest.raises(ValueError, match="nonlinearity"):
+        _core.rnn_forward(x, None, np.zeros((2, 3)), np.zeros((2, 2)), None, None, nonlinearity="sigmoid")
+
+
+def test_relu_gradient_is_zero_where_the_unit_is_off(rng):
+    c = _case(rng, 1, "float64", 5, 4, 3, 6)
+    got = _run(_core, "rnn", dict(nonlinearity="relu"), c, False, np.ones((5, 4, 6)), None)
+    assert (got["y"] == 0).any() and (got["y"] > 0).any()
