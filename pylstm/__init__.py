@@ -1,4 +1,4 @@
-"""pylstm: recurrent layers (LSTM) with C++/BLAS kernels behind a NumPy API shaped like torch.nn."""
+"""pylstm: recurrent layers (LSTM, GRU, RNN) with C++/BLAS kernels behind a NumPy API shaped like torch.nn."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ except ImportError as e:  # most often: the source tree shadows the installed pa
         "tree, not the installed package. Install with `pip install .` and run from another directory."
     ) from e
 from . import reference  # noqa: E402
-from .lstm import LSTM  # noqa: E402
+from .layers import GRU, LSTM, RNN  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -47,4 +47,4 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
-__all__ = ["LSTM", "reference", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["LSTM", "GRU", "RNN", "reference", "get_num_threads", "set_num_threads", "__version__"]

@@ -175,7 +175,7 @@ def test_load_state_dict_round_trip_and_atomic_failure():
     (lambda m: m(np.zeros((2, 1, 4), "f4")), ValueError, r"^x must have 3 features \(input_size\)"),
     (lambda m: m(np.zeros((2, 1, 1, 3), "f4")), ValueError, "^x must be 3-D"),
     (lambda m: m(np.zeros((2, 1, 3), "f4"), (np.zeros((1, 2, 4), "f4"),) * 2), ValueError,
-     r"^state\[0\] \(h0\) must have shape"),
+     "^h0 must have shape"),
     (lambda m: m(np.zeros((2, 1, 3), "f4"), np.zeros((1, 1, 4), "f4")), TypeError, "^state must be a pair"),
     (lambda m: pylstm.LSTM(0, 4), ValueError, "^input_size must be >= 1"),
     (lambda m: pylstm.LSTM(3, 2.5), TypeError, "^hidden_size must be an int"),

@@ -1,0 +1,395 @@
+"""The recurrent layers LSTM, GRU and RNN: PyTorch's conventions over NumPy arrays, with an explicit backward."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _core
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def _size(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _dtype(value):
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in _DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}")
+    return dt
+
+
+class _Recurrent:
+    """What the three layer types share: parameters, gradients, layouts, checks and the layer/direction loop.
+
+    A subclass sets ``_gates`` and ``_states`` (the names of its states: ("h",) or ("h", "c")) and implements
+    ``_kernel_forward`` and ``_kernel_backward`` for one layer direction.
+    """
+
+    _gates = 0
+    _states = ("h",)
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 bidirectional=False, dtype="float32", seed=None):
+        self.input_size = _size("input_size", input_size)
+        self.hidden_size = _size("hidden_size", hidden_size)
+        self.num_layers = _size("num_layers", num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = _dtype(dtype)
+        self.training = True
+        self._cache = None
+
+        rng = np.random.default_rng(seed)
+        k = 1.0 / math.sqrt(self.hidden_size)
+        self._params = {}
+        for name, shape in self._param_shapes().items():
+            self._params[name] = rng.uniform(-k, k, size=shape).astype(self.dtype)
+        self.grads = {name: np.zeros_like(p) for name, p in self._params.items()}
+
+    # ---- parameters -------------------------------------------------------------------------------------
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def _param_shapes(self):
+        H, G, D = self.hidden_size, self._gates, self.num_directions
+        shapes = {}
+        for layer in range(self.num_layers):
+            fan_in = self.input_size if layer == 0 else D * H
+            for d in range(D):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                shapes["weight_ih" + sfx] = (G * H, fan_in)
+                shapes["weight_hh" + sfx] = (G * H, H)
+                if self.bias:
+                    shapes["bias_ih" + sfx] = (G * H,)
+                    shapes["bias_hh" + sfx] = (G * H,)
+        return shapes
+
+    def _layer_params(self, layer, d):
+        sfx = f"_l{layer}" + ("_reverse" if d else "")
+        p, g = self._params, self.grads
+        names = ("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx, "bias_hh" + sfx)
+        return [p.get(n) for n in names], [g.get(n) for n in names]
+
+    def state_dict(self):
+        """The parameters by PyTorch's names. The arrays are the module's own (as torch's tensors share storage):
+        writing into them changes the model; copy them to keep a snapshot."""
+        return dict(self._params)
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copies parameters in from a mapping of names to array-likes (torch tensors included).
+
+        Every entry is checked before any is copied, so a failed load changes nothing. With ``strict``, the keys
+        must match exactly; otherwise missing keys keep their values and unknown keys are an error still.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
+        keys = set(state_dict.keys())
+        unexpected = sorted(keys - set(self._params))
+        missing = sorted(set(self._params) - keys)
+        if unexpected or (strict and missing):
+            raise ValueError(f"state_dict does not match this LSTM: missing keys {missing}, unexpected keys {unexpected}")
+        staged = {}
+        for name in keys:
+            try:
+                value = np.asarray(state_dict[name])
+            except Exception as e:  # e.g. a torch tensor that requires grad
+                raise TypeError(f"state_dict[{name!r}] could not be converted to an array: {e}") from None
+            if value.shape != self._params[name].shape:
+                raise ValueError(f"state_dict[{name!r}] must have shape {self._params[name].shape}, got {value.shape}")
+            if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+                raise TypeError(f"state_dict[{name!r}] must hold real numbers, got dtype {value.dtype}")
+            staged[name] = value
+        for name, value in staged.items():
+            np.copyto(self._params[name], value, casting="unsafe")
+        self._cache = None
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ---- input checks -----------------------------------------------------------------------------------
+    def _as_input(self, name, value):
+        if not isinstance(value, np.ndarray):
+            value = np.asarray(value, dtype=self.dtype)
+        if value.dtype != self.dtype:
+            raise TypeError(f"{name} must have dtype {self.dtype.name} (the module's dtype), got {value.dtype}")
+        return value
+
+    def _check_state(self, name, value, N, H, unbatched):
+        value = self._as_input(name, value)
+        want = (self.num_directions * self.num_layers,) + (() if unbatched else (N,)) + (H,)
+        if value.shape != want:
+            raise ValueError(f"{name} must have shape {want}, got {value.shape}")
+        # A private copy: the training cache must not change if the caller later writes into their array.
+        return np.array(value, order="C", copy=True).reshape(want[0], N, H)
+
+    # ---- forward / backward -----------------------------------------------------------------------------
+    def _run(self, x, states):
+        """The layers over x; ``states`` is None or one (D*L, N, H)-shaped array-like per state. Returns the output
+        and the final states in the caller's layout."""
+        x = self._as_input("x", x)
+        if x.ndim not in (2, 3):
+            raise ValueError(f"x must be 3-D (T, N, I) or 2-D unbatched (T, I), got shape {x.shape}")
+        unbatched = x.ndim == 2
+        seq = x[:, None, :] if unbatched else x.transpose(1, 0, 2) if self.batch_first else x
+        T, N, I = seq.shape
+        if I != self.input_size:
+            raise ValueError(f"x must have {self.input_size} features (input_size) in its last axis, got {I}")
+        if T < 1 or N < 1:
+            raise ValueError(f"x must have at least one time step and one batch row, got shape {x.shape}")
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        s0 = None
+        if states is not None:
+            s0 = [self._check_state(f"{name}0", v, N, H, unbatched) for name, v in zip(self._states, states)]
+
+        training = self.training
+        self._cache = None  # a new forward ends the previous one's claim to a backward
+        # Training keeps the layer inputs and outputs for backward, so it works on private copies: writing into x or
+        # into the returned out between forward and backward must not change the gradients.
+        inp = np.array(seq, order="C", copy=True) if training else np.ascontiguousarray(seq)
+        s_n = [np.empty((L * D, N, H), self.dtype) for _ in self._states]
+        inputs, outputs, caches = [], [], []
+        for layer in range(L):
+            out = np.empty((T, N, D * H), self.dtype)
+            for d in range(D):
+                k = layer * D + d
+                (W_ih, W_hh, b_ih, b_hh), _ = self._layer_params(layer, d)
+                finals, cache = self._kernel_forward(
+                    inp, None if s0 is None else [s[k] for s in s0], W_ih, W_hh, b_ih, b_hh, reverse=bool(d),
+                    training=training, y=out[:, :, d * H:(d + 1) * H])
+                for dst, src in zip(s_n, finals):
+                    dst[k] = src
+                caches.append(cache)
+            inputs.append(inp)
+            outputs.append(out)
+            inp = out
+        if training:
+            self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, s0=s0, unbatched=unbatched, shape=(T, N))
+        out = inp.copy() if training else inp
+        return self._to_user(out, unbatched), [self._state_to_user(s, unbatched) for s in s_n]
+
+    def _run_backward(self, dout, dstates):
+        if self._cache is None:
+            raise RuntimeError("backward() needs a forward in training mode first (call .train() and run forward; "
+                               "each forward supports one backward)")
+        cache = self._cache
+        T, N = cache["shape"]
+        unbatched = cache["unbatched"]
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        dout = self._as_input("dout", dout)
+        want = self._to_user(np.empty((T, N, D * H), self.dtype), unbatched).shape
+        if dout.shape != want:
+            raise ValueError(f"dout must have the shape of the forward's output {want}, got {dout.shape}")
+        ds_n = None
+        if dstates is not None:
+            ds_n = [self._check_state(f"d{name}_n", v, N, H, unbatched) for name, v in zip(self._states, dstates)]
+        dy = np.ascontiguousarray(self._from_user(dout, unbatched))
+
+        self._cache = None
+        s0 = cache["s0"]
+        ds0 = [np.empty((L * D, N, H), self.dtype) for _ in self._states]
+        for layer in reversed(range(L)):
+            inp, out = cache["inputs"][layer], cache["outputs"][layer]
+            dx = np.zeros_like(inp)
+            for d in range(D):
+                k = layer * D + d
+                (W_ih, W_hh, _, _), grads = self._layer_params(layer, d)
+                cols = slice(d * H, (d + 1) * H)
+                firsts = self._kernel_backward(
+                    dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,
+                    None if s0 is None else [s[k] for s in s0], W_ih, W_hh, out[:, :, cols], cache["caches"][k],
+                    *grads, reverse=bool(d), dx=dx)
+                for dst, src in zip(ds0, firsts):
+                    dst[k] = src
+            dy = dx
+        return self._to_user(dy, unbatched), [self._state_to_user(s, unbatched) for s in ds0]
+
+    def _kernel_forward(self, x, s0, W_ih, W_hh, b_ih, b_hh, *, reverse, training, y):
+        """One layer direction: returns ([final state arrays], cache)."""
+        raise NotImplementedError
+
+    def _kernel_backward(self, dy, ds_n, x, s0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, reverse, dx):
+        """One layer direction: accumulates into dx and the parameter gradients; returns [state gradients]."""
+        raise NotImplementedError
+
+    # ---- layouts ----------------------------------------------------------------------------------------
+    def _to_user(self, seq, unbatched):
+        if unbatched:
+            return seq[:, 0, :]
+        return seq.transpose(1, 0, 2) if self.batch_first else seq
+
+    def _from_user(self, seq, unbatched):
+        if unbatched:
+            return seq[:, None, :]
+        return seq.transpose(1, 0, 2) if self.batch_first else seq
+
+    @staticmethod
+    def _state_to_user(state, unbatched):
+        return state[:, 0, :] if unbatched else state
+
+    def _extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        extra = "".join([
+            f", num_layers={self.num_layers}" if self.num_layers != 1 else "",
+            ", bias=False" if not self.bias else "",
+            ", batch_first=True" if self.batch_first else "",
+            ", bidirectional=True" if self.bidirectional else "",
+            self._extra_repr(),
+            f", dtype='{self.dtype.name}'" if self.dtype != np.float32 else "",
+        ])
+        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
+
+
+class LSTM(_Recurrent):
+    """Multi-layer LSTM with the call shapes, parameter names and gate order (i, f, g, o) of torch.nn.LSTM.
+
+    ``out, (h_n, c_n) = lstm(x, state=None)`` runs the layers; in training mode it keeps what
+    ``dx, (dh0, dc0) = lstm.backward(dout, dstate=None)`` needs, and backward adds the parameter gradients
+    into ``lstm.grads``. x is (T, N, I), (N, T, I) with ``batch_first``, or unbatched (T, I); out is
+    (T, N, D*H) in the same layout; h_n and c_n are (D*num_layers, N, H), layer-major then direction.
+    """
+
+    _gates = 4
+    _states = ("h", "c")
+
+    def __call__(self, x, state=None):
+        return self.forward(x, state)
+
+    def forward(self, x, state=None):
+        """Runs all layers. Returns ``out, (h_n, c_n)``. In training mode keeps the cache for one backward."""
+        out, (h_n, c_n) = self._run(x, self._pair("state", state))
+        return out, (h_n, c_n)
+
+    def backward(self, dout, dstate=None):
+        """Backpropagates through the last training-mode forward, given ∂L/∂out and optionally (∂L/∂h_n, ∂L/∂c_n).
+
+        Adds the parameter gradients into ``self.grads`` and returns ``dx, (dh0, dc0)`` shaped like x and the state.
+        The forward's cache is consumed: a second backward needs a second forward.
+        """
+        dx, (dh0, dc0) = self._run_backward(dout, self._pair("dstate", dstate))
+        return dx, (dh0, dc0)
+
+    @staticmethod
+    def _pair(name, value):
+        if value is None:
+            return None
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"{name} must be a pair (h, c) of arrays or None, got {type(value).__name__}")
+        return value
+
+    def _kernel_forward(self, x, s0, W_ih, W_hh, b_ih, b_hh, *, reverse, training, y):
+        h0, c0 = (None, None) if s0 is None else s0
+        _, h_n, c_n, cache = _core.lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse=reverse,
+                                                training=training, y=y)
+        return [h_n, c_n], cache
+
+    def _kernel_backward(self, dy, ds_n, x, s0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, reverse, dx):
+        dh_n, dc_n = (None, None) if ds_n is None else ds_n
+        h0, c0 = (None, None) if s0 is None else s0
+        _, dh0, dc0 = _core.lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
+                                          db_hh, reverse=reverse, dx=dx)
+        return [dh0, dc0]
+
+
+class _OneState(_Recurrent):
+    """GRU and RNN: one state h. ``out, h_n = layer(x, h0=None)``; ``dx, dh0 = layer.backward(dout, dh_n=None)``."""
+
+    _kernel = ""
+
+    def __call__(self, x, h0=None):
+        return self.forward(x, h0)
+
+    def forward(self, x, h0=None):
+        """Runs all layers. Returns ``out, h_n``. In training mode keeps the cache for one backward."""
+        out, (h_n,) = self._run(x, None if h0 is None else [h0])
+        return out, h_n
+
+    def backward(self, dout, dh_n=None):
+        """Backpropagates through the last training-mode forward, given ∂L/∂out and optionally ∂L/∂h_n.
+
+        Adds the parameter gradients into ``self.grads`` and returns ``dx, dh0``. The forward's cache is consumed.
+        """
+        dx, (dh0,) = self._run_backward(dout, None if dh_n is None else [dh_n])
+        return dx, dh0
+
+    def _variant(self):
+        raise NotImplementedError
+
+    def _kernel_forward(self, x, s0, W_ih, W_hh, b_ih, b_hh, *, reverse, training, y):
+        fwd = getattr(_core, self._kernel + "_forward")
+        _, h_n, cache = fwd(x, None if s0 is None else s0[0], W_ih, W_hh, b_ih, b_hh, reverse=reverse,
+                            training=training, y=y, **self._variant())
+        return [h_n], cache
+
+    def _kernel_backward(self, dy, ds_n, x, s0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, reverse, dx):
+        bwd = getattr(_core, self._kernel + "_backward")
+        _, dh0 = bwd(dy, None if ds_n is None else ds_n[0], x, None if s0 is None else s0[0], W_ih, W_hh, y, cache,
+                     dW_ih, dW_hh, db_ih, db_hh, reverse=reverse, dx=dx, **self._variant())
+        return [dh0]
+
+
+class GRU(_OneState):
+    """Multi-layer GRU with the call shapes, parameter names and gate order (r, z, n) of torch.nn.GRU.
+
+    ``linear_before_reset=True`` (the default) is PyTorch's form, n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));
+    ``False`` is the original form with the reset applied to h before the product (Keras ``reset_after=False``,
+    the ONNX default).
+    """
+
+    _gates = 3
+    _kernel = "gru"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, bidirectional=False,
+                 linear_before_reset=True, dtype="float32", seed=None):
+        self.linear_before_reset = bool(linear_before_reset)
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                         bidirectional=bidirectional, dtype=dtype, seed=seed)
+
+    def _variant(self):
+        return dict(linear_before_reset=self.linear_before_reset)
+
+    def _extra_repr(self):
+        return "" if self.linear_before_reset else ", linear_before_reset=False"
+
+
+class RNN(_OneState):
+    """Multi-layer Elman RNN, h' = φ(W_ih x + b_ih + W_hh h + b_hh) with φ = tanh or relu, as torch.nn.RNN."""
+
+    _gates = 1
+    _kernel = "rnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True, batch_first=False,
+                 bidirectional=False, dtype="float32", seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                         bidirectional=bidirectional, dtype=dtype, seed=seed)
+
+    def _variant(self):
+        return dict(nonlinearity=self.nonlinearity)
+
+    def _extra_repr(self):
+        return f", nonlinearity='{self.nonlinearity}'" if self.nonlinearity != "tanh" else ""
