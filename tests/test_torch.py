@@ -1,4 +1,5 @@
-"""pylstm.LSTM against torch.nn.LSTM with the same weights: outputs and every gradient (skipped without torch)."""
+"""pylstm's LSTM, GRU and RNN against torch.nn's with the same weights: outputs and every gradient (skipped without
+torch)."""
 
 import numpy as np
 import pytest
@@ -11,6 +12,15 @@ torch = pytest.importorskip("torch")
 TORCH_TOL = {"float64": 1e-10, "float32": 2e-5}
 
 
+KINDS = {  # name: (pylstm class, torch class, extra keyword arguments, has a cell state)
+    "lstm": ("LSTM", "LSTM", {}, True),
+    "gru": ("GRU", "GRU", {}, False),
+    "rnn-tanh": ("RNN", "RNN", {"nonlinearity": "tanh"}, False),
+    "rnn-relu": ("RNN", "RNN", {"nonlinearity": "relu"}, False),
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("dt", ["float64", "float32"])
 @pytest.mark.parametrize("cfg", [
     dict(T=1, N=1, I=1, H=1, L=1, bi=False),
@@ -20,39 +30,47 @@ TORCH_TOL = {"float64": 1e-10, "float32": 2e-5}
 ], ids=lambda c: "-".join(f"{k}{int(v)}" for k, v in c.items()))
 @pytest.mark.parametrize("layout", ["seq", "batch_first", "unbatched"])
 @pytest.mark.parametrize("given_state", [False, True])
-def test_matches_torch(rng, dt, cfg, layout, given_state):
+def test_matches_torch(rng, kind, dt, cfg, layout, given_state):
+    ours, theirs, kw, lstm = KINDS[kind]
     cfg = dict(cfg)
     T, N, I, H, L, bi = (cfg.pop(k) for k in ("T", "N", "I", "H", "L", "bi"))
     bias = cfg.pop("bias", True)
     if layout == "unbatched":
         N = 1
     bf = layout == "batch_first"
-    tdt = getattr(torch, dt)
-    tm = torch.nn.LSTM(I, H, L, bias=bias, batch_first=bf, bidirectional=bi, dtype=tdt)
-    m = pylstm.LSTM(I, H, L, bias=bias, batch_first=bf, bidirectional=bi, dtype=dt)
+    tm = getattr(torch.nn, theirs)(I, H, L, bias=bias, batch_first=bf, bidirectional=bi, dtype=getattr(torch, dt),
+                                   **kw)
+    m = getattr(pylstm, ours)(I, H, L, bias=bias, batch_first=bf, bidirectional=bi, dtype=dt, **kw)
     m.load_state_dict(tm.state_dict())
     D = 2 if bi else 1
     xshape = (T, I) if layout == "unbatched" else (N, T, I) if bf else (T, N, I)
     sshape = (L * D, H) if layout == "unbatched" else (L * D, N, H)
     x = rng.standard_normal(xshape).astype(dt)
-    h0, c0 = rng.standard_normal(sshape).astype(dt), rng.standard_normal(sshape).astype(dt)
+    s0 = [rng.standard_normal(sshape).astype(dt) for _ in range(2 if lstm else 1)]
     dout = rng.standard_normal(xshape[:-1] + (D * H,)).astype(dt)
-    dh_n, dc_n = rng.standard_normal(sshape).astype(dt), rng.standard_normal(sshape).astype(dt)
+    ds_n = [rng.standard_normal(sshape).astype(dt) for _ in range(2 if lstm else 1)]
 
     tx = torch.tensor(x, requires_grad=True)
-    th0, tc0 = torch.tensor(h0, requires_grad=True), torch.tensor(c0, requires_grad=True)
-    tout, (th, tc) = tm(tx, (th0, tc0)) if given_state else tm(tx)
-    loss = (tout * torch.tensor(dout)).sum() + (th * torch.tensor(dh_n)).sum() + (tc * torch.tensor(dc_n)).sum()
+    ts0 = [torch.tensor(s, requires_grad=True) for s in s0]
+    tstate = (tuple(ts0) if lstm else ts0[0]) if given_state else None
+    tout, tfin = tm(tx, tstate)
+    tfin = list(tfin) if lstm else [tfin]
+    loss = (tout * torch.tensor(dout)).sum() + sum((f * torch.tensor(d)).sum() for f, d in zip(tfin, ds_n))
     loss.backward()
 
-    out, (h_n, c_n) = m(x, (h0, c0) if given_state else None)
-    dx, (dh0, dc0) = m.backward(dout, (dh_n, dc_n))
+    if lstm:
+        out, fin = m(x, tuple(s0) if given_state else None)
+        dx, ds0 = m.backward(dout, tuple(ds_n))
+    else:
+        out, fin = m(x, s0[0] if given_state else None)
+        dx, ds0 = m.backward(dout, ds_n[0])
+        fin, ds0 = [fin], [ds0]
     tol = TORCH_TOL[dt]
-    pairs = [("out", out, tout), ("h_n", h_n, th), ("c_n", c_n, tc), ("dx", dx, tx.grad)]
+    pairs = [("out", out, tout), ("dx", dx, tx.grad)] + [("state_n", a, b) for a, b in zip(fin, tfin)]
     if given_state:
-        pairs += [("dh0", dh0, th0.grad), ("dc0", dc0, tc0.grad)]
+        pairs += [("dstate0", a, b.grad) for a, b in zip(ds0, ts0)]
     pairs += [(k, m.grads[k], p.grad) for k, p in tm.named_parameters()]
-    assert len(m.grads) == L * D * (4 if bias else 2) == len(list(tm.parameters()))
+    assert len(m.grads) == len(list(tm.parameters())) == L * D * (4 if bias else 2)
     for name, got, want in pairs:
         want = want.detach().numpy()
         assert got.shape == want.shape, name
