@@ -1,4 +1,4 @@
-"""pylstm.LSTM against an independent composition of the reference, and the module's API contract."""
+"""The layers (LSTM, GRU, RNN) against an independent composition of the reference, and the modules' API contract."""
 
 import numpy as np
 import pytest
@@ -7,27 +7,39 @@ from conftest import TOL, rel_err
 import pylstm
 from pylstm import reference as ref
 
+KINDS = {  # name: (constructor, reference kernel prefix, keyword arguments for the kernels, number of states)
+    "lstm": (pylstm.LSTM, "lstm", {}, 2),
+    "gru": (pylstm.GRU, "gru", {"linear_before_reset": True}, 1),
+    "gru-original": (lambda *a, **k: pylstm.GRU(*a, linear_before_reset=False, **k), "gru",
+                     {"linear_before_reset": False}, 1),
+    "rnn-relu": (lambda *a, **k: pylstm.RNN(*a, nonlinearity="relu", **k), "rnn", {"nonlinearity": "relu"}, 1),
+}
 
-def _ref_model(m, x, h0, c0, dout, dh_n, dc_n):
-    """Multi-layer, bidirectional LSTM from reference.lstm_forward/backward, all in (T, N, .) layout. The reverse
-    direction is run forwards on the time-flipped sequence, so the module's `reverse` path is checked too."""
+
+def _ref_model(m, prefix, kw, x, s0, dout, ds_n):
+    """A multi-layer, bidirectional model from reference.<prefix>_forward/backward, all in (T, N, .) layout. The
+    reverse direction is run forwards on the time-flipped sequence, so the layer's `reverse` path is checked too.
+    s0 and ds_n are lists with one (D*L, N, H) array per state."""
+    fwd, bwd = getattr(ref, prefix + "_forward"), getattr(ref, prefix + "_backward")
     p = {k: v.astype(np.float64) for k, v in m.state_dict().items()}
     H, D, L = m.hidden_size, m.num_directions, m.num_layers
     T, N, _ = x.shape
     g = {k: np.zeros_like(v) for k, v in p.items()}
-    inp, saved, h_n, c_n = x, [], np.zeros((L * D, N, H)), np.zeros((L * D, N, H))
+    inp, saved, s_n = x, [], [np.zeros((L * D, N, H)) for _ in s0]
     for layer in range(L):
         outs = []
         for d in range(D):
             k, sfx = layer * D + d, f"_l{layer}" + ("_reverse" if d else "")
             xi = inp[::-1].copy() if d else inp
             W = [p.get(n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            y, h_n[k], c_n[k], cache = ref.lstm_forward(xi, h0[k], c0[k], *W)
+            y, *fin, cache = fwd(xi, *[s[k] for s in s0], *W, **kw)
+            for dst, src in zip(s_n, fin):
+                dst[k] = src
             saved.append((xi, W, y, cache, sfx))
             outs.append(y[::-1] if d else y)
         inp = np.concatenate(outs, axis=2)
     out = inp
-    dy, dh0, dc0 = dout, np.zeros_like(h_n), np.zeros_like(c_n)
+    dy, ds0 = dout, [np.zeros_like(s) for s in s_n]
     for layer in reversed(range(L)):
         dx = 0
         for d in range(D):
@@ -36,11 +48,12 @@ def _ref_model(m, x, h0, c0, dout, dh_n, dc_n):
             dyk = dy[:, :, d * H:(d + 1) * H]
             dyk = dyk[::-1].copy() if d else dyk.copy()
             gd = [g.get(n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            dxk, dh0[k], dc0[k] = ref.lstm_backward(dyk, dh_n[k], dc_n[k], xi, h0[k], c0[k], W[0], W[1], y, cache,
-                                                    *gd)
+            dxk, *firsts = bwd(dyk, *[s[k] for s in ds_n], xi, *[s[k] for s in s0], W[0], W[1], y, cache, *gd, **kw)
+            for dst, src in zip(ds0, firsts):
+                dst[k] = src
             dx = dx + (dxk[::-1] if d else dxk)
         dy = dx
-    return out, h_n, c_n, dy, dh0, dc0, g
+    return out, s_n, dy, ds0, g
 
 
 CONFIGS = [  # (T, N, I, H, layers, bidirectional)
@@ -52,22 +65,23 @@ CONFIGS = [  # (T, N, I, H, layers, bidirectional)
 ]
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("dt", ["float64", "float32"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "T%d-N%d-I%d-H%d-L%d-bi%d" % c)
 @pytest.mark.parametrize("layout", ["seq", "batch_first", "unbatched"])
 @pytest.mark.parametrize("given_state", [False, True])
-def test_module_matches_reference(rng, dt, cfg, layout, given_state):
+def test_layer_matches_reference(rng, kind, dt, cfg, layout, given_state):
+    make, prefix, kw, S = KINDS[kind]
     T, N, I, H, L, bi = cfg
     if layout == "unbatched":
         N = 1
-    m = pylstm.LSTM(I, H, L, bidirectional=bi, batch_first=layout == "batch_first", dtype=dt, seed=7)
+    m = make(I, H, L, bidirectional=bi, batch_first=layout == "batch_first", dtype=dt, seed=7)
     D = 2 if bi else 1
     x = rng.standard_normal((T, N, I))
-    h0 = rng.standard_normal((L * D, N, H)) if given_state else np.zeros((L * D, N, H))
-    c0 = rng.standard_normal((L * D, N, H)) if given_state else np.zeros((L * D, N, H))
+    s0 = [rng.standard_normal((L * D, N, H)) if given_state else np.zeros((L * D, N, H)) for _ in range(S)]
     dout = rng.standard_normal((T, N, D * H))
-    dh_n, dc_n = rng.standard_normal((L * D, N, H)), rng.standard_normal((L * D, N, H))
-    want = _ref_model(m, x, h0, c0, dout, dh_n, dc_n)
+    ds_n = [rng.standard_normal((L * D, N, H)) for _ in range(S)]
+    want_out, want_s_n, want_dx, want_ds0, want_g = _ref_model(m, prefix, kw, x, s0, dout, ds_n)
 
     def user(a):  # the (T, N, .) arrays in the layout the module is called with
         a = a.astype(dt)
@@ -76,14 +90,21 @@ def test_module_matches_reference(rng, dt, cfg, layout, given_state):
     def state(a):
         return a[:, 0].astype(dt) if layout == "unbatched" else a.astype(dt)
 
-    out, (h_n, c_n) = m(user(x), (state(h0), state(c0)) if given_state else None)
-    dx, (dh0, dc0) = m.backward(user(dout), (state(dh_n), state(dc_n)))
-    for name, got, exp in [("out", out, user(want[0])), ("h_n", h_n, state(want[1])), ("c_n", c_n, state(want[2])),
-                           ("dx", dx, user(want[3])), ("dh0", dh0, state(want[4])), ("dc0", dc0, state(want[5]))]:
+    if S == 2:
+        out, s_n = m(user(x), tuple(state(s) for s in s0) if given_state else None)
+        dx, ds0 = m.backward(user(dout), tuple(state(s) for s in ds_n))
+    else:
+        out, h_n = m(user(x), state(s0[0]) if given_state else None)
+        dx, dh0 = m.backward(user(dout), state(ds_n[0]))
+        s_n, ds0 = [h_n], [dh0]
+    pairs = [("out", out, user(want_out)), ("dx", dx, user(want_dx))]
+    pairs += [("state_n", a, state(b)) for a, b in zip(s_n, want_s_n)]
+    pairs += [("dstate0", a, state(b)) for a, b in zip(ds0, want_ds0)]
+    for name, got, exp in pairs:
         assert got.shape == exp.shape and got.dtype == np.dtype(dt), name
         assert rel_err(got, exp) <= TOL[dt], f"{name}: {rel_err(got, exp):.2e}"
-    assert m.grads.keys() == want[6].keys()
-    for k, gexp in want[6].items():
+    assert m.grads.keys() == want_g.keys()
+    for k, gexp in want_g.items():
         assert rel_err(m.grads[k], gexp) <= TOL[dt], f"grad {k}: {rel_err(m.grads[k], gexp):.2e}"
 
 
@@ -230,3 +251,31 @@ def test_threads_setting_round_trips():
         pylstm.set_num_threads(n)
     with pytest.raises(ValueError, match="n"):
         pylstm.set_num_threads(0)
+
+
+def test_gru_and_rnn_parameters_follow_torch():
+    g = pylstm.GRU(3, 5, num_layers=2, bidirectional=True)
+    assert g.state_dict()["weight_ih_l0"].shape == (15, 3)
+    assert g.state_dict()["weight_hh_l1_reverse"].shape == (15, 5)
+    assert g.state_dict()["bias_hh_l1"].shape == (15,)
+    r = pylstm.RNN(3, 5, bias=False)
+    assert list(r.state_dict()) == ["weight_ih_l0", "weight_hh_l0"]
+    assert r.state_dict()["weight_hh_l0"].shape == (5, 5)
+
+
+@pytest.mark.parametrize("call,exc,word", [
+    (lambda: pylstm.RNN(3, 4, nonlinearity="sigmoid"), ValueError, "^nonlinearity must be"),
+    (lambda: pylstm.GRU(3, 4)(np.zeros((2, 1, 3), "f4"), np.zeros((2, 1, 4), "f4")), ValueError, "^h0 must have"),
+    (lambda: pylstm.GRU(3, 4).backward(np.zeros((2, 1, 4), "f4")), RuntimeError, "forward"),
+    (lambda: pylstm.RNN(3, 4)(np.zeros((2, 1, 3), "i8")), TypeError, "^x must have dtype"),
+])
+def test_gru_rnn_bad_arguments(call, exc, word):
+    with pytest.raises(exc, match=word):
+        call()
+
+
+def test_reprs():
+    assert repr(pylstm.LSTM(3, 4)) == "LSTM(3, 4)"
+    assert repr(pylstm.GRU(3, 4, 2, linear_before_reset=False)) == "GRU(3, 4, num_layers=2, linear_before_reset=False)"
+    assert repr(pylstm.RNN(3, 4, nonlinearity="relu", dtype="float64")) == \
+        "RNN(3, 4, nonlinearity='relu', dtype='float64')"
