@@ -1,0 +1,103 @@
+"""What every pylstm module shares: dtype, parameters by PyTorch's names, gradients, train/eval, input checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def _size(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _dtype(value):
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in _DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {value!r}")
+    return dt
+
+
+class _Module:
+    """Parameters in ``_params`` (name -> array, in PyTorch's order), gradients of the same names in ``grads``.
+
+    A subclass sets its sizes, then calls ``super().__init__(dtype, seed)``, which draws every parameter from
+    U(−1/√H, 1/√H) with ``numpy.random.default_rng(seed)`` in the order ``_param_shapes()`` gives.
+    """
+
+    def __init__(self, dtype, seed):
+        self.dtype = _dtype(dtype)
+        self.training = True
+        rng = np.random.default_rng(seed)
+        k = 1.0 / math.sqrt(self.hidden_size)
+        self._params = {}
+        for name, shape in self._param_shapes().items():
+            self._params[name] = rng.uniform(-k, k, size=shape).astype(self.dtype)
+        self.grads = {name: np.zeros_like(p) for name, p in self._params.items()}
+
+    def _param_shapes(self):
+        raise NotImplementedError
+
+    def _forget(self):
+        """Drops whatever a training forward kept for backward."""
+
+    def state_dict(self):
+        """The parameters by PyTorch's names. The arrays are the module's own (as torch's tensors share storage):
+        writing into them changes the model; copy them to keep a snapshot."""
+        return dict(self._params)
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copies parameters in from a mapping of names to array-likes (torch tensors included).
+
+        Every entry is checked before any is copied, so a failed load changes nothing. With ``strict``, the keys
+        must match exactly; otherwise missing keys keep their values and unknown keys are an error still.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
+        keys = set(state_dict.keys())
+        unexpected = sorted(keys - set(self._params))
+        missing = sorted(set(self._params) - keys)
+        if unexpected or (strict and missing):
+            raise ValueError(f"state_dict does not match this {type(self).__name__}: missing keys {missing}, unexpected keys {unexpected}")
+        staged = {}
+        for name in keys:
+            try:
+                value = np.asarray(state_dict[name])
+            except Exception as e:  # e.g. a torch tensor that requires grad
+                raise TypeError(f"state_dict[{name!r}] could not be converted to an array: {e}") from None
+            if value.shape != self._params[name].shape:
+                raise ValueError(f"state_dict[{name!r}] must have shape {self._params[name].shape}, got {value.shape}")
+            if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+                raise TypeError(f"state_dict[{name!r}] must hold real numbers, got dtype {value.dtype}")
+            staged[name] = value
+        for name, value in staged.items():
+            np.copyto(self._params[name], value, casting="unsafe")
+        self._forget()
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def _as_input(self, name, value):
+        if not isinstance(value, np.ndarray):
+            value = np.asarray(value, dtype=self.dtype)
+        if value.dtype != self.dtype:
+            raise TypeError(f"{name} must have dtype {self.dtype.name} (the module's dtype), got {value.dtype}")
+        return value
+
