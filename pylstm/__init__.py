@@ -28,6 +28,7 @@ except ImportError as e:  # most often: the source tree shadows the installed pa
         "tree, not the installed package. Install with `pip install .` and run from another directory."
     ) from e
 from . import reference  # noqa: E402
+from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .layers import GRU, LSTM, RNN  # noqa: E402
 
 __version__ = "0.1.0"
@@ -47,4 +48,4 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
-__all__ = ["LSTM", "GRU", "RNN", "reference", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "reference", "get_num_threads", "set_num_threads", "__version__"]

@@ -1,0 +1,162 @@
+"""Single-step cells LSTMCell, GRUCell, RNNCell, as torch.nn's, running the layers' compiled kernels for one step.
+
+Each training-mode call pushes what its backward needs onto the cell's tape, and each ``backward`` pops the most
+recent entry, so a hand-written loop of T calls is differentiated by T backward calls in reverse order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._module import _Module, _size
+
+
+class _Cell(_Module):
+    _gates = 0
+    _n_states = 1
+    _kernel = ""
+
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None):
+        self.input_size = _size("input_size", input_size)
+        self.hidden_size = _size("hidden_size", hidden_size)
+        self.bias = bool(bias)
+        self._tape = []
+        super().__init__(dtype, seed)
+
+    def _param_shapes(self):
+        G, H = self._gates, self.hidden_size
+        shapes = {"weight_ih": (G * H, self.input_size), "weight_hh": (G * H, H)}
+        if self.bias:
+            shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
+        return shapes
+
+    def _forget(self):
+        self._tape.clear()
+
+    def _variant(self):
+        return {}
+
+    def _step(self, x, states):
+        """One step. states: None or a list of _n_states arrays. Returns the new states in the caller's layout."""
+        x = self._as_input("x", x)
+        if x.ndim not in (1, 2):
+            raise ValueError(f"x must be 2-D (N, I) or 1-D unbatched (I,), got shape {x.shape}")
+        unbatched = x.ndim == 1
+        x2 = x[None, :] if unbatched else x
+        N, I = x2.shape
+        if I != self.input_size:
+            raise ValueError(f"x must have {self.input_size} features (input_size) in its last axis, got {I}")
+        if N < 1:
+            raise ValueError("x must have at least one batch row")
+        H = self.hidden_size
+        s0 = None
+        if states is not None:
+            s0 = [self._check(name, v, N, unbatched) for name, v in zip(("h", "c"), states)]
+        p = self._params
+        W = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+        xs = np.array(x2[None], order="C", copy=True)  # (T=1, N, I), private: the tape must not see later writes
+        out = getattr(_core, self._kernel + "_forward")(
+            xs, *(s0 if s0 is not None else [None] * self._n_states), *W, training=self.training, **self._variant())
+        finals, cache = list(out[1:-1]), out[-1]
+        if self.training:
+            self._tape.append((xs, s0, out[0], cache, unbatched))
+        return [f[0] if unbatched else f for f in finals], unbatched
+
+    def _step_backward(self, dstates):
+        if not self._tape:
+            raise RuntimeError("backward() needs a forward in training mode first (each forward supports one "
+                               "backward; several forwards are undone last first)")
+        xs, s0, y, cache, unbatched = self._tape[-1]
+        N = xs.shape[1]
+        ds = [None if v is None else np.ascontiguousarray(self._check(name, v, N, unbatched))
+              for name, v in zip(("dh", "dc"), dstates)]
+        self._tape.pop()
+        g = self.grads
+        out = getattr(_core, self._kernel + "_backward")(
+            None, *ds, xs, *(s0 if s0 is not None else [None] * self._n_states), self._params["weight_ih"],
+            self._params["weight_hh"], y, cache, g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"),
+            **self._variant())
+        dx, firsts = out[0][0], list(out[1:])
+        if unbatched:
+            return dx[0], [f[0] for f in firsts]
+        return dx, firsts
+
+    def _check(self, name, value, N, unbatched):
+        value = self._as_input(name, value)
+        want = (self.hidden_size,) if unbatched else (N, self.hidden_size)
+        if value.shape != want:
+            raise ValueError(f"{name} must have shape {want}, got {value.shape}")
+        return np.array(value, order="C", copy=True).reshape(N, self.hidden_size)
+
+    def __repr__(self):
+        extra = ", bias=False" if not self.bias else ""
+        extra += f", dtype='{self.dtype.name}'" if self.dtype != np.float32 else ""
+        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
+
+
+class LSTMCell(_Cell):
+    """``h, c = cell(x, (h, c))``; ``dx, (dh, dc) = cell.backward(dh_out, dc_out)``; x is (N, I) or (I,)."""
+
+    _gates = 4
+    _n_states = 2
+    _kernel = "lstm"
+
+    def __call__(self, x, state=None):
+        return self.forward(x, state)
+
+    def forward(self, x, state=None):
+        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise TypeError(f"state must be a pair (h, c) of arrays or None, got {type(state).__name__}")
+        (h, c), _ = self._step(x, state)
+        return h, c
+
+    def backward(self, dh, dc=None):
+        """Gradients of the last training-mode step's (h, c) in; returns ``dx, (dh_prev, dc_prev)``."""
+        dx, (dh0, dc0) = self._step_backward([dh, dc])
+        return dx, (dh0, dc0)
+
+
+class _OneStateCell(_Cell):
+    def __call__(self, x, h=None):
+        return self.forward(x, h)
+
+    def forward(self, x, h=None):
+        """One step: returns the new h."""
+        (h1,), _ = self._step(x, None if h is None else [h])
+        return h1
+
+    def backward(self, dh):
+        """Gradient of the last training-mode step's h in; returns ``dx, dh_prev``."""
+        dx, (dh0,) = self._step_backward([dh])
+        return dx, dh0
+
+
+class GRUCell(_OneStateCell):
+    """``h = cell(x, h)`` as torch.nn.GRUCell (gates r, z, n); ``linear_before_reset=False`` for the original form."""
+
+    _gates = 3
+    _kernel = "gru"
+
+    def __init__(self, input_size, hidden_size, bias=True, *, linear_before_reset=True, dtype="float32", seed=None):
+        self.linear_before_reset = bool(linear_before_reset)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+
+    def _variant(self):
+        return dict(linear_before_reset=self.linear_before_reset)
+
+
+class RNNCell(_OneStateCell):
+    """``h = cell(x, h)`` as torch.nn.RNNCell, with ``nonlinearity='tanh'`` or ``'relu'``."""
+
+    _gates = 1
+    _kernel = "rnn"
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, dtype="float32", seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+
+    def _variant(self):
+        return dict(nonlinearity=self.nonlinearity)
