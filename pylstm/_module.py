@@ -35,6 +35,8 @@ class _Module:
     """
 
     def __init__(self, dtype, seed):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise TypeError(f"seed must be None or a non-negative int, got {seed!r}")
         self.dtype = _dtype(dtype)
         self.training = True
         rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ class _Recurrent(_Module):
     _gates = 0
     _states = ("h",)
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype="float32", seed=None):
         self.input_size = _size("input_size", input_size)
         self.hidden_size = _size("hidden_size", hidden_size)
@@ -25,8 +25,16 @@ class _Recurrent(_Module):
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating, np.integer)):
+            raise TypeError(f"dropout must be a number in [0, 1), got {type(dropout).__name__}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
         self._cache = None
         super().__init__(dtype, seed)
+        # Dropout masks come from their own stream, seeded from the module's seed, so that they are reproducible
+        # and do not depend on how many parameters were drawn.
+        self._dropout_rng = np.random.default_rng(None if seed is None else [seed, 1])
 
     def _forget(self):
         self._cache = None
@@ -90,7 +98,7 @@ class _Recurrent(_Module):
         # into the returned out between forward and backward must not change the gradients.
         inp = np.array(seq, order="C", copy=True) if training else np.ascontiguousarray(seq)
         s_n = [np.empty((L * D, N, H), self.dtype) for _ in self._states]
-        inputs, outputs, caches = [], [], []
+        inputs, outputs, caches, masks = [], [], [], []
         for layer in range(L):
             out = np.empty((T, N, D * H), self.dtype)
             for d in range(D):
@@ -105,8 +113,14 @@ class _Recurrent(_Module):
             inputs.append(inp)
             outputs.append(out)
             inp = out
+            if training and self.dropout and layer < L - 1:
+                # Inverted dropout on the output of every layer but the last; backward reuses the mask.
+                mask = (self._dropout_rng.random(out.shape) >= self.dropout) / (1 - self.dropout)
+                masks.append(mask.astype(self.dtype))
+                inp = out * masks[-1]
         if training:
-            self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, s0=s0, unbatched=unbatched, shape=(T, N))
+            self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, masks=masks, s0=s0,
+                               unbatched=unbatched, shape=(T, N))
         out = inp.copy() if training else inp
         return self._to_user(out, unbatched), [self._state_to_user(s, unbatched) for s in s_n]
 
@@ -143,7 +157,7 @@ class _Recurrent(_Module):
                     *grads, reverse=bool(d), dx=dx)
                 for dst, src in zip(ds0, firsts):
                     dst[k] = src
-            dy = dx
+            dy = dx * cache["masks"][layer - 1] if cache["masks"] and layer > 0 else dx
         return self._to_user(dy, unbatched), [self._state_to_user(s, unbatched) for s in ds0]
 
     def _kernel_forward(self, x, s0, W_ih, W_hh, b_ih, b_hh, *, reverse, training, y):
@@ -177,6 +191,7 @@ class _Recurrent(_Module):
             f", num_layers={self.num_layers}" if self.num_layers != 1 else "",
             ", bias=False" if not self.bias else "",
             ", batch_first=True" if self.batch_first else "",
+            f", dropout={self.dropout}" if self.dropout else "",
             ", bidirectional=True" if self.bidirectional else "",
             self._extra_repr(),
             f", dtype='{self.dtype.name}'" if self.dtype != np.float32 else "",
@@ -283,10 +298,10 @@ class GRU(_OneState):
     _gates = 3
     _kernel = "gru"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, bidirectional=False,
-                 linear_before_reset=True, dtype="float32", seed=None):
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, linear_before_reset=True, dtype="float32", seed=None):
         self.linear_before_reset = bool(linear_before_reset)
-        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, dtype=dtype, seed=seed)
 
     def _variant(self):
@@ -303,11 +318,11 @@ class RNN(_OneState):
     _kernel = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True, batch_first=False,
-                 bidirectional=False, dtype="float32", seed=None):
+                 dropout=0.0, bidirectional=False, dtype="float32", seed=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, dtype=dtype, seed=seed)
 
     def _variant(self):

@@ -16,7 +16,7 @@ KINDS = {  # name: (constructor, reference kernel prefix, keyword arguments for 
 }
 
 
-def _ref_model(m, prefix, kw, x, s0, dout, ds_n):
+def _ref_model(m, prefix, kw, x, s0, dout, ds_n, masks=()):
     """A multi-layer, bidirectional model from reference.<prefix>_forward/backward, all in (T, N, .) layout. The
     reverse direction is run forwards on the time-flipped sequence, so the layer's `reverse` path is checked too.
     s0 and ds_n are lists with one (D*L, N, H) array per state."""
@@ -38,6 +38,8 @@ def _ref_model(m, prefix, kw, x, s0, dout, ds_n):
             saved.append((xi, W, y, cache, sfx))
             outs.append(y[::-1] if d else y)
         inp = np.concatenate(outs, axis=2)
+        if layer < len(masks):
+            inp = inp * masks[layer]
     out = inp
     dy, ds0 = dout, [np.zeros_like(s) for s in s_n]
     for layer in reversed(range(L)):
@@ -52,7 +54,7 @@ def _ref_model(m, prefix, kw, x, s0, dout, ds_n):
             for dst, src in zip(ds0, firsts):
                 dst[k] = src
             dx = dx + (dxk[::-1] if d else dxk)
-        dy = dx
+        dy = dx * masks[layer - 1] if 0 < layer <= len(masks) else dx
     return out, s_n, dy, ds0, g
 
 
@@ -279,3 +281,36 @@ def test_reprs():
     assert repr(pylstm.GRU(3, 4, 2, linear_before_reset=False)) == "GRU(3, 4, num_layers=2, linear_before_reset=False)"
     assert repr(pylstm.RNN(3, 4, nonlinearity="relu", dtype="float64")) == \
         "RNN(3, 4, nonlinearity='relu', dtype='float64')"
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_dropout_between_layers_matches_reference_with_the_same_masks(rng, kind):
+    make, prefix, kw, S = KINDS[kind]
+    T, N, I, H, L = 4, 3, 5, 6, 3
+    m = make(I, H, L, bidirectional=True, dropout=0.4, dtype="float64", seed=11)
+    x = rng.standard_normal((T, N, I))
+    dout = rng.standard_normal((T, N, 2 * H))
+    out, _ = m(x)
+    masks = [mk.copy() for mk in m._cache["masks"]]
+    assert len(masks) == L - 1
+    assert all(set(np.unique(mk)) <= {0.0, 1 / 0.6} for mk in masks)
+    assert 0.2 < np.mean([(mk == 0).mean() for mk in masks]) < 0.6
+    dx, _ = m.backward(dout)
+    zeros = [np.zeros((2 * L, N, H))] * S
+    want_out, _, want_dx, _, want_g = _ref_model(m, prefix, kw, x, zeros, dout, zeros, masks)
+    assert rel_err(out, want_out) < 1e-10 and rel_err(dx, want_dx) < 1e-10
+    for k, g in want_g.items():
+        assert rel_err(m.grads[k], g) < 1e-10, k
+
+
+def test_dropout_is_reproducible_from_the_seed_and_off_in_eval(rng):
+    x = rng.standard_normal((4, 2, 3)).astype("f4")
+    a, b = (pylstm.LSTM(3, 5, 2, dropout=0.5, seed=4) for _ in range(2))
+    np.testing.assert_array_equal(a(x)[0], b(x)[0])
+    plain = pylstm.LSTM(3, 5, 2, seed=4)
+    assert not np.array_equal(a(x)[0], plain(x)[0])
+    np.testing.assert_array_equal(a.eval()(x)[0], plain.eval()(x)[0])
+    with pytest.raises(ValueError, match="^dropout must be in"):
+        pylstm.GRU(3, 4, dropout=1.0)
+    with pytest.raises(TypeError, match="^seed must be"):
+        pylstm.RNN(3, 4, seed=1.5)
