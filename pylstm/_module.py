@@ -103,3 +103,36 @@ class _Module:
             raise TypeError(f"{name} must have dtype {self.dtype.name} (the module's dtype), got {value.dtype}")
         return value
 
+    # ---- PyTorch interop (torch is imported only here, when asked for) ---------------------------------------
+    def _torch_config(self):
+        """The torch.nn class name and constructor keyword arguments that build the same module."""
+        raise NotImplementedError
+
+    @classmethod
+    def _config_from_torch(cls, module):
+        raise NotImplementedError
+
+    @classmethod
+    def from_torch(cls, module, *, seed=None):
+        """A pylstm module with the configuration and weights of a torch.nn module of the same kind."""
+        import torch
+
+        name = cls._torch_name
+        if not isinstance(module, getattr(torch.nn, name)):
+            raise TypeError(f"module must be a torch.nn.{name}, got {type(module).__name__}")
+        dtypes = {p.dtype for p in module.parameters()}
+        if not dtypes <= {torch.float32, torch.float64} or len(dtypes) != 1:
+            raise ValueError(f"module's parameters must all be float32 or all float64, got {sorted(map(str, dtypes))}")
+        dtype = "float64" if dtypes == {torch.float64} else "float32"
+        m = cls(**cls._config_from_torch(module), dtype=dtype, seed=seed)
+        m.load_state_dict({k: v.detach().cpu().numpy() for k, v in module.state_dict().items()})
+        return m
+
+    def to_torch(self):
+        """A torch.nn module with this module's configuration and a copy of its weights (needs torch)."""
+        import torch
+
+        name, kwargs = self._torch_config()
+        module = getattr(torch.nn, name)(**kwargs, dtype=getattr(torch, self.dtype.name))
+        module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self._params.items()})
+        return module

@@ -37,6 +37,13 @@ class _Cell(_Module):
     def _variant(self):
         return {}
 
+    def _torch_config(self):
+        return type(self)._torch_name, dict(input_size=self.input_size, hidden_size=self.hidden_size, bias=self.bias)
+
+    @classmethod
+    def _config_from_torch(cls, module):
+        return dict(input_size=module.input_size, hidden_size=module.hidden_size, bias=module.bias)
+
     def _step(self, x, states):
         """One step. states: None or a list of _n_states arrays. Returns the new states in the caller's layout."""
         x = self._as_input("x", x)
@@ -101,6 +108,7 @@ class LSTMCell(_Cell):
     _gates = 4
     _n_states = 2
     _kernel = "lstm"
+    _torch_name = "LSTMCell"
 
     def __call__(self, x, state=None):
         return self.forward(x, state)
@@ -137,6 +145,7 @@ class GRUCell(_OneStateCell):
 
     _gates = 3
     _kernel = "gru"
+    _torch_name = "GRUCell"
 
     def __init__(self, input_size, hidden_size, bias=True, *, linear_before_reset=True, dtype="float32", seed=None):
         self.linear_before_reset = bool(linear_before_reset)
@@ -145,12 +154,18 @@ class GRUCell(_OneStateCell):
     def _variant(self):
         return dict(linear_before_reset=self.linear_before_reset)
 
+    def _torch_config(self):
+        if not self.linear_before_reset:
+            raise ValueError("torch.nn.GRUCell has no linear_before_reset=False form")
+        return super()._torch_config()
+
 
 class RNNCell(_OneStateCell):
     """``h = cell(x, h)`` as torch.nn.RNNCell, with ``nonlinearity='tanh'`` or ``'relu'``."""
 
     _gates = 1
     _kernel = "rnn"
+    _torch_name = "RNNCell"
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, dtype="float32", seed=None):
         if nonlinearity not in ("tanh", "relu"):
@@ -160,3 +175,11 @@ class RNNCell(_OneStateCell):
 
     def _variant(self):
         return dict(nonlinearity=self.nonlinearity)
+
+    def _torch_config(self):
+        name, kwargs = super()._torch_config()
+        return name, dict(kwargs, nonlinearity=self.nonlinearity)
+
+    @classmethod
+    def _config_from_torch(cls, module):
+        return dict(super()._config_from_torch(module), nonlinearity=module.nonlinearity)

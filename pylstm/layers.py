@@ -183,6 +183,17 @@ class _Recurrent(_Module):
     def _state_to_user(state, unbatched):
         return state[:, 0, :] if unbatched else state
 
+    def _torch_config(self):
+        return type(self)._torch_name, dict(
+            input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers, bias=self.bias,
+            batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional)
+
+    @classmethod
+    def _config_from_torch(cls, module):
+        return dict(input_size=module.input_size, hidden_size=module.hidden_size, num_layers=module.num_layers,
+                    bias=module.bias, batch_first=module.batch_first, dropout=float(module.dropout),
+                    bidirectional=module.bidirectional)
+
     def _extra_repr(self):
         return ""
 
@@ -210,6 +221,7 @@ class LSTM(_Recurrent):
 
     _gates = 4
     _states = ("h", "c")
+    _torch_name = "LSTM"
 
     def __call__(self, x, state=None):
         return self.forward(x, state)
@@ -297,6 +309,7 @@ class GRU(_OneState):
 
     _gates = 3
     _kernel = "gru"
+    _torch_name = "GRU"
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, linear_before_reset=True, dtype="float32", seed=None):
@@ -307,6 +320,11 @@ class GRU(_OneState):
     def _variant(self):
         return dict(linear_before_reset=self.linear_before_reset)
 
+    def _torch_config(self):
+        if not self.linear_before_reset:
+            raise ValueError("torch.nn.GRU has no linear_before_reset=False form")
+        return super()._torch_config()
+
     def _extra_repr(self):
         return "" if self.linear_before_reset else ", linear_before_reset=False"
 
@@ -316,6 +334,7 @@ class RNN(_OneState):
 
     _gates = 1
     _kernel = "rnn"
+    _torch_name = "RNN"
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32", seed=None):
@@ -327,6 +346,14 @@ class RNN(_OneState):
 
     def _variant(self):
         return dict(nonlinearity=self.nonlinearity)
+
+    def _torch_config(self):
+        name, kwargs = super()._torch_config()
+        return name, dict(kwargs, nonlinearity=self.nonlinearity)
+
+    @classmethod
+    def _config_from_torch(cls, module):
+        return dict(super()._config_from_torch(module), nonlinearity=module.nonlinearity)
 
     def _extra_repr(self):
         return f", nonlinearity='{self.nonlinearity}'" if self.nonlinearity != "tanh" else ""

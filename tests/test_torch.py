@@ -84,3 +84,32 @@ def test_torch_state_dict_loads_directly():
     for k, v in tm.state_dict().items():
         np.testing.assert_array_equal(m.state_dict()[k], v.numpy())
     assert list(m.state_dict()) == list(tm.state_dict())
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("LSTM", dict(num_layers=2, bidirectional=True, batch_first=True, dropout=0.25)),
+    ("GRU", dict(num_layers=1, bias=False)),
+    ("RNN", dict(num_layers=3, nonlinearity="relu")),
+    ("LSTMCell", {}), ("GRUCell", dict(bias=False)), ("RNNCell", dict(nonlinearity="relu")),
+])
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+def test_from_torch_and_to_torch_round_trip(name, kw, dt):
+    tm = getattr(torch.nn, name)(3, 5, **kw, dtype=getattr(torch, dt))
+    m = getattr(pylstm, name).from_torch(tm)
+    assert m.dtype == np.dtype(dt)
+    for k in ("bias", "batch_first", "bidirectional", "num_layers", "nonlinearity", "dropout"):
+        if hasattr(tm, k):
+            assert getattr(m, k) == getattr(tm, k), k
+    back = m.to_torch()
+    assert type(back) is type(tm)
+    assert repr(back) == repr(tm)
+    for k, v in tm.state_dict().items():
+        np.testing.assert_array_equal(m.state_dict()[k], v.numpy())
+        np.testing.assert_array_equal(back.state_dict()[k].numpy(), v.numpy())
+
+
+def test_interop_refusals():
+    with pytest.raises(TypeError, match="torch.nn.GRU"):
+        pylstm.GRU.from_torch(torch.nn.LSTM(3, 4))
+    with pytest.raises(ValueError, match="linear_before_reset"):
+        pylstm.GRU(3, 4, linear_before_reset=False).to_torch()
