@@ -29,23 +29,26 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
+ORDER = ["latency", "small", "medium", "large"]
+
+
 def main(path):
     data = json.load(open(path))
     rows = {}
     for b in data["benchmarks"]:
         e = b["extra_info"]
-        rows.setdefault((e["case"], e["mode"]), {})[e["impl"]] = (b["stats"]["median"] * 1e3, e)
+        rows.setdefault((e.get("cell", "lstm"), e["case"], e["mode"]), {})[e["impl"]] = (b["stats"]["median"] * 1e3, e)
     print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}, "
           f"{data['machine_info'].get('cpu', {}).get('count', '?')} cpus; {data['datetime'][:10]}")
     print(f"sgemm 2048^3 (NumPy's OpenBLAS): {sgemm_gflops():.0f} GFLOP/s\n")
-    print("| case (T, N, I=H) | pass | pylstm ms | numpy ms | torch ms | vs numpy | vs torch | pylstm GFLOP/s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for (case, mode), r in rows.items():
+    print("| cell | case (T, N, I=H) | pass | pylstm ms | numpy ms | torch ms | vs numpy | vs torch | pylstm GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (cell, case, mode), r in sorted(rows.items(), key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]), kv[0][2])):
         ms, e = r["pylstm"]
         flops = 2 * e["T"] * e["N"] * (e["I"] + e["H"]) * e["G"] * e["H"] * (3 if mode == "train" else 1)
         ref = r.get("numpy", (float("nan"),))[0]
         tor = r.get("torch", (float("nan"),))[0]
-        print(f"| {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {ref:.2f} | {tor:.2f} | "
+        print(f"| {cell} | {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {ref:.2f} | {tor:.2f} | "
               f"{ref / ms:.2f}x | {tor / ms:.2f}x | {flops / ms / 1e6:.0f} |")
 
 

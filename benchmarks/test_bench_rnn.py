@@ -1,4 +1,4 @@
-"""LSTM benchmarks: pylstm against the NumPy reference and, when installed, torch.nn.LSTM, in one run.
+"""LSTM, GRU and RNN benchmarks: pylstm against the NumPy reference and, when installed, torch.nn, in one run.
 
     pytest benchmarks --benchmark-enable --benchmark-json=bench.json && python benchmarks/table.py bench.json
 
@@ -22,36 +22,42 @@ def _rounds(impl, case):
     return 5 if case == "large" else 20
 
 
-def _pylstm(T, N, H, train):
-    m = pylstm.LSTM(H, H, seed=0).train(train)
+CELLS = {"lstm": ("LSTM", 4), "gru": ("GRU", 3), "rnn": ("RNN", 1)}
+
+
+def _pylstm(cell, T, N, H, train):
+    m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0).train(train)
     x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
     dout = np.ones((T, N, H), np.float32)
 
     def run():
-        out, _ = m(x)
+        m(x)
         if train:
             m.backward(dout)
     return run
 
 
-def _numpy(T, N, H, train):
-    m = pylstm.LSTM(H, H, seed=0)
+def _numpy(cell, T, N, H, train):
+    m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0)
     W = [m.state_dict()[k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
     x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
     dy = np.ones((T, N, H), np.float32)
+    fwd = getattr(pylstm.reference, cell + "_forward")
+    bwd = getattr(pylstm.reference, cell + "_backward")
+    n_states = 2 if cell == "lstm" else 1
 
     def run():
-        y, _, _, cache = pylstm.reference.lstm_forward(x, None, None, *W, training=train)
+        y, *_, cache = fwd(x, *[None] * n_states, *W, training=train)
         if train:
             g = [np.zeros_like(w) for w in W]
-            pylstm.reference.lstm_backward(dy, None, None, x, None, None, W[0], W[1], y, cache, *g)
+            bwd(dy, *[None] * n_states, x, *[None] * n_states, W[0], W[1], y, cache, *g)
     return run
 
 
-def _torch(T, N, H, train):
+def _torch(cell, T, N, H, train):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(THREADS)
-    m = torch.nn.LSTM(H, H).train(train)
+    m = getattr(torch.nn, CELLS[cell][0])(H, H).train(train)
     x = torch.randn(T, N, H, requires_grad=train)
 
     def run():
@@ -70,10 +76,12 @@ IMPLS = {"pylstm": _pylstm, "numpy": _numpy, "torch": _torch}
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("mode", ["infer", "train"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_lstm(benchmark, impl, mode, case):
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_rnn(benchmark, cell, impl, mode, case):
     T, N, H = CASES[case]
     pylstm.set_num_threads(THREADS)
-    run = IMPLS[impl](T, N, H, mode == "train")
-    benchmark.group = f"lstm-{mode}-{case}"
-    benchmark.extra_info.update(impl=impl, mode=mode, case=case, T=T, N=N, I=H, H=H, G=4, threads=THREADS)
+    run = IMPLS[impl](cell, T, N, H, mode == "train")
+    benchmark.group = f"{cell}-{mode}-{case}"
+    benchmark.extra_info.update(cell=cell, impl=impl, mode=mode, case=case, T=T, N=N, I=H, H=H, G=CELLS[cell][1],
+                                threads=THREADS)
     benchmark.pedantic(run, rounds=_rounds(impl, case), warmup_rounds=1)
