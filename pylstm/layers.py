@@ -7,6 +7,26 @@ import numpy as np
 from . import _core
 from ._module import _Module, _size
 
+def _check_lengths(lengths, N, T):
+    if isinstance(lengths, (bool, float, str)) or lengths is None:
+        raise TypeError(f"lengths must be a sequence of N ints, got {type(lengths).__name__}")
+    lens = np.asarray(lengths)
+    if lens.dtype == bool or not np.issubdtype(lens.dtype, np.integer):
+        raise TypeError(f"lengths must hold integers, got dtype {lens.dtype}")
+    if lens.shape != (N,):
+        raise ValueError(f"lengths must have shape ({N},) (one per batch row), got {lens.shape}")
+    if lens.min() < 1 or lens.max() > T:
+        raise ValueError(f"lengths must be between 1 and T = {T}, got min {lens.min()} and max {lens.max()}")
+    return lens.astype(np.int64)
+
+
+def _segments(sorted_lens, T):
+    """[(t0, t1, M)]: the stretches of steps in which the first M rows (longest first) are the running ones."""
+    running = (sorted_lens[None, :] > np.arange(T)[:, None]).sum(axis=1)
+    bounds = [0] + [t for t in range(1, T) if running[t] != running[t - 1]] + [T]
+    return [(t0, t1, int(running[t0])) for t0, t1 in zip(bounds[:-1], bounds[1:]) if running[t0] > 0]
+
+
 class _Recurrent(_Module):
     """What the three layer types share: parameters, gradients, layouts, checks and the layer/direction loop.
 
@@ -74,9 +94,9 @@ class _Recurrent(_Module):
         return np.array(value, order="C", copy=True).reshape(want[0], N, H)
 
     # ---- forward / backward -----------------------------------------------------------------------------
-    def _run(self, x, states):
-        """The layers over x; ``states`` is None or one (D*L, N, H)-shaped array-like per state. Returns the output
-        and the final states in the caller's layout."""
+    def _run(self, x, states, lengths=None):
+        """The layers over x; ``states`` is None or one (D*L, N, H)-shaped array-like per state; ``lengths`` None or
+        N sequence lengths. Returns the output and the final states in the caller's layout."""
         x = self._as_input("x", x)
         if x.ndim not in (2, 3):
             raise ValueError(f"x must be 3-D (T, N, I) or 2-D unbatched (T, I), got shape {x.shape}")
@@ -91,6 +111,15 @@ class _Recurrent(_Module):
         s0 = None
         if states is not None:
             s0 = [self._check_state(f"{name}0", v, N, H, unbatched) for name, v in zip(self._states, states)]
+        perm = segments = None
+        if lengths is not None:
+            # Variable lengths: sort the batch longest first, so the rows still running at any step are a prefix,
+            # and run each stretch of steps with a constant number of running rows on just those rows.
+            lens = _check_lengths(lengths, N, T)
+            perm = np.argsort(-lens, kind="stable")
+            seq = seq[:, perm]
+            s0 = None if s0 is None else [np.ascontiguousarray(s[:, perm]) for s in s0]
+            segments = _segments(lens[perm], T)
 
         training = self.training
         self._cache = None  # a new forward ends the previous one's claim to a backward
@@ -100,13 +129,15 @@ class _Recurrent(_Module):
         s_n = [np.empty((L * D, N, H), self.dtype) for _ in self._states]
         inputs, outputs, caches, masks = [], [], [], []
         for layer in range(L):
-            out = np.empty((T, N, D * H), self.dtype)
+            out = (np.zeros if segments else np.empty)((T, N, D * H), self.dtype)  # padding steps output zeros
             for d in range(D):
                 k = layer * D + d
                 (W_ih, W_hh, b_ih, b_hh), _ = self._layer_params(layer, d)
-                finals, cache = self._kernel_forward(
+                run = self._kernel_forward if segments is None else self._segments_forward
+                extra = {} if segments is None else dict(segments=segments)
+                finals, cache = run(
                     inp, None if s0 is None else [s[k] for s in s0], W_ih, W_hh, b_ih, b_hh, reverse=bool(d),
-                    training=training, y=out[:, :, d * H:(d + 1) * H])
+                    training=training, y=out[:, :, d * H:(d + 1) * H], **extra)
                 for dst, src in zip(s_n, finals):
                     dst[k] = src
                 caches.append(cache)
@@ -120,8 +151,11 @@ class _Recurrent(_Module):
                 inp = out * masks[-1]
         if training:
             self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, masks=masks, s0=s0,
-                               unbatched=unbatched, shape=(T, N))
+                               unbatched=unbatched, shape=(T, N), perm=perm, segments=segments)
         out = inp.copy() if training else inp
+        if perm is not None:
+            inv = np.argsort(perm)
+            out, s_n = out[:, inv], [s[:, inv] for s in s_n]
         return self._to_user(out, unbatched), [self._state_to_user(s, unbatched) for s in s_n]
 
     def _run_backward(self, dout, dstates):
@@ -140,6 +174,10 @@ class _Recurrent(_Module):
         if dstates is not None:
             ds_n = [self._check_state(f"d{name}_n", v, N, H, unbatched) for name, v in zip(self._states, dstates)]
         dy = np.ascontiguousarray(self._from_user(dout, unbatched))
+        perm, segments = cache["perm"], cache["segments"]
+        if perm is not None:
+            dy = np.ascontiguousarray(dy[:, perm])
+            ds_n = None if ds_n is None else [np.ascontiguousarray(s[:, perm]) for s in ds_n]
 
         self._cache = None
         s0 = cache["s0"]
@@ -151,18 +189,89 @@ class _Recurrent(_Module):
                 k = layer * D + d
                 (W_ih, W_hh, _, _), grads = self._layer_params(layer, d)
                 cols = slice(d * H, (d + 1) * H)
-                firsts = self._kernel_backward(
+                run = self._kernel_backward if segments is None else self._segments_backward
+                extra = {} if segments is None else dict(segments=segments)
+                firsts = run(
                     dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,
                     None if s0 is None else [s[k] for s in s0], W_ih, W_hh, out[:, :, cols], cache["caches"][k],
-                    *grads, reverse=bool(d), dx=dx)
+                    *grads, reverse=bool(d), dx=dx, **extra)
                 for dst, src in zip(ds0, firsts):
                     dst[k] = src
             dy = dx * cache["masks"][layer - 1] if cache["masks"] and layer > 0 else dx
+        if perm is not None:
+            inv = np.argsort(perm)
+            dy, ds0 = dy[:, inv], [s[:, inv] for s in ds0]
         return self._to_user(dy, unbatched), [self._state_to_user(s, unbatched) for s in ds0]
 
     def _kernel_forward(self, x, s0, W_ih, W_hh, b_ih, b_hh, *, reverse, training, y):
         """One layer direction: returns ([final state arrays], cache)."""
         raise NotImplementedError
+
+    def _segments_forward(self, x, s0, W_ih, W_hh, b_ih, b_hh, *, reverse, training, y, segments):
+        """One layer direction over a batch sorted longest first, as ``segments`` [(t0, t1, M)]: steps t0..t1-1 run
+        rows 0..M-1 only. The forward direction carries each stretch's final states into the next for the rows
+        that go on, and keeps those of the rows that end; the reverse direction walks the stretches from the last,
+        and a row joins, from its s0 (or zero), at its own last step. Returns ([final states], cache)."""
+        N, H = x.shape[1], self.hidden_size
+        finals = [np.zeros((N, H), self.dtype) for _ in self._states]
+        carried, parts = None, []
+        for i in (reversed(range(len(segments))) if reverse else range(len(segments))):
+            t0, t1, M = segments[i]
+            if carried is None:
+                init = None if s0 is None else [s[:M] for s in s0]
+            elif reverse:  # rows that start here (their last step) take their s0, the others go on
+                init = [np.concatenate([c, s[len(c):M] if s0 is not None else np.zeros((M - len(c), H), self.dtype)])
+                        for c, s in zip(carried, s0 or carried)]
+            else:
+                init = [c[:M] for c in carried]
+            xs = np.ascontiguousarray(x[t0:t1, :M])
+            ys = np.empty((t1 - t0, M, H), self.dtype)
+            fin, cache = self._kernel_forward(xs, init, W_ih, W_hh, b_ih, b_hh, reverse=reverse, training=training,
+                                              y=ys)
+            y[t0:t1, :M] = ys
+            if not reverse:  # rows M_next..M-1 end in this stretch
+                m_next = segments[i + 1][2] if i + 1 < len(segments) else 0
+                for dst, f in zip(finals, fin):
+                    dst[m_next:M] = f[m_next:M]
+            carried = fin
+            parts.append((i, xs, init, ys, cache))
+        if reverse:
+            finals = carried
+        return finals, parts
+
+    def _segments_backward(self, dy, ds_n, x, s0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, reverse, dx,
+                           segments):
+        """Backward of ``_segments_forward``: the stretches in the opposite order, each one's initial-state
+        gradient split between the stretch it came from and the rows' own s0."""
+        N, H = dx.shape[1], self.hidden_size
+        ds0 = [np.zeros((N, H), self.dtype) for _ in self._states]
+        carried = None
+        for i, xs, init, ys, kcache in reversed(cache):
+            t0, t1, M = segments[i]
+            if not reverse:  # the rows that ended here take ds_n, the others the next stretch's gradient
+                m_next = segments[i + 1][2] if i + 1 < len(segments) else 0
+                if carried is None and ds_n is None:
+                    dfin = None
+                else:
+                    dfin = [np.concatenate([c[:m_next] if c is not None else np.zeros((m_next, H), self.dtype),
+                                            d[m_next:M] if d is not None else np.zeros((M - m_next, H), self.dtype)])
+                            for c, d in zip(carried or [None] * len(self._states), ds_n or [None] * len(self._states))]
+            else:  # reverse: the stretch that ran last holds the final states of every row
+                dfin = (None if ds_n is None else [d[:M] for d in ds_n]) if carried is None else \
+                    [c[:M] for c in carried]
+            dys = np.ascontiguousarray(dy[t0:t1, :M])
+            dxs = np.zeros((t1 - t0, M, x.shape[2]), self.dtype)
+            dinit = self._kernel_backward(dys, dfin, xs, init, W_ih, W_hh, ys, kcache, dW_ih, dW_hh, db_ih, db_hh,
+                                          reverse=reverse, dx=dxs)
+            dx[t0:t1, :M] += dxs
+            if reverse:  # rows M_later..M-1 started here from s0
+                m_later = segments[i + 1][2] if i + 1 < len(segments) else 0
+                for dst, g in zip(ds0, dinit):
+                    dst[m_later:M] = g[m_later:M]
+            carried = dinit
+        if not reverse:
+            ds0 = carried
+        return ds0
 
     def _kernel_backward(self, dy, ds_n, x, s0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, reverse, dx):
         """One layer direction: accumulates into dx and the parameter gradients; returns [state gradients]."""
@@ -223,12 +332,16 @@ class LSTM(_Recurrent):
     _states = ("h", "c")
     _torch_name = "LSTM"
 
-    def __call__(self, x, state=None):
-        return self.forward(x, state)
+    def __call__(self, x, state=None, *, lengths=None):
+        return self.forward(x, state, lengths=lengths)
 
-    def forward(self, x, state=None):
-        """Runs all layers. Returns ``out, (h_n, c_n)``. In training mode keeps the cache for one backward."""
-        out, (h_n, c_n) = self._run(x, self._pair("state", state))
+    def forward(self, x, state=None, *, lengths=None):
+        """Runs all layers. Returns ``out, (h_n, c_n)``. In training mode keeps the cache for one backward.
+
+        ``lengths`` (N ints in [1, T]) gives each sequence's length, with the semantics of PyTorch's packed
+        sequences padded back to T: out is zero past a sequence's end, h_n and c_n are taken at its own last step,
+        the reverse direction starts there, and backward ignores dout past it."""
+        out, (h_n, c_n) = self._run(x, self._pair("state", state), lengths)
         return out, (h_n, c_n)
 
     def backward(self, dout, dstate=None):
@@ -267,12 +380,13 @@ class _OneState(_Recurrent):
 
     _kernel = ""
 
-    def __call__(self, x, h0=None):
-        return self.forward(x, h0)
+    def __call__(self, x, h0=None, *, lengths=None):
+        return self.forward(x, h0, lengths=lengths)
 
-    def forward(self, x, h0=None):
-        """Runs all layers. Returns ``out, h_n``. In training mode keeps the cache for one backward."""
-        out, (h_n,) = self._run(x, None if h0 is None else [h0])
+    def forward(self, x, h0=None, *, lengths=None):
+        """Runs all layers. Returns ``out, h_n``. In training mode keeps the cache for one backward.
+        ``lengths`` as for ``LSTM.forward``."""
+        out, (h_n,) = self._run(x, None if h0 is None else [h0], lengths)
         return out, h_n
 
     def backward(self, dout, dh_n=None):
