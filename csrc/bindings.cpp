@@ -129,24 +129,42 @@ py::tuple with_real(const py::array& x, F&& f) {
 
 using pylstm::Pass;
 
+// The LSTM's sizes: H from W_hh [4H][P] and P (the width of h: proj_size, or H) from W_hr [P][H] when given.
+struct LstmSizes {
+  index_t T, N, I, H, P;
+};
+LstmSizes lstm_sizes(const py::array& x, const py::array& W_hh, const py::object& W_hr) {
+  const Sizes s = sizes(x, W_hh);
+  if (W_hh.shape(0) % pylstm::kLstmGates)
+    throw py::value_error("W_hh must have 4*H rows, got shape " + shape_of(W_hh));
+  const index_t H = W_hh.shape(0) / pylstm::kLstmGates, P = W_hh.shape(1);
+  if (W_hr.is_none() && P != H)
+    throw py::value_error("W_hh must have shape (4*H, H) without a projection, got " + shape_of(W_hh));
+  if (!W_hr.is_none() && P >= H)
+    throw py::value_error("W_hr (P, H) needs P < H: W_hh has shape " + shape_of(W_hh));
+  return {s.T, s.N, s.I, H, P};
+}
+
 template <class Real>
 py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array W_ih_, py::array W_hh_,
-                         py::object b_ih_, py::object b_hh_, bool reverse, bool training, py::object y_) {
-  const auto [T, N, I, H] = sizes(x_, W_hh_);
+                         py::object b_ih_, py::object b_hh_, py::object W_hr_, bool reverse, bool training,
+                         py::object y_) {
+  const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
-  auto h0 = arg<Real>(h0_, "h0", {N, H}, false, true);
+  auto h0 = arg<Real>(h0_, "h0", {N, P}, false, true);
   auto c0 = arg<Real>(c0_, "c0", {N, H}, false, true);
   auto W_ih = arg<Real>(W_ih_, "W_ih", {GH, I});
-  auto W_hh = arg<Real>(W_hh_, "W_hh", {GH, H});
+  auto W_hh = arg<Real>(W_hh_, "W_hh", {GH, P});
   auto b_ih = arg<Real>(b_ih_, "b_ih", {GH}, false, true);
   auto b_hh = arg<Real>(b_hh_, "b_hh", {GH}, false, true);
+  auto W_hr = arg<Real>(W_hr_, "W_hr", {P, H}, false, true);
   if (!b_ih.ptr != !b_hh.ptr) throw py::value_error("b_ih and b_hh must both be given or both be None");
 
-  py::object y_obj = y_.is_none() ? py::object(py::array_t<Real>({T, N, H})) : y_;
-  auto y = arg<Real>(y_obj, "y", {T, N, H}, true, false, true);
-  no_overlap<Real>({&y}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh});
-  py::array_t<Real> h_n({N, H}), c_n({N, H});
+  py::object y_obj = y_.is_none() ? py::object(py::array_t<Real>({T, N, P})) : y_;
+  auto y = arg<Real>(y_obj, "y", {T, N, P}, true, false, true);
+  no_overlap<Real>({&y}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr});
+  py::array_t<Real> h_n({N, P}), c_n({N, H});
   py::object cache_obj = py::none();
   Real* cache = nullptr;
   if (training) {
@@ -158,7 +176,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   {
     py::gil_scoped_release nogil;
     pylstm::lstm_forward<Real>(y.ptr, y.ld, h_n.mutable_data(), c_n.mutable_data(), cache, work.get(), x.ptr, h0.ptr,
-                               c0.ptr, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, T, N, I, H, reverse);
+                               c0.ptr, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse);
   }
   return py::make_tuple(y_obj, h_n, c_n, cache_obj);
 }
@@ -166,37 +184,41 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
 template <class Real>
 py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py::array x_, py::object h0_,
                           py::object c0_, py::array W_ih_, py::array W_hh_, py::object y_, py::object cache_,
-                          py::object dW_ih_, py::object dW_hh_, py::object db_ih_, py::object db_hh_, bool reverse,
-                          py::object dx_) {
-  const auto [T, N, I, H] = sizes(x_, W_hh_);
+                          py::object dW_ih_, py::object dW_hh_, py::object db_ih_, py::object db_hh_,
+                          py::object W_hr_, py::object dW_hr_, bool reverse, py::object dx_) {
+  const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
-  auto dy = arg<Real>(dy_, "dy", {T, N, H}, false, true, true);
-  auto dh_n = arg<Real>(dh_n_, "dh_n", {N, H}, false, true);
+  auto dy = arg<Real>(dy_, "dy", {T, N, P}, false, true, true);
+  auto dh_n = arg<Real>(dh_n_, "dh_n", {N, P}, false, true);
   auto dc_n = arg<Real>(dc_n_, "dc_n", {N, H}, false, true);
   auto x = arg<Real>(x_, "x", {T, N, I});
-  auto h0 = arg<Real>(h0_, "h0", {N, H}, false, true);
+  auto h0 = arg<Real>(h0_, "h0", {N, P}, false, true);
   auto c0 = arg<Real>(c0_, "c0", {N, H}, false, true);
   auto W_ih = arg<Real>(W_ih_, "W_ih", {GH, I});
-  auto W_hh = arg<Real>(W_hh_, "W_hh", {GH, H});
-  auto y = arg<Real>(y_, "y", {T, N, H}, false, false, true);
+  auto W_hh = arg<Real>(W_hh_, "W_hh", {GH, P});
+  auto W_hr = arg<Real>(W_hr_, "W_hr", {P, H}, false, true);
+  auto y = arg<Real>(y_, "y", {T, N, P}, false, false, true);
   auto cache = arg<Real>(cache_, "cache", {pylstm::lstm_cache_size(T, N, H)}, true);
   auto dW_ih = arg<Real>(dW_ih_, "dW_ih", {GH, I}, true);
-  auto dW_hh = arg<Real>(dW_hh_, "dW_hh", {GH, H}, true);
+  auto dW_hh = arg<Real>(dW_hh_, "dW_hh", {GH, P}, true);
   auto db_ih = arg<Real>(db_ih_, "db_ih", {GH}, true, true);
   auto db_hh = arg<Real>(db_hh_, "db_hh", {GH}, true, true);
+  auto dW_hr = arg<Real>(dW_hr_, "dW_hr", {P, H}, true, true);
   if (!db_ih.ptr != !db_hh.ptr) throw py::value_error("db_ih and db_hh must both be given or both be None");
+  if (!W_hr.ptr != !dW_hr.ptr) throw py::value_error("W_hr and dW_hr must both be given or both be None");
 
   py::object dx_obj = dx_.is_none() ? py::object(zeros<Real>({T, N, I})) : dx_;
   auto dx = arg<Real>(dx_obj, "dx", {T, N, I}, true);
-  no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh},
-                   {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh});
-  py::array_t<Real> dh0({N, H}), dc0({N, H});
+  no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &dW_hr},
+                   {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &W_hr, &y, &cache, &dW_ih, &dW_hh, &db_ih,
+                    &db_hh, &dW_hr});
+  py::array_t<Real> dh0({N, P}), dc0({N, H});
   auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H));
   {
     py::gil_scoped_release nogil;
     pylstm::lstm_backward<Real>(dx.ptr, dh0.mutable_data(), dc0.mutable_data(), dW_ih.ptr, dW_hh.ptr, db_ih.ptr,
-                                db_hh.ptr, cache.ptr, work.get(), dy.ptr, dy.ld, dh_n.ptr, dc_n.ptr, x.ptr, y.ptr, y.ld,
-                                h0.ptr, c0.ptr, W_ih.ptr, W_hh.ptr, T, N, I, H, reverse);
+                                db_hh.ptr, dW_hr.ptr, cache.ptr, work.get(), dy.ptr, dy.ld, dh_n.ptr, dc_n.ptr, x.ptr,
+                                y.ptr, y.ld, h0.ptr, c0.ptr, W_ih.ptr, W_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse);
   }
   return py::make_tuple(dx_obj, dh0, dc0);
 }
@@ -368,28 +390,30 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "lstm_forward",
       [](py::array x, py::object h0, py::object c0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh,
-         bool reverse, bool training, py::object y) {
+         py::object W_hr, bool reverse, bool training, py::object y) {
         return with_real(x, [&](auto real) {
-          return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, training, y);
+          return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, reverse, training, y);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
-      py::kw_only(), py::arg("reverse") = false, py::arg("training") = true, py::arg("y") = py::none(),
+      py::kw_only(), py::arg("W_hr") = py::none(), py::arg("reverse") = false, py::arg("training") = true,
+      py::arg("y") = py::none(),
       "One LSTM layer direction over a sequence. Returns (y, h_n, c_n, cache); cache is None unless training.");
 
   m.def(
       "lstm_backward",
       [](py::object dy, py::object dh_n, py::object dc_n, py::array x, py::object h0, py::object c0, py::array W_ih,
          py::array W_hh, py::object y, py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih,
-         py::object db_hh, bool reverse, py::object dx) {
+         py::object db_hh, py::object W_hr, py::object dW_hr, bool reverse, py::object dx) {
         return with_real(x, [&](auto real) {
           return lstm_backward_t<decltype(real)>(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
-                                                 db_hh, reverse, dx);
+                                                 db_hh, W_hr, dW_hr, reverse, dx);
         });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"),
       py::arg("W_hh"), py::arg("y"), py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"),
-      py::arg("db_hh"), py::kw_only(), py::arg("reverse") = false, py::arg("dx") = py::none(),
+      py::arg("db_hh"), py::kw_only(), py::arg("W_hr") = py::none(), py::arg("dW_hr") = py::none(),
+      py::arg("reverse") = false, py::arg("dx") = py::none(),
       "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_* and dx (allocated as zeros "
       "when None); consumes cache. Returns (dx, dh0, dc0).");
 

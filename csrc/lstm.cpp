@@ -19,7 +19,7 @@ index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, inde
   // (zeros standing in for an absent c0 / dy, or the discarded tanh(c) of inference), so that the element-wise
   // kernels never test for nullptr.
   const index_t GH = kLstmGates * H;
-  const index_t common = GH + N * H;
+  const index_t common = GH + 2 * N * H;  // plus [N][H] for the projection's input m or its gradient
   switch (pass) {
     case Pass::Inference:  // plus a second cell-state buffer and the input projections of one block of steps
       return common + N * H + detail::inference_block_steps(T, N) * N * GH;
@@ -59,7 +59,7 @@ inline void lstm_row_forward(Real* __restrict h, Real* __restrict c, Real* __res
 template <typename Real>
 inline void lstm_row_backward(Real* __restrict ai, Real* __restrict af, Real* __restrict ag, Real* __restrict ao,
                               Real* __restrict dc, const Real* __restrict dh, const Real* __restrict dy,
-                              const Real* __restrict c_prev, const Real* __restrict tc, index_t H) {
+                              const Real* __restrict c_prev, Real* __restrict tc, index_t H) {
   for (index_t j = 0; j < H; ++j) {
     const Real i = ai[j], f = af[j], g = ag[j], o = ao[j], t = tc[j];
     const Real dht = dh[j] + dy[j];
@@ -69,6 +69,7 @@ inline void lstm_row_backward(Real* __restrict ai, Real* __restrict af, Real* __
     ag[j] = dct * i * (Real(1) - g * g);
     ao[j] = dht * t * o * (Real(1) - o);
     dc[j] = dct * f;
+    tc[j] = o * t;  // o is about to be lost: keep o ⊙ tanh(c), the projection's input, for dW_hr
   }
 }
 
@@ -87,7 +88,7 @@ PYLSTM_VECTOR_CLONES void lstm_pointwise_forward(Real* h, index_t ldh, Real* c, 
 
 template <typename Real>
 PYLSTM_VECTOR_CLONES void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
-                             const Real* c_prev, const Real* tc, index_t N, index_t H) {
+                             const Real* c_prev, Real* tc, index_t N, index_t H) {
   const index_t GH = kLstmGates * H;
   for (index_t n = 0; n < N; ++n) {
     Real* a = dgates + n * GH;
@@ -99,11 +100,13 @@ PYLSTM_VECTOR_CLONES void lstm_pointwise_backward(Real* dgates, Real* dc, const 
 template <typename Real>
 void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
-                  const Real* b_hh, index_t T, index_t N, index_t I, index_t H, bool reverse) {
+                  const Real* b_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
+                  bool reverse) {
   const index_t GH = kLstmGates * H;
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* bias = work;                                     // [GH]
-  Real* scratch = work + GH;                             // [N][H]
+  Real* m = bias + GH;                                   // [N][H] o ⊙ tanh(c), the projection's input
+  Real* scratch = m + N * H;                             // [N][H]
   Real* c_alt = scratch + N * H;                         // [N][H], inference only
   Real* gates = cache ? cache : c_alt + N * H;           // [T][N][GH] training, [block][N][GH] inference
   Real* cs = cache ? cache + T * N * GH : nullptr;       // [T][N][H], training only
@@ -128,7 +131,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     c_prev = c_n;
   }
   const Real* h_prev = h0;  // nullptr: zero state, so the first recurrent GEMM is skipped
-  index_t ld_prev = H;
+  index_t ld_prev = P;
   for (index_t s = 0; s < T; ++s) {
     const index_t t = reverse ? T - 1 - s : s;
     if (s % block == 0) {
@@ -137,39 +140,44 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
       gemm(false, true, steps * N, GH, I, Real(1), x + block_t0 * N * I, I, W_ih, I, Real(0), gates, GH);
     }
     Real* g = gates + (t - block_t0) * N * GH;
-    if (h_prev) gemm(false, true, N, GH, H, Real(1), h_prev, ld_prev, W_hh, H, Real(1), g, GH);
+    if (h_prev) gemm(false, true, N, GH, P, Real(1), h_prev, ld_prev, W_hh, P, Real(1), g, GH);
     Real* yt = y + t * N * ldy;
     Real* c = cache ? cs + t * N * H : (c_prev == c_n ? c_alt : c_n);
-    lstm_pointwise_forward(yt, ldy, c, cache ? tcs + t * N * H : scratch, g, c_prev, bias, N, H);
+    // Without projection h_t = o ⊙ tanh(c_t) goes straight to y; with it, h_t = m W_hrᵀ.
+    lstm_pointwise_forward(W_hr ? m : yt, W_hr ? H : ldy, c, cache ? tcs + t * N * H : scratch, g, c_prev, bias, N,
+                           H);
+    if (W_hr) gemm(false, true, N, P, H, Real(1), m, H, W_hr, H, Real(0), yt, ldy);
     h_prev = yt;
     ld_prev = ldy;
     c_prev = c;
   }
-  detail::copy_rows(h_n, h_prev, ld_prev, N, H);
+  detail::copy_rows(h_n, h_prev, ld_prev, N, P);
   if (c_prev != c_n) std::copy(c_prev, c_prev + N * H, c_n);
 }
 
 template <typename Real>
-void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache,
-                   Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n, const Real* x,
-                   const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh,
-                   index_t T, index_t N, index_t I, index_t H, bool reverse) {
+void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* dW_hr,
+                   Real* cache, Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n,
+                   const Real* x, const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih,
+                   const Real* W_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
+                   bool reverse) {
   const index_t GH = kLstmGates * H;
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* da = cache;                              // [T][N][GH] gates in, pre-activation gradients out
-  const Real* cs = cache + T * N * GH;           // [T][N][H]
-  const Real* tcs = cs + T * N * H;              // [T][N][H]
+  Real* cs = cache + T * N * GH;                 // [T][N][H] c_t; with projection, step t's slot then takes dh_t
+  Real* tcs = cs + T * N * H;                    // [T][N][H] tanh(c_t), then o ⊙ tanh(c_t)
   const index_t t_first = reverse ? T - 1 : 0;   // the step the forward processed first
   Real* colsum = work;                           // [GH]
-  Real* zeros = work + GH;                       // [N][H], stands in for an absent c0 or dy
+  Real* dm = colsum + GH;                        // [N][H] ∂L/∂m, with projection
+  Real* zeros = dm + N * H;                      // [N][H], stands in for an absent c0 or dy
   std::fill(zeros, zeros + N * H, Real(0));
   // An absent dy is a zero matrix read with row stride 0 and step stride 0.
   const index_t dy_ld = dy ? lddy : 0, dy_step = dy ? N * lddy : 0;
   if (!dy) dy = zeros;
 
   // dh0 / dc0 carry the running gradients w.r.t. (h_t, c_t) and end as those w.r.t. (h0, c0).
-  if (dh_n) std::copy(dh_n, dh_n + N * H, dh0);
-  else std::fill(dh0, dh0 + N * H, Real(0));
+  if (dh_n) std::copy(dh_n, dh_n + N * P, dh0);
+  else std::fill(dh0, dh0 + N * P, Real(0));
   if (dc_n) std::copy(dc_n, dc_n + N * H, dc0);
   else std::fill(dc0, dc0 + N * H, Real(0));
 
@@ -177,29 +185,41 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
     const index_t t = reverse ? s : T - 1 - s;
     const Real* c_prev = t == t_first ? (c0 ? c0 : zeros) : cs + (reverse ? t + 1 : t - 1) * N * H;
     Real* dat = da + t * N * GH;
-    lstm_pointwise_backward(dat, dc0, dh0, dy + t * dy_step, dy_ld, c_prev, tcs + t * N * H, N, H);
-    // dh_{t-1} = da_t W_hh, (N × GH)·(GH × H)
-    gemm(false, false, N, H, GH, Real(1), dat, GH, W_hh, H, Real(0), dh0, H);
+    Real* tct = tcs + t * N * H;
+    if (W_hr) {
+      // dh_t = running + dy_t goes to the free c_t slot (kept for dW_hr), then back through the projection.
+      Real* dht = cs + t * N * H;
+      const Real* dyt = dy + t * dy_step;
+      for (index_t n = 0; n < N; ++n)
+        for (index_t j = 0; j < P; ++j) dht[n * H + j] = dh0[n * P + j] + dyt[n * dy_ld + j];
+      gemm(false, false, N, H, P, Real(1), dht, H, W_hr, H, Real(0), dm, H);  // dm = dh_t W_hr
+      lstm_pointwise_backward(dat, dc0, dm, zeros, 0, c_prev, tct, N, H);
+    } else {
+      lstm_pointwise_backward(dat, dc0, dh0, dy + t * dy_step, dy_ld, c_prev, tct, N, H);
+    }
+    // dh_{t-1} = da_t W_hh, (N × GH)·(GH × P)
+    gemm(false, false, N, P, GH, Real(1), dat, GH, W_hh, P, Real(0), dh0, P);
   }
 
   // The rest are sums over all steps, each one GEMM over the stacked T·N rows; both biases enter a identically.
   detail::input_gradients(dx, dW_ih, da, GH, x, W_ih, T * N, I, GH);
-  detail::recurrent_weight_gradient(dW_hh, da, GH, y, ldy, h0, T, N, H, GH, reverse);
+  detail::recurrent_weight_gradient(dW_hh, da, GH, y, ldy, h0, T, N, P, GH, reverse);
   if (db_ih) detail::add_column_sums(db_ih, db_hh, colsum, da, GH, T * N, GH);
+  if (W_hr) gemm(true, false, P, H, T * N, Real(1), cs, H, tcs, H, Real(1), dW_hr, H);  // dW_hr += Σ dh_tᵀ m_t
 }
 
 #define PYLSTM_INSTANTIATE(Real)                                                                              \
   template void lstm_pointwise_forward<Real>(Real*, index_t, Real*, Real*, Real*, const Real*, const Real*,    \
                                              index_t, index_t);                                               \
   template void lstm_pointwise_backward<Real>(Real*, Real*, const Real*, const Real*, index_t, const Real*,     \
-                                              const Real*, index_t, index_t);                                 \
+                                              Real*, index_t, index_t);                                       \
   template void lstm_forward<Real>(Real*, index_t, Real*, Real*, Real*, Real*, const Real*, const Real*,       \
-                                   const Real*, const Real*, const Real*, const Real*, const Real*, index_t,  \
-                                   index_t, index_t, index_t, bool);                                          \
-  template void lstm_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, const Real*, \
-                                    index_t, const Real*, const Real*, const Real*, const Real*, index_t,      \
-                                    const Real*, const Real*, const Real*, const Real*, index_t, index_t,      \
-                                    index_t, index_t, bool);
+                                   const Real*, const Real*, const Real*, const Real*, const Real*,           \
+                                   const Real*, index_t, index_t, index_t, index_t, index_t, bool);           \
+  template void lstm_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*,      \
+                                    const Real*, index_t, const Real*, const Real*, const Real*, const Real*,  \
+                                    index_t, const Real*, const Real*, const Real*, const Real*, const Real*, \
+                                    index_t, index_t, index_t, index_t, index_t, bool);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

@@ -46,40 +46,45 @@ void lstm_pointwise_forward(Real* h, index_t ldh, Real* c, Real* tc, Real* gates
 //   dc      [N][H]    in: ∂L/∂c_t from step t+1;  out: ∂L/∂c_{t-1} (updated in place)
 //   dh      [N][H]    ∂L/∂h_t arriving from step t+1 (read only)
 //   dy      [N][lddy] ∂L/∂h_t from the layer output, columns [0, H)
-//   c_prev  [N][H]    c_{t-1};  tc [N][H] tanh(c_t)
+//   c_prev  [N][H]    c_{t-1}
+//   tc      [N][H]    in: tanh(c_t);  out: o ⊙ tanh(c_t) (the projection's input, which backward needs for dW_hr)
 template <typename Real>
 void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
-                             const Real* c_prev, const Real* tc, index_t N, index_t H);
+                             const Real* c_prev, Real* tc, index_t N, index_t H);
 
 // ---- a whole sequence ----
 
 // Runs T steps from (h0, c0). With reverse, step order is t = T-1 … 0 (the backward direction of a
-// bidirectional layer); y[t] is always the state after consuming x[t].
-//   y        [T][N][ldy]  out: h_t in columns [0, H); other columns are left untouched
-//   h_n, c_n [N][H]       out: the state after the last step processed (overwritten)
+// bidirectional layer); y[t] is always the state after consuming x[t]. With a projection (LSTMP, PyTorch's
+// proj_size), h_t = (o ⊙ tanh c_t) W_hrᵀ has P < H values; without one, W_hr is nullptr and P = H.
+//   y        [T][N][ldy]  out: h_t in columns [0, P); other columns are left untouched
+//   h_n [N][P], c_n [N][H]  out: the state after the last step processed (overwritten)
 //   cache    [lstm_cache_size(T, N, H)]  out, training only; nullptr for inference
 //   work     [lstm_workspace_size(cache ? TrainingForward : Inference, T, N, I, H)]
 //   x        [T][N][I]
-//   h0, c0   [N][H] or nullptr for zeros
-//   W_ih [G*H][I], W_hh [G*H][H];  b_ih, b_hh [G*H] or nullptr (both or neither)
+//   h0 [N][P], c0 [N][H], or nullptr for zeros
+//   W_ih [G*H][I], W_hh [G*H][P];  b_ih, b_hh [G*H] or nullptr (both or neither);  W_hr [P][H] or nullptr
 template <typename Real>
 void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
-                  const Real* b_hh, index_t T, index_t N, index_t I, index_t H, bool reverse);
+                  const Real* b_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
+                  bool reverse);
 
 // Backpropagates through the T steps of one lstm_forward(training) call, given the gradients of its outputs.
 //   dx          [T][N][I]   accumulated (+=), so both directions of a layer can share it
-//   dh0, dc0    [N][H]      overwritten
-//   dW_ih [G*H][I], dW_hh [G*H][H]  accumulated;  db_ih, db_hh [G*H] accumulated, or nullptr
+//   dh0 [N][P], dc0 [N][H]  overwritten
+//   dW_ih [G*H][I], dW_hh [G*H][P]  accumulated;  db_ih, db_hh [G*H] accumulated, or nullptr
+//   dW_hr [P][H] accumulated, with a projection; nullptr without
 //   cache       consumed: the forward's cache, overwritten with the gates' pre-activation gradients
 //   work        [lstm_workspace_size(Backward, T, N, I, H)]
-//   dy          [T][N][lddy] ∂L/∂y in columns [0, H), or nullptr for zeros
-//   dh_n, dc_n  [N][H]      ∂L/∂h_n, ∂L/∂c_n, or nullptr for zeros
-//   x, y, ldy, h0, c0, W_ih, W_hh, reverse: exactly as given to / returned by the forward
+//   dy          [T][N][lddy] ∂L/∂y in columns [0, P), or nullptr for zeros
+//   dh_n [N][P], dc_n [N][H]  ∂L/∂h_n, ∂L/∂c_n, or nullptr for zeros
+//   x, y, ldy, h0, c0, W_ih, W_hh, W_hr, P, reverse: exactly as given to / returned by the forward
 template <typename Real>
-void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache,
-                   Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n, const Real* x,
-                   const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh,
-                   index_t T, index_t N, index_t I, index_t H, bool reverse);
+void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* dW_hr,
+                   Real* cache, Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n,
+                   const Real* x, const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih,
+                   const Real* W_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
+                   bool reverse);
 
 }  // namespace pylstm

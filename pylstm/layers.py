@@ -65,27 +65,38 @@ class _Recurrent(_Module):
         return 2 if self.bidirectional else 1
 
     def _param_shapes(self):
-        H, G, D = self.hidden_size, self._gates, self.num_directions
+        H, G, D, P = self.hidden_size, self._gates, self.num_directions, self._out
         shapes = {}
         for layer in range(self.num_layers):
-            fan_in = self.input_size if layer == 0 else D * H
+            fan_in = self.input_size if layer == 0 else D * P
             for d in range(D):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
                 shapes["weight_ih" + sfx] = (G * H, fan_in)
-                shapes["weight_hh" + sfx] = (G * H, H)
+                shapes["weight_hh" + sfx] = (G * H, P)
                 if self.bias:
                     shapes["bias_ih" + sfx] = (G * H,)
                     shapes["bias_hh" + sfx] = (G * H,)
+                if P != H:
+                    shapes["weight_hr" + sfx] = (P, H)
         return shapes
+
+    @property
+    def _out(self):
+        """The width of h and of each direction's output: hidden_size, or the LSTM's proj_size."""
+        return self.hidden_size
+
+    def _widths(self):
+        """The width of each state, in the order of ``_states``."""
+        return [self._out if name == "h" else self.hidden_size for name in self._states]
 
     def _layer_params(self, layer, d):
         sfx = f"_l{layer}" + ("_reverse" if d else "")
         p, g = self._params, self.grads
-        names = ("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx, "bias_hh" + sfx)
+        names = ("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx, "bias_hh" + sfx, "weight_hr" + sfx)
         return [p.get(n) for n in names], [g.get(n) for n in names]
 
     # ---- input checks -----------------------------------------------------------------------------------
-    def _check_state(self, name, value, N, H, unbatched):
+    def _check_state(self, name, value, N, H, unbatched):  # H: this state's width
         value = self._as_input(name, value)
         want = (self.num_directions * self.num_layers,) + (() if unbatched else (N,)) + (H,)
         if value.shape != want:
@@ -107,10 +118,11 @@ class _Recurrent(_Module):
             raise ValueError(f"x must have {self.input_size} features (input_size) in its last axis, got {I}")
         if T < 1 or N < 1:
             raise ValueError(f"x must have at least one time step and one batch row, got shape {x.shape}")
-        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        H, D, L = self._out, self.num_directions, self.num_layers  # H: the width of each direction's output
         s0 = None
         if states is not None:
-            s0 = [self._check_state(f"{name}0", v, N, H, unbatched) for name, v in zip(self._states, states)]
+            s0 = [self._check_state(f"{name}0", v, N, w, unbatched)
+                  for name, v, w in zip(self._states, states, self._widths())]
         perm = segments = None
         if lengths is not None:
             # Variable lengths: sort the batch longest first, so the rows still running at any step are a prefix,
@@ -126,18 +138,17 @@ class _Recurrent(_Module):
         # Training keeps the layer inputs and outputs for backward, so it works on private copies: writing into x or
         # into the returned out between forward and backward must not change the gradients.
         inp = np.array(seq, order="C", copy=True) if training else np.ascontiguousarray(seq)
-        s_n = [np.empty((L * D, N, H), self.dtype) for _ in self._states]
+        s_n = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
         inputs, outputs, caches, masks = [], [], [], []
         for layer in range(L):
             out = (np.zeros if segments else np.empty)((T, N, D * H), self.dtype)  # padding steps output zeros
             for d in range(D):
                 k = layer * D + d
-                (W_ih, W_hh, b_ih, b_hh), _ = self._layer_params(layer, d)
+                W, _ = self._layer_params(layer, d)
                 run = self._kernel_forward if segments is None else self._segments_forward
                 extra = {} if segments is None else dict(segments=segments)
-                finals, cache = run(
-                    inp, None if s0 is None else [s[k] for s in s0], W_ih, W_hh, b_ih, b_hh, reverse=bool(d),
-                    training=training, y=out[:, :, d * H:(d + 1) * H], **extra)
+                finals, cache = run(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
+                                    training=training, y=out[:, :, d * H:(d + 1) * H], **extra)
                 for dst, src in zip(s_n, finals):
                     dst[k] = src
                 caches.append(cache)
@@ -165,14 +176,15 @@ class _Recurrent(_Module):
         cache = self._cache
         T, N = cache["shape"]
         unbatched = cache["unbatched"]
-        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        H, D, L = self._out, self.num_directions, self.num_layers
         dout = self._as_input("dout", dout)
         want = self._to_user(np.empty((T, N, D * H), self.dtype), unbatched).shape
         if dout.shape != want:
             raise ValueError(f"dout must have the shape of the forward's output {want}, got {dout.shape}")
         ds_n = None
         if dstates is not None:
-            ds_n = [self._check_state(f"d{name}_n", v, N, H, unbatched) for name, v in zip(self._states, dstates)]
+            ds_n = [self._check_state(f"d{name}_n", v, N, w, unbatched)
+                    for name, v, w in zip(self._states, dstates, self._widths())]
         dy = np.ascontiguousarray(self._from_user(dout, unbatched))
         perm, segments = cache["perm"], cache["segments"]
         if perm is not None:
@@ -181,20 +193,19 @@ class _Recurrent(_Module):
 
         self._cache = None
         s0 = cache["s0"]
-        ds0 = [np.empty((L * D, N, H), self.dtype) for _ in self._states]
+        ds0 = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
         for layer in reversed(range(L)):
             inp, out = cache["inputs"][layer], cache["outputs"][layer]
             dx = np.zeros_like(inp)
             for d in range(D):
                 k = layer * D + d
-                (W_ih, W_hh, _, _), grads = self._layer_params(layer, d)
+                W, G = self._layer_params(layer, d)
                 cols = slice(d * H, (d + 1) * H)
                 run = self._kernel_backward if segments is None else self._segments_backward
                 extra = {} if segments is None else dict(segments=segments)
-                firsts = run(
-                    dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,
-                    None if s0 is None else [s[k] for s in s0], W_ih, W_hh, out[:, :, cols], cache["caches"][k],
-                    *grads, reverse=bool(d), dx=dx, **extra)
+                firsts = run(dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,
+                             None if s0 is None else [s[k] for s in s0], W, G, out[:, :, cols], cache["caches"][k],
+                             reverse=bool(d), dx=dx, **extra)
                 for dst, src in zip(ds0, firsts):
                     dst[k] = src
             dy = dx * cache["masks"][layer - 1] if cache["masks"] and layer > 0 else dx
@@ -203,31 +214,31 @@ class _Recurrent(_Module):
             dy, ds0 = dy[:, inv], [s[:, inv] for s in ds0]
         return self._to_user(dy, unbatched), [self._state_to_user(s, unbatched) for s in ds0]
 
-    def _kernel_forward(self, x, s0, W_ih, W_hh, b_ih, b_hh, *, reverse, training, y):
-        """One layer direction: returns ([final state arrays], cache)."""
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y):
+        """One layer direction, W = [W_ih, W_hh, b_ih, b_hh, W_hr] (None where absent): returns
+        ([final state arrays], cache)."""
         raise NotImplementedError
 
-    def _segments_forward(self, x, s0, W_ih, W_hh, b_ih, b_hh, *, reverse, training, y, segments):
+    def _segments_forward(self, x, s0, W, *, reverse, training, y, segments):
         """One layer direction over a batch sorted longest first, as ``segments`` [(t0, t1, M)]: steps t0..t1-1 run
         rows 0..M-1 only. The forward direction carries each stretch's final states into the next for the rows
         that go on, and keeps those of the rows that end; the reverse direction walks the stretches from the last,
         and a row joins, from its s0 (or zero), at its own last step. Returns ([final states], cache)."""
-        N, H = x.shape[1], self.hidden_size
-        finals = [np.zeros((N, H), self.dtype) for _ in self._states]
+        N, widths, P = x.shape[1], self._widths(), self._out
+        finals = [np.zeros((N, w), self.dtype) for w in widths]
         carried, parts = None, []
         for i in (reversed(range(len(segments))) if reverse else range(len(segments))):
             t0, t1, M = segments[i]
             if carried is None:
                 init = None if s0 is None else [s[:M] for s in s0]
             elif reverse:  # rows that start here (their last step) take their s0, the others go on
-                init = [np.concatenate([c, s[len(c):M] if s0 is not None else np.zeros((M - len(c), H), self.dtype)])
-                        for c, s in zip(carried, s0 or carried)]
+                init = [np.concatenate([c, s[len(c):M] if s0 is not None else np.zeros((M - len(c), w), self.dtype)])
+                        for c, s, w in zip(carried, s0 or carried, widths)]
             else:
                 init = [c[:M] for c in carried]
             xs = np.ascontiguousarray(x[t0:t1, :M])
-            ys = np.empty((t1 - t0, M, H), self.dtype)
-            fin, cache = self._kernel_forward(xs, init, W_ih, W_hh, b_ih, b_hh, reverse=reverse, training=training,
-                                              y=ys)
+            ys = np.empty((t1 - t0, M, P), self.dtype)
+            fin, cache = self._kernel_forward(xs, init, W, reverse=reverse, training=training, y=ys)
             y[t0:t1, :M] = ys
             if not reverse:  # rows M_next..M-1 end in this stretch
                 m_next = segments[i + 1][2] if i + 1 < len(segments) else 0
@@ -239,12 +250,11 @@ class _Recurrent(_Module):
             finals = carried
         return finals, parts
 
-    def _segments_backward(self, dy, ds_n, x, s0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, reverse, dx,
-                           segments):
+    def _segments_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, segments):
         """Backward of ``_segments_forward``: the stretches in the opposite order, each one's initial-state
         gradient split between the stretch it came from and the rows' own s0."""
-        N, H = dx.shape[1], self.hidden_size
-        ds0 = [np.zeros((N, H), self.dtype) for _ in self._states]
+        N, widths = dx.shape[1], self._widths()
+        ds0 = [np.zeros((N, w), self.dtype) for w in widths]
         carried = None
         for i, xs, init, ys, kcache in reversed(cache):
             t0, t1, M = segments[i]
@@ -253,16 +263,15 @@ class _Recurrent(_Module):
                 if carried is None and ds_n is None:
                     dfin = None
                 else:
-                    dfin = [np.concatenate([c[:m_next] if c is not None else np.zeros((m_next, H), self.dtype),
-                                            d[m_next:M] if d is not None else np.zeros((M - m_next, H), self.dtype)])
-                            for c, d in zip(carried or [None] * len(self._states), ds_n or [None] * len(self._states))]
+                    dfin = [np.concatenate([c[:m_next] if c is not None else np.zeros((m_next, w), self.dtype),
+                                            d[m_next:M] if d is not None else np.zeros((M - m_next, w), self.dtype)])
+                            for c, d, w in zip(carried or [None] * len(widths), ds_n or [None] * len(widths), widths)]
             else:  # reverse: the stretch that ran last holds the final states of every row
                 dfin = (None if ds_n is None else [d[:M] for d in ds_n]) if carried is None else \
                     [c[:M] for c in carried]
             dys = np.ascontiguousarray(dy[t0:t1, :M])
             dxs = np.zeros((t1 - t0, M, x.shape[2]), self.dtype)
-            dinit = self._kernel_backward(dys, dfin, xs, init, W_ih, W_hh, ys, kcache, dW_ih, dW_hh, db_ih, db_hh,
-                                          reverse=reverse, dx=dxs)
+            dinit = self._kernel_backward(dys, dfin, xs, init, W, G, ys, kcache, reverse=reverse, dx=dxs)
             dx[t0:t1, :M] += dxs
             if reverse:  # rows M_later..M-1 started here from s0
                 m_later = segments[i + 1][2] if i + 1 < len(segments) else 0
@@ -273,8 +282,8 @@ class _Recurrent(_Module):
             ds0 = carried
         return ds0
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, reverse, dx):
-        """One layer direction: accumulates into dx and the parameter gradients; returns [state gradients]."""
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx):
+        """One layer direction, G the gradients of W: accumulates into dx and G; returns [state gradients]."""
         raise NotImplementedError
 
     # ---- layouts ----------------------------------------------------------------------------------------
@@ -326,11 +335,37 @@ class LSTM(_Recurrent):
     ``dx, (dh0, dc0) = lstm.backward(dout, dstate=None)`` needs, and backward adds the parameter gradients
     into ``lstm.grads``. x is (T, N, I), (N, T, I) with ``batch_first``, or unbatched (T, I); out is
     (T, N, D*H) in the same layout; h_n and c_n are (D*num_layers, N, H), layer-major then direction.
+    With ``proj_size`` P > 0 (LSTMP), h_t = (o ⊙ tanh c_t) W_hrᵀ: out is (T, N, D*P), h_n (D*num_layers, N, P),
+    and each layer has a ``weight_hr_l{k}`` (P, H).
     """
 
     _gates = 4
     _states = ("h", "c")
     _torch_name = "LSTM"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, proj_size=0, dtype="float32", seed=None):
+        self.proj_size = _size("proj_size", proj_size, minimum=0)
+        hidden = _size("hidden_size", hidden_size)
+        if self.proj_size >= hidden:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({hidden}), got {self.proj_size}")
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
+                         bidirectional=bidirectional, dtype=dtype, seed=seed)
+
+    @property
+    def _out(self):
+        return self.proj_size or self.hidden_size
+
+    def _torch_config(self):
+        name, kwargs = super()._torch_config()
+        return name, dict(kwargs, proj_size=self.proj_size)
+
+    @classmethod
+    def _config_from_torch(cls, module):
+        return dict(super()._config_from_torch(module), proj_size=module.proj_size)
+
+    def _extra_repr(self):
+        return f", proj_size={self.proj_size}" if self.proj_size else ""
 
     def __call__(self, x, state=None, *, lengths=None):
         return self.forward(x, state, lengths=lengths)
@@ -361,17 +396,17 @@ class LSTM(_Recurrent):
             raise TypeError(f"{name} must be a pair (h, c) of arrays or None, got {type(value).__name__}")
         return value
 
-    def _kernel_forward(self, x, s0, W_ih, W_hh, b_ih, b_hh, *, reverse, training, y):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y):
         h0, c0 = (None, None) if s0 is None else s0
-        _, h_n, c_n, cache = _core.lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse=reverse,
-                                                training=training, y=y)
+        _, h_n, c_n, cache = _core.lstm_forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
+                                                y=y)
         return [h_n, c_n], cache
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, reverse, dx):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx):
         dh_n, dc_n = (None, None) if ds_n is None else ds_n
         h0, c0 = (None, None) if s0 is None else s0
-        _, dh0, dc0 = _core.lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
-                                          db_hh, reverse=reverse, dx=dx)
+        _, dh0, dc0 = _core.lstm_backward(dy, dh_n, dc_n, x, h0, c0, W[0], W[1], y, cache, *G[:4], W_hr=W[4],
+                                          dW_hr=G[4], reverse=reverse, dx=dx)
         return [dh0, dc0]
 
 
@@ -400,16 +435,16 @@ class _OneState(_Recurrent):
     def _variant(self):
         raise NotImplementedError
 
-    def _kernel_forward(self, x, s0, W_ih, W_hh, b_ih, b_hh, *, reverse, training, y):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y):
         fwd = getattr(_core, self._kernel + "_forward")
-        _, h_n, cache = fwd(x, None if s0 is None else s0[0], W_ih, W_hh, b_ih, b_hh, reverse=reverse,
-                            training=training, y=y, **self._variant())
+        _, h_n, cache = fwd(x, None if s0 is None else s0[0], *W[:4], reverse=reverse, training=training, y=y,
+                            **self._variant())
         return [h_n], cache
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, reverse, dx):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx):
         bwd = getattr(_core, self._kernel + "_backward")
-        _, dh0 = bwd(dy, None if ds_n is None else ds_n[0], x, None if s0 is None else s0[0], W_ih, W_hh, y, cache,
-                     dW_ih, dW_hh, db_ih, db_hh, reverse=reverse, dx=dx, **self._variant())
+        _, dh0 = bwd(dy, None if ds_n is None else ds_n[0], x, None if s0 is None else s0[0], W[0], W[1], y, cache,
+                     *G[:4], reverse=reverse, dx=dx, **self._variant())
         return [dh0]
 
 

@@ -35,21 +35,23 @@ def _cache_views(cache, T, N, H):
     return gates, c, tc
 
 
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, reverse=False, training=True, y=None):
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False, training=True, y=None):
     """One layer direction over a sequence; steps run T-1 … 0 when ``reverse``.
 
-    h0, c0, b_ih, b_hh may be None (zeros / no bias). ``y``, if given, is a (T, N, H) array to write the
-    outputs into (it may be a column slice of a wider array). Returns (y, h_n, c_n, cache); cache is None
-    unless ``training``.
+    h0, c0, b_ih, b_hh may be None (zeros / no bias). With ``W_hr`` (P, H), h_t = (o ⊙ tanh c_t) W_hrᵀ has P
+    values (PyTorch's proj_size) and W_hh is (4H, P). ``y``, if given, is a (T, N, P) array to write the outputs
+    into (it may be a column slice of a wider array). Returns (y, h_n, c_n, cache); cache is None unless
+    ``training``.
     """
     T, N, _ = x.shape
-    H = W_hh.shape[1]
+    H = W_hh.shape[0] // 4
+    P = H if W_hr is None else W_hr.shape[0]
     dt = x.dtype
     if y is None:
-        y = np.empty((T, N, H), dt)
+        y = np.empty((T, N, P), dt)
     cache = np.empty(lstm_cache_size(T, N, H), dt) if training else None
     gates_all, c_all, tc_all = _cache_views(cache, T, N, H) if training else (None, None, None)
-    h = np.zeros((N, H), dt) if h0 is None else h0
+    h = np.zeros((N, P), dt) if h0 is None else h0
     c = np.zeros((N, H), dt) if c0 is None else c0
     for t in range(T - 1, -1, -1) if reverse else range(T):
         a = x[t] @ W_ih.T + h @ W_hh.T
@@ -61,7 +63,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, reverse=False, training=T
         o = sigmoid(a[:, 3 * H :])
         c = f * c + i * g
         tc = np.tanh(c)
-        h = o * tc
+        h = o * tc if W_hr is None else (o * tc) @ W_hr.T
         y[t] = h
         if training:
             gates_all[t] = np.concatenate([i, f, g, o], axis=1)
@@ -71,31 +73,36 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, reverse=False, training=T
 
 
 def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *,
-                  reverse=False, dx=None):
+                  W_hr=None, dW_hr=None, reverse=False, dx=None):
     """Backpropagates through one ``lstm_forward(training=True)``.
 
     dy, dh_n, dc_n may be None (zero gradient). Adds into dW_ih, dW_hh, db_ih, db_hh (the biases may be
-    None) and into dx (zeros when None); consumes ``cache``. Returns (dx, dh0, dc0).
+    None), dW_hr (with a projection) and dx (zeros when None); consumes ``cache``. Returns (dx, dh0, dc0).
     """
     T, N, _ = x.shape
-    H = W_hh.shape[1]
+    H = W_hh.shape[0] // 4
+    P = H if W_hr is None else W_hr.shape[0]
     dt = x.dtype
     if dx is None:
         dx = np.zeros(x.shape, dt)
     gates_all, c_all, tc_all = _cache_views(cache, T, N, H)
-    dh = np.zeros((N, H), dt) if dh_n is None else dh_n.copy()
+    dh = np.zeros((N, P), dt) if dh_n is None else dh_n.copy()
     dc = np.zeros((N, H), dt) if dc_n is None else dc_n.copy()
     zeros = np.zeros((N, H), dt)
+    zeros_h = np.zeros((N, P), dt)
     order = range(T) if reverse else range(T - 1, -1, -1)  # the forward's steps, last first
     first = T - 1 if reverse else 0
     for t in order:
         prev = t + 1 if reverse else t - 1
-        h_prev = (zeros if h0 is None else h0) if t == first else y[prev]
+        h_prev = (zeros_h if h0 is None else h0) if t == first else y[prev]
         c_prev = (zeros if c0 is None else c0) if t == first else c_all[prev]
         i, f, g, o = (gates_all[t][:, k * H : (k + 1) * H] for k in range(4))
         tc = tc_all[t]
         if dy is not None:
             dh = dh + dy[t]
+        if W_hr is not None:  # back through the projection h = m W_hrᵀ, m = o ⊙ tanh c
+            dW_hr += dh.T @ (o * tc)
+            dh = dh @ W_hr
         do = dh * tc
         dct = dc + dh * o * (1 - tc * tc)
         da = np.concatenate([
