@@ -1,21 +1,40 @@
-# Type stub for the compiled extension pylstm._core (see csrc/bindings.cpp).
+# Type stub for the compiled extension pylstm._core (see csrc/bindings.cpp). pylstm.reference mirrors it.
 from typing import Optional, Tuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 Array = NDArray[np.floating]
+Opt = Optional[Array]
 
 def lstm_forward(
-    x: Array, h0: Optional[Array], c0: Optional[Array], W_ih: Array, W_hh: Array, b_ih: Optional[Array],
-    b_hh: Optional[Array], *, reverse: bool = False, training: bool = True, y: Optional[Array] = None,
-) -> Tuple[Array, Array, Array, Optional[Array]]: ...
+    x: Array, h0: Opt, c0: Opt, W_ih: Array, W_hh: Array, b_ih: Opt, b_hh: Opt, *, W_hr: Opt = None,
+    reverse: bool = False, training: bool = True, y: Opt = None,
+) -> Tuple[Array, Array, Array, Opt]: ...
 def lstm_backward(
-    dy: Optional[Array], dh_n: Optional[Array], dc_n: Optional[Array], x: Array, h0: Optional[Array],
-    c0: Optional[Array], W_ih: Array, W_hh: Array, y: Array, cache: Array, dW_ih: Array, dW_hh: Array,
-    db_ih: Optional[Array], db_hh: Optional[Array], *, reverse: bool = False, dx: Optional[Array] = None,
+    dy: Opt, dh_n: Opt, dc_n: Opt, x: Array, h0: Opt, c0: Opt, W_ih: Array, W_hh: Array, y: Array, cache: Array,
+    dW_ih: Array, dW_hh: Array, db_ih: Opt, db_hh: Opt, *, W_hr: Opt = None, dW_hr: Opt = None,
+    reverse: bool = False, dx: Opt = None,
 ) -> Tuple[Array, Array, Array]: ...
+def gru_forward(
+    x: Array, h0: Opt, W_ih: Array, W_hh: Array, b_ih: Opt, b_hh: Opt, *, linear_before_reset: bool = True,
+    reverse: bool = False, training: bool = True, y: Opt = None,
+) -> Tuple[Array, Array, Opt]: ...
+def gru_backward(
+    dy: Opt, dh_n: Opt, x: Array, h0: Opt, W_ih: Array, W_hh: Array, y: Array, cache: Array, dW_ih: Array,
+    dW_hh: Array, db_ih: Opt, db_hh: Opt, *, linear_before_reset: bool = True, reverse: bool = False, dx: Opt = None,
+) -> Tuple[Array, Array]: ...
+def rnn_forward(
+    x: Array, h0: Opt, W_ih: Array, W_hh: Array, b_ih: Opt, b_hh: Opt, *, nonlinearity: str = "tanh",
+    reverse: bool = False, training: bool = True, y: Opt = None,
+) -> Tuple[Array, Array, Opt]: ...
+def rnn_backward(
+    dy: Opt, dh_n: Opt, x: Array, h0: Opt, W_ih: Array, W_hh: Array, y: Array, cache: Array, dW_ih: Array,
+    dW_hh: Array, db_ih: Opt, db_hh: Opt, *, nonlinearity: str = "tanh", reverse: bool = False, dx: Opt = None,
+) -> Tuple[Array, Array]: ...
 def lstm_cache_size(T: int, N: int, H: int) -> int: ...
+def gru_cache_size(T: int, N: int, H: int) -> int: ...
+def rnn_cache_size(T: int, N: int, H: int) -> int: ...
 def sigmoid(x: Array) -> Array: ...
 def tanh(x: Array) -> Array: ...
 def get_num_threads() -> int: ...
