@@ -35,8 +35,12 @@ ORDER = ["latency", "small", "medium", "large"]
 def main(path):
     data = json.load(open(path))
     rows = {}
+    varlen = []
     for b in data["benchmarks"]:
         e = b["extra_info"]
+        if "lengths" in e:
+            varlen.append((e, b["stats"]["median"] * 1e3))
+            continue
         rows.setdefault((e.get("cell", "lstm"), e["case"], e["mode"]), {})[e["impl"]] = (b["stats"]["median"] * 1e3, e)
     print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}, "
           f"{data['machine_info'].get('cpu', {}).get('count', '?')} cpus; {data['datetime'][:10]}")
@@ -50,6 +54,12 @@ def main(path):
         tor = r.get("torch", (float("nan"),))[0]
         print(f"| {cell} | {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {ref:.2f} | {tor:.2f} | "
               f"{ref / ms:.2f}x | {tor / ms:.2f}x | {flops / ms / 1e6:.0f} |")
+    if varlen:
+        print("\n| cell | pass | lengths | pylstm ms |")
+        print("|---|---|---|---|")
+        for e, ms in sorted(varlen, key=lambda r: (r[0]["cell"], r[0]["mode"], r[0]["lengths"])):
+            what = "all T" if e["lengths"] == "full" else f"mixed, mean {e['mean_length']:.1f} of {e['T']}"
+            print(f"| {e['cell']} | {e['mode']} | {what} | {ms:.2f} |")
 
 
 if __name__ == "__main__":

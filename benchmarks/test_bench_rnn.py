@@ -85,3 +85,29 @@ def test_rnn(benchmark, cell, impl, mode, case):
     benchmark.extra_info.update(cell=cell, impl=impl, mode=mode, case=case, T=T, N=N, I=H, H=H, G=CELLS[cell][1],
                                 threads=THREADS)
     benchmark.pedantic(run, rounds=_rounds(impl, case), warmup_rounds=1)
+
+
+@pytest.mark.parametrize("lengths", ["full", "mixed"])
+@pytest.mark.parametrize("mode", ["infer", "train"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_lengths(benchmark, cell, mode, lengths):
+    """Medium case with sequence lengths drawn from 1..T (the longest = T) against the same batch at full length:
+    padding should cost nothing, so "mixed" should not be slower."""
+    T, N, H = CASES["medium"]
+    pylstm.set_num_threads(THREADS)
+    rng = np.random.default_rng(0)
+    lens = rng.integers(1, T + 1, N)
+    lens[0] = T
+    m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0).train(mode == "train")
+    x = rng.standard_normal((T, N, H)).astype(np.float32)
+    dout = np.ones((T, N, H), np.float32)
+    use = None if lengths == "full" else lens
+
+    def run():
+        m(x, lengths=use)
+        if mode == "train":
+            m.backward(dout)
+
+    benchmark.group = f"lengths-{cell}-{mode}"
+    benchmark.extra_info.update(cell=cell, mode=mode, lengths=lengths, mean_length=float(lens.mean()), T=T, N=N, H=H)
+    benchmark.pedantic(run, rounds=10, warmup_rounds=1)
