@@ -136,3 +136,35 @@ class _Module:
         module = getattr(torch.nn, name)(**kwargs, dtype=getattr(torch, self.dtype.name))
         module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self._params.items()})
         return module
+
+
+class _GRUForm:
+    """What GRU and GRUCell share: the ``linear_before_reset`` choice, handed to the kernels and to torch."""
+
+    def _variant(self):
+        return dict(linear_before_reset=self.linear_before_reset)
+
+    def _torch_config(self):
+        if not self.linear_before_reset:
+            raise ValueError(f"torch.nn.{self._torch_name} has no linear_before_reset=False form")
+        return super()._torch_config()
+
+
+class _RNNForm:
+    """What RNN and RNNCell share: the nonlinearity, checked, handed to the kernels and to and from torch."""
+
+    def _set_nonlinearity(self, nonlinearity):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+
+    def _variant(self):
+        return dict(nonlinearity=self.nonlinearity)
+
+    def _torch_config(self):
+        name, kwargs = super()._torch_config()
+        return name, dict(kwargs, nonlinearity=self.nonlinearity)
+
+    @classmethod
+    def _config_from_torch(cls, module):
+        return dict(super()._config_from_torch(module), nonlinearity=module.nonlinearity)

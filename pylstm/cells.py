@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._module import _Module, _size
+from ._module import _GRUForm, _Module, _RNNForm, _size
 
 
 class _Cell(_Module):
@@ -140,7 +140,7 @@ class _OneStateCell(_Cell):
         return dx, dh0
 
 
-class GRUCell(_OneStateCell):
+class GRUCell(_GRUForm, _OneStateCell):
     """``h = cell(x, h)`` as torch.nn.GRUCell (gates r, z, n); ``linear_before_reset=False`` for the original form."""
 
     _gates = 3
@@ -151,16 +151,9 @@ class GRUCell(_OneStateCell):
         self.linear_before_reset = bool(linear_before_reset)
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
 
-    def _variant(self):
-        return dict(linear_before_reset=self.linear_before_reset)
-
-    def _torch_config(self):
-        if not self.linear_before_reset:
-            raise ValueError("torch.nn.GRUCell has no linear_before_reset=False form")
-        return super()._torch_config()
 
 
-class RNNCell(_OneStateCell):
+class RNNCell(_RNNForm, _OneStateCell):
     """``h = cell(x, h)`` as torch.nn.RNNCell, with ``nonlinearity='tanh'`` or ``'relu'``."""
 
     _gates = 1
@@ -168,18 +161,6 @@ class RNNCell(_OneStateCell):
     _torch_name = "RNNCell"
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, dtype="float32", seed=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self._set_nonlinearity(nonlinearity)
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
 
-    def _variant(self):
-        return dict(nonlinearity=self.nonlinearity)
-
-    def _torch_config(self):
-        name, kwargs = super()._torch_config()
-        return name, dict(kwargs, nonlinearity=self.nonlinearity)
-
-    @classmethod
-    def _config_from_torch(cls, module):
-        return dict(super()._config_from_torch(module), nonlinearity=module.nonlinearity)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._module import _Module, _size
+from ._module import _GRUForm, _Module, _RNNForm, _size
 
 def _check_lengths(lengths, N, T):
     if isinstance(lengths, (bool, float, str)) or lengths is None:
@@ -448,7 +448,7 @@ class _OneState(_Recurrent):
         return [dh0]
 
 
-class GRU(_OneState):
+class GRU(_GRUForm, _OneState):
     """Multi-layer GRU with the call shapes, parameter names and gate order (r, z, n) of torch.nn.GRU.
 
     ``linear_before_reset=True`` (the default) is PyTorch's form, n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));
@@ -466,19 +466,12 @@ class GRU(_OneState):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, dtype=dtype, seed=seed)
 
-    def _variant(self):
-        return dict(linear_before_reset=self.linear_before_reset)
-
-    def _torch_config(self):
-        if not self.linear_before_reset:
-            raise ValueError("torch.nn.GRU has no linear_before_reset=False form")
-        return super()._torch_config()
 
     def _extra_repr(self):
         return "" if self.linear_before_reset else ", linear_before_reset=False"
 
 
-class RNN(_OneState):
+class RNN(_RNNForm, _OneState):
     """Multi-layer Elman RNN, h' = φ(W_ih x + b_ih + W_hh h + b_hh) with φ = tanh or relu, as torch.nn.RNN."""
 
     _gates = 1
@@ -487,22 +480,10 @@ class RNN(_OneState):
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32", seed=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self._set_nonlinearity(nonlinearity)
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, dtype=dtype, seed=seed)
 
-    def _variant(self):
-        return dict(nonlinearity=self.nonlinearity)
-
-    def _torch_config(self):
-        name, kwargs = super()._torch_config()
-        return name, dict(kwargs, nonlinearity=self.nonlinearity)
-
-    @classmethod
-    def _config_from_torch(cls, module):
-        return dict(super()._config_from_torch(module), nonlinearity=module.nonlinearity)
 
     def _extra_repr(self):
         return f", nonlinearity='{self.nonlinearity}'" if self.nonlinearity != "tanh" else ""
