@@ -44,16 +44,18 @@ def main(path):
         rows.setdefault((e.get("cell", "lstm"), e["case"], e["mode"]), {})[e["impl"]] = (b["stats"]["median"] * 1e3, e)
     print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}, "
           f"{data['machine_info'].get('cpu', {}).get('count', '?')} cpus; {data['datetime'][:10]}")
-    print(f"sgemm 2048^3 (NumPy's OpenBLAS): {sgemm_gflops():.0f} GFLOP/s\n")
-    print("| cell | case (T, N, I=H) | pass | pylstm ms | numpy ms | torch ms | vs numpy | vs torch | pylstm GFLOP/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    peak = sgemm_gflops()
+    print(f"sgemm 2048^3 (NumPy's OpenBLAS): {peak:.0f} GFLOP/s\n")
+    print("| cell | case (T, N, I=H) | pass | pylstm ms | numpy ms | torch ms | ORT ms | vs numpy | vs torch | vs ORT "
+          "| pylstm GFLOP/s | % of sgemm |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (cell, case, mode), r in sorted(rows.items(), key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]), kv[0][2])):
         ms, e = r["pylstm"]
         flops = 2 * e["T"] * e["N"] * (e["I"] + e["H"]) * e["G"] * e["H"] * (3 if mode == "train" else 1)
-        ref = r.get("numpy", (float("nan"),))[0]
-        tor = r.get("torch", (float("nan"),))[0]
+        ref, tor, ort = (r.get(k, (float("nan"),))[0] for k in ("numpy", "torch", "ort"))
+        gf = flops / ms / 1e6
         print(f"| {cell} | {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {ref:.2f} | {tor:.2f} | "
-              f"{ref / ms:.2f}x | {tor / ms:.2f}x | {flops / ms / 1e6:.0f} |")
+              f"{ort:.2f} | {ref / ms:.2f}x | {tor / ms:.2f}x | {ort / ms:.2f}x | {gf:.0f} | {100 * gf / peak:.0f} |")
     if varlen:
         print("\n| cell | pass | lengths | pylstm ms |")
         print("|---|---|---|---|")

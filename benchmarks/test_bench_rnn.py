@@ -1,4 +1,5 @@
-"""LSTM, GRU and RNN benchmarks: pylstm against the NumPy reference and, when installed, torch.nn, in one run.
+"""LSTM, GRU and RNN benchmarks: pylstm against the NumPy reference and, when installed, torch.nn and ONNX
+Runtime (inference only), in one run.
 
     pytest benchmarks --benchmark-enable --benchmark-json=bench.json && python benchmarks/table.py bench.json
 
@@ -70,11 +71,27 @@ def _torch(cell, T, N, H, train):
     return run
 
 
-IMPLS = {"pylstm": _pylstm, "numpy": _numpy, "torch": _torch}
+def _ort(cell, T, N, H, train):
+    pytest.importorskip("onnxruntime")
+    from onnx_models import onnx_model, ort_session  # tests/ is on pytest's path
+
+    m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0)
+    p = m.state_dict()
+    sess = ort_session(onnx_model(cell, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]),
+                       threads=THREADS)
+    x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
+
+    def run():
+        sess.run(None, {"X": x})
+    return run
 
 
-@pytest.mark.parametrize("impl", list(IMPLS))
-@pytest.mark.parametrize("mode", ["infer", "train"])
+IMPLS = {"pylstm": _pylstm, "numpy": _numpy, "torch": _torch, "ort": _ort}
+# ONNX Runtime only does inference.
+RUNS = [(impl, mode) for mode in ("infer", "train") for impl in IMPLS if not (impl == "ort" and mode == "train")]
+
+
+@pytest.mark.parametrize("impl,mode", RUNS, ids=lambda v: v)
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_rnn(benchmark, cell, impl, mode, case):
