@@ -52,10 +52,12 @@ def main(path):
     for (cell, case, mode), r in sorted(rows.items(), key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]), kv[0][2])):
         ms, e = r["pylstm"]
         flops = 2 * e["T"] * e["N"] * (e["I"] + e["H"]) * e["G"] * e["H"] * (3 if mode == "train" else 1)
-        ref, tor, ort = (r.get(k, (float("nan"),))[0] for k in ("numpy", "torch", "ort"))
+        peers = [r[k][0] if k in r else None for k in ("numpy", "torch", "ort")]
+        times = " | ".join("—" if p is None else f"{p:.2f}" for p in peers)
+        ratios = " | ".join("—" if p is None else f"{p / ms:.2f}x" for p in peers)
         gf = flops / ms / 1e6
-        print(f"| {cell} | {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {ref:.2f} | {tor:.2f} | "
-              f"{ort:.2f} | {ref / ms:.2f}x | {tor / ms:.2f}x | {ort / ms:.2f}x | {gf:.0f} | {100 * gf / peak:.0f} |")
+        print(f"| {cell} | {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {times} | {ratios} | "
+              f"{gf:.0f} | {100 * gf / peak:.0f} |")
     if varlen:
         print("\n| cell | pass | lengths | pylstm ms |")
         print("|---|---|---|---|")
