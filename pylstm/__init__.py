@@ -34,6 +34,20 @@ from .layers import GRU, LSTM, RNN  # noqa: E402
 __version__ = "0.1.0"
 
 
+def _available_cpus():
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+# OpenBLAS sizes its pool from the machine's CPUs; a process confined to fewer (taskset, containers) should not
+# run more threads than it has cores.
+_core.set_num_threads(_available_cpus())
+
+
 def get_num_threads() -> int:
     """Threads the compiled kernels use."""
     return _core.get_num_threads()

@@ -244,6 +244,11 @@ def test_example_from_the_issue():
     assert m.grads["weight_hh_l0"].shape == (64, 16)
 
 
+def test_threads_default_to_the_cpus_available_to_the_process():
+    import os
+    assert pylstm.get_num_threads() == len(os.sched_getaffinity(0))
+
+
 def test_threads_setting_round_trips():
     n = pylstm.get_num_threads()
     try:
