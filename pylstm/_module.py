@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -39,6 +40,9 @@ class _Module:
             raise TypeError(f"seed must be None or a non-negative int, got {seed!r}")
         self.dtype = _dtype(dtype)
         self.training = True
+        # One call at a time per module: calls from several threads are serialised (the kernels release the GIL,
+        # so separate modules do run in parallel). Which forward a backward consumes is then the last one to run.
+        self._lock = threading.RLock()
         rng = np.random.default_rng(seed)
         k = 1.0 / math.sqrt(self.hidden_size)
         self._params = {}

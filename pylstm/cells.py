@@ -46,6 +46,10 @@ class _Cell(_Module):
 
     def _step(self, x, states):
         """One step. states: None or a list of _n_states arrays. Returns the new states in the caller's layout."""
+        with self._lock:
+            return self._step_locked(x, states)
+
+    def _step_locked(self, x, states):
         x = self._as_input("x", x)
         if x.ndim not in (1, 2):
             raise ValueError(f"x must be 2-D (N, I) or 1-D unbatched (I,), got shape {x.shape}")
@@ -71,6 +75,10 @@ class _Cell(_Module):
         return [f[0] if unbatched else f for f in finals], unbatched
 
     def _step_backward(self, dstates):
+        with self._lock:
+            return self._step_backward_locked(dstates)
+
+    def _step_backward_locked(self, dstates):
         if not self._tape:
             raise RuntimeError("backward() needs a forward in training mode first (each forward supports one "
                                "backward; several forwards are undone last first)")

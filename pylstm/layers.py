@@ -89,9 +89,9 @@ class _Recurrent(_Module):
         """The width of each state, in the order of ``_states``."""
         return [self._out if name == "h" else self.hidden_size for name in self._states]
 
-    def _layer_params(self, layer, d):
+    def _layer_params(self, layer, d, grads=None):
         sfx = f"_l{layer}" + ("_reverse" if d else "")
-        p, g = self._params, self.grads
+        p, g = self._params, self.grads if grads is None else grads
         names = ("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx, "bias_hh" + sfx, "weight_hr" + sfx)
         return [p.get(n) for n in names], [g.get(n) for n in names]
 
@@ -108,6 +108,10 @@ class _Recurrent(_Module):
     def _run(self, x, states, lengths=None):
         """The layers over x; ``states`` is None or one (D*L, N, H)-shaped array-like per state; ``lengths`` None or
         N sequence lengths. Returns the output and the final states in the caller's layout."""
+        with self._lock:
+            return self._run_locked(x, states, lengths)
+
+    def _run_locked(self, x, states, lengths):
         x = self._as_input("x", x)
         if x.ndim not in (2, 3):
             raise ValueError(f"x must be 3-D (T, N, I) or 2-D unbatched (T, I), got shape {x.shape}")
@@ -170,6 +174,10 @@ class _Recurrent(_Module):
         return self._to_user(out, unbatched), [self._state_to_user(s, unbatched) for s in s_n]
 
     def _run_backward(self, dout, dstates):
+        with self._lock:
+            return self._run_backward_locked(dout, dstates)
+
+    def _run_backward_locked(self, dout, dstates):
         if self._cache is None:
             raise RuntimeError("backward() needs a forward in training mode first (call .train() and run forward; "
                                "each forward supports one backward)")
@@ -191,7 +199,9 @@ class _Recurrent(_Module):
             dy = np.ascontiguousarray(dy[:, perm])
             ds_n = None if ds_n is None else [np.ascontiguousarray(s[:, perm]) for s in ds_n]
 
-        self._cache = None
+        self._cache = None  # consumed, whatever happens below
+        # Gradients go to fresh buffers first and into self.grads only once the whole backward has succeeded.
+        fresh = {k: np.zeros_like(v) for k, v in self.grads.items()}
         s0 = cache["s0"]
         ds0 = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
         for layer in reversed(range(L)):
@@ -199,7 +209,7 @@ class _Recurrent(_Module):
             dx = np.zeros_like(inp)
             for d in range(D):
                 k = layer * D + d
-                W, G = self._layer_params(layer, d)
+                W, G = self._layer_params(layer, d, fresh)
                 cols = slice(d * H, (d + 1) * H)
                 run = self._kernel_backward if segments is None else self._segments_backward
                 extra = {} if segments is None else dict(segments=segments)
@@ -212,6 +222,8 @@ class _Recurrent(_Module):
         if perm is not None:
             inv = np.argsort(perm)
             dy, ds0 = dy[:, inv], [s[:, inv] for s in ds0]
+        for k, g in fresh.items():
+            self.grads[k] += g
         return self._to_user(dy, unbatched), [self._state_to_user(s, unbatched) for s in ds0]
 
     def _kernel_forward(self, x, s0, W, *, reverse, training, y):
