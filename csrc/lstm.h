@@ -5,13 +5,14 @@
 //   c_t = f ⊙ c_{t-1} + i ⊙ g;                    h_t = o ⊙ tanh(c_t)
 //
 // The sequence functions have the BLAS-friendly shape: one GEMM projects the inputs of all T steps (in inference,
-// of a block of steps at a time, so that inference needs only O(N·H) scratch), then each
-// step is one recurrent GEMM and one fused element-wise pass. Backward runs only the element-wise derivative and
-// the product dgates·W_hh inside the time loop; dx and the weight gradients are single GEMMs over all steps.
+// of a block of steps at a time, so that inference needs only O(N·H) scratch), then each step is one recurrent
+// GEMM and one fused element-wise pass. Backward runs only the element-wise derivative and the product dgates·W_hh
+// inside the time loop; dx and the weight gradients are single GEMMs over all steps.
 //
 // A training forward fills `cache` (lstm_cache_size elements) with what backward needs: the activated gates,
-// c_t and tanh(c_t) for every step, i.e. T·N·(G·H + 2·H) values. Backward consumes it (it overwrites the gates
-// with their pre-activation gradients), so one forward supports exactly one backward.
+// c_t and tanh(c_t) for every step, i.e. T·N·(G·H + 2·H) values. Backward consumes it: the gates become their
+// pre-activation gradients, tanh(c_t) becomes o ⊙ tanh(c_t), and, with a projection, c_t's slot takes ∂L/∂h_t
+// (both for dW_hr after the loop). So one forward supports exactly one backward.
 #pragma once
 
 #include "common.h"
