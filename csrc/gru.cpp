@@ -196,11 +196,7 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
   index_t ld_prev = H;
   for (index_t s = 0; s < T; ++s) {
     const index_t t = reverse ? T - 1 - s : s;
-    if (s % block == 0) {
-      const index_t steps = std::min(block, T - s);
-      block_t0 = reverse ? t - steps + 1 : t;
-      gemm(false, true, steps * N, GH, I, Real(1), x + block_t0 * N * I, I, W_ih, I, Real(0), a_all, lda);
-    }
+    if (s % block == 0) block_t0 = detail::project_block(a_all, lda, x, W_ih, s, block, T, N, I, GH, reverse);
     Real* a = a_all + (t - block_t0) * N * lda;
     Real* k = cache ? a + GH : kbuf;
     const index_t ldk = cache ? lda : H;
@@ -236,23 +232,21 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
   Real* zeros = dg + N * GH;            // [N][H]
   Real* dk = zeros + N * H;             // [N][H]
   std::fill(zeros, zeros + N * H, Real(0));
-  const index_t dy_ld = dy ? lddy : 0, dy_step = dy ? N * lddy : 0;
-  if (!dy) dy = zeros;
+  const auto dys = detail::step_rows(dy, lddy, N, static_cast<const Real*>(zeros));
   const index_t t_first = reverse ? T - 1 : 0;
   // dh0 carries the running gradient w.r.t. h_t and ends as the one w.r.t. h0.
-  if (dh_n) std::copy(dh_n, dh_n + N * H, dh0);
-  else std::fill(dh0, dh0 + N * H, Real(0));
+  detail::copy_or_zero(dh0, dh_n, N * H);
   for (index_t s = 0; s < T; ++s) {
     const index_t t = reverse ? s : T - 1 - s;
     Real* a = cache + t * N * lda;
     const Real* hp = t == t_first ? (h0 ? h0 : zeros) : y + (reverse ? t + 1 : t - 1) * N * ldy;
     const index_t ldp = t == t_first ? H : ldy;
-    const Real* dyt = dy + t * dy_step;
+    const Real* dyt = dys.at(t);
     if (linear_before_reset) {
-      lbr_backward(a, lda, a + GH, lda, dg, dh0, dyt, dy_ld, hp, ldp, N, H);
+      lbr_backward(a, lda, a + GH, lda, dg, dh0, dyt, dys.ld, hp, ldp, N, H);
       gemm(false, false, N, H, GH, Real(1), dg, GH, W_hh, H, Real(1), dh0, H);  // dh_{t-1} += dg W_hh
     } else {
-      orig_backward_nz(a, lda, dh0, dyt, dy_ld, hp, ldp, N, H);
+      orig_backward_nz(a, lda, dh0, dyt, dys.ld, hp, ldp, N, H);
       gemm(false, false, N, H, H, Real(1), a + 2 * H, lda, W_hh + 2 * H * H, H, Real(0), dk, H);  // dk = da_n W_hn
       orig_backward_r(a, lda, dh0, dk, hp, ldp, N, H);
       gemm(false, false, N, H, 2 * H, Real(1), a, lda, W_hh, H, Real(1), dh0, H);  // += (da_r, da_z) W_h[rz]

@@ -126,19 +126,14 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     if (!c0) std::fill(scratch, scratch + N * H, Real(0));
     c_prev = c0 ? c0 : scratch;
   } else {
-    if (c0) std::copy(c0, c0 + N * H, c_n);
-    else std::fill(c_n, c_n + N * H, Real(0));
+    detail::copy_or_zero(c_n, c0, N * H);
     c_prev = c_n;
   }
   const Real* h_prev = h0;  // nullptr: zero state, so the first recurrent GEMM is skipped
   index_t ld_prev = P;
   for (index_t s = 0; s < T; ++s) {
     const index_t t = reverse ? T - 1 - s : s;
-    if (s % block == 0) {
-      const index_t steps = std::min(block, T - s);
-      block_t0 = reverse ? t - steps + 1 : t;
-      gemm(false, true, steps * N, GH, I, Real(1), x + block_t0 * N * I, I, W_ih, I, Real(0), gates, GH);
-    }
+    if (s % block == 0) block_t0 = detail::project_block(gates, GH, x, W_ih, s, block, T, N, I, GH, reverse);
     Real* g = gates + (t - block_t0) * N * GH;
     if (h_prev) gemm(false, true, N, GH, P, Real(1), h_prev, ld_prev, W_hh, P, Real(1), g, GH);
     Real* yt = y + t * N * ldy;
@@ -171,15 +166,11 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   Real* dm = colsum + GH;                        // [N][H] ∂L/∂m, with projection
   Real* zeros = dm + N * H;                      // [N][H], stands in for an absent c0 or dy
   std::fill(zeros, zeros + N * H, Real(0));
-  // An absent dy is a zero matrix read with row stride 0 and step stride 0.
-  const index_t dy_ld = dy ? lddy : 0, dy_step = dy ? N * lddy : 0;
-  if (!dy) dy = zeros;
+  const auto dys = detail::step_rows(dy, lddy, N, static_cast<const Real*>(zeros));
 
   // dh0 / dc0 carry the running gradients w.r.t. (h_t, c_t) and end as those w.r.t. (h0, c0).
-  if (dh_n) std::copy(dh_n, dh_n + N * P, dh0);
-  else std::fill(dh0, dh0 + N * P, Real(0));
-  if (dc_n) std::copy(dc_n, dc_n + N * H, dc0);
-  else std::fill(dc0, dc0 + N * H, Real(0));
+  detail::copy_or_zero(dh0, dh_n, N * P);
+  detail::copy_or_zero(dc0, dc_n, N * H);
 
   for (index_t s = 0; s < T; ++s) {
     const index_t t = reverse ? s : T - 1 - s;
@@ -189,13 +180,13 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
     if (W_hr) {
       // dh_t = running + dy_t goes to the free c_t slot (kept for dW_hr), then back through the projection.
       Real* dht = cs + t * N * H;
-      const Real* dyt = dy + t * dy_step;
+      const Real* dyt = dys.at(t);
       for (index_t n = 0; n < N; ++n)
-        for (index_t j = 0; j < P; ++j) dht[n * H + j] = dh0[n * P + j] + dyt[n * dy_ld + j];
+        for (index_t j = 0; j < P; ++j) dht[n * H + j] = dh0[n * P + j] + dyt[n * dys.ld + j];
       gemm(false, false, N, H, P, Real(1), dht, H, W_hr, H, Real(0), dm, H);  // dm = dh_t W_hr
       lstm_pointwise_backward(dat, dc0, dm, zeros, 0, c_prev, tct, N, H);
     } else {
-      lstm_pointwise_backward(dat, dc0, dh0, dy + t * dy_step, dy_ld, c_prev, tct, N, H);
+      lstm_pointwise_backward(dat, dc0, dh0, dys.at(t), dys.ld, c_prev, tct, N, H);
     }
     // dh_{t-1} = da_t W_hh, (N × GH)·(GH × P)
     gemm(false, false, N, P, GH, Real(1), dat, GH, W_hh, P, Real(0), dh0, P);

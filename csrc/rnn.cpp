@@ -70,11 +70,7 @@ void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
   index_t ld_prev = H;
   for (index_t s = 0; s < T; ++s) {
     const index_t t = reverse ? T - 1 - s : s;
-    if (s % block == 0) {
-      const index_t steps = std::min(block, T - s);
-      block_t0 = reverse ? t - steps + 1 : t;
-      gemm(false, true, steps * N, H, I, Real(1), x + block_t0 * N * I, I, W_ih, I, Real(0), a_all, H);
-    }
+    if (s % block == 0) block_t0 = detail::project_block(a_all, H, x, W_ih, s, block, T, N, I, H, reverse);
     Real* a = a_all + (t - block_t0) * N * H;
     if (h_prev) gemm(false, true, N, H, H, Real(1), h_prev, ld_prev, W_hh, H, Real(1), a, H);
     Real* yt = y + t * N * ldy;
@@ -95,15 +91,13 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
   Real* colsum = work;        // [H]
   Real* zeros = work + H;     // [N][H]
   std::fill(zeros, zeros + N * H, Real(0));
-  const index_t dy_ld = dy ? lddy : 0, dy_step = dy ? N * lddy : 0;
-  if (!dy) dy = zeros;
+  const auto dys = detail::step_rows(dy, lddy, N, static_cast<const Real*>(zeros));
   // dh0 carries the running gradient w.r.t. h_t and ends as the one w.r.t. h0.
-  if (dh_n) std::copy(dh_n, dh_n + N * H, dh0);
-  else std::fill(dh0, dh0 + N * H, Real(0));
+  detail::copy_or_zero(dh0, dh_n, N * H);
   for (index_t s = 0; s < T; ++s) {
     const index_t t = reverse ? s : T - 1 - s;
     Real* dat = da + t * N * H;
-    rnn_pointwise_backward(dat, dh0, dy + t * dy_step, dy_ld, y + t * N * ldy, ldy, N, H, nl);
+    rnn_pointwise_backward(dat, dh0, dys.at(t), dys.ld, y + t * N * ldy, ldy, N, H, nl);
     gemm(false, false, N, H, H, Real(1), dat, H, W_hh, H, Real(0), dh0, H);  // dh_{t-1} = da_t W_hh
   }
   detail::input_gradients(dx, dW_ih, da, H, x, W_ih, T * N, I, H);

@@ -16,6 +16,38 @@ inline index_t inference_block_steps(index_t T, index_t N) {
   return steps < T ? steps : T;
 }
 
+// The input projections x W_ihᵀ of the block of `block` steps that starts at processing step s (clipped at T),
+// into out [steps][N][ldo] in time order; returns the time index of the block's first row. Training passes
+// block = T (all steps into the cache at once), inference a block sized by inference_block_steps.
+template <typename Real>
+index_t project_block(Real* out, index_t ldo, const Real* x, const Real* W_ih, index_t s, index_t block, index_t T,
+                      index_t N, index_t I, index_t GH, bool reverse) {
+  const index_t steps = std::min(block, T - s);
+  const index_t t0 = reverse ? T - s - steps : s;
+  gemm(false, true, steps * N, GH, I, Real(1), x + t0 * N * I, I, W_ih, I, Real(0), out, ldo);
+  return t0;
+}
+
+// dst [n] = src, or zeros when src is nullptr (an absent initial state or state gradient).
+template <typename Real>
+void copy_or_zero(Real* dst, const Real* src, index_t n) {
+  if (src) std::copy(src, src + n, dst);
+  else std::fill(dst, dst + n, Real(0));
+}
+
+// An optional gradient sequence [T][N][ld] read step by step; an absent one reads a zero [N][H] block with row
+// and step strides 0, so the element-wise kernels never test for nullptr.
+template <typename Real>
+struct StepRows {
+  const Real* p;
+  index_t ld, step;
+  const Real* at(index_t t) const { return p + t * step; }
+};
+template <typename Real>
+StepRows<Real> step_rows(const Real* seq, index_t ld, index_t N, const Real* zeros) {
+  return seq ? StepRows<Real>{seq, ld, N * ld} : StepRows<Real>{zeros, 0, 0};
+}
+
 // The input-side gradients, once for all steps from the stacked pre-activation gradients da [rows][lda]
 // (its first GH columns): dx [rows][I] += da W_ih, dW_ih [GH][I] += daᵀ x.
 template <typename Real>
