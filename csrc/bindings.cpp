@@ -104,6 +104,32 @@ py::array_t<Real> zeros(const std::vector<index_t>& shape) {
   return a;
 }
 
+// An optional pair (the two biases, or their gradients) must be given whole.
+template <class Real>
+void both_or_neither(const Arg<Real>& a, const Arg<Real>& b) {
+  if (!a.ptr != !b.ptr)
+    throw py::value_error(std::string(a.name) + " and " + b.name + " must both be given or both be None");
+}
+
+// The caller's output array when given (checked later by arg()), else a new one: uninitialised, or zeros for an
+// output the kernel accumulates into.
+template <class Real>
+py::object out_or_new(py::object given, const std::vector<index_t>& shape, bool zeroed) {
+  if (!given.is_none()) return given;
+  if (zeroed) return zeros<Real>(shape);
+  return py::array_t<Real>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+// A training forward's cache (size elements, returned with its data pointer in `ptr`), or None for inference.
+template <class Real>
+py::object new_cache(bool training, index_t size, Real*& ptr) {
+  ptr = nullptr;
+  if (!training) return py::none();
+  py::array_t<Real> c(size);
+  ptr = c.mutable_data();
+  return c;
+}
+
 struct Sizes {
   index_t T, N, I, H;
 };
@@ -159,19 +185,14 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   auto b_ih = arg<Real>(b_ih_, "b_ih", {GH}, false, true);
   auto b_hh = arg<Real>(b_hh_, "b_hh", {GH}, false, true);
   auto W_hr = arg<Real>(W_hr_, "W_hr", {P, H}, false, true);
-  if (!b_ih.ptr != !b_hh.ptr) throw py::value_error("b_ih and b_hh must both be given or both be None");
+  both_or_neither(b_ih, b_hh);
 
-  py::object y_obj = y_.is_none() ? py::object(py::array_t<Real>({T, N, P})) : y_;
+  py::object y_obj = out_or_new<Real>(y_, {T, N, P}, false);
   auto y = arg<Real>(y_obj, "y", {T, N, P}, true, false, true);
   no_overlap<Real>({&y}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr});
   py::array_t<Real> h_n({N, P}), c_n({N, H});
-  py::object cache_obj = py::none();
-  Real* cache = nullptr;
-  if (training) {
-    py::array_t<Real> c(pylstm::lstm_cache_size(T, N, H));
-    cache = c.mutable_data();
-    cache_obj = c;
-  }
+  Real* cache;
+  py::object cache_obj = new_cache(training, pylstm::lstm_cache_size(T, N, H), cache);
   auto work = workspace<Real>(pylstm::lstm_workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H));
   {
     py::gil_scoped_release nogil;
@@ -204,10 +225,10 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   auto db_ih = arg<Real>(db_ih_, "db_ih", {GH}, true, true);
   auto db_hh = arg<Real>(db_hh_, "db_hh", {GH}, true, true);
   auto dW_hr = arg<Real>(dW_hr_, "dW_hr", {P, H}, true, true);
-  if (!db_ih.ptr != !db_hh.ptr) throw py::value_error("db_ih and db_hh must both be given or both be None");
-  if (!W_hr.ptr != !dW_hr.ptr) throw py::value_error("W_hr and dW_hr must both be given or both be None");
+  both_or_neither(db_ih, db_hh);
+  both_or_neither(W_hr, dW_hr);
 
-  py::object dx_obj = dx_.is_none() ? py::object(zeros<Real>({T, N, I})) : dx_;
+  py::object dx_obj = out_or_new<Real>(dx_, {T, N, I}, true);
   auto dx = arg<Real>(dx_obj, "dx", {T, N, I}, true);
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &dW_hr},
                    {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &W_hr, &y, &cache, &dW_ih, &dW_hh, &db_ih,
@@ -269,25 +290,18 @@ py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::ar
   auto W_hh = arg<Real>(W_hh_, "W_hh", {GH, H});
   auto b_ih = arg<Real>(b_ih_, "b_ih", {GH}, false, true);
   auto b_hh = arg<Real>(b_hh_, "b_hh", {GH}, false, true);
-  if (!b_ih.ptr != !b_hh.ptr) throw py::value_error("b_ih and b_hh must both be given or both be None");
-  py::object y_obj = y_.is_none() ? py::object(py::array_t<Real>({T, N, H})) : y_;
+  both_or_neither(b_ih, b_hh);
+  py::object y_obj = out_or_new<Real>(y_, {T, N, H}, false);
   auto y = arg<Real>(y_obj, "y", {T, N, H}, true, false, true);
   no_overlap<Real>({&y}, {&x, &h0, &W_ih, &W_hh, &b_ih, &b_hh});
   py::array_t<Real> h_n({N, H});
-  py::object cache_obj = py::none();
-  Real* cache = nullptr;
-  if (training) {
-    py::array_t<Real> c(Cell::cache_size(T, N, H));
-    cache = c.mutable_data();
-    cache_obj = c;
-  }
+  Real* cache;
+  py::object cache_obj = new_cache(training, Cell::cache_size(T, N, H), cache);
   auto work = workspace<Real>(Cell::workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H));
   {
     py::gil_scoped_release nogil;
-    Cell::template forward<Real>(variant, reverse, y.ptr, y.ld, h_n.mutable_data(), cache, work.get(),
-                                 static_cast<const Real*>(x.ptr), static_cast<const Real*>(h0.ptr),
-                                 static_cast<const Real*>(W_ih.ptr), static_cast<const Real*>(W_hh.ptr),
-                                 static_cast<const Real*>(b_ih.ptr), static_cast<const Real*>(b_hh.ptr), T, N, I, H);
+    Cell::template forward<Real>(variant, reverse, y.ptr, y.ld, h_n.mutable_data(), cache, work.get(), x.ptr, h0.ptr,
+                                 W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, T, N, I, H);
   }
   return py::make_tuple(y_obj, h_n, cache_obj);
 }
@@ -310,8 +324,8 @@ py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::
   auto dW_hh = arg<Real>(dW_hh_, "dW_hh", {GH, H}, true);
   auto db_ih = arg<Real>(db_ih_, "db_ih", {GH}, true, true);
   auto db_hh = arg<Real>(db_hh_, "db_hh", {GH}, true, true);
-  if (!db_ih.ptr != !db_hh.ptr) throw py::value_error("db_ih and db_hh must both be given or both be None");
-  py::object dx_obj = dx_.is_none() ? py::object(zeros<Real>({T, N, I})) : dx_;
+  both_or_neither(db_ih, db_hh);
+  py::object dx_obj = out_or_new<Real>(dx_, {T, N, I}, true);
   auto dx = arg<Real>(dx_obj, "dx", {T, N, I}, true);
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh},
                    {&dx, &dy, &dh_n, &x, &h0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh});
@@ -320,10 +334,8 @@ py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::
   {
     py::gil_scoped_release nogil;
     Cell::template backward<Real>(variant, reverse, dx.ptr, dh0.mutable_data(), dW_ih.ptr, dW_hh.ptr, db_ih.ptr,
-                                  db_hh.ptr, cache.ptr, work.get(), static_cast<const Real*>(dy.ptr), dy.ld,
-                                  static_cast<const Real*>(dh_n.ptr), static_cast<const Real*>(x.ptr),
-                                  static_cast<const Real*>(y.ptr), y.ld, static_cast<const Real*>(h0.ptr),
-                                  static_cast<const Real*>(W_ih.ptr), static_cast<const Real*>(W_hh.ptr), T, N, I, H);
+                                  db_hh.ptr, cache.ptr, work.get(), dy.ptr, dy.ld, dh_n.ptr, x.ptr, y.ptr, y.ld, h0.ptr,
+                                  W_ih.ptr, W_hh.ptr, T, N, I, H);
   }
   return py::make_tuple(dx_obj, dh0);
 }
