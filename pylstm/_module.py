@@ -107,6 +107,15 @@ class _Module:
             raise TypeError(f"{name} must have dtype {self.dtype.name} (the module's dtype), got {value.dtype}")
         return value
 
+    def _state_input(self, name, value, want, shape):
+        """Checks a state-like argument's dtype and its shape as the caller gives it (``want``), and returns a
+        private C-ordered copy reshaped to ``shape``: a training cache must not change if the caller later writes
+        into their array."""
+        value = self._as_input(name, value)
+        if value.shape != tuple(want):
+            raise ValueError(f"{name} must have shape {tuple(want)}, got {value.shape}")
+        return np.array(value, order="C", copy=True).reshape(shape)
+
     # ---- PyTorch interop (torch is imported only here, when asked for) ---------------------------------------
     def _torch_config(self):
         """The torch.nn class name and constructor keyword arguments that build the same module."""

@@ -60,7 +60,6 @@ class _Cell(_Module):
             raise ValueError(f"x must have {self.input_size} features (input_size) in its last axis, got {I}")
         if N < 1:
             raise ValueError("x must have at least one batch row")
-        H = self.hidden_size
         s0 = None
         if states is not None:
             s0 = [self._check(name, v, N, unbatched) for name, v in zip(("h", "c"), states)]
@@ -84,8 +83,7 @@ class _Cell(_Module):
                                "backward; several forwards are undone last first)")
         xs, s0, y, cache, unbatched = self._tape[-1]
         N = xs.shape[1]
-        ds = [None if v is None else np.ascontiguousarray(self._check(name, v, N, unbatched))
-              for name, v in zip(("dh", "dc"), dstates)]
+        ds = [None if v is None else self._check(name, v, N, unbatched) for name, v in zip(("dh", "dc"), dstates)]
         self._tape.pop()
         g = self.grads
         out = getattr(_core, self._kernel + "_backward")(
@@ -98,11 +96,8 @@ class _Cell(_Module):
         return dx, firsts
 
     def _check(self, name, value, N, unbatched):
-        value = self._as_input(name, value)
-        want = (self.hidden_size,) if unbatched else (N, self.hidden_size)
-        if value.shape != want:
-            raise ValueError(f"{name} must have shape {want}, got {value.shape}")
-        return np.array(value, order="C", copy=True).reshape(N, self.hidden_size)
+        H = self.hidden_size
+        return self._state_input(name, value, (H,) if unbatched else (N, H), (N, H))
 
     def __repr__(self):
         extra = ", bias=False" if not self.bias else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from . import _core
@@ -97,12 +99,8 @@ class _Recurrent(_Module):
 
     # ---- input checks -----------------------------------------------------------------------------------
     def _check_state(self, name, value, N, H, unbatched):  # H: this state's width
-        value = self._as_input(name, value)
         want = (self.num_directions * self.num_layers,) + (() if unbatched else (N,)) + (H,)
-        if value.shape != want:
-            raise ValueError(f"{name} must have shape {want}, got {value.shape}")
-        # A private copy: the training cache must not change if the caller later writes into their array.
-        return np.array(value, order="C", copy=True).reshape(want[0], N, H)
+        return self._state_input(name, value, want, (want[0], N, H))
 
     # ---- forward / backward -----------------------------------------------------------------------------
     def _run(self, x, states, lengths=None):
@@ -143,16 +141,15 @@ class _Recurrent(_Module):
         # into the returned out between forward and backward must not change the gradients.
         inp = np.array(seq, order="C", copy=True) if training else np.ascontiguousarray(seq)
         s_n = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
+        forward = self._kernel_forward if segments is None else partial(self._segments_forward, segments=segments)
         inputs, outputs, caches, masks = [], [], [], []
         for layer in range(L):
             out = (np.zeros if segments else np.empty)((T, N, D * H), self.dtype)  # padding steps output zeros
             for d in range(D):
                 k = layer * D + d
                 W, _ = self._layer_params(layer, d)
-                run = self._kernel_forward if segments is None else self._segments_forward
-                extra = {} if segments is None else dict(segments=segments)
-                finals, cache = run(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
-                                    training=training, y=out[:, :, d * H:(d + 1) * H], **extra)
+                finals, cache = forward(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
+                                        training=training, y=out[:, :, d * H:(d + 1) * H])
                 for dst, src in zip(s_n, finals):
                     dst[k] = src
                 caches.append(cache)
@@ -202,6 +199,7 @@ class _Recurrent(_Module):
         self._cache = None  # consumed, whatever happens below
         # Gradients go to fresh buffers first and into self.grads only once the whole backward has succeeded.
         fresh = {k: np.zeros_like(v) for k, v in self.grads.items()}
+        backward = self._kernel_backward if segments is None else partial(self._segments_backward, segments=segments)
         s0 = cache["s0"]
         ds0 = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
         for layer in reversed(range(L)):
@@ -211,11 +209,9 @@ class _Recurrent(_Module):
                 k = layer * D + d
                 W, G = self._layer_params(layer, d, fresh)
                 cols = slice(d * H, (d + 1) * H)
-                run = self._kernel_backward if segments is None else self._segments_backward
-                extra = {} if segments is None else dict(segments=segments)
-                firsts = run(dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,
-                             None if s0 is None else [s[k] for s in s0], W, G, out[:, :, cols], cache["caches"][k],
-                             reverse=bool(d), dx=dx, **extra)
+                firsts = backward(dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,
+                                  None if s0 is None else [s[k] for s in s0], W, G, out[:, :, cols],
+                                  cache["caches"][k], reverse=bool(d), dx=dx)
                 for dst, src in zip(ds0, firsts):
                     dst[k] = src
             dy = dx * cache["masks"][layer - 1] if cache["masks"] and layer > 0 else dx
