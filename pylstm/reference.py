@@ -23,6 +23,17 @@ def sigmoid(a):
         return 1.0 / (1.0 + np.exp(-a))
 
 
+def _steps(T, reverse):
+    """The forward's time order, and for each step the one processed before it (None for the first)."""
+    order = list(range(T - 1, -1, -1)) if reverse else list(range(T))
+    return order, {t: (order[i - 1] if i else None) for i, t in enumerate(order)}
+
+
+def _or_zeros(a, shape, dt):
+    """An optional state (or state gradient): the array itself, or zeros. Copied, as the loops rebind it."""
+    return np.zeros(shape, dt) if a is None else a.copy()
+
+
 def lstm_cache_size(T, N, H):
     """Elements of the training cache of one layer and direction."""
     return T * N * (4 * H + 2 * H)
@@ -51,9 +62,8 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
         y = np.empty((T, N, P), dt)
     cache = np.empty(lstm_cache_size(T, N, H), dt) if training else None
     gates_all, c_all, tc_all = _cache_views(cache, T, N, H) if training else (None, None, None)
-    h = np.zeros((N, P), dt) if h0 is None else h0
-    c = np.zeros((N, H), dt) if c0 is None else c0
-    for t in range(T - 1, -1, -1) if reverse else range(T):
+    h, c = _or_zeros(h0, (N, P), dt), _or_zeros(c0, (N, H), dt)
+    for t in _steps(T, reverse)[0]:
         a = x[t] @ W_ih.T + h @ W_hh.T
         if b_ih is not None:
             a = a + b_ih + b_hh
@@ -86,16 +96,12 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh,
     if dx is None:
         dx = np.zeros(x.shape, dt)
     gates_all, c_all, tc_all = _cache_views(cache, T, N, H)
-    dh = np.zeros((N, P), dt) if dh_n is None else dh_n.copy()
-    dc = np.zeros((N, H), dt) if dc_n is None else dc_n.copy()
-    zeros = np.zeros((N, H), dt)
-    zeros_h = np.zeros((N, P), dt)
-    order = range(T) if reverse else range(T - 1, -1, -1)  # the forward's steps, last first
-    first = T - 1 if reverse else 0
-    for t in order:
-        prev = t + 1 if reverse else t - 1
-        h_prev = (zeros_h if h0 is None else h0) if t == first else y[prev]
-        c_prev = (zeros if c0 is None else c0) if t == first else c_all[prev]
+    dh, dc = _or_zeros(dh_n, (N, P), dt), _or_zeros(dc_n, (N, H), dt)
+    h_first, c_first = _or_zeros(h0, (N, P), dt), _or_zeros(c0, (N, H), dt)
+    order, prev = _steps(T, reverse)
+    for t in reversed(order):  # the forward's steps, last first
+        h_prev = h_first if prev[t] is None else y[prev[t]]
+        c_prev = c_first if prev[t] is None else c_all[prev[t]]
         i, f, g, o = (gates_all[t][:, k * H : (k + 1) * H] for k in range(4))
         tc = tc_all[t]
         if dy is not None:
@@ -123,12 +129,6 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh,
     return dx, dh, dc
 
 
-def _steps(T, reverse):
-    """The forward's time order, and for each step the one processed before it (None for the first)."""
-    order = list(range(T - 1, -1, -1)) if reverse else list(range(T))
-    return order, {t: (order[i - 1] if i else None) for i, t in enumerate(order)}
-
-
 def gru_cache_size(T, N, H):
     """Elements of the GRU training cache of one layer and direction."""
     return T * N * 4 * H
@@ -146,9 +146,8 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, reve
     zero = np.zeros(3 * H, dt)
     bi = zero if b_ih is None else b_ih
     bh = zero if b_hh is None else b_hh
-    h = np.zeros((N, H), dt) if h0 is None else h0
-    order, _ = _steps(T, reverse)
-    for t in order:
+    h = _or_zeros(h0, (N, H), dt)
+    for t in _steps(T, reverse)[0]:
         ax = x[t] @ W_ih.T + bi
         ah = h @ W_hh[: 2 * H].T + bh[: 2 * H]
         r = sigmoid(ax[:, :H] + ah[:, :H])
@@ -176,10 +175,10 @@ def gru_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_
     if dx is None:
         dx = np.zeros(x.shape, dt)
     rows = cache.reshape(T, N, 4 * H)
-    dh = np.zeros((N, H), dt) if dh_n is None else dh_n.copy()
+    dh, h_first = _or_zeros(dh_n, (N, H), dt), _or_zeros(h0, (N, H), dt)
     order, prev = _steps(T, reverse)
     for t in reversed(order):
-        h_prev = (np.zeros((N, H), dt) if h0 is None else h0) if prev[t] is None else y[prev[t]]
+        h_prev = h_first if prev[t] is None else y[prev[t]]
         r, z, n, k = (rows[t][:, j * H : (j + 1) * H] for j in range(4))
         if dy is not None:
             dh = dh + dy[t]
@@ -233,7 +232,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh", reverse=F
     dt = x.dtype
     if y is None:
         y = np.empty((T, N, H), dt)
-    h = np.zeros((N, H), dt) if h0 is None else h0
+    h = _or_zeros(h0, (N, H), dt)
     for t in _steps(T, reverse)[0]:
         a = x[t] @ W_ih.T + h @ W_hh.T
         if b_ih is not None:
@@ -253,10 +252,10 @@ def rnn_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_
     dt = x.dtype
     if dx is None:
         dx = np.zeros(x.shape, dt)
-    dh = np.zeros((N, H), dt) if dh_n is None else dh_n.copy()
+    dh, h_first = _or_zeros(dh_n, (N, H), dt), _or_zeros(h0, (N, H), dt)
     order, prev = _steps(T, reverse)
     for t in reversed(order):
-        h_prev = (np.zeros((N, H), dt) if h0 is None else h0) if prev[t] is None else y[prev[t]]
+        h_prev = h_first if prev[t] is None else y[prev[t]]
         if dy is not None:
             dh = dh + dy[t]
         da = dh * dphi(y[t])
