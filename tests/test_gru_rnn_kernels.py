@@ -3,7 +3,7 @@ and gradient of the compiled kernels against the reference."""
 
 import numpy as np
 import pytest
-from conftest import TOL, rel_err
+from conftest import TOL, assert_all_close, numerical_gradient, rel_err
 
 from pylstm import _core
 from pylstm import reference as ref
@@ -37,14 +37,6 @@ def _run(impl, prefix, kw, c, reverse, dy, dh_n, y=None, grad_start=0.0):
     return out
 
 
-def _compare(got, want, dt):
-    assert got.keys() == want.keys()
-    for k in want:
-        assert got[k].dtype == np.dtype(dt), k
-        err = rel_err(got[k], want[k])
-        assert err <= TOL[dt], f"{k}: relative error {err:.2e} > {TOL[dt]:.0e}"
-
-
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("with_state,with_bias", [(True, True), (False, True), (True, False)])
@@ -69,15 +61,7 @@ def test_reference_backward_matches_finite_differences(rng, variant, reverse, wi
         value = c[name]
         if value is None:
             continue
-        num = np.zeros_like(value)
-        for idx in np.ndindex(value.shape):
-            orig = value[idx]
-            value[idx] = orig + 1e-6
-            up = loss()
-            value[idx] = orig - 1e-6
-            down = loss()
-            value[idx] = orig
-            num[idx] = (up - down) / 2e-6
+        num = numerical_gradient(loss, value)
         err = np.max(np.abs(num - got[gname])) / max(np.max(np.abs(num)), 1e-12)
         assert err < 1e-7, f"{gname}: relative error {err:.2e}"
         checked += 1
@@ -93,7 +77,7 @@ def test_kernels_match_reference(rng, variant, dt, shape, reverse):
     T, N, I, H = shape
     c = _case(rng, G, dt, T, N, I, H)
     dy, dh_n = rng.standard_normal((T, N, H)).astype(dt), rng.standard_normal((N, H)).astype(dt)
-    _compare(_run(_core, prefix, kw, c, reverse, dy, dh_n), _run(ref, prefix, kw, c, reverse, dy, dh_n), dt)
+    assert_all_close(_run(_core, prefix, kw, c, reverse, dy, dh_n), _run(ref, prefix, kw, c, reverse, dy, dh_n), dt)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -110,7 +94,7 @@ def test_optional_arguments_and_strided_output(rng, variant, dt, with_state, wit
     for reverse in (False, True):
         got = _run(_core, prefix, kw, c, reverse, dy, dh_n, y=wide[:, :, H:], grad_start=1.0)
         want = _run(ref, prefix, kw, c, reverse, None if dy is None else dy.copy(), dh_n, grad_start=1.0)
-        _compare(got, want, dt)
+        assert_all_close(got, want, dt)
         assert not wide[:, :, :H].any()
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import TOL, rel_err
+from conftest import TOL, assert_all_close, rel_err
 
 from pylstm import _core
 from pylstm import reference as ref
@@ -42,14 +42,6 @@ def _run(impl, c, reverse, dy, dh_n, dc_n, y=None, grad_start=0.0):
     return out
 
 
-def _compare(got, want, dt):
-    assert got.keys() == want.keys()
-    for k in want:
-        assert got[k].dtype == np.dtype(dt), k
-        err = rel_err(got[k], want[k])
-        assert err <= TOL[dt], f"{k}: relative error {err:.2e} > {TOL[dt]:.0e}"
-
-
 @pytest.mark.parametrize("dt", ["float64", "float32"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%d-N%d-I%d-H%d" % s)
 @pytest.mark.parametrize("reverse", [False, True])
@@ -57,7 +49,7 @@ def test_forward_backward_match_reference(rng, dt, shape, reverse):
     T, N, I, H = shape
     c = _case(rng, dt, T, N, I, H)
     dy, dh_n, dc_n = (rng.standard_normal(s).astype(dt) for s in [(T, N, H), (N, H), (N, H)])
-    _compare(_run(_core, c, reverse, dy, dh_n, dc_n), _run(ref, c, reverse, dy, dh_n, dc_n), dt)
+    assert_all_close(_run(_core, c, reverse, dy, dh_n, dc_n), _run(ref, c, reverse, dy, dh_n, dc_n), dt)
 
 
 @pytest.mark.parametrize("dt", ["float64", "float32"])
@@ -69,7 +61,7 @@ def test_optional_arguments_match_reference(rng, dt, with_state, with_bias, with
     dy = rng.standard_normal((T, N, H)).astype(dt) if with_dout else None
     dh_n, dc_n = (None, None) if with_dout else (rng.standard_normal((N, H)).astype(dt) for _ in range(2))
     for reverse in (False, True):
-        _compare(_run(_core, c, reverse, dy, dh_n, dc_n), _run(ref, c, reverse, dy, dh_n, dc_n), dt)
+        assert_all_close(_run(_core, c, reverse, dy, dh_n, dc_n), _run(ref, c, reverse, dy, dh_n, dc_n), dt)
 
 
 @pytest.mark.parametrize("dt", ["float64", "float32"])
@@ -93,7 +85,7 @@ def test_strided_output_and_output_gradient(rng, dt):
     for reverse in (False, True):
         got = _run(_core, c, reverse, dwide[:, :, H:2 * H], None, None, y=wide[:, :, H:2 * H])
         want = _run(ref, c, reverse, np.ascontiguousarray(dwide[:, :, H:2 * H]), None, None)
-        _compare(got, want, dt)
+        assert_all_close(got, want, dt)
         assert np.all(wide[:, :, :H] == 7.0) and np.all(wide[:, :, 2 * H:] == 7.0)
 
 

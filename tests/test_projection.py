@@ -3,7 +3,7 @@ reference, and the layer against torch.nn.LSTM(proj_size=...) when torch is inst
 
 import numpy as np
 import pytest
-from conftest import TOL, rel_err
+from conftest import TOL, numerical_gradient, rel_err
 
 import pylstm
 from pylstm import _core
@@ -41,15 +41,7 @@ def test_reference_backward_matches_finite_differences(rng, reverse):
 
     got = _run(ref, c, reverse, Ry, Rh, Rc)
     for name, value in c.items():
-        num = np.zeros_like(value)
-        for idx in np.ndindex(value.shape):
-            orig = value[idx]
-            value[idx] = orig + 1e-6
-            up = loss()
-            value[idx] = orig - 1e-6
-            down = loss()
-            value[idx] = orig
-            num[idx] = (up - down) / 2e-6
+        num = numerical_gradient(loss, value)
         g = got["d" + name] if "d" + name in got else got[{"x": "dx", "h0": "dh0", "c0": "dc0"}[name]]
         assert np.max(np.abs(num - g)) / np.max(np.abs(num)) < 1e-7, name
 

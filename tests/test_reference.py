@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from conftest import numerical_gradient
+
 from pylstm import reference as ref
 
 
@@ -43,15 +45,7 @@ def test_backward_matches_finite_differences(rng, reverse, with_state, with_bias
     for name, value in inputs.items():
         if value is None:
             continue
-        num = np.zeros_like(value)
-        for idx in np.ndindex(value.shape):
-            orig = value[idx]
-            value[idx] = orig + eps
-            up = loss(inputs)
-            value[idx] = orig - eps
-            down = loss(inputs)
-            value[idx] = orig
-            num[idx] = (up - down) / (2 * eps)
+        num = numerical_gradient(lambda: loss(inputs), value, eps)
         err = np.max(np.abs(num - grads[name])) / max(np.max(np.abs(num)), 1e-12)
         assert err < 1e-7, f"d{name}: relative error {err:.2e}"
         checked += 1
@@ -65,14 +59,7 @@ def test_gradients_for_an_absent_state_are_those_at_a_zero_state(rng):
     for name in ("h0", "c0"):
         inputs["h0"], inputs["c0"] = np.zeros((2, 2)), np.zeros((2, 2))
         value = inputs[name]
-        num = np.zeros_like(value)
-        for idx in np.ndindex(value.shape):
-            value[idx] = eps
-            up = loss(inputs)
-            value[idx] = -eps
-            down = loss(inputs)
-            value[idx] = 0
-            num[idx] = (up - down) / (2 * eps)
+        num = numerical_gradient(lambda: loss(inputs), value, eps)
         assert np.max(np.abs(num - grads[name])) / np.max(np.abs(num)) < 1e-7, name
 
 
