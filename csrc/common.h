@@ -35,7 +35,7 @@ enum class Pass { Inference, TrainingForward, Backward };
 
 namespace pylstm {
 
-// Threads used by the kernels (today: the BLAS pool). Defaults to what OpenBLAS chose at load time.
+// Threads used by the kernels: the size of pylstm's pool (parallel.h); OpenBLAS itself runs single-threaded.
 int get_num_threads();
 void set_num_threads(int n);
 // OpenBLAS's description of itself (version, build options, the core it dispatched to).

@@ -2,12 +2,23 @@
 #include "lstm.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
 
 #include "activations.h"
 #include "blas.h"
+#include "parallel.h"
 #include "sequence.h"
 
 namespace pylstm {
+
+namespace {
+// The fused float32 forward works on blocks of 16 hidden units: one 512-bit vector of each gate.
+constexpr index_t kLanes = 16;
+inline index_t unit_blocks(index_t H) { return (H + kLanes - 1) / kLanes; }
+// Packed W_hh [blocks][P][G][16] and bias [blocks][G][16], plus slack to align the start to 64 bytes.
+inline index_t packed_size(index_t H) { return unit_blocks(H) * kLanes * kLstmGates * (H + 1) + kLanes; }
+}  // namespace
 
 index_t lstm_cache_size(index_t T, index_t N, index_t H) {
   // [T][N][G*H] activated gates, then [T][N][H] c_t, then [T][N][H] tanh(c_t).
@@ -21,10 +32,12 @@ index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, inde
   const index_t GH = kLstmGates * H;
   const index_t common = GH + 2 * N * H;  // plus [N][H] for the projection's input m or its gradient
   switch (pass) {
-    case Pass::Inference:  // plus a second cell-state buffer and the input projections of one block of steps
-      return common + N * H + detail::inference_block_steps(T, N) * N * GH;
+    case Pass::Inference:  // plus a second cell-state buffer, the input projections of one block of steps and
+                           // the fused float32 loop's packed weights
+      return common + N * H + detail::inference_block_steps(T, N) * N * GH + packed_size(H);
     case Pass::TrainingForward:  // the projections live in the cache
-    case Pass::Backward:         // the running dh and dc live in the dh0 / dc0 outputs
+      return common + packed_size(H);
+    case Pass::Backward:  // the running dh and dc live in the dh0 / dc0 outputs
       return common;
   }
   return common;
@@ -97,6 +110,167 @@ PYLSTM_VECTOR_CLONES void lstm_pointwise_backward(Real* dgates, Real* dc, const 
   }
 }
 
+namespace detail {
+
+// ---- the fused float32 forward: one parallel region for the whole sequence ----
+//
+// Each thread owns whole blocks of 16 hidden units with all four of their gates, so a step's recurrent product and
+// its element-wise pass need nothing from the other threads; the threads meet once per step, at the barrier that
+// makes h_t complete before anyone reads it. Each thread packs its share of W_hh once per call into its own cache
+// as [block][k][gate][16], so the product is a stream of broadcast-and-FMA over contiguous vectors (no horizontal
+// sums, no repacking per step), and it projects the inputs of its own gate columns itself.
+// Work is split into get_num_threads() parts of unit blocks; when the pool is busy a single thread runs all parts,
+// in the same order per element, so results never depend on which threads ran.
+
+typedef float vec16 __attribute__((vector_size(64)));
+typedef float vec16u __attribute__((vector_size(64), aligned(4)));
+
+struct FusedLstm {
+  float* y;  index_t ldy;
+  float* c_state;     // inference: c_n, updated in place
+  float* gates;       // [rows][GH]: the cache (training) or one block of input projections (inference)
+  float* cs;          // training: [T][N][H] c_t;  nullptr in inference
+  float* tcs;         // training: [T][N][H] tanh(c_t)
+  float* packed;      // [blocks][H][G][16], 64-byte aligned
+  float* packed_bias; // [blocks][G][16]
+  const float* x; const float* h0;
+  const float* c0;    // c_{-1}: c0 or zeros (training), c_n (inference)
+  const float* W_ih; const float* W_hh; const float* bias;
+  index_t T, N, I, H, block;
+  int parts;
+  bool reverse;
+};
+
+// Rows n0 … n0+R-1 of unit block b at step t: the recurrent product, then the gates and the state.
+template <int R>
+__attribute__((always_inline)) inline void fused_rows(const FusedLstm& F, index_t b, index_t n0, const float* g,
+                                                      const float* h_prev, index_t ld_prev, const float* c_prev,
+                                                      float* c, float* h, float* tc) {
+  const index_t H = F.H, GH = kLstmGates * H, u0 = b * kLanes;
+  const index_t valid = std::min(kLanes, H - u0);
+  vec16 acc[R][kLstmGates];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < kLstmGates; ++q) {
+      const float* src = g + (n0 + r) * GH + q * H + u0;
+      if (valid == kLanes) {
+        acc[r][q] = *reinterpret_cast<const vec16u*>(src);
+      } else {
+        alignas(64) float tmp[kLanes] = {};
+        for (index_t j = 0; j < valid; ++j) tmp[j] = src[j];
+        acc[r][q] = *reinterpret_cast<const vec16*>(tmp);
+      }
+    }
+  if (h_prev) {
+    const float* w = F.packed + b * H * kLstmGates * kLanes;
+    const float* hp[R];
+    for (int r = 0; r < R; ++r) hp[r] = h_prev + (n0 + r) * ld_prev;
+    index_t k = 0;
+    if (R == 1) {  // a matrix-vector product: a second set of sums halves the FMA dependency chains
+      vec16 e0 = {}, e1 = {}, e2 = {}, e3 = {};
+      for (; k + 2 <= H; k += 2, w += 2 * kLstmGates * kLanes) {
+        const float a0 = hp[0][k], a1 = hp[0][k + 1];
+        const vec16* v = reinterpret_cast<const vec16*>(w);
+        acc[0][0] += a0 * v[0]; acc[0][1] += a0 * v[1]; acc[0][2] += a0 * v[2]; acc[0][3] += a0 * v[3];
+        e0 += a1 * v[4]; e1 += a1 * v[5]; e2 += a1 * v[6]; e3 += a1 * v[7];
+      }
+      acc[0][0] += e0; acc[0][1] += e1; acc[0][2] += e2; acc[0][3] += e3;
+    }
+    for (; k < H; ++k, w += kLstmGates * kLanes) {
+      const vec16* v = reinterpret_cast<const vec16*>(w);
+      const vec16 w0 = v[0], w1 = v[1], w2 = v[2], w3 = v[3];
+      for (int r = 0; r < R; ++r) {
+        const float a = hp[r][k];
+        acc[r][0] += a * w0; acc[r][1] += a * w1; acc[r][2] += a * w2; acc[r][3] += a * w3;
+      }
+    }
+  }
+  const float* bias = F.packed_bias + b * kLstmGates * kLanes;
+  for (int r = 0; r < R; ++r) {
+    const index_t n = n0 + r;
+    alignas(64) float a[kLstmGates][kLanes];
+    alignas(64) float cp[kLanes] = {}, hn[kLanes], cn[kLanes], tn[kLanes];
+    for (int q = 0; q < kLstmGates; ++q) *reinterpret_cast<vec16*>(a[q]) = acc[r][q];
+    for (index_t j = 0; j < valid; ++j) cp[j] = c_prev[n * H + u0 + j];
+    for (index_t j = 0; j < kLanes; ++j) {
+      const float i = act_sigmoid(a[0][j] + bias[j]);
+      const float f = act_sigmoid(a[1][j] + bias[kLanes + j]);
+      const float gg = act_tanh(a[2][j] + bias[2 * kLanes + j]);
+      const float o = act_sigmoid(a[3][j] + bias[3 * kLanes + j]);
+      const float cc = f * cp[j] + i * gg;
+      const float t = act_tanh(cc);
+      a[0][j] = i; a[1][j] = f; a[2][j] = gg; a[3][j] = o;
+      cn[j] = cc; tn[j] = t; hn[j] = o * t;
+    }
+    std::copy(hn, hn + valid, h + n * F.ldy + u0);
+    std::copy(cn, cn + valid, c + n * H + u0);
+    if (tc) {  // training: the activated gates and tanh(c_t) for backward
+      std::copy(tn, tn + valid, tc + n * H + u0);
+      float* gt = const_cast<float*>(g) + n * GH + u0;
+      for (int q = 0; q < kLstmGates; ++q) std::copy(a[q], a[q] + valid, gt + q * H);
+    }
+  }
+}
+
+PYLSTM_VECTOR_CLONES void lstm_fused_thread(const FusedLstm& F, int tid, int nt) {
+  const index_t T = F.T, N = F.N, I = F.I, H = F.H, GH = kLstmGates * H, nb = unit_blocks(H);
+  // Pack this thread's blocks of W_hh and of the bias (zeros beyond H).
+  for (int part = tid; part < F.parts; part += nt) {
+    const auto [b0, b1] = split_range(nb, part, F.parts);
+    for (index_t b = b0; b < b1; ++b) {
+      float* wb = F.packed + b * H * kLstmGates * kLanes;
+      float* bb = F.packed_bias + b * kLstmGates * kLanes;
+      for (int q = 0; q < kLstmGates; ++q)
+        for (index_t j = 0; j < kLanes; ++j) {
+          const index_t u = b * kLanes + j;
+          bb[q * kLanes + j] = u < H ? F.bias[q * H + u] : 0.f;
+          const float* row = F.W_hh + (q * H + u) * H;
+          for (index_t k = 0; k < H; ++k) wb[(k * kLstmGates + q) * kLanes + j] = u < H ? row[k] : 0.f;
+        }
+    }
+  }
+  index_t block_t0 = 0;
+  const float* h_prev = F.h0;
+  index_t ld_prev = H;
+  const float* c_prev = F.c0;
+  for (index_t s = 0; s < T; ++s) {
+    const index_t t = F.reverse ? T - 1 - s : s;
+    if (s % F.block == 0) {  // project this thread's gate columns for the next block of steps
+      const index_t steps = std::min(F.block, T - s);
+      block_t0 = F.reverse ? T - s - steps : s;
+      for (int part = tid; part < F.parts; part += nt) {
+        const auto [b0, b1] = split_range(nb, part, F.parts);
+        const index_t u0 = b0 * kLanes, u1 = std::min(H, b1 * kLanes);
+        for (int q = 0; q < kLstmGates && u1 > u0; ++q)
+          gemm1(false, true, steps * N, u1 - u0, I, 1.f, F.x + block_t0 * N * I, I, F.W_ih + (q * H + u0) * I, I, 0.f,
+                F.gates + q * H + u0, GH);
+      }
+    }
+    const float* g = F.gates + (t - block_t0) * N * GH;
+    float* h = F.y + t * N * F.ldy;
+    float* c = F.cs ? F.cs + t * N * H : F.c_state;
+    float* tc = F.cs ? F.tcs + t * N * H : nullptr;
+    for (int part = tid; part < F.parts; part += nt) {
+      const auto [b0, b1] = split_range(nb, part, F.parts);
+      for (index_t b = b0; b < b1; ++b) {
+        index_t n = 0;
+        for (; n + 4 <= N; n += 4) fused_rows<4>(F, b, n, g, h_prev, ld_prev, c_prev, c, h, tc);
+        switch (N - n) {
+          case 3: fused_rows<3>(F, b, n, g, h_prev, ld_prev, c_prev, c, h, tc); break;
+          case 2: fused_rows<2>(F, b, n, g, h_prev, ld_prev, c_prev, c, h, tc); break;
+          case 1: fused_rows<1>(F, b, n, g, h_prev, ld_prev, c_prev, c, h, tc); break;
+          default: break;
+        }
+      }
+    }
+    parallel_barrier();  // h_t complete before any thread reads it
+    h_prev = h;
+    ld_prev = F.ldy;
+    c_prev = c;
+  }
+}
+
+}  // namespace detail
+
 template <typename Real>
 void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
@@ -117,8 +291,8 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
   // in inference, a block of steps at a time (in processing order) into the workspace.
   const index_t block = cache ? T : detail::inference_block_steps(T, N);
   index_t block_t0 = 0;  // time index of the first step held in `gates`
-
-  // Inference: the cell state alternates between c_n and c_alt (the kernel's c and c_prev may not alias), and
+  // Inference: the cell state alternates between c_n and c_alt (the kernel's c and c_prev may not alias; the fused
+  // loop updates c_n in place), and
   // scratch takes the unused tanh(c_t).
   // Training: each c_t and tanh(c_t) has its own slot in the cache; scratch is the zero c0 when none is given.
   const Real* c_prev;
@@ -129,6 +303,24 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     detail::copy_or_zero(c_n, c0, N * H);
     c_prev = c_n;
   }
+  if constexpr (std::is_same_v<Real, float>) {
+    if (!W_hr) {  // the fused loop (float32, no projection); the BLAS-per-step loop below is its reference shape
+      blas_int(GH, "G*H"), blas_int(I, "I");
+      auto align64 = [](float* p) {
+        return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
+      };
+      float* packed = align64((cache ? scratch + N * H : gates + block * N * GH));
+      detail::FusedLstm F{y,     ldy,   c_n,  gates, cs, tcs, packed, packed + unit_blocks(H) * H * kLstmGates * kLanes,
+                          x,     h0,    c_prev, W_ih, W_hh, bias,
+                          T,     N,     I,    H,     block, get_num_threads(), reverse};
+      parallel([&F](int tid, int nt) { detail::lstm_fused_thread(F, tid, nt); });
+      const index_t t_last = reverse ? 0 : T - 1;
+      detail::copy_rows(h_n, y + t_last * N * ldy, ldy, N, H);
+      if (cache) std::copy(cs + t_last * N * H, cs + (t_last + 1) * N * H, c_n);
+      return;
+    }
+  }
+
   const Real* h_prev = h0;  // nullptr: zero state, so the first recurrent GEMM is skipped
   index_t ld_prev = P;
   for (index_t s = 0; s < T; ++s) {

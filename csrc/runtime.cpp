@@ -1,17 +1,170 @@
-// Process-wide settings of the core: the thread count and what BLAS it runs on.
+// Process-wide runtime of the core: the thread pool, the thread count, and what BLAS it runs on.
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
+#include <string>
+#include <thread>
 
 #include "blas.h"
+#include "parallel.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PYLSTM_PAUSE() _mm_pause()
+#else
+#define PYLSTM_PAUSE() std::this_thread::yield()
+#endif
 
 namespace pylstm {
+namespace {
 
-int get_num_threads() { return scipy_openblas_get_num_threads(); }
+// Workers spin this long after a region before they sleep: long enough to stay hot across the back-to-back calls
+// of a training loop or of a cell stepped from Python, short enough not to steal a core from other work for long.
+constexpr auto kSpinTime = std::chrono::microseconds(300);
+
+struct alignas(64) Pool {
+  std::mutex busy;  // held by the caller that owns the pool for one region
+  int size = 1;     // threads of a region, the caller included
+  int started = 1;  // workers started so far, plus the caller
+
+  // The current region: set by the caller before `generation` is bumped, read by the workers after.
+  ParallelFn fn = nullptr;
+  void* ctx = nullptr;
+  int nt = 1;
+  alignas(64) std::atomic<unsigned long> generation{0};
+  alignas(64) std::atomic<int> pending{0};
+  alignas(64) std::atomic<int> barrier_count{0};
+  alignas(64) std::atomic<int> barrier_sense{0};
+
+  std::mutex sleep_mutex;
+  std::condition_variable wake;
+  std::atomic<int> sleepers{0};
+
+  void worker(int tid, unsigned long seen);
+  void start_workers();
+};
+
+// Leaked on purpose: detached workers may still be spinning on it while the process exits, and a forked child gets
+// a fresh one (the parent's workers do not exist there, and its mutexes may be held).
+Pool* g_pool = new Pool;
+thread_local bool tl_in_region = false;
+thread_local int tl_sense = 0;
+thread_local int tl_nt = 1;  // threads of the region this thread runs in
+thread_local Pool* tl_pool = nullptr;
+
+// `seen` is the generation at the worker's creation: a region started before the thread runs is still its to join.
+void Pool::worker(int tid, unsigned long seen) {
+  for (;;) {
+    auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
+    unsigned long g;
+    int spins = 0;
+    while ((g = generation.load(std::memory_order_acquire)) == seen) {
+      PYLSTM_PAUSE();
+      if (++spins % 256 == 0 && std::chrono::steady_clock::now() > spin_until) {
+        std::unique_lock<std::mutex> lock(sleep_mutex);
+        sleepers.fetch_add(1);
+        wake.wait(lock, [&] { return generation.load() != seen; });
+        sleepers.fetch_sub(1);
+      }
+    }
+    seen = g;
+    if (tid < nt) {
+      tl_in_region = true;
+      tl_pool = this;
+      tl_sense = barrier_sense.load(std::memory_order_relaxed);
+      tl_nt = nt;
+      fn(ctx, tid, nt);
+      tl_in_region = false;
+      pending.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+}
+
+void Pool::start_workers() {
+  for (; started < size; ++started) {
+    const int tid = started;
+    const unsigned long seen = generation.load();
+    std::thread([this, tid, seen] { worker(tid, seen); }).detach();
+  }
+}
+
+}  // namespace
+
+void parallel_run(ParallelFn fn, void* ctx) {
+  Pool* pool = g_pool;
+  std::unique_lock<std::mutex> lock(pool->busy, std::defer_lock);
+  if (tl_in_region || pool->size == 1 || !lock.try_lock()) {
+    const bool outer = tl_in_region;
+    const int outer_nt = tl_nt;
+    tl_in_region = true;
+    tl_nt = 1;
+    fn(ctx, 0, 1);
+    tl_in_region = outer;
+    tl_nt = outer_nt;
+    return;
+  }
+  pool->start_workers();
+  pool->fn = fn;
+  pool->ctx = ctx;
+  pool->nt = pool->size;
+  pool->pending.store(pool->size - 1, std::memory_order_relaxed);
+  pool->generation.fetch_add(1);  // seq_cst: pairs with the sleepers' check (no lost wake-up)
+  if (pool->sleepers.load() > 0) {
+    std::lock_guard<std::mutex> g(pool->sleep_mutex);
+    pool->wake.notify_all();
+  }
+  tl_in_region = true;
+  tl_pool = pool;
+  tl_sense = pool->barrier_sense.load(std::memory_order_relaxed);
+  tl_nt = pool->nt;
+  fn(ctx, 0, pool->nt);
+  tl_in_region = false;
+  while (pool->pending.load(std::memory_order_acquire) != 0) PYLSTM_PAUSE();
+}
+
+void parallel_barrier() {
+  if (!tl_in_region || tl_nt == 1) return;
+  Pool* pool = tl_pool;
+  const int nt = tl_nt;
+  tl_sense ^= 1;
+  if (pool->barrier_count.fetch_add(1, std::memory_order_acq_rel) == nt - 1) {
+    pool->barrier_count.store(0, std::memory_order_relaxed);
+    pool->barrier_sense.store(tl_sense, std::memory_order_release);
+  } else {
+    while (pool->barrier_sense.load(std::memory_order_acquire) != tl_sense) PYLSTM_PAUSE();
+  }
+}
+
+bool in_parallel_region() { return tl_in_region; }
+
+int get_num_threads() { return g_pool->size; }
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
-  scipy_openblas_set_num_threads(n);
+  scipy_openblas_set_num_threads(1);  // every parallel piece of work runs on this pool instead
+  std::lock_guard<std::mutex> lock(g_pool->busy);
+  g_pool->size = n;
 }
 
 const char* blas_config() { return scipy_openblas_get_config(); }
+
+namespace {
+struct ForkGuard {
+  ForkGuard() {
+    scipy_openblas_set_num_threads(1);
+    pthread_atfork(nullptr, nullptr, [] {
+      const int size = g_pool->size;
+      g_pool = new Pool;  // the parent's workers are not in the child
+      g_pool->size = size;
+      tl_in_region = false;
+      tl_pool = nullptr;
+    });
+  }
+} fork_guard;
+}  // namespace
 
 }  // namespace pylstm

@@ -1,0 +1,35 @@
+// pylstm's one thread pool: parallel regions for the fused time loops, and the split GEMMs of blas.h.
+//
+// OpenBLAS is kept single-threaded and every parallel piece of work runs here, so that two pools never spin against
+// each other on the same cores. A region runs fn(ctx, tid, nt) on nt threads, the caller being tid 0; inside it,
+// parallel_barrier() synchronises the nt threads (once per time step in the fused loops). Regions do not nest: a
+// region started while another caller holds the pool, or from inside a region, runs on the calling thread alone
+// (nt = 1), which gives the same results, since every kernel's partition of work leaves each output element's
+// arithmetic unchanged.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+namespace pylstm {
+
+using ParallelFn = void (*)(void* ctx, int tid, int nt);
+
+void parallel_run(ParallelFn fn, void* ctx);
+void parallel_barrier();
+bool in_parallel_region();
+
+// f(tid, nt) on the pool.
+template <typename F>
+void parallel(F&& f) {
+  parallel_run([](void* c, int tid, int nt) { (*static_cast<std::remove_reference_t<F>*>(c))(tid, nt); },
+               const_cast<void*>(static_cast<const void*>(&f)));
+}
+
+// [begin, end) of part `tid` of `n` items split as evenly as possible into `nt` parts.
+inline std::pair<std::int64_t, std::int64_t> split_range(std::int64_t n, int tid, int nt) {
+  return {n * tid / nt, n * (tid + 1) / nt};
+}
+
+}  // namespace pylstm
