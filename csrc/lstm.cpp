@@ -219,13 +219,22 @@ PYLSTM_VECTOR_CLONES void lstm_fused_thread(const FusedLstm& F, int tid, int nt)
     for (index_t b = b0; b < b1; ++b) {
       float* wb = F.packed + b * H * kLstmGates * kLanes;
       float* bb = F.packed_bias + b * kLstmGates * kLanes;
+      const index_t valid = std::min(kLanes, H - b * kLanes);
       for (int q = 0; q < kLstmGates; ++q)
-        for (index_t j = 0; j < kLanes; ++j) {
-          const index_t u = b * kLanes + j;
-          bb[q * kLanes + j] = u < H ? F.bias[q * H + u] : 0.f;
-          const float* row = F.W_hh + (q * H + u) * H;
-          for (index_t k = 0; k < H; ++k) wb[(k * kLstmGates + q) * kLanes + j] = u < H ? row[k] : 0.f;
+        for (index_t j = 0; j < kLanes; ++j) bb[q * kLanes + j] = j < valid ? F.bias[q * H + b * kLanes + j] : 0.f;
+      // 16×16 tiles: each tile reads 16 rows of 64 bytes and writes 16 whole 64-byte vectors.
+      for (index_t k0 = 0; k0 < H; k0 += kLanes) {
+        const index_t kn = std::min(kLanes, H - k0);
+        for (int q = 0; q < kLstmGates; ++q) {
+          alignas(64) float tile[kLanes][kLanes] = {};
+          for (index_t j = 0; j < valid; ++j) {
+            const float* row = F.W_hh + (q * H + b * kLanes + j) * H + k0;
+            for (index_t k = 0; k < kn; ++k) tile[k][j] = row[k];
+          }
+          for (index_t k = 0; k < kn; ++k)
+            std::copy(tile[k], tile[k] + kLanes, wb + ((k0 + k) * kLstmGates + q) * kLanes);
         }
+      }
     }
   }
   index_t block_t0 = 0;
