@@ -1,10 +1,13 @@
 // pylstm._core: checks NumPy arguments, allocates outputs and workspace, releases the GIL and calls the C++ core.
 #include <pybind11/numpy.h>
+
 #include <pybind11/pybind11.h>
 
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "activations.h"
 #include "gru.h"
@@ -130,6 +133,31 @@ py::object new_cache(bool training, index_t size, Real*& ptr) {
   return c;
 }
 
+// Refuses, before anything is allocated, sizes whose caches and workspaces 64-bit index arithmetic cannot express
+// (possible with broadcast arrays, which occupy no memory) and calls that need more memory than the machine has:
+// with overcommit the OS would grant such an allocation and kill the process when the kernel first touches it.
+// GH is the rows of W_hh (G·H), H its columns; the estimate is what a training forward allocates: y, and the cache
+// of at most T·N·(G·H + 2·H) values.
+void check_footprint(index_t T, index_t N, index_t I, index_t GH, index_t H, py::ssize_t item) {
+  constexpr index_t limit = index_t(1) << 58;  // elements; leaves the size functions' small factors room
+  index_t rows, per_row, total, weights;
+  const bool overflow = __builtin_mul_overflow(T, N, &rows) || __builtin_add_overflow(I, 4 * GH, &per_row) ||
+                        __builtin_mul_overflow(rows, per_row, &total) || total > limit ||
+                        __builtin_mul_overflow(GH, H + 32, &weights) || weights > limit;
+  if (overflow)
+    throw py::value_error("sizes T=" + std::to_string(T) + ", N=" + std::to_string(N) + ", I=" + std::to_string(I) +
+                          ", G*H=" + std::to_string(GH) + " overflow 64-bit index arithmetic");
+  static const double physical = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  const double bytes = (double(rows) * double(3 * GH) + double(weights)) * double(item);
+  if (physical > 0 && bytes > physical) {
+    PyErr_SetString(PyExc_MemoryError, ("pylstm: T=" + std::to_string(T) + ", N=" + std::to_string(N) + ", G*H=" +
+                                        std::to_string(GH) + " needs about " + std::to_string(bytes / 1e9) +
+                                        " GB, more than this machine's " + std::to_string(physical / 1e9) + " GB")
+                                           .c_str());
+    throw py::error_already_set();
+  }
+}
+
 struct Sizes {
   index_t T, N, I, H;
 };
@@ -142,6 +170,7 @@ Sizes sizes(const py::array& x, const py::array& W_hh) {
   if (s.T < 1 || s.N < 1 || s.I < 1 || s.H < 1)
     throw py::value_error("x and W_hh must have no zero-sized axis, got x " + shape_of(x) + ", W_hh " +
                           shape_of(W_hh));
+  check_footprint(s.T, s.N, s.I, W_hh.shape(0), s.H, x.itemsize());
   return s;
 }
 

@@ -19,6 +19,14 @@ def _trained(cls, **kw):
     return m, out
 
 
+def _huge(T, N):
+    return np.broadcast_to(f4(0), (T, N, 1))
+
+
+def _w(G, H=4):
+    return np.zeros((G * H, 1), f4), np.zeros((G * H, H), f4), None, None
+
+
 ROWS = [
     # constructors
     ("LSTM input_size 0", lambda: pylstm.LSTM(0, 4), ValueError, "^input_size must be >= 1"),
@@ -77,6 +85,18 @@ ROWS = [
     ("state_dict strings", lambda: _lstm().load_state_dict({**_lstm().state_dict(),
                                                              "bias_ih_l1": np.array(["a"] * 16)}),
      TypeError, r"^state_dict\['bias_ih_l1'\] must hold real numbers"),
+    # sizes no cache could hold: broadcast inputs occupy no memory, so only the size checks stand in the way
+    ("lstm sizes overflow", lambda: pylstm._core.lstm_forward(_huge(2**30, 2**30), None, None, *_w(4)),
+     ValueError, "overflow 64-bit index arithmetic"),
+    ("gru sizes overflow", lambda: pylstm._core.gru_forward(_huge(2**40, 2**20), None, *_w(3)),
+     ValueError, "overflow 64-bit index arithmetic"),
+    ("rnn backward sizes overflow", lambda: pylstm._core.rnn_backward(
+        None, None, _huge(2**59, 2), None, *_w(1)[:2], *(np.zeros(1, f4),) * 4, None, None),
+     ValueError, "overflow 64-bit index arithmetic"),
+    ("lstm beyond memory", lambda: pylstm._core.lstm_forward(_huge(10**6, 10**4), None, None, *_w(4)),
+     MemoryError, "needs about .* GB, more than this machine's"),
+    ("rnn beyond memory", lambda: pylstm._core.rnn_forward(_huge(10**6, 10**4), None, *_w(1), training=False),
+     MemoryError, "needs about .* GB, more than this machine's"),
     ("threads 0", lambda: pylstm.set_num_threads(0), ValueError, "^n must be >= 1"),
     ("threads float", lambda: pylstm.set_num_threads(1.5), TypeError, "^n must be an int"),
 ]

@@ -97,6 +97,51 @@ def test_separate_modules_in_threads_match_serial_runs(rng):
         np.testing.assert_array_equal(b, d)
 
 
+def test_threaded_stress_matches_serial_runs(rng):
+    # Several Python threads, many calls each, every cell type and both passes, sizes large enough that the kernels
+    # split their work across pylstm's pool; whichever caller finds the pool busy runs alone. Every result of every
+    # call must equal the serial one bitwise.
+    kinds = [(pylstm.LSTM, {}), (pylstm.GRU, {}), (pylstm.RNN, {"nonlinearity": "relu"}),
+             (pylstm.LSTM, {"bidirectional": True}), (pylstm.GRU, {"num_layers": 2})]
+    jobs = []
+    for i, (cls, kw) in enumerate(kinds):
+        m = cls(32, 96, seed=i, **kw)
+        x = rng.standard_normal((40, 8, 32)).astype("f4")
+        lengths = rng.integers(1, 41, 8) if i % 2 else None
+        jobs.append((m, x, lengths))
+
+    def run(m, x, lengths):
+        m.zero_grad()
+        out, _ = m(x, lengths=lengths)
+        dx, _ = m.backward(np.ones_like(out))
+        return out, dx, {k: v.copy() for k, v in m.grads.items()}
+
+    serial = [run(*job) for job in jobs]
+    # Each thread gets its own copy of every module, so that the threads really run concurrently.
+    copies = [[(type(m)(32, 96, seed=i, **kinds[i][1]), x, lengths) for i, (m, x, lengths) in enumerate(jobs)]
+              for _ in range(4)]
+    mismatches, done = [], [0] * 4
+
+    def work(t):
+        for it in range(15):
+            for i, job in enumerate(copies[t]):
+                got = run(*job)
+                want = serial[i]
+                same = np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]) and all(
+                    np.array_equal(got[2][k], want[2][k]) for k in want[2])
+                if not same:
+                    mismatches.append((t, it, i))
+                done[t] += 1
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert done == [15 * len(jobs)] * 4
+    assert not mismatches, mismatches[:10]
+
+
 def test_a_shared_module_serialises_its_calls(rng):
     m = pylstm.LSTM(8, 16, seed=0).eval()
     x = rng.standard_normal((30, 4, 8)).astype("f4")
