@@ -9,6 +9,11 @@
 // GEMM and one fused element-wise pass. Backward runs only the element-wise derivative and the product dgates·W_hh
 // inside the time loop; dx and the weight gradients are single GEMMs over all steps.
 //
+// In float32 without a projection, lstm_forward runs the fused form of the same loop on pylstm's pool (lstm.cpp):
+// each thread owns blocks of 16 hidden units with all four gates, packs its rows of W_hh once per call, projects
+// its own gate columns of the inputs, and per step computes its units' recurrent products and gates in registers;
+// the threads meet once per step. The BLAS-per-step loop remains the float64 and LSTMP path.
+//
 // A training forward fills `cache` (lstm_cache_size elements) with what backward needs: the activated gates,
 // c_t and tanh(c_t) for every step, i.e. T·N·(G·H + 2·H) values. Backward consumes it: the gates become their
 // pre-activation gradients, tanh(c_t) becomes o ⊙ tanh(c_t), and, with a projection, c_t's slot takes ∂L/∂h_t

@@ -142,6 +142,27 @@ def test_threaded_stress_matches_serial_runs(rng):
     assert not mismatches, mismatches[:10]
 
 
+def _child_run(queue):
+    m = pylstm.LSTM(32, 96, seed=0).eval()
+    out, _ = m(np.ones((10, 4, 32), "f4"))
+    queue.put(out)
+
+
+def test_the_pool_works_in_a_forked_child():
+    import multiprocessing
+
+    m = pylstm.LSTM(32, 96, seed=0).eval()
+    want, _ = m(np.ones((10, 4, 32), "f4"))  # the parent's pool is running when the child is forked
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    p = ctx.Process(target=_child_run, args=(queue,))
+    p.start()
+    got = queue.get(timeout=60)
+    p.join(60)
+    assert p.exitcode == 0
+    np.testing.assert_array_equal(got, want)
+
+
 def test_a_shared_module_serialises_its_calls(rng):
     m = pylstm.LSTM(8, 16, seed=0).eval()
     x = rng.standard_normal((30, 4, 8)).astype("f4")
