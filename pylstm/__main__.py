@@ -76,7 +76,14 @@ def selfcheck(seed=0, rounds=5, out=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="pylstm", description=__doc__)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("train", "sample", "gradflow", "-h", "--help"):
+        from .cli import main as cli_main
+
+        return cli_main(argv)
+    if argv and argv[0] == "selfcheck":
+        argv = argv[1:]
+    parser = argparse.ArgumentParser(prog="pylstm selfcheck", description=__doc__)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random test data (default 0)")
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds per case (default 5)")
     args = parser.parse_args(argv)

@@ -1,0 +1,323 @@
+"""The `pylstm train | sample | gradflow` subcommands: a character-level language model trained end to end, text
+generated from its checkpoint, and the vanishing-gradient picture of RNN, GRU and LSTM."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import os
+import sys
+import sysconfig
+import time
+
+import numpy as np
+
+CELLS = ("lstm", "gru", "rnn")
+
+
+def _cache_dir():
+    return os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "pylstm")
+
+
+def stdlib_docstrings(max_chars=2_000_000):
+    """The docstrings of the Python standard library's own source files (parsed with ast, nothing imported), as
+    ASCII text; cached in ~/.cache/pylstm after the first call."""
+    path = os.path.join(_cache_dir(), f"stdlib-docstrings-{sys.version_info[0]}.{sys.version_info[1]}.txt")
+    if os.path.exists(path):
+        with open(path, encoding="ascii") as f:
+            return f.read()
+    root = sysconfig.get_paths()["stdlib"]
+    parts, total = [], 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in ("test", "tests", "idlelib", "site-packages", "lib2to3"))
+        for name in sorted(filenames):
+            if not name.endswith(".py"):
+                continue
+            try:
+                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+                    tree = ast.parse(f.read())
+            except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    doc = ast.get_docstring(node)
+                    if doc and len(doc) > 40 and doc.isascii():
+                        parts.append(doc.strip() + "\n\n")
+                        total += len(parts[-1])
+            if total >= max_chars:
+                break
+        if total >= max_chars:
+            break
+    text = "".join(parts)[:max_chars]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="ascii") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    return text
+
+
+def _model(cell, vocab_size, hidden, layers, seed):
+    import pylstm
+    from pylstm import nn
+
+    cls = {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}[cell]
+    return cls(vocab_size, hidden, layers, seed=seed), nn.Linear(hidden, vocab_size, seed=seed)
+
+
+def _unigram_entropy(ids, V):
+    p = np.bincount(ids, minlength=V) / len(ids)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def _sample(rnn, head, vocab, prompt, length, temperature, rng):
+    """Feeds the prompt, then draws `length` characters one at a time, carrying the state."""
+    eye = np.eye(len(vocab), dtype=rnn.dtype)
+    index = {c: i for i, c in enumerate(vocab)}
+    was_training = rnn.training
+    rnn.eval()
+    ids = [index[c] for c in prompt if c in index] or [0]
+    out, state = rnn(eye[np.array(ids)][:, None, :])
+    logits = head(out[-1, 0])
+    chars = []
+    for _ in range(length):
+        z = logits.astype(np.float64) / temperature
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        i = int(rng.choice(len(vocab), p=p))
+        chars.append(vocab[i])
+        out, state = rnn(eye[[i]][:, None, :], state)
+        logits = head(out[-1, 0])
+    rnn.train(was_training)
+    return "".join(chars)
+
+
+def _progress(total, desc):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is a dependency; this only guards a broken install
+        return None
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5)
+
+
+def _plot(path, series, xlabel, ylabel, title, logy=False):
+    """Saves a line plot; returns False (and says how to get pictures) when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print('matplotlib is not installed: pip install "pylstm[plot]" to get the pictures')
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (x, y) in series.items():
+        ax.plot(x, y, label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"saved {path}")
+    return True
+
+
+def train(args):
+    from pylstm import nn, optim
+
+    rng = np.random.default_rng(args.seed)
+    if args.data:
+        if not os.path.isfile(args.data):
+            raise SystemExit(f"pylstm train: --data {args.data!r} is not a readable file")
+        with open(args.data, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        source = args.data
+    else:
+        text = stdlib_docstrings()
+        source = "the Python standard library's docstrings"
+    if len(text) < 10 * (args.seq_len + 1):
+        raise SystemExit(f"pylstm train: the text has {len(text)} characters; need at least {10 * (args.seq_len + 1)}")
+    vocab = sorted(set(text))
+    V = len(vocab)
+    ids = np.frombuffer(np.array([{c: i for i, c in enumerate(vocab)}[c] for c in text], np.int32).tobytes(),
+                        np.int32)
+    split = int(len(ids) * 0.95)
+    train_ids, val_ids = ids[:split], ids[split:]
+    H0 = _unigram_entropy(train_ids, V)
+    print(f"corpus: {source}: {len(text):,} characters, vocabulary {V}; unigram entropy {H0:.3f} nats/char")
+    rnn, head = _model(args.cell, V, args.hidden, args.layers, args.seed)
+    opt = optim.Adam([rnn, head], lr=args.lr)
+    eye = np.eye(V, dtype=np.float32)
+    T, N = args.seq_len, args.batch
+    # N streams over the training text; truncated BPTT: each chunk starts from the state the previous one ended in.
+    stream_len = (len(train_ids) - 1) // N
+    offsets = np.arange(N) * stream_len
+    pos, state = 0, None
+
+    def evaluate():
+        rnn.eval()
+        n = min(len(val_ids) - 1, 20000)
+        cols = 16
+        L = n // cols
+        x_ids = val_ids[:L * cols].reshape(cols, L).T
+        y_ids = val_ids[1:L * cols + 1].reshape(cols, L).T
+        total, st = 0.0, None
+        for s in range(0, L, 200):
+            out, st = rnn(eye[x_ids[s:s + 200]], st)
+            loss, _ = nn.softmax_cross_entropy(head(out), y_ids[s:s + 200])
+            total += loss * len(x_ids[s:s + 200])
+        rnn.train()
+        return total / L
+
+    history = {"step": [], "train": [], "val_step": [], "val": []}
+    bar = _progress(args.steps, f"train {args.cell}")
+    t0, ema = time.perf_counter(), None
+    for step in range(1, args.steps + 1):
+        if pos + T + 1 > stream_len:
+            pos, state = 0, None
+        idx = offsets[None, :] + pos + np.arange(T)[:, None]
+        x, y = eye[train_ids[idx]], train_ids[idx + 1]
+        pos += T
+        opt.zero_grad()
+        out, state = rnn(x, state)
+        loss, dlogits = nn.softmax_cross_entropy(head(out), y)
+        rnn.backward(head.backward(dlogits))
+        optim.clip_grad_norm([rnn, head], args.clip)
+        opt.step()
+        ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+        history["step"].append(step)
+        history["train"].append(loss)
+        if bar is not None:
+            bar.set_postfix(loss=f"{ema:.3f}", chars_per_s=f"{step * T * N / (time.perf_counter() - t0):,.0f}")
+            bar.update(1)
+        if step % args.eval_every == 0 or step == args.steps:
+            val = evaluate()
+            history["val_step"].append(step)
+            history["val"].append(val)
+            sample = _sample(rnn, head, vocab, "The ", 120, 0.8, rng).replace("\n", " ")
+            msg = f"step {step}: train {ema:.3f}, validation {val:.3f} nats/char (unigram {H0:.3f})\n  The {sample}"
+            (bar.write if bar is not None else print)(msg)
+    if bar is not None:
+        bar.close()
+    final = history["val"][-1]
+    print(f"validation loss {final:.3f} nats/char against the unigram entropy {H0:.3f} "
+          f"({'below' if final < H0 else 'NOT below'} it by {H0 - final:.3f})")
+    out_dir = args.out
+    os.makedirs(out_dir, exist_ok=True)
+    ck = os.path.join(out_dir, f"{args.cell}.npz")
+    nn.save(ck, {"rnn": rnn, "head": head}, opt, vocab=np.array([ord(c) for c in vocab], np.int32),
+            config=np.array([args.hidden, args.layers], np.int64), cell=np.array(args.cell),
+            val_loss=np.array(final), unigram=np.array(H0))
+    print(f"saved {ck}")
+    _plot(os.path.join(out_dir, f"{args.cell}-loss.png"),
+          {"train (per step)": (history["step"], history["train"]), "validation": (history["val_step"], history["val"]),
+           "unigram entropy": ([1, args.steps], [H0, H0])},
+          "step", "loss (nats/char)", f"{args.cell.upper()} character model on {source}")
+    return 0
+
+
+def sample(args):
+    from pylstm import nn
+
+    if not os.path.isfile(args.checkpoint):
+        raise SystemExit(f"pylstm sample: --checkpoint {args.checkpoint!r} is not a file (run `pylstm train` first)")
+    if not args.temperature > 0:
+        raise SystemExit("pylstm sample: --temperature must be > 0")
+    with np.load(args.checkpoint, allow_pickle=False) as f:
+        try:
+            vocab = [chr(int(c)) for c in f["extra/vocab"]]
+            hidden, layers = (int(v) for v in f["extra/config"])
+            cell = str(f["extra/cell"])
+        except KeyError:
+            raise SystemExit(f"pylstm sample: {args.checkpoint} is not a `pylstm train` checkpoint") from None
+    rnn, head = _model(cell, len(vocab), hidden, layers, 0)
+    nn.load(args.checkpoint, {"rnn": rnn, "head": head})
+    text = _sample(rnn, head, vocab, args.prompt, args.length, args.temperature, np.random.default_rng(args.seed))
+    print(args.prompt + text)
+    return 0
+
+
+def gradflow(args):
+    """‖∂L/∂x_t‖ against the distance from step t to the loss at the last step, for each cell type."""
+    import pylstm
+
+    rng = np.random.default_rng(args.seed)
+    T, N, I, H = args.length, args.batch, args.hidden, args.hidden
+    x = rng.standard_normal((T, N, I)).astype(np.float32)
+    series, table = {}, {}
+    for cell in CELLS:
+        cls = {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}[cell]
+        m = cls(I, H, seed=args.seed)
+        out, _ = m(x)
+        dy = np.zeros_like(out)
+        dy[-1] = 1.0 / N  # the loss reads the last step only
+        dx, _ = m.backward(dy)
+        norms = np.linalg.norm(dx.reshape(T, -1), axis=1)[::-1]  # index = distance from the loss
+        series[cell.upper()] = (np.arange(T), np.maximum(norms, 1e-45))
+        table[cell] = norms
+    print(f"|dL/dx_t| by distance from the loss (T={T}, N={N}, H={H}, seed {args.seed})")
+    print(f"{'distance':>8} " + " ".join(f"{c.upper():>10}" for c in CELLS))
+    for d in sorted({0, 1, 2, 5, 10, 20, 50, 100, 200, T - 1}):
+        if d < T:
+            print(f"{d:8d} " + " ".join(f"{table[c][d]:10.2e}" for c in CELLS))
+    os.makedirs(args.out, exist_ok=True)
+    _plot(os.path.join(args.out, "gradflow.png"), series, "distance from the loss (steps)", "|dL/dx_t|",
+          "Gradient reaching each input step (random weights, PyTorch's init)", logy=True)
+    return 0
+
+
+def _positive(kind):
+    def parse(s):
+        v = kind(s)
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+        return v
+    return parse
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="pylstm", description="Recurrent networks on the CPU. Without a subcommand, "
+                                "`pylstm` runs the self-check (see `pylstm selfcheck --help`).")
+    sub = p.add_subparsers(dest="command")
+    t = sub.add_parser("train", help="train a character-level language model",
+                       description="Trains a character-level language model (one-hot input, a recurrent stack, a "
+                       "softmax output layer; Adam with gradient-norm clipping; truncated BPTT with the state carried "
+                       "between chunks; 5 %% of the text held out). Without --data the text is the docstrings of the "
+                       "Python standard library's source files, gathered with ast (nothing is imported) and cached "
+                       "in ~/.cache/pylstm. Writes OUT/CELL.npz and OUT/CELL-loss.png.")
+    t.add_argument("--data", help="a UTF-8 text file to train on instead")
+    t.add_argument("--cell", choices=CELLS, default="lstm")
+    t.add_argument("--hidden", type=_positive(int), default=256)
+    t.add_argument("--layers", type=_positive(int), default=1)
+    t.add_argument("--seq-len", type=_positive(int), default=64, help="BPTT chunk length (default 64)")
+    t.add_argument("--batch", type=_positive(int), default=32)
+    t.add_argument("--steps", type=_positive(int), default=1500)
+    t.add_argument("--lr", type=_positive(float), default=3e-3)
+    t.add_argument("--clip", type=_positive(float), default=1.0, help="max gradient norm (default 1)")
+    t.add_argument("--eval-every", type=_positive(int), default=250)
+    t.add_argument("--out", default="pylstm-out", help="output folder (default ./pylstm-out)")
+    t.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("sample", help="generate text from a `pylstm train` checkpoint")
+    s.add_argument("--checkpoint", default=os.path.join("pylstm-out", "lstm.npz"))
+    s.add_argument("--prompt", default="The ")
+    s.add_argument("--length", type=_positive(int), default=300)
+    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--seed", type=int, default=0)
+    g = sub.add_parser("gradflow", help="the vanishing-gradient picture: |dL/dx_t| for RNN, GRU and LSTM")
+    g.add_argument("--length", type=_positive(int), default=200)
+    g.add_argument("--hidden", type=_positive(int), default=64)
+    g.add_argument("--batch", type=_positive(int), default=16)
+    g.add_argument("--out", default="pylstm-out")
+    g.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv):
+    args = build_parser().parse_args(argv)
+    return {"train": train, "sample": sample, "gradflow": gradflow}[args.command](args)

@@ -1,0 +1,125 @@
+"""The small NumPy pieces a recurrent model needs around its layers: a Linear output layer, softmax cross-entropy,
+and saving / loading models and optimizers to .npz. Not hot paths: plain NumPy, tested against finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._module import _dtype, _size
+
+
+class Linear:
+    """y = x Wᵀ + b over the last axis, with an explicit backward that adds into `grads` (as the layers do)."""
+
+    def __init__(self, in_features, out_features, *, dtype="float32", seed=None):
+        self.in_features = _size("in_features", in_features)
+        self.out_features = _size("out_features", out_features)
+        self.dtype = _dtype(dtype)
+        k = 1.0 / np.sqrt(self.in_features)  # torch.nn.Linear's default range
+        rng = np.random.default_rng(seed)
+        self._params = {
+            "weight": rng.uniform(-k, k, (self.out_features, self.in_features)).astype(self.dtype),
+            "bias": rng.uniform(-k, k, self.out_features).astype(self.dtype),
+        }
+        self.grads = {k: np.zeros_like(v) for k, v in self._params.items()}
+        self._x = None
+
+    def state_dict(self):
+        return dict(self._params)
+
+    def load_state_dict(self, d):
+        for k, p in self._params.items():
+            if k not in d:
+                raise ValueError(f"state_dict is missing {k!r}")
+            v = np.asarray(d[k])
+            if v.shape != p.shape:
+                raise ValueError(f"state_dict[{k!r}] must have shape {p.shape}, got {v.shape}")
+        for k, p in self._params.items():
+            np.copyto(p, np.asarray(d[k]), casting="unsafe")
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    def __call__(self, x):
+        x = np.asarray(x)
+        if x.dtype != self.dtype:
+            raise TypeError(f"x must have dtype {self.dtype}, got {x.dtype}")
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must have shape (..., {self.in_features}), got {x.shape}")
+        self._x = x
+        return x @ self._params["weight"].T + self._params["bias"]
+
+    def backward(self, dy):
+        """Adds dL/dW and dL/db into grads; returns dL/dx. Uses the input of the latest call."""
+        if self._x is None:
+            raise RuntimeError("backward needs a forward first")
+        x = self._x.reshape(-1, self.in_features)
+        dy = np.asarray(dy, self.dtype).reshape(-1, self.out_features)
+        self.grads["weight"] += dy.T @ x
+        self.grads["bias"] += dy.sum(axis=0)
+        return (dy @ self._params["weight"]).reshape(self._x.shape)
+
+
+def softmax_cross_entropy(logits, targets):
+    """Mean cross-entropy of integer targets under softmax(logits) over the last axis.
+    Returns (loss, dL/dlogits); the loss is in float64, the gradient in the logits' dtype."""
+    logits = np.asarray(logits)
+    targets = np.asarray(targets)
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(f"targets must have shape {logits.shape[:-1]}, got {targets.shape}")
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise TypeError(f"targets must hold integers, got {targets.dtype}")
+    C = logits.shape[-1]
+    if targets.size and (targets.min() < 0 or targets.max() >= C):
+        raise ValueError(f"targets must be in [0, {C}), got values in [{targets.min()}, {targets.max()}]")
+    z = logits.reshape(-1, C).astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    t = targets.ravel()
+    rows = np.arange(t.size)
+    loss = -logp[rows, t].mean()
+    d = np.exp(logp)
+    d[rows, t] -= 1
+    d /= t.size
+    return float(loss), d.reshape(logits.shape).astype(logits.dtype)
+
+
+def save(path, modules, optimizer=None, **extra):
+    """Saves named modules (a dict name -> module), an optimizer's state and extra arrays to one .npz file."""
+    arrays = {}
+    for name, m in modules.items():
+        for k, v in m.state_dict().items():
+            arrays[f"model/{name}/{k}"] = v
+    if optimizer is not None:
+        for k, v in optimizer.state_dict().items():
+            arrays[f"optim/{k}"] = v
+    for k, v in extra.items():
+        arrays[f"extra/{k}"] = np.asarray(v)
+    np.savez(path, **arrays)
+
+
+def load(path, modules, optimizer=None):
+    """Loads what save() wrote into the given modules (and optimizer); returns the extra arrays as a dict.
+    Every module's entries are checked before any is copied."""
+    with np.load(path, allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    parts = {}
+    for name in modules:
+        prefix = f"model/{name}/"
+        parts[name] = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
+        if not parts[name]:
+            raise ValueError(f"{path} has no weights for {name!r}")
+    # Load into copies first so that a mismatch in a later module leaves every module unchanged.
+    for name, m in modules.items():
+        trial = {k: v.copy() for k, v in m.state_dict().items()}
+        for k in trial:
+            if k not in parts[name]:
+                raise ValueError(f"{path} is missing {name}/{k}")
+            if parts[name][k].shape != trial[k].shape:
+                raise ValueError(f"{path}: {name}/{k} has shape {parts[name][k].shape}, expected {trial[k].shape}")
+    for name, m in modules.items():
+        m.load_state_dict(parts[name])
+    if optimizer is not None:
+        optimizer.load_state_dict({k[len("optim/"):]: v for k, v in data.items() if k.startswith("optim/")})
+    return {k[len("extra/"):]: v for k, v in data.items() if k.startswith("extra/")}

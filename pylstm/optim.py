@@ -1,0 +1,118 @@
+"""Optimizers over a module's live parameters (`state_dict()`) and their gradients (`grads`), and gradient clipping."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _pairs(modules):
+    """(name, parameter, gradient) for every parameter of the given modules, names prefixed by module index."""
+    if not isinstance(modules, (list, tuple)):
+        modules = [modules]
+    out = []
+    for i, m in enumerate(modules):
+        params, grads = m.state_dict(), getattr(m, "grads", None)
+        if grads is None:
+            raise TypeError(f"modules[{i}] has no grads: pass pylstm modules or pylstm.Linear")
+        for k, p in params.items():
+            out.append((f"{i}.{k}", p, grads[k]))
+    return out
+
+
+def clip_grad_norm(modules, max_norm):
+    """Scales all gradients of `modules` in place so that their joint L2 norm is at most max_norm; returns the norm
+    before clipping (as torch.nn.utils.clip_grad_norm_). A non-finite norm leaves the gradients unchanged."""
+    if not (isinstance(max_norm, (int, float)) and max_norm > 0):
+        raise ValueError(f"max_norm must be a number > 0, got {max_norm!r}")
+    pairs = _pairs(modules)
+    total = math.sqrt(sum(float(np.dot(g.ravel().astype(np.float64), g.ravel().astype(np.float64)))
+                          for _, _, g in pairs))
+    if math.isfinite(total) and total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for _, _, g in pairs:
+            g *= g.dtype.type(scale)
+    return total
+
+
+class _Optimizer:
+    def __init__(self, modules, lr):
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"lr must be a number > 0, got {lr!r}")
+        self._pairs = _pairs(modules)
+        self.lr = float(lr)
+        self.state = {}
+        self.steps = 0
+
+    def zero_grad(self):
+        for _, _, g in self._pairs:
+            g.fill(0)
+
+    def state_dict(self):
+        """Arrays and numbers to save with a checkpoint (see pylstm.save)."""
+        d = {"steps": np.array(self.steps), "lr": np.array(self.lr)}
+        for key, arr in self.state.items():
+            d[key] = arr
+        return d
+
+    def load_state_dict(self, d):
+        state = {k: np.asarray(v) for k, v in d.items() if k not in ("steps", "lr")}
+        for k, v in state.items():
+            if k not in self.state or self.state[k].shape != v.shape:
+                raise ValueError(f"optimizer state {k!r} does not match this optimizer's parameters")
+        for k, v in state.items():
+            np.copyto(self.state[k], v)
+        self.steps = int(d["steps"])
+        self.lr = float(d["lr"])
+
+
+class SGD(_Optimizer):
+    """p -= lr · v, with v = momentum · v + g (torch.optim.SGD without dampening or Nesterov)."""
+
+    def __init__(self, modules, lr=0.1, momentum=0.0):
+        super().__init__(modules, lr)
+        if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        self.momentum = float(momentum)
+        if self.momentum:
+            self.state = {f"v.{name}": np.zeros_like(p) for name, p, _ in self._pairs}
+
+    def step(self):
+        for name, p, g in self._pairs:
+            if self.momentum:
+                v = self.state[f"v.{name}"]
+                v *= self.momentum
+                v += g
+                g = v
+            p -= p.dtype.type(self.lr) * g
+        self.steps += 1
+
+
+class Adam(_Optimizer):
+    """Adam (Kingma & Ba), bias-corrected, as torch.optim.Adam with weight_decay=0."""
+
+    def __init__(self, modules, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(modules, lr)
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas must be in [0, 1), got {betas!r}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
+        self.betas, self.eps = (float(b1), float(b2)), float(eps)
+        self.state = {}
+        for name, p, _ in self._pairs:
+            self.state[f"m.{name}"] = np.zeros_like(p)
+            self.state[f"v.{name}"] = np.zeros_like(p)
+
+    def step(self):
+        self.steps += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1**self.steps, 1 - b2**self.steps
+        for name, p, g in self._pairs:
+            m, v = self.state[f"m.{name}"], self.state[f"v.{name}"]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            p -= (self.lr / c1) * m / (np.sqrt(v / c2) + self.eps)
