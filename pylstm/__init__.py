@@ -28,6 +28,7 @@ except ImportError as e:  # most often: the source tree shadows the installed pa
         "tree, not the installed package. Install with `pip install .` and run from another directory."
     ) from e
 from . import reference  # noqa: E402
+from . import nn, optim  # noqa: E402
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .layers import GRU, LSTM, RNN  # noqa: E402
 
@@ -62,4 +63,5 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "reference", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "reference", "nn", "optim", "clip_grad_norm", "get_num_threads", "set_num_threads", "__version__"]
+from .optim import clip_grad_norm  # noqa: E402

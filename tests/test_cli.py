@@ -24,3 +24,40 @@ def test_console_script_is_installed():
     assert exe, "the pylstm console script is not installed beside this Python"
     r = subprocess.run([exe, "--rounds", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "self-check passed" in r.stdout
+
+
+def _run(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "pylstm", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_train_sample_gradflow_end_to_end(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 200)
+    r = _run("train", "--data", str(text), "--steps", "60", "--hidden", "32", "--seq-len", "16", "--batch", "8",
+             "--eval-every", "30", "--lr", "0.01", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "validation loss" in r.stdout and "below" in r.stdout
+    assert (tmp_path / "out" / "lstm.npz").exists()
+    r = _run("sample", "--checkpoint", str(tmp_path / "out" / "lstm.npz"), "--prompt", "the ", "--length", "40",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("the ") and len(r.stdout.strip()) >= 40
+    r = _run("gradflow", "--length", "30", "--hidden", "8", "--batch", "2", "--out", str(tmp_path / "out"),
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(row[0]) for row in rows] == [0, 1, 2, 5, 10, 20, 29]
+    # The additive path of the LSTM with an open forget gate keeps more gradient 29 steps back than the plain RNN.
+    assert float(rows[-1][-1]) > float(rows[-1][1])
+
+
+def test_cli_errors_are_clear(tmp_path):
+    r = _run("train", "--data", str(tmp_path / "missing.txt"), cwd=tmp_path)
+    assert r.returncode != 0 and "is not a readable file" in r.stderr
+    r = _run("sample", "--checkpoint", str(tmp_path / "none.npz"), cwd=tmp_path)
+    assert r.returncode != 0 and "is not a file" in r.stderr
+    r = _run("train", "--cell", "transformer", cwd=tmp_path)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    r = _run("train", "--hidden", "0", cwd=tmp_path)
+    assert r.returncode == 2 and "must be > 0" in r.stderr
