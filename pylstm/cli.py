@@ -1,5 +1,5 @@
-"""The `pylstm train | sample | gradflow` subcommands: a character-level language model trained end to end, text
-generated from its checkpoint, and the vanishing-gradient picture of RNN, GRU and LSTM."""
+"""The `pylstm train | sample | gradflow | bench` subcommands: a character-level language model trained end to end,
+text generated from its checkpoint, the vanishing-gradient picture of RNN, GRU and LSTM, and a quick timing table."""
 
 from __future__ import annotations
 
@@ -279,6 +279,65 @@ def gradflow(args):
     return 0
 
 
+def bench(args):
+    """A quick table on this machine: pylstm against the NumPy reference and, when installed, torch and ONNX
+    Runtime (inference), for one layer of each cell type; medians of --rounds calls after one warm-up."""
+    import pylstm
+    from pylstm import reference
+    from pylstm.__main__ import _median_ms
+
+    rng = np.random.default_rng(args.seed)
+    T, N, H = args.length, args.batch, args.hidden
+    try:
+        import torch
+
+        torch.set_num_threads(pylstm.get_num_threads())
+    except ImportError:
+        torch = None
+    print(f"one layer, T={T}, N={N}, I=H={H}, float32, {pylstm.get_num_threads()} threads; median ms of "
+          f"{args.rounds} calls" + ("" if torch else " (torch not installed: no torch column)"))
+    print(f"{'cell':5} {'pass':6} {'pylstm':>9} {'numpy':>9} {'torch':>9} {'vs numpy':>9} {'vs torch':>9}")
+    x = rng.standard_normal((T, N, H)).astype(np.float32)
+    for cell in CELLS:
+        m = {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}[cell](H, H, seed=args.seed)
+        p = m.state_dict()
+        W = [p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]]
+        fwd = getattr(reference, f"{cell}_forward")
+        ref_state = (None, None) if cell == "lstm" else (None,)
+        tm = getattr(torch.nn, cell.upper())(H, H) if torch else None
+        for train in (False, True):
+            m.train(train)
+
+            def ours():
+                out, _ = m(x)
+                if train:
+                    m.backward(np.ones_like(out))
+
+            def numpy_ref():
+                res = fwd(x, *ref_state, *W, training=train)
+                if train:
+                    bwd = getattr(reference, f"{cell}_backward")
+                    g = [np.zeros_like(w) for w in W]
+                    if cell == "lstm":
+                        bwd(np.ones_like(res[0]), None, None, x, None, None, W[0], W[1], res[0], res[3], *g)
+                    else:
+                        bwd(np.ones_like(res[0]), None, x, None, W[0], W[1], res[0], res[2], *g)
+
+            def theirs():
+                xt = torch.from_numpy(x).requires_grad_(train)
+                with torch.set_grad_enabled(train):
+                    out, _ = tm(xt)
+                    if train:
+                        out.backward(torch.ones_like(out))
+
+            a = _median_ms(ours, args.rounds)
+            b = _median_ms(numpy_ref, max(1, args.rounds // 3))
+            c = _median_ms(theirs, args.rounds) if torch else float("nan")
+            vs_t = f"{c / a:8.2f}x" if torch else f"{'-':>9}"
+            print(f"{cell:5} {'train' if train else 'infer':6} {a:9.2f} {b:9.2f} {c:9.2f} {b / a:8.2f}x {vs_t}")
+    return 0
+
+
 def _positive(kind):
     def parse(s):
         v = kind(s)
@@ -322,9 +381,15 @@ def build_parser():
     g.add_argument("--batch", type=_positive(int), default=16)
     g.add_argument("--out", default="pylstm-out")
     g.add_argument("--seed", type=int, default=0)
+    b = sub.add_parser("bench", help="a quick timing table: pylstm against the NumPy reference and torch")
+    b.add_argument("--length", type=_positive(int), default=100)
+    b.add_argument("--batch", type=_positive(int), default=32)
+    b.add_argument("--hidden", type=_positive(int), default=256)
+    b.add_argument("--rounds", type=_positive(int), default=5)
+    b.add_argument("--seed", type=int, default=0)
     return p
 
 
 def main(argv):
     args = build_parser().parse_args(argv)
-    return {"train": train, "sample": sample, "gradflow": gradflow}[args.command](args)
+    return {"train": train, "sample": sample, "gradflow": gradflow, "bench": bench}[args.command](args)

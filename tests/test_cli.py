@@ -52,6 +52,14 @@ def test_train_sample_gradflow_end_to_end(tmp_path):
     assert float(rows[-1][-1]) > float(rows[-1][1])
 
 
+def test_bench_prints_a_row_per_cell_and_pass(tmp_path):
+    r = _run("bench", "--length", "5", "--batch", "2", "--hidden", "8", "--rounds", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines() if line.split()[:1] in (["lstm"], ["gru"], ["rnn"])]
+    assert [(row[0], row[1]) for row in rows] == [(c, p) for c in ("lstm", "gru", "rnn") for p in ("infer", "train")]
+    assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
+
+
 def test_cli_errors_are_clear(tmp_path):
     r = _run("train", "--data", str(tmp_path / "missing.txt"), cwd=tmp_path)
     assert r.returncode != 0 and "is not a readable file" in r.stderr
