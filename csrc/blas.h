@@ -61,8 +61,7 @@ void gemm(bool ta, bool tb, index_t M, index_t N, index_t K, Real alpha, const R
   const bool by_rows = M >= N;
   const index_t blocks = by_rows ? M : (N + 15) / 16;
   parallel([&](int tid, int nt) {
-    for (int part = tid; part < parts; part += nt) {
-      const auto [b0, b1] = split_range(blocks, part, parts);
+    for_parts(blocks, parts, tid, nt, [&](index_t b0, index_t b1) {
       if (by_rows) {
         if (b1 > b0)
           detail::gemm1(ta, tb, b1 - b0, N, K, alpha, ta ? A + b0 : A + b0 * lda, lda, B, ldb, beta, C + b0 * ldc,
@@ -72,7 +71,7 @@ void gemm(bool ta, bool tb, index_t M, index_t N, index_t K, Real alpha, const R
         if (n1 > n0)
           detail::gemm1(ta, tb, M, n1 - n0, K, alpha, A, lda, tb ? B + n0 * ldb : B + n0, ldb, beta, C + n0, ldc);
       }
-    }
+    });
   });
 }
 

@@ -191,16 +191,8 @@ __attribute__((always_inline)) inline void fused_rows(const FusedLstm& F, index_
     alignas(64) float cp[kLanes] = {}, hn[kLanes], cn[kLanes], tn[kLanes];
     for (int q = 0; q < kLstmGates; ++q) *reinterpret_cast<vec16*>(a[q]) = acc[r][q];
     for (index_t j = 0; j < valid; ++j) cp[j] = c_prev[n * H + u0 + j];
-    for (index_t j = 0; j < kLanes; ++j) {
-      const float i = act_sigmoid(a[0][j] + bias[j]);
-      const float f = act_sigmoid(a[1][j] + bias[kLanes + j]);
-      const float gg = act_tanh(a[2][j] + bias[2 * kLanes + j]);
-      const float o = act_sigmoid(a[3][j] + bias[3 * kLanes + j]);
-      const float cc = f * cp[j] + i * gg;
-      const float t = act_tanh(cc);
-      a[0][j] = i; a[1][j] = f; a[2][j] = gg; a[3][j] = o;
-      cn[j] = cc; tn[j] = t; hn[j] = o * t;
-    }
+    lstm_row_forward(hn, cn, tn, a[0], a[1], a[2], a[3], cp, bias, bias + kLanes, bias + 2 * kLanes,
+                     bias + 3 * kLanes, kLanes);
     std::copy(hn, hn + valid, h + n * F.ldy + u0);
     std::copy(cn, cn + valid, c + n * H + u0);
     if (tc) {  // training: the activated gates and tanh(c_t) for backward
@@ -211,6 +203,8 @@ __attribute__((always_inline)) inline void fused_rows(const FusedLstm& F, index_
   }
 }
 
+// The part loops are written out rather than passed to for_parts(): a lambda body is a function of its own, compiled
+// for the baseline ISA rather than this clone's, and the kernel inlined into it ran 10× slower (measured).
 PYLSTM_VECTOR_CLONES void lstm_fused_thread(const FusedLstm& F, int tid, int nt) {
   const index_t T = F.T, N = F.N, I = F.I, H = F.H, GH = kLstmGates * H, nb = unit_blocks(H);
   // Pack this thread's blocks of W_hh and of the bias (zeros beyond H).

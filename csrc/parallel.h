@@ -32,4 +32,15 @@ inline std::pair<std::int64_t, std::int64_t> split_range(std::int64_t n, int tid
   return {n * tid / nt, n * (tid + 1) / nt};
 }
 
+// Calls f(begin, end) for each of the `parts` even parts of n items that thread tid of an nt-thread region owns
+// (part ≡ tid mod nt). The parts depend on `parts` alone, so a region that runs on fewer threads than planned
+// (nt = 1 when the pool is busy) does the same work, element by element.
+template <typename F>
+void for_parts(std::int64_t n, int parts, int tid, int nt, F&& f) {
+  for (int part = tid; part < parts; part += nt) {
+    const auto [begin, end] = split_range(n, part, parts);
+    f(begin, end);
+  }
+}
+
 }  // namespace pylstm
