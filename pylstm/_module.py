@@ -44,7 +44,7 @@ class _Module:
         # so separate modules do run in parallel). Which forward a backward consumes is then the last one to run.
         self._lock = threading.RLock()
         rng = np.random.default_rng(seed)
-        k = 1.0 / math.sqrt(self.hidden_size)
+        k = self._init_bound()
         self._params = {}
         for name, shape in self._param_shapes().items():
             self._params[name] = rng.uniform(-k, k, size=shape).astype(self.dtype)
@@ -52,6 +52,10 @@ class _Module:
 
     def _param_shapes(self):
         raise NotImplementedError
+
+    def _init_bound(self):
+        """Parameters start uniform in ±this bound: torch.nn's 1/√hidden_size for the recurrent modules."""
+        return 1.0 / math.sqrt(self.hidden_size)
 
     def _forget(self):
         """Drops whatever a training forward kept for backward."""

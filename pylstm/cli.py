@@ -57,12 +57,16 @@ def stdlib_docstrings(max_chars=2_000_000):
     return text
 
 
-def _model(cell, vocab_size, hidden, layers, seed):
+def _layer_class(cell):
     import pylstm
+
+    return {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}[cell]
+
+
+def _model(cell, vocab_size, hidden, layers, seed):
     from pylstm import nn
 
-    cls = {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}[cell]
-    return cls(vocab_size, hidden, layers, seed=seed), nn.Linear(hidden, vocab_size, seed=seed)
+    return _layer_class(cell)(vocab_size, hidden, layers, seed=seed), nn.Linear(hidden, vocab_size, seed=seed)
 
 
 def _unigram_entropy(ids, V):
@@ -299,7 +303,7 @@ def bench(args):
     print(f"{'cell':5} {'pass':6} {'pylstm':>9} {'numpy':>9} {'torch':>9} {'vs numpy':>9} {'vs torch':>9}")
     x = rng.standard_normal((T, N, H)).astype(np.float32)
     for cell in CELLS:
-        m = {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}[cell](H, H, seed=args.seed)
+        m = _layer_class(cell)(H, H, seed=args.seed)
         p = m.state_dict()
         W = [p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]]
         fwd = getattr(reference, f"{cell}_forward")

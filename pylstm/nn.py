@@ -5,46 +5,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._module import _dtype, _size
+from ._module import _Module, _size
 
 
-class Linear:
-    """y = x Wᵀ + b over the last axis, with an explicit backward that adds into `grads` (as the layers do)."""
+class Linear(_Module):
+    """y = x Wᵀ + b over the last axis, with an explicit backward that adds into `grads` (as the layers do).
+    Parameters `weight` (out, in) and `bias` (out,) start as torch.nn.Linear's, uniform in ±1/√in_features."""
 
     def __init__(self, in_features, out_features, *, dtype="float32", seed=None):
         self.in_features = _size("in_features", in_features)
         self.out_features = _size("out_features", out_features)
-        self.dtype = _dtype(dtype)
-        k = 1.0 / np.sqrt(self.in_features)  # torch.nn.Linear's default range
-        rng = np.random.default_rng(seed)
-        self._params = {
-            "weight": rng.uniform(-k, k, (self.out_features, self.in_features)).astype(self.dtype),
-            "bias": rng.uniform(-k, k, self.out_features).astype(self.dtype),
-        }
-        self.grads = {k: np.zeros_like(v) for k, v in self._params.items()}
+        self._x = None
+        super().__init__(dtype, seed)
+
+    def _param_shapes(self):
+        return {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+
+    def _init_bound(self):
+        return 1.0 / np.sqrt(self.in_features)
+
+    def _forget(self):
         self._x = None
 
-    def state_dict(self):
-        return dict(self._params)
-
-    def load_state_dict(self, d):
-        for k, p in self._params.items():
-            if k not in d:
-                raise ValueError(f"state_dict is missing {k!r}")
-            v = np.asarray(d[k])
-            if v.shape != p.shape:
-                raise ValueError(f"state_dict[{k!r}] must have shape {p.shape}, got {v.shape}")
-        for k, p in self._params.items():
-            np.copyto(p, np.asarray(d[k]), casting="unsafe")
-
-    def zero_grad(self):
-        for g in self.grads.values():
-            g.fill(0)
-
     def __call__(self, x):
-        x = np.asarray(x)
-        if x.dtype != self.dtype:
-            raise TypeError(f"x must have dtype {self.dtype}, got {x.dtype}")
+        x = self._as_input("x", x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must have shape (..., {self.in_features}), got {x.shape}")
         self._x = x
@@ -110,14 +94,13 @@ def load(path, modules, optimizer=None):
         parts[name] = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
         if not parts[name]:
             raise ValueError(f"{path} has no weights for {name!r}")
-    # Load into copies first so that a mismatch in a later module leaves every module unchanged.
+    # Check every module's entries before loading any, so that a mismatch in a later module changes nothing.
     for name, m in modules.items():
-        trial = {k: v.copy() for k, v in m.state_dict().items()}
-        for k in trial:
+        for k, p in m.state_dict().items():
             if k not in parts[name]:
                 raise ValueError(f"{path} is missing {name}/{k}")
-            if parts[name][k].shape != trial[k].shape:
-                raise ValueError(f"{path}: {name}/{k} has shape {parts[name][k].shape}, expected {trial[k].shape}")
+            if parts[name][k].shape != p.shape:
+                raise ValueError(f"{path}: {name}/{k} has shape {parts[name][k].shape}, expected {p.shape}")
     for name, m in modules.items():
         m.load_state_dict(parts[name])
     if optimizer is not None:
