@@ -77,7 +77,7 @@ def selfcheck(seed=0, rounds=5, out=None):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("train", "sample", "gradflow", "bench", "-h", "--help"):
+    if argv and argv[0] in ("train", "sample", "task", "gradflow", "bench", "-h", "--help"):
         from .cli import main as cli_main
 
         return cli_main(argv)

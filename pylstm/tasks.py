@@ -1,0 +1,124 @@
+"""The long-range memory benchmarks of the LSTM literature, as data generators and a small training loop:
+the adding problem (Hochreiter & Schmidhuber 1997, experiment 4) and the copy task (Arjovsky et al. 2016)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# The adding problem's usual success criterion: a sequence counts as solved when the absolute error of the sum is
+# below 0.04 (Hochreiter & Schmidhuber 1997). Predicting the mean sum, 1, scores MSE 1/6 (two U(0,1) draws).
+ADDING_TOLERANCE = 0.04
+ADDING_BASELINE_MSE = 1.0 / 6.0
+
+
+def adding_problem(rng, length, batch, dtype=np.float32):
+    """x (length, batch, 2): channel 0 holds U(0,1) values, channel 1 marks exactly two steps, one in each half.
+    y (batch,): the sum of the two marked values. The marks can be `length` - 1 steps apart at most."""
+    if length < 2:
+        raise ValueError(f"length must be >= 2 for the adding problem, got {length}")
+    x = np.zeros((length, batch, 2), dtype)
+    x[:, :, 0] = rng.random((length, batch))
+    cols = np.arange(batch)
+    first = rng.integers(0, length // 2, batch)
+    second = rng.integers(length // 2, length, batch)
+    x[first, cols, 1] = 1
+    x[second, cols, 1] = 1
+    y = (x[first, cols, 0] + x[second, cols, 0]).astype(dtype)
+    return x, y
+
+
+def copy_task(rng, length, batch, symbols=8, copies=10, dtype=np.float32):
+    """The copy task: `copies` random symbols (from `symbols` kinds), then `length` blanks of which the last is a
+    delimiter, then `copies` blanks during which the model must repeat the symbols in order.
+    x (length + 2·copies, batch, symbols + 2), one-hot: 0 ... symbols-1 are symbols, then blank, then delimiter.
+    y (copies, batch): the symbols to recall, read from the model's last `copies` outputs."""
+    if length < 1:
+        raise ValueError(f"length must be >= 1 for the copy task, got {length}")
+    T = length + 2 * copies
+    ids = np.full((T, batch), symbols)  # blank
+    y = rng.integers(0, symbols, (copies, batch))
+    ids[:copies] = y
+    ids[copies + length - 1] = symbols + 1  # the delimiter: "start repeating now"
+    return np.eye(symbols + 2, dtype=dtype)[ids], y
+
+
+class Task:
+    """One training run of a recurrent layer plus a Linear head on the adding problem or the copy task.
+    `step()` trains on a fresh batch; `evaluate()` scores a fixed held-out batch. Every batch is new data, so
+    there is no overfitting to speak of: the held-out score measures what the model has learned to do."""
+
+    def __init__(self, name, cell, length, *, hidden=128, batch=64, lr=1e-3, clip=1.0, seed=0, eval_batch=1000,
+                 symbols=8, copies=10, gate_bias=1.0):
+        from . import GRU, LSTM, RNN, nn, optim
+
+        if name not in ("adding", "copy"):
+            raise ValueError(f"task must be 'adding' or 'copy', got {name!r}")
+        self.name, self.cell, self.length, self.batch, self.clip = name, cell, length, batch, clip
+        self.symbols, self.copies = symbols, copies
+        self.rng = np.random.default_rng(seed)
+        inputs, outputs = (2, 1) if name == "adding" else (symbols + 2, symbols)
+        # Independent streams for the layer and the head: one seed for both would give the head the same numbers as
+        # the start of the layer's weight_ih, a correlated start that can leave training stuck at the baseline.
+        rnn_seed, head_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+        self.rnn = {"lstm": LSTM, "gru": GRU, "rnn": RNN}[cell](inputs, hidden, seed=rnn_seed)
+        if cell in ("lstm", "gru"):
+            # The LSTM's forget gate and the GRU's update gate are both the second block of H rows (PyTorch order):
+            # a positive bias there starts the cell remembering (f or z near 1) instead of half-forgetting each step.
+            self.rnn.state_dict()["bias_hh_l0"][hidden:2 * hidden] += gate_bias
+        self.head = nn.Linear(hidden, outputs, seed=head_seed)
+        self.opt = optim.Adam([self.rnn, self.head], lr=lr)
+        self._clip_grad_norm = optim.clip_grad_norm
+        self._eval = self._data(np.random.default_rng([seed, 1]), eval_batch)
+
+    def _data(self, rng, n):
+        if self.name == "adding":
+            return adding_problem(rng, self.length, n)
+        return copy_task(rng, self.length, n, self.symbols, self.copies)
+
+    def _loss(self, out, y, backward):
+        """(loss, dL/d out or None, score) for the layer's output `out`; the score is the task's accuracy.
+        With `backward`, the head's gradients are added into its grads."""
+        from . import nn
+
+        dout = np.zeros_like(out) if backward else None
+        if self.name == "adding":
+            pred = self.head(out[-1])[:, 0]
+            err = pred.astype(np.float64) - y
+            if backward:
+                dout[-1] = self.head.backward((2.0 * err / len(y))[:, None])
+            return float(np.mean(err ** 2)), dout, float(np.mean(np.abs(err) < ADDING_TOLERANCE))
+        logits = self.head(out[-self.copies:])
+        loss, dlogits = nn.softmax_cross_entropy(logits, y)
+        if backward:
+            dout[-self.copies:] = self.head.backward(dlogits)
+        return loss, dout, float(np.mean(logits.argmax(-1) == y))
+
+    def step(self):
+        """One Adam step on a fresh batch with the gradient norm clipped; returns the batch's loss."""
+        x, y = self._data(self.rng, self.batch)
+        self.opt.zero_grad()
+        out, _ = self.rnn(x)
+        loss, dout, _ = self._loss(out, y, True)
+        self.rnn.backward(dout)
+        self._clip_grad_norm([self.rnn, self.head], self.clip)
+        self.opt.step()
+        return loss
+
+    def evaluate(self):
+        """(loss, score) on the held-out batch: MSE and the fraction within 0.04 for adding, cross-entropy and
+        per-symbol accuracy for copy."""
+        self.rnn.eval()
+        try:
+            out, _ = self.rnn(self._eval[0])
+            loss, _, score = self._loss(out, self._eval[1], False)
+        finally:
+            self.rnn.train()
+        return loss, score
+
+    @staticmethod
+    def baseline_of(name, symbols=8):
+        """(loss, score) of a model without memory: predicting the mean sum 1 (adding: MSE 1/6, and the fraction
+        within 0.04 is not a constant, so None), or guessing uniformly (copy: ln(symbols) and 1/symbols)."""
+        if name == "adding":
+            return ADDING_BASELINE_MSE, None
+        return float(np.log(symbols)), 1.0 / symbols
