@@ -73,7 +73,7 @@ def _torch(cell, T, N, H, train):
 
 def _ort(cell, T, N, H, train):
     pytest.importorskip("onnxruntime")
-    from onnx_models import onnx_model, ort_session  # tests/ is on pytest's path
+    from pylstm._onnx import onnx_model, ort_session
 
     m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0)
     p = m.state_dict()

@@ -82,6 +82,10 @@ def _sample(rnn, head, vocab, prompt, length, temperature, rng):
     index = {c: i for i, c in enumerate(vocab)}
     was_training = rnn.training
     rnn.eval()
+    unknown = sorted(set(prompt) - set(index))
+    if unknown:
+        print(f"note: the checkpoint's vocabulary has no {', '.join(map(repr, unknown))}; those prompt characters "
+              "are skipped", file=sys.stderr)
     ids = [index[c] for c in prompt if c in index] or [0]
     out, state = rnn(eye[np.array(ids)][:, None, :])
     logits = head(out[-1, 0])
@@ -106,8 +110,9 @@ def _progress(total, desc):
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5)
 
 
-def _plot(path, series, xlabel, ylabel, title, logy=False):
-    """Saves a line plot; returns False (and says how to get pictures) when matplotlib is missing."""
+def _plot(path, series, xlabel, ylabel, title, logy=False, baselines=()):
+    """Saves a line plot, the series named in `baselines` dashed; returns False (and says how to get pictures) when
+    matplotlib is missing."""
     try:
         import matplotlib
 
@@ -118,7 +123,7 @@ def _plot(path, series, xlabel, ylabel, title, logy=False):
         return False
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, (x, y) in series.items():
-        ax.plot(x, y, label=label)
+        ax.plot(x, y, label=label, **({"linestyle": "--", "color": "0.4"} if label in baselines else {}))
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
@@ -199,7 +204,8 @@ def train(args):
         history["step"].append(step)
         history["train"].append(loss)
         if bar is not None:
-            bar.set_postfix(loss=f"{ema:.3f}", chars_per_s=f"{step * T * N / (time.perf_counter() - t0):,.0f}", refresh=False)
+            speed = step * T * N / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{ema:.3f}", chars_per_s=f"{speed:,.0f}", refresh=False)
             bar.update(1)
         if step % args.eval_every == 0 or step == args.steps:
             val = evaluate()
@@ -223,7 +229,8 @@ def train(args):
     _plot(os.path.join(out_dir, f"{args.cell}-loss.png"),
           {"train (per step)": (history["step"], history["train"]), "validation": (history["val_step"], history["val"]),
            "unigram entropy": ([1, args.steps], [H0, H0])},
-          "step", "loss (nats/char)", f"{args.cell.upper()} character model on {source}")
+          "step", "loss (nats/char)", f"{args.cell.upper()} character model on {source}",
+          baselines=("unigram entropy",))
     return 0
 
 
@@ -340,7 +347,8 @@ def task(args):
     series["no memory"] = ([1, args.steps], [base_loss, base_loss])
     _plot(os.path.join(args.out, f"task-{args.task}.png"), series, "training step",
           "held-out MSE" if args.task == "adding" else "held-out cross-entropy (nats)",
-          f"{args.task} {'problem' if args.task == 'adding' else 'task'}, length {length}", logy=args.task == "adding")
+          f"{args.task} {'problem' if args.task == 'adding' else 'task'}, length {length}", logy=args.task == "adding",
+          baselines=("no memory",))
     return 0
 
 
@@ -353,16 +361,29 @@ def bench(args):
 
     rng = np.random.default_rng(args.seed)
     T, N, H = args.length, args.batch, args.hidden
+    threads = pylstm.get_num_threads()
     try:
         import torch
 
-        torch.set_num_threads(pylstm.get_num_threads())
+        torch.set_num_threads(threads)
     except ImportError:
         torch = None
-    print(f"one layer, T={T}, N={N}, I=H={H}, float32, {pylstm.get_num_threads()} threads; median ms of "
-          f"{args.rounds} calls" + ("" if torch else " (torch not installed: no torch column)"))
-    print(f"{'cell':5} {'pass':6} {'pylstm':>9} {'numpy':>9} {'torch':>9} {'vs numpy':>9} {'vs torch':>9}")
+    try:
+        import onnx  # noqa: F401  (the model builder needs it)
+        import onnxruntime  # noqa: F401
+
+        from pylstm._onnx import onnx_model, ort_session
+        has_ort = True
+    except ImportError:
+        has_ort = False
+    missing = [name for name, ok in (("torch", torch is not None), ("onnxruntime and onnx", has_ort)) if not ok]
+    print(f"one layer, T={T}, N={N}, I=H={H}, float32, {threads} threads; median ms of {args.rounds} calls; "
+          f"ratios are the other's time over pylstm's (above 1: pylstm is faster)"
+          + (f"; not installed: {', '.join(missing)}" if missing else ""))
+    print(f"{'cell':5} {'pass':6} {'pylstm':>9} {'numpy':>9} {'torch':>9} {'ORT':>9} {'vs numpy':>9} {'vs torch':>9} "
+          f"{'vs ORT':>9}")
     x = rng.standard_normal((T, N, H)).astype(np.float32)
+    nan = float("nan")
     for cell in CELLS:
         m = _layer_class(cell)(H, H, seed=args.seed)
         p = m.state_dict()
@@ -370,6 +391,7 @@ def bench(args):
         fwd = getattr(reference, f"{cell}_forward")
         ref_state = (None, None) if cell == "lstm" else (None,)
         tm = getattr(torch.nn, cell.upper())(H, H) if torch else None
+        sess = ort_session(onnx_model(cell, *W), threads) if has_ort else None
         for train in (False, True):
             m.train(train)
 
@@ -397,9 +419,17 @@ def bench(args):
 
             a = _median_ms(ours, args.rounds)
             b = _median_ms(numpy_ref, max(1, args.rounds // 3))
-            c = _median_ms(theirs, args.rounds) if torch else float("nan")
-            vs_t = f"{c / a:8.2f}x" if torch else f"{'-':>9}"
-            print(f"{cell:5} {'train' if train else 'infer':6} {a:9.2f} {b:9.2f} {c:9.2f} {b / a:8.2f}x {vs_t}")
+            c = _median_ms(theirs, args.rounds) if torch else nan
+            d = _median_ms(lambda: sess.run(None, {"X": x}), args.rounds) if sess and not train else nan
+
+            def ms(t):
+                return f"{t:9.2f}" if t == t else f"{'-':>9}"
+
+            def ratio(t):
+                return f"{t / a:8.2f}x" if t == t else f"{'-':>9}"
+
+            print(f"{cell:5} {'train' if train else 'infer':6} {ms(a)} {ms(b)} {ms(c)} {ms(d)} {ratio(b)} "
+                  f"{ratio(c)} {ratio(d)}")
     return 0
 
 
@@ -468,7 +498,10 @@ def build_parser():
     k.add_argument("--eval-every", type=_positive(int), default=100)
     k.add_argument("--out", default="pylstm-out")
     k.add_argument("--seed", type=int, default=0)
-    b = sub.add_parser("bench", help="a quick timing table: pylstm against the NumPy reference and torch")
+    b = sub.add_parser("bench", help="a quick timing table: pylstm against the NumPy reference, torch and ONNX Runtime",
+                       description="Times one layer of each cell, inference and training (forward plus backward), "
+                       "with pylstm, the NumPy reference and, where installed, torch and ONNX Runtime (inference "
+                       "only). For the full benchmark suite see benchmarks/ in the source tree.")
     b.add_argument("--length", type=_positive(int), default=100)
     b.add_argument("--batch", type=_positive(int), default=32)
     b.add_argument("--hidden", type=_positive(int), default=256)

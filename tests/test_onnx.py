@@ -4,7 +4,7 @@ the original form (linear_before_reset=0), the one torch does not have: this is 
 import numpy as np
 import pytest
 from conftest import rel_err
-from onnx_models import onnx_model, ort_session
+from pylstm._onnx import onnx_model, ort_session
 
 import pylstm
 

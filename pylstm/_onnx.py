@@ -1,5 +1,6 @@
-"""Builds one-layer ONNX LSTM / GRU / RNN models from PyTorch-ordered weights, for ONNX Runtime comparisons and
-benchmarks. ONNX orders the gates differently (LSTM i, o, f, c; GRU z, r, h) and packs both biases in one B."""
+"""Builds one-layer ONNX LSTM / GRU / RNN models from PyTorch-ordered weights, for `pylstm bench` and the ONNX Runtime
+tests and benchmarks (needs the optional onnx and onnxruntime). ONNX orders the gates differently (LSTM i, o, f, c;
+GRU z, r, h) and packs both biases in one B."""
 
 import numpy as np
 
