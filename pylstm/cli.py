@@ -66,8 +66,11 @@ def _layer_class(cell):
 
 def _model(cell, vocab_size, hidden, layers, seed):
     from pylstm import nn
+    from pylstm.tasks import seeds
 
-    return _layer_class(cell)(vocab_size, hidden, layers, seed=seed), nn.Linear(hidden, vocab_size, seed=seed)
+    rnn_seed, head_seed = seeds(seed, 2)
+    return (_layer_class(cell)(vocab_size, hidden, layers, seed=rnn_seed),
+            nn.Linear(hidden, vocab_size, seed=head_seed))
 
 
 def _unigram_entropy(ids, V):

@@ -42,38 +42,44 @@ def copy_task(rng, length, batch, symbols=8, copies=10, dtype=np.float32):
     return np.eye(symbols + 2, dtype=dtype)[ids], y
 
 
+def seeds(seed, n):
+    """`n` independent seeds drawn from one. Two modules built with the same seed would start from the same uniform
+    draws (scaled by their bounds): the head's weight would repeat the start of the layer's weight_ih."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
+
+
 class Task:
     """One training run of a recurrent layer plus a Linear head on the adding problem or the copy task.
     `step()` trains on a fresh batch; `evaluate()` scores a fixed held-out batch. Every batch is new data, so
     there is no overfitting to speak of: the held-out score measures what the model has learned to do."""
 
     def __init__(self, name, cell, length, *, hidden=128, batch=64, lr=1e-3, clip=1.0, seed=0, eval_batch=1000,
-                 symbols=8, copies=10, gate_bias=1.0):
+                 symbols=8, copies=10, gate_bias=1.0, dtype="float32"):
         from . import GRU, LSTM, RNN, nn, optim
 
         if name not in ("adding", "copy"):
-            raise ValueError(f"task must be 'adding' or 'copy', got {name!r}")
+            raise ValueError(f"name must be 'adding' or 'copy', got {name!r}")
+        if cell not in ("lstm", "gru", "rnn"):
+            raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn', got {cell!r}")
         self.name, self.cell, self.length, self.batch, self.clip = name, cell, length, batch, clip
         self.symbols, self.copies = symbols, copies
         self.rng = np.random.default_rng(seed)
         inputs, outputs = (2, 1) if name == "adding" else (symbols + 2, symbols)
-        # Independent streams for the layer and the head: one seed for both would give the head the same numbers as
-        # the start of the layer's weight_ih, a correlated start that can leave training stuck at the baseline.
-        rnn_seed, head_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
-        self.rnn = {"lstm": LSTM, "gru": GRU, "rnn": RNN}[cell](inputs, hidden, seed=rnn_seed)
+        rnn_seed, head_seed = seeds(seed, 2)
+        self.rnn = {"lstm": LSTM, "gru": GRU, "rnn": RNN}[cell](inputs, hidden, seed=rnn_seed, dtype=dtype)
         if cell in ("lstm", "gru"):
             # The LSTM's forget gate and the GRU's update gate are both the second block of H rows (PyTorch order):
             # a positive bias there starts the cell remembering (f or z near 1) instead of half-forgetting each step.
             self.rnn.state_dict()["bias_hh_l0"][hidden:2 * hidden] += gate_bias
-        self.head = nn.Linear(hidden, outputs, seed=head_seed)
+        self.head = nn.Linear(hidden, outputs, seed=head_seed, dtype=dtype)
         self.opt = optim.Adam([self.rnn, self.head], lr=lr)
         self._clip_grad_norm = optim.clip_grad_norm
         self._eval = self._data(np.random.default_rng([seed, 1]), eval_batch)
 
     def _data(self, rng, n):
         if self.name == "adding":
-            return adding_problem(rng, self.length, n)
-        return copy_task(rng, self.length, n, self.symbols, self.copies)
+            return adding_problem(rng, self.length, n, self.rnn.dtype)
+        return copy_task(rng, self.length, n, self.symbols, self.copies, self.rnn.dtype)
 
     def _loss(self, out, y, backward):
         """(loss, dL/d out or None, score) for the layer's output `out`; the score is the task's accuracy.
@@ -93,13 +99,19 @@ class Task:
             dout[-self.copies:] = self.head.backward(dlogits)
         return loss, dout, float(np.mean(logits.argmax(-1) == y))
 
+    def batch_loss(self, x, y, backward=False):
+        """(loss, score) on the batch (x, y); with `backward`, the loss's gradients overwrite the modules' grads."""
+        if backward:
+            self.opt.zero_grad()
+        out, _ = self.rnn(x)
+        loss, dout, score = self._loss(out, y, backward)
+        if backward:
+            self.rnn.backward(dout)
+        return loss, score
+
     def step(self):
         """One Adam step on a fresh batch with the gradient norm clipped; returns the batch's loss."""
-        x, y = self._data(self.rng, self.batch)
-        self.opt.zero_grad()
-        out, _ = self.rnn(x)
-        loss, dout, _ = self._loss(out, y, True)
-        self.rnn.backward(dout)
+        loss, _ = self.batch_loss(*self._data(self.rng, self.batch), backward=True)
         self._clip_grad_norm([self.rnn, self.head], self.clip)
         self.opt.step()
         return loss
@@ -109,11 +121,9 @@ class Task:
         per-symbol accuracy for copy."""
         self.rnn.eval()
         try:
-            out, _ = self.rnn(self._eval[0])
-            loss, _, score = self._loss(out, self._eval[1], False)
+            return self.batch_loss(*self._eval)
         finally:
             self.rnn.train()
-        return loss, score
 
     @staticmethod
     def baseline_of(name, symbols=8):

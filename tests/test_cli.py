@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from pylstm.__main__ import main
 
 
@@ -43,6 +45,9 @@ def test_train_sample_gradflow_end_to_end(tmp_path):
              cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("the ") and len(r.stdout.strip()) >= 40
+    r = _run("sample", "--checkpoint", str(tmp_path / "out" / "lstm.npz"), "--prompt", "thé €", "--length", "5",
+             cwd=tmp_path)
+    assert r.returncode == 0 and "vocabulary has no 'é', '€'" in r.stderr, r.stderr
     r = _run("gradflow", "--length", "30", "--hidden", "8", "--batch", "2", "--out", str(tmp_path / "out"),
              cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -50,6 +55,19 @@ def test_train_sample_gradflow_end_to_end(tmp_path):
     assert [int(row[0]) for row in rows] == [0, 1, 2, 5, 10, 20, 29]
     # The additive path of the LSTM with an open forget gate keeps more gradient 29 steps back than the plain RNN.
     assert float(rows[-1][-1]) > float(rows[-1][1])
+
+
+@pytest.mark.parametrize("task", ["adding", "copy"])
+def test_task_trains_every_cell_and_prints_a_row_each(tmp_path, task):
+    r = _run("task", task, "--length", "6", "--steps", "40", "--hidden", "8", "--eval-every", "20", "--copies", "2",
+             "--out", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines() if line.split()[:1] in (["lstm"], ["gru"], ["rnn"])]
+    assert [row[0] for row in rows] == ["lstm", "gru", "rnn"]
+    assert all(float(row[1]) > 0 and row[2].endswith("%") for row in rows)
+    r = _run("task", task, "--cell", "gru", "--length", "6", "--steps", "5", "--hidden", "8", "--out", str(tmp_path),
+             cwd=tmp_path)
+    assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines() if line.startswith("gru ")] == ["gru"]
 
 
 def test_bench_prints_a_row_per_cell_and_pass(tmp_path):
@@ -69,3 +87,10 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = _run("train", "--hidden", "0", cwd=tmp_path)
     assert r.returncode == 2 and "must be > 0" in r.stderr
+    r = _run("task", "sorting", cwd=tmp_path)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    r = _run("task", "adding", "--length", "1", "--steps", "1", cwd=tmp_path)
+    assert r.returncode != 0 and "--length must be >= 2" in r.stderr
+    for sub in ("train", "sample", "task", "gradflow", "bench"):
+        r = _run(sub, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and r.stdout.startswith(f"usage: pylstm {sub}") and "--seed" in r.stdout
