@@ -350,7 +350,8 @@ def task(args):
     series["no memory"] = ([1, args.steps], [base_loss, base_loss])
     _plot(os.path.join(args.out, f"task-{args.task}.png"), series, "training step",
           "held-out MSE" if args.task == "adding" else "held-out cross-entropy (nats)",
-          f"{args.task} {'problem' if args.task == 'adding' else 'task'}, length {length}", logy=args.task == "adding",
+          f"adding problem, length {length}" if args.task == "adding" else f"copy task, delay {length}",
+          logy=args.task == "adding",
           baselines=("no memory",))
     return 0
 
@@ -445,71 +446,93 @@ def _positive(kind):
     return parse
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)" after every option's help, except where there is no default value to show."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="pylstm", description="Recurrent networks on the CPU. Without a subcommand, "
                                 "`pylstm` runs the self-check (see `pylstm selfcheck --help`).")
     sub = p.add_subparsers(dest="command")
-    t = sub.add_parser("train", help="train a character-level language model",
-                       description="Trains a character-level language model (one-hot input, a recurrent stack, a "
-                       "softmax output layer; Adam with gradient-norm clipping; truncated BPTT with the state carried "
-                       "between chunks; 5 %% of the text held out). Without --data the text is the docstrings of the "
-                       "Python standard library's source files, gathered with ast (nothing is imported) and cached "
-                       "in ~/.cache/pylstm. Writes OUT/CELL.npz and OUT/CELL-loss.png.")
-    t.add_argument("--data", help="a UTF-8 text file to train on instead")
-    t.add_argument("--cell", choices=CELLS, default="lstm")
-    t.add_argument("--hidden", type=_positive(int), default=256)
-    t.add_argument("--layers", type=_positive(int), default=1)
-    t.add_argument("--seq-len", type=_positive(int), default=64, help="BPTT chunk length (default 64)")
-    t.add_argument("--batch", type=_positive(int), default=32)
-    t.add_argument("--steps", type=_positive(int), default=1200)
-    t.add_argument("--lr", type=_positive(float), default=3e-3)
-    t.add_argument("--clip", type=_positive(float), default=1.0, help="max gradient norm (default 1)")
-    t.add_argument("--eval-every", type=_positive(int), default=250)
-    t.add_argument("--out", default="pylstm-out", help="output folder (default ./pylstm-out)")
-    t.add_argument("--seed", type=int, default=0)
-    s = sub.add_parser("sample", help="generate text from a `pylstm train` checkpoint")
-    s.add_argument("--checkpoint", default=os.path.join("pylstm-out", "lstm.npz"))
-    s.add_argument("--prompt", default="The ")
-    s.add_argument("--length", type=_positive(int), default=300)
-    s.add_argument("--temperature", type=float, default=0.8)
-    s.add_argument("--seed", type=int, default=0)
-    g = sub.add_parser("gradflow", help="the vanishing-gradient picture: |dL/dx_t| for RNN, GRU and LSTM")
-    g.add_argument("--length", type=_positive(int), default=200)
-    g.add_argument("--hidden", type=_positive(int), default=64)
-    g.add_argument("--batch", type=_positive(int), default=16)
-    g.add_argument("--out", default="pylstm-out")
-    g.add_argument("--seed", type=int, default=0)
-    k = sub.add_parser("task", help="the adding problem and the copy task: long-range memory, cell against cell",
-                       description="Trains each cell (or --cell) on a classic long-range memory benchmark of the LSTM "
-                       "literature and prints the held-out score it reached, against what a model without memory "
-                       "gets. adding: the sum of two marked values of a sequence (Hochreiter & Schmidhuber 1997); "
-                       "copy: repeat symbols seen before a delay of --length blanks (Arjovsky et al. 2016). Every "
-                       "batch is fresh random data. Writes OUT/task-TASK.png.")
-    k.add_argument("task", choices=("adding", "copy"))
-    k.add_argument("--cell", choices=(*CELLS, "all"), default="all", help="default: all three")
+
+    def command(name, help, description):
+        return sub.add_parser(name, help=help, description=description,
+                              formatter_class=_HelpWithDefaults)
+
+    def positive(parser, flag, kind, default, help):
+        parser.add_argument(flag, type=_positive(kind), default=default, help=help)
+
+    def seed_and_out(parser, out=True):
+        if out:
+            parser.add_argument("--out", default="pylstm-out", help="output folder")
+        parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+
+    t = command("train", "train a character-level language model",
+                "Trains a character-level language model (one-hot input, a recurrent stack, a softmax output layer; "
+                "Adam with gradient-norm clipping; truncated BPTT with the state carried between chunks; 5 % of "
+                "the text held out). Without --data the text is the docstrings of the Python standard library's "
+                "source files, gathered with ast (nothing is imported) and cached in ~/.cache/pylstm. Writes "
+                "OUT/CELL.npz and OUT/CELL-loss.png.")
+    t.add_argument("--data", help="a UTF-8 text file to train on (default: the docstrings)")
+    t.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent cell")
+    positive(t, "--hidden", int, 256, "hidden units per layer")
+    positive(t, "--layers", int, 1, "recurrent layers")
+    positive(t, "--seq-len", int, 64, "BPTT chunk length")
+    positive(t, "--batch", int, 32, "parallel streams over the text")
+    positive(t, "--steps", int, 1200, "training steps (one chunk of every stream each)")
+    positive(t, "--lr", float, 3e-3, "Adam learning rate")
+    positive(t, "--clip", float, 1.0, "max gradient norm")
+    positive(t, "--eval-every", int, 250, "steps between validation losses and samples")
+    seed_and_out(t)
+    s = command("sample", "generate text from a `pylstm train` checkpoint",
+                "Feeds the prompt to a `pylstm train` checkpoint and draws characters one at a time. Prompt "
+                "characters outside the checkpoint's vocabulary are skipped, with a note.")
+    s.add_argument("--checkpoint", default=os.path.join("pylstm-out", "lstm.npz"), help="a `pylstm train` .npz")
+    s.add_argument("--prompt", default="The ", help="text to start from")
+    positive(s, "--length", int, 300, "characters to generate")
+    s.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (> 0; lower is safer)")
+    seed_and_out(s, out=False)
+    k = command("task", "the adding problem and the copy task: long-range memory, cell against cell",
+                "Trains each cell (or --cell) on a classic long-range memory benchmark of the LSTM literature and "
+                "prints the held-out score it reached, against what a model without memory gets. adding: the sum "
+                "of two marked values of a sequence (Hochreiter & Schmidhuber 1997); copy: repeat symbols seen "
+                "before a delay of --length blanks (Arjovsky et al. 2016). Every batch is fresh random data. "
+                "Writes OUT/task-TASK.png.")
+    k.add_argument("task", choices=("adding", "copy"), help="which benchmark")
+    k.add_argument("--cell", choices=(*CELLS, "all"), default="all", help="recurrent cell")
     k.add_argument("--length", type=_positive(int),
                    help="sequence length (adding, default 100) or delay (copy, default 20)")
-    k.add_argument("--steps", type=_positive(int), default=2000)
-    k.add_argument("--hidden", type=_positive(int), default=64)
-    k.add_argument("--batch", type=_positive(int), default=64)
-    k.add_argument("--lr", type=_positive(float), default=3e-3)
-    k.add_argument("--clip", type=_positive(float), default=1.0, help="max gradient norm (default 1)")
+    positive(k, "--steps", int, 2000, "Adam steps per cell")
+    positive(k, "--hidden", int, 64, "hidden units")
+    positive(k, "--batch", int, 64, "sequences per step")
+    positive(k, "--lr", float, 3e-3, "Adam learning rate")
+    positive(k, "--clip", float, 1.0, "max gradient norm")
     k.add_argument("--gate-bias", type=float, default=1.0,
                    help="added to the LSTM's forget-gate and the GRU's update-gate bias at the start, so that they "
-                   "begin by remembering (default 1; 0 is PyTorch's initialisation)")
-    k.add_argument("--copies", type=_positive(int), default=5, help="symbols to copy (copy task, default 5)")
-    k.add_argument("--eval-every", type=_positive(int), default=100)
-    k.add_argument("--out", default="pylstm-out")
-    k.add_argument("--seed", type=int, default=0)
-    b = sub.add_parser("bench", help="a quick timing table: pylstm against the NumPy reference, torch and ONNX Runtime",
-                       description="Times one layer of each cell, inference and training (forward plus backward), "
-                       "with pylstm, the NumPy reference and, where installed, torch and ONNX Runtime (inference "
-                       "only). For the full benchmark suite see benchmarks/ in the source tree.")
-    b.add_argument("--length", type=_positive(int), default=100)
-    b.add_argument("--batch", type=_positive(int), default=32)
-    b.add_argument("--hidden", type=_positive(int), default=256)
-    b.add_argument("--rounds", type=_positive(int), default=5)
-    b.add_argument("--seed", type=int, default=0)
+                   "begin by remembering (0 is PyTorch's initialisation)")
+    positive(k, "--copies", int, 5, "symbols to copy (copy task)")
+    positive(k, "--eval-every", int, 100, "steps between held-out scores (the curve in the PNG)")
+    seed_and_out(k)
+    g = command("gradflow", "the vanishing-gradient picture: |dL/dx_t| for RNN, GRU and LSTM",
+                "For RNN, GRU and LSTM of the same size on random input (float64), prints and plots the norm of "
+                "dL/dx_t against the distance between step t and a loss at the last step; also the LSTM and GRU "
+                "with a +3 forget- or update-gate bias. Writes OUT/gradflow.png.")
+    positive(g, "--length", int, 200, "sequence length")
+    positive(g, "--hidden", int, 64, "input and hidden size")
+    positive(g, "--batch", int, 16, "batch")
+    seed_and_out(g)
+    b = command("bench", "a quick timing table: pylstm against the NumPy reference, torch and ONNX Runtime",
+                "Times one layer of each cell, inference and training (forward plus backward), with pylstm, the "
+                "NumPy reference and, where installed, torch and ONNX Runtime (inference only). For the full "
+                "benchmark suite see benchmarks/ in the source tree.")
+    positive(b, "--length", int, 100, "sequence length")
+    positive(b, "--batch", int, 32, "batch")
+    positive(b, "--hidden", int, 256, "input and hidden size")
+    positive(b, "--rounds", int, 5, "timed calls per case (the median is shown)")
+    seed_and_out(b, out=False)
     return p
 
 
