@@ -49,12 +49,13 @@ def seeds(seed, n):
 
 
 class Task:
-    """One training run of a recurrent layer plus a Linear head on the adding problem or the copy task.
+    """One training run of a recurrent layer plus a Linear head on the adding problem or the copy task (the defaults
+    are those of `pylstm task`).
     `step()` trains on a fresh batch; `evaluate()` scores a fixed held-out batch. Every batch is new data, so
     there is no overfitting to speak of: the held-out score measures what the model has learned to do."""
 
-    def __init__(self, name, cell, length, *, hidden=128, batch=64, lr=1e-3, clip=1.0, seed=0, eval_batch=1000,
-                 symbols=8, copies=10, gate_bias=1.0, dtype="float32"):
+    def __init__(self, name, cell, length, *, hidden=64, batch=64, lr=3e-3, clip=1.0, seed=0, eval_batch=1000,
+                 symbols=8, copies=5, gate_bias=1.0, dtype="float32"):
         from . import GRU, LSTM, RNN, nn, optim
 
         if name not in ("adding", "copy"):
@@ -119,11 +120,12 @@ class Task:
     def evaluate(self):
         """(loss, score) on the held-out batch: MSE and the fraction within 0.04 for adding, cross-entropy and
         per-symbol accuracy for copy."""
+        was_training = self.rnn.training
         self.rnn.eval()
         try:
             return self.batch_loss(*self._eval)
         finally:
-            self.rnn.train()
+            self.rnn.train(was_training)
 
     @staticmethod
     def baseline_of(name, symbols=8):

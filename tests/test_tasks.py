@@ -36,7 +36,9 @@ def test_copy_task_layout(rng):
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_task_loss_gradients_match_finite_differences(name, cell):
     run = tasks.Task(name, cell, 5, hidden=4, batch=3, copies=2, symbols=3, eval_batch=3, dtype="float64", seed=1)
-    x, y = run._data(np.random.default_rng(2), 3)
+    rng = np.random.default_rng(2)
+    x, y = (tasks.adding_problem(rng, 5, 3, "float64") if name == "adding"
+            else tasks.copy_task(rng, 5, 3, symbols=3, copies=2, dtype="float64"))
     run.batch_loss(x, y, backward=True)
 
     def loss():
