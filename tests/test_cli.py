@@ -67,7 +67,8 @@ def test_task_trains_every_cell_and_prints_a_row_each(tmp_path, task):
     assert all(float(row[1]) > 0 and row[2].endswith("%") for row in rows)
     r = _run("task", task, "--cell", "gru", "--length", "6", "--steps", "5", "--hidden", "8", "--out", str(tmp_path),
              cwd=tmp_path)
-    assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines() if line.startswith("gru ")] == ["gru"]
+    rows = [line.split()[0] for line in r.stdout.splitlines() if line.split()[:1] in (["lstm"], ["gru"], ["rnn"])]
+    assert r.returncode == 0 and rows == ["gru"]
 
 
 def test_bench_prints_a_row_per_cell_and_pass(tmp_path):
@@ -94,3 +95,13 @@ def test_cli_errors_are_clear(tmp_path):
     for sub in ("train", "sample", "task", "gradflow", "bench"):
         r = _run(sub, "--help", cwd=tmp_path)
         assert r.returncode == 0 and r.stdout.startswith(f"usage: pylstm {sub}") and "--seed" in r.stdout
+
+
+def test_without_matplotlib_the_tables_print_and_say_how_to_get_pictures(tmp_path):
+    code = ("import sys; sys.modules['matplotlib'] = None; from pylstm.cli import main; "
+            "sys.exit(main(['task', 'adding', '--cell', 'rnn', '--length', '4', '--steps', '3', '--out', "
+            f"{str(tmp_path)!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'pip install "pylstm[plot]"' in r.stdout and "rnn " in r.stdout
+    assert not (tmp_path / "task-adding.png").exists()
