@@ -22,6 +22,20 @@
 namespace pylstm {
 namespace {
 
+// Spins on `done()`, then yields the core between checks. A thread that waits for a partner must not hold the core
+// the partner needs: with more runnable threads than cores (numpy's OpenBLAS threads spin for about 0.1 s after each
+// numpy product, for one), a pure spin would burn a whole time slice while the partner waits in the run queue.
+template <typename Done>
+inline void spin_then_yield(Done done) {
+  for (int spins = 0; !done(); ++spins) {
+    if (spins < 2048) {
+      PYLSTM_PAUSE();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
 // Workers spin this long after a region before they sleep: long enough to stay hot across the back-to-back calls
 // of a training loop or of a cell stepped from Python, short enough not to steal a core from other work for long.
 constexpr auto kSpinTime = std::chrono::microseconds(300);
@@ -63,7 +77,11 @@ void Pool::worker(int tid, unsigned long seen) {
     unsigned long g;
     int spins = 0;
     while ((g = generation.load(std::memory_order_acquire)) == seen) {
-      PYLSTM_PAUSE();
+      if (spins < 2048) {
+        PYLSTM_PAUSE();
+      } else {
+        std::this_thread::yield();
+      }
       if (++spins % 256 == 0 && std::chrono::steady_clock::now() > spin_until) {
         std::unique_lock<std::mutex> lock(sleep_mutex);
         sleepers.fetch_add(1);
@@ -123,7 +141,7 @@ void parallel_run(ParallelFn fn, void* ctx) {
   tl_nt = pool->nt;
   fn(ctx, 0, pool->nt);
   tl_in_region = false;
-  while (pool->pending.load(std::memory_order_acquire) != 0) PYLSTM_PAUSE();
+  spin_then_yield([pool] { return pool->pending.load(std::memory_order_acquire) == 0; });
 }
 
 void parallel_barrier() {
@@ -135,7 +153,8 @@ void parallel_barrier() {
     pool->barrier_count.store(0, std::memory_order_relaxed);
     pool->barrier_sense.store(tl_sense, std::memory_order_release);
   } else {
-    while (pool->barrier_sense.load(std::memory_order_acquire) != tl_sense) PYLSTM_PAUSE();
+    const int sense = tl_sense;
+    spin_then_yield([pool, sense] { return pool->barrier_sense.load(std::memory_order_acquire) == sense; });
   }
 }
 

@@ -538,4 +538,12 @@ def build_parser():
 
 def main(argv):
     args = build_parser().parse_args(argv)
-    return {"train": train, "sample": sample, "task": task, "gradflow": gradflow, "bench": bench}[args.command](args)
+    run = {"train": train, "sample": sample, "task": task, "gradflow": gradflow, "bench": bench}[args.command]
+    if args.command == "bench":  # times numpy as it comes
+        return run(args)
+    # numpy's own OpenBLAS threads keep spinning for about 0.1 s after each numpy product (the output layer, here),
+    # and on a small machine they take the cores pylstm's pool needs: `pylstm train` ran 2.5x slower with them.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return run(args)
