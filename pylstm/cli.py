@@ -58,19 +58,10 @@ def stdlib_docstrings(max_chars=2_000_000):
     return text
 
 
-def _layer_class(cell):
-    import pylstm
-
-    return {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}[cell]
-
-
 def _model(cell, vocab_size, hidden, layers, seed):
     from pylstm import nn
-    from pylstm.tasks import seeds
 
-    rnn_seed, head_seed = seeds(seed, 2)
-    return (_layer_class(cell)(vocab_size, hidden, layers, seed=rnn_seed),
-            nn.Linear(hidden, vocab_size, seed=head_seed))
+    return nn.recurrent_model(cell, vocab_size, hidden, vocab_size, layers, seed=seed)
 
 
 def _unigram_entropy(ids, V):
@@ -294,35 +285,33 @@ def gradflow(args):
     return 0
 
 
-TASK_DEFAULTS = {"adding": {"length": 100}, "copy": {"length": 20}}
-
-
 def task(args):
     """Trains each chosen cell on the adding problem or the copy task and prints what it reached."""
     from pylstm import tasks
 
     cells = CELLS if args.cell == "all" else (args.cell,)
-    length = args.length or TASK_DEFAULTS[args.task]["length"]
-    if args.task == "adding" and length < 2:
-        raise SystemExit("pylstm task: --length must be >= 2 for the adding problem")
+    length = args.length or tasks.DEFAULTS["length"][args.task]
+    base_loss, base_score = tasks.no_memory_score(args.task)
     if args.task == "adding":
-        what = (f"the adding problem: {length} steps of (value, mark); the output at the last step must be the sum "
-                f"of the two marked values, up to {length - 1} steps back. Solved: |error| < "
-                f"{tasks.ADDING_TOLERANCE}; predicting 1 (no memory) scores MSE {tasks.ADDING_BASELINE_MSE:.3f}")
+        print(f"the adding problem: {length} steps of (value, mark); the output at the last step must be the sum of "
+              f"the two marked values, up to {length - 1} steps back. Solved: |error| < {tasks.ADDING_TOLERANCE}. "
+              f"Always answering 1 (no memory) scores MSE {base_loss:.3f} and solves {100 * base_score:.1f} %")
     else:
-        what = (f"the copy task: {args.copies} symbols of 8, {length} blanks ending in a delimiter, then the model "
-                f"repeats the symbols. Accuracy is per recalled symbol; guessing (no memory) scores 12.5 % at "
-                f"cross-entropy {np.log(8):.3f}")
-    print(what)
+        print(f"the copy task: {args.copies} symbols of {tasks.DEFAULTS['symbols']}, {length} blanks ending in a "
+              f"delimiter, then the model repeats the symbols (only these outputs are scored). Guessing (no memory) "
+              f"scores {100 * base_score:.1f} % at cross-entropy {base_loss:.3f}")
     print(f"{args.steps} Adam steps (lr {args.lr}, clip {args.clip}) on fresh batches of {args.batch}, hidden "
           f"{args.hidden}, gate bias {args.gate_bias:+g} on the LSTM's forget and the GRU's update gate; scored on "
-          f"1000 held-out sequences")
+          f"{tasks.DEFAULTS['eval_batch']} held-out sequences")
     series, results = {}, {}
     for cell in cells:
-        run = tasks.Task(args.task, cell, length, hidden=args.hidden, batch=args.batch, lr=args.lr, clip=args.clip,
-                         seed=args.seed, symbols=8, copies=args.copies, gate_bias=args.gate_bias)
+        try:
+            run = tasks.Task(args.task, cell, length, hidden=args.hidden, batch=args.batch, lr=args.lr,
+                             clip=args.clip, seed=args.seed, copies=args.copies, gate_bias=args.gate_bias)
+        except ValueError as e:
+            raise SystemExit(f"pylstm task: --{e}") from None
         bar = _progress(args.steps, f"{args.task} {cell}")
-        steps, losses = [], []
+        steps, scores = [], []
         t0, ema = time.perf_counter(), None
         for step in range(1, args.steps + 1):
             loss = run.step()
@@ -332,27 +321,25 @@ def task(args):
                 bar.update(1)
             if step % args.eval_every == 0 or step == args.steps:
                 steps.append(step)
-                losses.append(run.evaluate())
+                scores.append(run.evaluate())
         if bar is not None:
             bar.close()
-        results[cell] = (*losses[-1], time.perf_counter() - t0)
-        series[cell.upper()] = (steps, [l for l, _ in losses])
-    base_loss, chance = tasks.Task.baseline_of(args.task, symbols=8)
+        results[cell] = (*scores[-1], time.perf_counter() - t0)
+        series[cell.upper()] = (steps, [loss for loss, _ in scores])
     if args.task == "adding":
         print(f"{'cell':5} {'MSE':>9} {'solved':>7} {'MSE vs no memory':>17} {'time':>7}")
-        for cell, (mse, acc, secs) in results.items():
-            print(f"{cell:5} {mse:9.4f} {100 * acc:6.1f}% {base_loss / mse:16.1f}x {secs:6.1f}s")
+        for cell, (mse, solved, secs) in results.items():
+            print(f"{cell:5} {mse:9.4f} {100 * solved:6.1f}% {base_loss / mse:16.1f}x {secs:6.1f}s")
     else:
         print(f"{'cell':5} {'loss':>9} {'accuracy':>9} {'chance':>7} {'time':>7}")
         for cell, (ce, acc, secs) in results.items():
-            print(f"{cell:5} {ce:9.4f} {100 * acc:8.1f}% {100 * chance:6.1f}% {secs:6.1f}s")
+            print(f"{cell:5} {ce:9.4f} {100 * acc:8.1f}% {100 * base_score:6.1f}% {secs:6.1f}s")
     os.makedirs(args.out, exist_ok=True)
     series["no memory"] = ([1, args.steps], [base_loss, base_loss])
     _plot(os.path.join(args.out, f"task-{args.task}.png"), series, "training step",
           "held-out MSE" if args.task == "adding" else "held-out cross-entropy (nats)",
           f"adding problem, length {length}" if args.task == "adding" else f"copy task, delay {length}",
-          logy=args.task == "adding",
-          baselines=("no memory",))
+          logy=args.task == "adding", baselines=("no memory",))
     return 0
 
 
@@ -360,8 +347,14 @@ def bench(args):
     """A quick table on this machine: pylstm against the NumPy reference and, when installed, torch and ONNX
     Runtime (inference), for one layer of each cell type; medians of --rounds calls after one warm-up."""
     import pylstm
-    from pylstm import reference
+    from pylstm import nn, reference
     from pylstm.__main__ import _median_ms
+
+    def ms(t):
+        return f"{t:9.2f}" if t == t else f"{'-':>9}"
+
+    def ratio(theirs, ours):
+        return f"{theirs / ours:8.2f}x" if theirs == theirs else f"{'-':>9}"
 
     rng = np.random.default_rng(args.seed)
     T, N, H = args.length, args.batch, args.hidden
@@ -389,7 +382,7 @@ def bench(args):
     x = rng.standard_normal((T, N, H)).astype(np.float32)
     nan = float("nan")
     for cell in CELLS:
-        m = _layer_class(cell)(H, H, seed=args.seed)
+        m = nn.LAYERS[cell](H, H, seed=args.seed)
         p = m.state_dict()
         W = [p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]]
         fwd = getattr(reference, f"{cell}_forward")
@@ -426,15 +419,16 @@ def bench(args):
             c = _median_ms(theirs, args.rounds) if torch else nan
             d = _median_ms(lambda: sess.run(None, {"X": x}), args.rounds) if sess and not train else nan
 
-            def ms(t):
-                return f"{t:9.2f}" if t == t else f"{'-':>9}"
-
-            def ratio(t):
-                return f"{t / a:8.2f}x" if t == t else f"{'-':>9}"
-
-            print(f"{cell:5} {'train' if train else 'infer':6} {ms(a)} {ms(b)} {ms(c)} {ms(d)} {ratio(b)} "
-                  f"{ratio(c)} {ratio(d)}")
+            print(f"{cell:5} {'train' if train else 'infer':6} {ms(a)} {ms(b)} {ms(c)} {ms(d)} {ratio(b, a)} "
+                  f"{ratio(c, a)} {ratio(d, a)}")
     return 0
+
+
+def _non_negative_int(s):
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
 
 
 def _positive(kind):
@@ -458,17 +452,16 @@ def build_parser():
                                 "`pylstm` runs the self-check (see `pylstm selfcheck --help`).")
     sub = p.add_subparsers(dest="command")
 
-    def command(name, help, description):
-        return sub.add_parser(name, help=help, description=description,
-                              formatter_class=_HelpWithDefaults)
+    def command(name, summary, description):
+        return sub.add_parser(name, help=summary, description=description, formatter_class=_HelpWithDefaults)
 
-    def positive(parser, flag, kind, default, help):
-        parser.add_argument(flag, type=_positive(kind), default=default, help=help)
+    def positive(parser, flag, kind, default, text):
+        parser.add_argument(flag, type=_positive(kind), default=default, help=text)
 
     def seed_and_out(parser, out=True):
         if out:
             parser.add_argument("--out", default="pylstm-out", help="output folder")
-        parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+        parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of every random draw")
 
     t = command("train", "train a character-level language model",
                 "Trains a character-level language model (one-hot input, a recurrent stack, a softmax output layer; "
@@ -482,10 +475,10 @@ def build_parser():
     positive(t, "--layers", int, 1, "recurrent layers")
     positive(t, "--seq-len", int, 64, "BPTT chunk length")
     positive(t, "--batch", int, 32, "parallel streams over the text")
-    positive(t, "--steps", int, 1200, "training steps (one chunk of every stream each)")
+    positive(t, "--steps", int, 2500, "training steps (one chunk of every stream each)")
     positive(t, "--lr", float, 3e-3, "Adam learning rate")
     positive(t, "--clip", float, 1.0, "max gradient norm")
-    positive(t, "--eval-every", int, 250, "steps between validation losses and samples")
+    positive(t, "--eval-every", int, 500, "steps between validation losses and samples")
     seed_and_out(t)
     s = command("sample", "generate text from a `pylstm train` checkpoint",
                 "Feeds the prompt to a `pylstm train` checkpoint and draws characters one at a time. Prompt "
@@ -495,25 +488,27 @@ def build_parser():
     positive(s, "--length", int, 300, "characters to generate")
     s.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (> 0; lower is safer)")
     seed_and_out(s, out=False)
+    from pylstm.tasks import DEFAULTS as TD
+
     k = command("task", "the adding problem and the copy task: long-range memory, cell against cell",
                 "Trains each cell (or --cell) on a classic long-range memory benchmark of the LSTM literature and "
                 "prints the held-out score it reached, against what a model without memory gets. adding: the sum "
-                "of two marked values of a sequence (Hochreiter & Schmidhuber 1997); copy: repeat symbols seen "
-                "before a delay of --length blanks (Arjovsky et al. 2016). Every batch is fresh random data. "
-                "Writes OUT/task-TASK.png.")
+                "of two marked values in a sequence (the form of Le et al. 2015 and Arjovsky et al. 2016, after "
+                "Hochreiter & Schmidhuber 1997); copy: repeat symbols seen before a delay of --length blanks "
+                "(Arjovsky et al. 2016). Every batch is fresh random data. Writes OUT/task-TASK.png.")
     k.add_argument("task", choices=("adding", "copy"), help="which benchmark")
     k.add_argument("--cell", choices=(*CELLS, "all"), default="all", help="recurrent cell")
-    k.add_argument("--length", type=_positive(int),
-                   help="sequence length (adding, default 100) or delay (copy, default 20)")
-    positive(k, "--steps", int, 2000, "Adam steps per cell")
-    positive(k, "--hidden", int, 64, "hidden units")
-    positive(k, "--batch", int, 64, "sequences per step")
-    positive(k, "--lr", float, 3e-3, "Adam learning rate")
-    positive(k, "--clip", float, 1.0, "max gradient norm")
-    k.add_argument("--gate-bias", type=float, default=1.0,
+    k.add_argument("--length", type=_positive(int), help=f"sequence length (adding, default "
+                   f"{TD['length']['adding']}) or delay (copy, default {TD['length']['copy']})")
+    positive(k, "--steps", int, TD["steps"], "Adam steps per cell")
+    positive(k, "--hidden", int, TD["hidden"], "hidden units")
+    positive(k, "--batch", int, TD["batch"], "sequences per step")
+    positive(k, "--lr", float, TD["lr"], "Adam learning rate")
+    positive(k, "--clip", float, TD["clip"], "max gradient norm")
+    k.add_argument("--gate-bias", type=float, default=TD["gate_bias"],
                    help="added to the LSTM's forget-gate and the GRU's update-gate bias at the start, so that they "
                    "begin by remembering (0 is PyTorch's initialisation)")
-    positive(k, "--copies", int, 5, "symbols to copy (copy task)")
+    positive(k, "--copies", int, TD["copies"], "symbols to copy (copy task)")
     positive(k, "--eval-every", int, 100, "steps between held-out scores (the curve in the PNG)")
     seed_and_out(k)
     g = command("gradflow", "the vanishing-gradient picture: |dL/dx_t| for RNN, GRU and LSTM",

@@ -6,6 +6,25 @@ from __future__ import annotations
 import numpy as np
 
 from ._module import _Module, _size
+from .layers import GRU, LSTM, RNN
+
+LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+
+
+def seeds(seed, n):
+    """`n` independent seeds drawn from one. Two modules built with the same seed would start from the same uniform
+    draws (scaled by their bounds): an output layer's weight would repeat the start of the recurrent weight_ih."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
+
+
+def recurrent_model(cell, input_size, hidden_size, output_size, num_layers=1, *, seed=None, dtype="float32"):
+    """(layer, head): a recurrent stack of `cell` ('lstm', 'gru' or 'rnn') and a Linear output layer, drawn from
+    independent seeds derived from `seed` (fresh entropy when None)."""
+    if cell not in LAYERS:
+        raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn', got {cell!r}")
+    layer_seed, head_seed = seeds(seed, 2)
+    return (LAYERS[cell](input_size, hidden_size, num_layers, seed=layer_seed, dtype=dtype),
+            Linear(hidden_size, output_size, seed=head_seed, dtype=dtype))
 
 
 class Linear(_Module):

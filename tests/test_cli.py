@@ -1,5 +1,7 @@
-"""The `python -m pylstm` self-check runs, checks every quantity, and exits 0."""
+"""The command line: the self-check runs, checks every quantity and exits 0; train, sample, task, gradflow and bench
+run end to end on small sizes; bad paths and options give clear errors."""
 
+import importlib.util
 import subprocess
 import sys
 
@@ -62,13 +64,15 @@ def test_task_trains_every_cell_and_prints_a_row_each(tmp_path, task):
     r = _run("task", task, "--length", "6", "--steps", "40", "--hidden", "8", "--eval-every", "20", "--copies", "2",
              "--out", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert (tmp_path / f"task-{task}.png").exists()
     rows = [line.split() for line in r.stdout.splitlines() if line.split()[:1] in (["lstm"], ["gru"], ["rnn"])]
     assert [row[0] for row in rows] == ["lstm", "gru", "rnn"]
     assert all(float(row[1]) > 0 and row[2].endswith("%") for row in rows)
     r = _run("task", task, "--cell", "gru", "--length", "6", "--steps", "5", "--hidden", "8", "--out", str(tmp_path),
              cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
     rows = [line.split()[0] for line in r.stdout.splitlines() if line.split()[:1] in (["lstm"], ["gru"], ["rnn"])]
-    assert r.returncode == 0 and rows == ["gru"]
+    assert rows == ["gru"]
 
 
 def test_bench_prints_a_row_per_cell_and_pass(tmp_path):
@@ -77,6 +81,11 @@ def test_bench_prints_a_row_per_cell_and_pass(tmp_path):
     rows = [line.split() for line in r.stdout.splitlines() if line.split()[:1] in (["lstm"], ["gru"], ["rnn"])]
     assert [(row[0], row[1]) for row in rows] == [(c, p) for c in ("lstm", "gru", "rnn") for p in ("infer", "train")]
     assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
+    for row in rows:  # torch and ONNX Runtime columns, when installed (CI installs both); ORT times inference only
+        if importlib.util.find_spec("torch"):
+            assert float(row[4]) > 0
+        if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+            assert (float(row[5]) > 0) if row[1] == "infer" else row[5] == "-"
 
 
 def test_cli_errors_are_clear(tmp_path):
@@ -92,6 +101,8 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = _run("task", "adding", "--length", "1", "--steps", "1", cwd=tmp_path)
     assert r.returncode != 0 and "--length must be >= 2" in r.stderr
+    r = _run("task", "adding", "--seed", "-1", cwd=tmp_path)
+    assert r.returncode == 2 and "--seed: must be >= 0" in r.stderr
     for sub in ("train", "sample", "task", "gradflow", "bench"):
         r = _run(sub, "--help", cwd=tmp_path)
         assert r.returncode == 0 and r.stdout.startswith(f"usage: pylstm {sub}") and "--seed" in r.stdout
