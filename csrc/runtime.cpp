@@ -22,18 +22,21 @@
 namespace pylstm {
 namespace {
 
-// Spins on `done()`, then yields the core between checks. A thread that waits for a partner must not hold the core
-// the partner needs: with more runnable threads than cores (numpy's OpenBLAS threads spin for about 0.1 s after each
-// numpy product, for one), a pure spin would burn a whole time slice while the partner waits in the run queue.
-template <typename Done>
-inline void spin_then_yield(Done done) {
-  for (int spins = 0; !done(); ++spins) {
-    if (spins < 2048) {
-      PYLSTM_PAUSE();
-    } else {
-      std::this_thread::yield();
-    }
+// One wait in a spin loop: pause for the first ~2048 checks, then yield the core between checks. A thread that waits
+// for a partner must not hold the core the partner needs: with more runnable threads than cores (numpy's OpenBLAS
+// threads spin for about 0.1 s after each numpy product, for one), a pure spin would burn a whole time slice while
+// the partner waits in the run queue.
+inline void relax(int spins) {
+  if (spins < 2048) {
+    PYLSTM_PAUSE();
+  } else {
+    std::this_thread::yield();
   }
+}
+
+template <typename Done>
+inline void wait_for(Done done) {
+  for (int spins = 0; !done(); ++spins) relax(spins);
 }
 
 // Workers spin this long after a region before they sleep: long enough to stay hot across the back-to-back calls
@@ -77,11 +80,7 @@ void Pool::worker(int tid, unsigned long seen) {
     unsigned long g;
     int spins = 0;
     while ((g = generation.load(std::memory_order_acquire)) == seen) {
-      if (spins < 2048) {
-        PYLSTM_PAUSE();
-      } else {
-        std::this_thread::yield();
-      }
+      relax(spins);
       if (++spins % 256 == 0 && std::chrono::steady_clock::now() > spin_until) {
         std::unique_lock<std::mutex> lock(sleep_mutex);
         sleepers.fetch_add(1);
@@ -141,7 +140,7 @@ void parallel_run(ParallelFn fn, void* ctx) {
   tl_nt = pool->nt;
   fn(ctx, 0, pool->nt);
   tl_in_region = false;
-  spin_then_yield([pool] { return pool->pending.load(std::memory_order_acquire) == 0; });
+  wait_for([pool] { return pool->pending.load(std::memory_order_acquire) == 0; });
 }
 
 void parallel_barrier() {
@@ -154,7 +153,7 @@ void parallel_barrier() {
     pool->barrier_sense.store(tl_sense, std::memory_order_release);
   } else {
     const int sense = tl_sense;
-    spin_then_yield([pool, sense] { return pool->barrier_sense.load(std::memory_order_acquire) == sense; });
+    wait_for([pool, sense] { return pool->barrier_sense.load(std::memory_order_acquire) == sense; });
   }
 }
 

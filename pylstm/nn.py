@@ -1,5 +1,6 @@
 """The small NumPy pieces a recurrent model needs around its layers: a Linear output layer, softmax cross-entropy,
-and saving / loading models and optimizers to .npz. Not hot paths: plain NumPy, tested against finite differences."""
+a layer-plus-head builder with independent seeds, and saving / loading models and optimizers to .npz. Not hot
+paths: plain NumPy, tested against finite differences."""
 
 from __future__ import annotations
 
