@@ -29,8 +29,10 @@ except ImportError as e:  # most often: the source tree shadows the installed pa
     ) from e
 from . import reference  # noqa: E402
 from . import nn, optim  # noqa: E402
+from . import tasks  # noqa: E402  (after nn and optim, which it uses)
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .layers import GRU, LSTM, RNN  # noqa: E402
+from .optim import clip_grad_norm  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -63,5 +65,5 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "reference", "nn", "optim", "clip_grad_norm", "get_num_threads", "set_num_threads", "__version__"]
-from .optim import clip_grad_norm  # noqa: E402
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "reference", "nn", "optim", "tasks",
+           "clip_grad_norm", "get_num_threads", "set_num_threads", "__version__"]
