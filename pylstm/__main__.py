@@ -13,7 +13,10 @@ def _max_rel(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 
-def _median_ms(fn, rounds):
+def _median_ms(fn, rounds, settle=0.15):
+    # Idle first, so that the threads of whatever ran before (numpy's OpenBLAS spins for about 0.1 s after each
+    # product, torch's OpenMP for less) have gone to sleep and do not compete with the calls being timed.
+    time.sleep(settle)
     fn()  # warm-up
     times = []
     for _ in range(rounds):
