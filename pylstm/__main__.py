@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -79,7 +80,15 @@ def selfcheck(seed=0, rounds=5, out=None):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else list(argv))
+    except BrokenPipeError:
+        # The reader went away (`pylstm sample | head`): stop quietly, and keep Python's exit flush from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(argv):
     if argv and argv[0] in ("train", "sample", "task", "gradflow", "bench", "-h", "--help"):
         from .cli import main as cli_main
 

@@ -119,3 +119,13 @@ def test_without_matplotlib_the_tables_print_and_say_how_to_get_pictures(tmp_pat
     assert r.returncode == 0, r.stderr
     assert 'pip install "pylstm[plot]"' in r.stdout and "rnn " in r.stdout
     assert not (tmp_path / "task-adding.png").exists()
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    # As `pylstm gradflow | head -1`: the reader closes the pipe before the table is written.
+    with subprocess.Popen([sys.executable, "-m", "pylstm", "gradflow", "--length", "30", "--hidden", "8", "--batch",
+                           "2", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          cwd=tmp_path) as p:
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=120) == 1 and "Traceback" not in err, err
