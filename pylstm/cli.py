@@ -145,20 +145,24 @@ def train(args):
     else:
         text = stdlib_docstrings()
         source = "the Python standard library's docstrings"
-    if len(text) < 10 * (args.seq_len + 1):
-        raise SystemExit(f"pylstm train: the text has {len(text)} characters; need at least {10 * (args.seq_len + 1)}")
     vocab = sorted(set(text))
     V = len(vocab)
-    ids = np.frombuffer(np.array([{c: i for i, c in enumerate(vocab)}[c] for c in text], np.int32).tobytes(),
-                        np.int32)
+    index = {c: i for i, c in enumerate(vocab)}
+    ids = np.array([index[c] for c in text], np.int32)
     split = int(len(ids) * 0.95)
     train_ids, val_ids = ids[:split], ids[split:]
+    T, N = args.seq_len, args.batch
+    # Each of the N streams must hold a chunk of T steps plus its next-character target, and the held-out 5 % must
+    # fill the 16 columns evaluate() reads.
+    if (len(train_ids) - 1) // N < T + 1 or len(val_ids) < 17:
+        need = max(math.ceil((N * (T + 1) + 1) / 0.95) + 1, 340)
+        raise SystemExit(f"pylstm train: the text has {len(text):,} characters; {N} streams (--batch) of {T}-step "
+                         f"chunks (--seq-len) need about {need:,}: use a longer text or smaller --batch/--seq-len")
     H0 = _unigram_entropy(train_ids, V)
     print(f"corpus: {source}: {len(text):,} characters, vocabulary {V}; unigram entropy {H0:.3f} nats/char")
     rnn, head = _model(args.cell, V, args.hidden, args.layers, args.seed)
     opt = optim.Adam([rnn, head], lr=args.lr)
     eye = np.eye(V, dtype=np.float32)
-    T, N = args.seq_len, args.batch
     # N streams over the training text; truncated BPTT: each chunk starts from the state the previous one ended in.
     stream_len = (len(train_ids) - 1) // N
     offsets = np.arange(N) * stream_len

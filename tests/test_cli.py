@@ -100,6 +100,13 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = _run("train", "--hidden", "0", cwd=tmp_path)
     assert r.returncode == 2 and "must be > 0" in r.stderr
+    small = tmp_path / "small.txt"
+    small.write_text("hello world, this is a small text. " * 20)  # 700 characters
+    r = _run("train", "--data", str(small), "--steps", "2", cwd=tmp_path)
+    assert r.returncode != 0 and "32 streams (--batch) of 64-step chunks (--seq-len) need about 2,192" in r.stderr
+    r = _run("train", "--data", str(small), "--steps", "2", "--batch", "4", "--seq-len", "16", "--hidden", "8",
+             "--out", str(tmp_path / "small-out"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
     r = _run("task", "sorting", cwd=tmp_path)
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = _run("task", "adding", "--length", "1", "--steps", "1", cwd=tmp_path)
