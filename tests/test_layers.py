@@ -58,6 +58,19 @@ def _ref_model(m, prefix, kw, x, s0, dout, ds_n, masks=()):
     return out, s_n, dy, ds0, g
 
 
+def layer_case(rng, kind, T, N, I, H, L, bi, batch_first, given_state, dtype, seed):
+    """A layer of `kind` and random (T, N, .) inputs, states and output gradients, with what the reference composition
+    gives for them: (module, number of states, x, s0, dout, ds_n, (out, s_n, dx, ds0, grads))."""
+    make, prefix, kw, S = KINDS[kind]
+    m = make(I, H, L, bidirectional=bi, batch_first=batch_first, dtype=dtype, seed=seed)
+    D = 2 if bi else 1
+    x = rng.standard_normal((T, N, I))
+    s0 = [rng.standard_normal((L * D, N, H)) if given_state else np.zeros((L * D, N, H)) for _ in range(S)]
+    dout = rng.standard_normal((T, N, D * H))
+    ds_n = [rng.standard_normal((L * D, N, H)) for _ in range(S)]
+    return m, S, x, s0, dout, ds_n, _ref_model(m, prefix, kw, x, s0, dout, ds_n)
+
+
 CONFIGS = [  # (T, N, I, H, layers, bidirectional)
     (1, 1, 1, 1, 1, False),
     (5, 3, 4, 3, 1, True),
@@ -73,17 +86,11 @@ CONFIGS = [  # (T, N, I, H, layers, bidirectional)
 @pytest.mark.parametrize("layout", ["seq", "batch_first", "unbatched"])
 @pytest.mark.parametrize("given_state", [False, True])
 def test_layer_matches_reference(rng, kind, dt, cfg, layout, given_state):
-    make, prefix, kw, S = KINDS[kind]
     T, N, I, H, L, bi = cfg
     if layout == "unbatched":
         N = 1
-    m = make(I, H, L, bidirectional=bi, batch_first=layout == "batch_first", dtype=dt, seed=7)
-    D = 2 if bi else 1
-    x = rng.standard_normal((T, N, I))
-    s0 = [rng.standard_normal((L * D, N, H)) if given_state else np.zeros((L * D, N, H)) for _ in range(S)]
-    dout = rng.standard_normal((T, N, D * H))
-    ds_n = [rng.standard_normal((L * D, N, H)) for _ in range(S)]
-    want_out, want_s_n, want_dx, want_ds0, want_g = _ref_model(m, prefix, kw, x, s0, dout, ds_n)
+    m, S, x, s0, dout, ds_n, (want_out, want_s_n, want_dx, want_ds0, want_g) = layer_case(
+        rng, kind, T, N, I, H, L, bi, layout == "batch_first", given_state, dt, seed=7)
 
     def user(a):  # the (T, N, .) arrays in the layout the module is called with
         a = a.astype(dt)

@@ -5,7 +5,7 @@ import numpy as np
 from conftest import rel_err
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_layers import KINDS, _ref_model
+from test_layers import KINDS, layer_case
 
 
 @settings(max_examples=40, deadline=None)
@@ -13,15 +13,8 @@ from test_layers import KINDS, _ref_model
        H=st.integers(1, 9), L=st.integers(1, 3), bi=st.booleans(), batch_first=st.booleans(),
        given_state=st.booleans(), seed=st.integers(0, 2**16))
 def test_layers_match_reference(kind, T, N, I, H, L, bi, batch_first, given_state, seed):
-    make, prefix, kw, S = KINDS[kind]
-    rng = np.random.default_rng(seed)
-    m = make(I, H, L, bidirectional=bi, batch_first=batch_first, dtype="float64", seed=seed)
-    D = 2 if bi else 1
-    x = rng.standard_normal((T, N, I))
-    s0 = [rng.standard_normal((L * D, N, H)) if given_state else np.zeros((L * D, N, H)) for _ in range(S)]
-    dout = rng.standard_normal((T, N, D * H))
-    ds_n = [rng.standard_normal((L * D, N, H)) for _ in range(S)]
-    want_out, want_s_n, want_dx, want_ds0, want_g = _ref_model(m, prefix, kw, x, s0, dout, ds_n)
+    m, S, x, s0, dout, ds_n, (want_out, want_s_n, want_dx, want_ds0, want_g) = layer_case(
+        np.random.default_rng(seed), kind, T, N, I, H, L, bi, batch_first, given_state, "float64", seed)
 
     def user(a):
         return a.transpose(1, 0, 2) if batch_first else a
