@@ -27,8 +27,10 @@ def clip_grad_norm(modules, max_norm):
     if not (isinstance(max_norm, (int, float)) and max_norm > 0):
         raise ValueError(f"max_norm must be a number > 0, got {max_norm!r}")
     pairs = _pairs(modules)
-    total = math.sqrt(sum(float(np.dot(g.ravel().astype(np.float64), g.ravel().astype(np.float64)))
-                          for _, _, g in pairs))
+    # einsum's own loop, not a BLAS dot: a large numpy BLAS call wakes numpy's OpenBLAS threads, which then spin on
+    # the cores pylstm's pool needs for the next step (see the README's note on threads).
+    total = math.sqrt(sum(float(np.einsum("i,i->", g64, g64))
+                          for g64 in (g.astype(np.float64, copy=False).ravel() for _, _, g in pairs)))
     if math.isfinite(total) and total > max_norm:
         scale = max_norm / (total + 1e-6)
         for _, _, g in pairs:
