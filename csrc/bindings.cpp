@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <memory>
 #include <string>
@@ -9,8 +10,8 @@
 
 #include <unistd.h>
 
-#include "activations.h"
 #include "gru.h"
+#include "kernels.h"
 #include "lstm.h"
 #include "rnn.h"
 
@@ -417,9 +418,9 @@ py::array_t<Real> activation(py::array x_, void (*f)(Real*, const Real*, index_t
 py::array activation_dispatch(py::array x, bool sigmoid) {
   if (x.ndim() != 1) throw py::value_error("x must be 1-D, got shape " + shape_of(x));
   if (py::isinstance<py::array_t<float>>(x))
-    return activation<float>(x, sigmoid ? pylstm::sigmoid_array<float> : pylstm::tanh_array<float>);
+    return activation<float>(x, sigmoid ? pylstm::kernels().f32.sigmoid : pylstm::kernels().f32.tanh);
   if (py::isinstance<py::array_t<double>>(x))
-    return activation<double>(x, sigmoid ? pylstm::sigmoid_array<double> : pylstm::tanh_array<double>);
+    return activation<double>(x, sigmoid ? pylstm::kernels().f64.sigmoid : pylstm::kernels().f64.tanh);
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
@@ -427,6 +428,8 @@ py::array activation_dispatch(py::array x, bool sigmoid) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pylstm compiled kernels (private; use the pylstm package). Mirrors pylstm.reference name for name.";
+  // Choose the kernel table now, so that an invalid PYLSTM_ISA fails the import (ValueError) instead of a later call.
+  pylstm::kernels();
 
   m.def(
       "lstm_forward",
@@ -471,4 +474,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &pylstm::get_num_threads, "Threads the kernels use.");
   m.def("set_num_threads", &pylstm::set_num_threads, py::arg("n"), "Sets the threads the kernels use (n >= 1).");
   m.def("blas_config", &pylstm::blas_config, "The build and core of the OpenBLAS in use.");
+  m.def("isa", [] { return std::string(pylstm::kernels().isa); }, "The ISA level of the kernels in use.");
+  m.def("isa_lanes", [] { return pylstm::kernels().lanes; }, "float32 lanes of the vectors of the level in use.");
+  m.def("isa_available", &pylstm::isa_available, "The ISA levels this CPU runs, best first.");
+  m.def("_choose_isa", &pylstm::choose_isa, py::arg("cap"), py::arg("available"),
+        "The level PYLSTM_ISA=cap selects on a CPU that runs `available` (for tests of the messages).");
 }

@@ -16,14 +16,6 @@
 
 #include <cstdint>
 
-// Compiles a function for AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3) and baseline x86-64, and picks one at load
-// time from the CPU's features (GCC function multiversioning). The wheel therefore runs on any x86-64 CPU.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define PYLSTM_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define PYLSTM_VECTOR_CLONES
-#endif
-
 namespace pylstm {
 
 using index_t = std::int64_t;

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 
-#include "activations.h"
 #include "blas.h"
+#include "kernels.h"
 #include "sequence.h"
 
 namespace pylstm {
@@ -18,164 +18,12 @@ index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, index
   return pass == Pass::Inference ? common + detail::inference_block_steps(T, N) * N * 3 * H : common;
 }
 
-namespace {
-
-// The row kernels take every array as its own restrict parameter: that is what lets the compiler vectorise them.
-// Per row: ar, az, an are the r, z, n blocks (x-projections in, activations or gradients out), k the fourth slot,
-// g the recurrent products h W_hhᵀ without bias (or, in backward, the recurrent-side gradients), p = h_{t-1}.
-
-// Linear before reset: r, z, n and h from the x- and h-projections; keeps k = h W_hnᵀ + b_hn.
-template <typename Real>
-inline void lbr_forward_row(Real* __restrict h, Real* __restrict ar, Real* __restrict az, Real* __restrict an,
-                            Real* __restrict k, const Real* __restrict g, const Real* __restrict p,
-                            const Real* __restrict bi, const Real* __restrict bh, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
-    const Real r = act_sigmoid(ar[j] + bi[j] + g[j] + bh[j]);
-    const Real z = act_sigmoid(az[j] + bi[H + j] + g[H + j] + bh[H + j]);
-    const Real kk = g[2 * H + j] + bh[2 * H + j];
-    const Real nn = act_tanh(an[j] + bi[2 * H + j] + r * kk);
-    ar[j] = r;
-    az[j] = z;
-    an[j] = nn;
-    k[j] = kk;
-    h[j] = (Real(1) - z) * nn + z * p[j];
-  }
-}
-
-// Original form, first half: r and z, and k = r ⊙ h_{t-1} for the n-block product.
-template <typename Real>
-inline void orig_forward_rz_row(Real* __restrict ar, Real* __restrict az, Real* __restrict k,
-                                const Real* __restrict g, const Real* __restrict p, const Real* __restrict bi,
-                                const Real* __restrict bh, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
-    const Real r = act_sigmoid(ar[j] + bi[j] + g[j] + bh[j]);
-    ar[j] = r;
-    az[j] = act_sigmoid(az[j] + bi[H + j] + g[H + j] + bh[H + j]);
-    k[j] = r * p[j];
-  }
-}
-
-// Original form, second half: n from (r ⊙ h) W_hnᵀ (g is the n-block of the products here), and h.
-template <typename Real>
-inline void orig_forward_n_row(Real* __restrict h, const Real* __restrict az, Real* __restrict an,
-                               const Real* __restrict g, const Real* __restrict p, const Real* __restrict bin,
-                               const Real* __restrict bhn, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
-    const Real nn = act_tanh(an[j] + bin[j] + g[j] + bhn[j]);
-    an[j] = nn;
-    h[j] = (Real(1) - az[j]) * nn + az[j] * p[j];
-  }
-}
-
-// Linear before reset, backward of one step. In: (r, z, n), k, the running dh and dy. Out: (da_r, da_z, da_n),
-// k = dk = da_n ⊙ r, g = (da_r, da_z, dk) for the recurrent product, dh = dh' ⊙ z.
-template <typename Real>
-inline void lbr_backward_row(Real* __restrict ar, Real* __restrict az, Real* __restrict an, Real* __restrict k,
-                             Real* __restrict g, Real* __restrict dh, const Real* __restrict dy,
-                             const Real* __restrict p, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
-    const Real r = ar[j], z = az[j], nn = an[j], kk = k[j];
-    const Real dht = dh[j] + dy[j];
-    const Real da_n = dht * (Real(1) - z) * (Real(1) - nn * nn);
-    const Real da_z = dht * (p[j] - nn) * z * (Real(1) - z);
-    const Real da_r = da_n * kk * r * (Real(1) - r);
-    const Real dk = da_n * r;
-    ar[j] = da_r;
-    az[j] = da_z;
-    an[j] = da_n;
-    k[j] = dk;
-    g[j] = da_r;
-    g[H + j] = da_z;
-    g[2 * H + j] = dk;
-    dh[j] = dht * z;
-  }
-}
-
-// Original form, backward, first half: da_n, da_z, and dh = dh' ⊙ z (r stays in its block for the second half).
-template <typename Real>
-inline void orig_backward_nz_row(Real* __restrict az, Real* __restrict an, Real* __restrict dh,
-                                 const Real* __restrict dy, const Real* __restrict p, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
-    const Real z = az[j], nn = an[j];
-    const Real dht = dh[j] + dy[j];
-    an[j] = dht * (Real(1) - z) * (Real(1) - nn * nn);
-    az[j] = dht * (p[j] - nn) * z * (Real(1) - z);
-    dh[j] = dht * z;
-  }
-}
-
-// Original form, backward, second half: from dk = ∂L/∂(r ⊙ h), da_r and the direct part dk ⊙ r of dh.
-template <typename Real>
-inline void orig_backward_r_row(Real* __restrict ar, Real* __restrict dh, const Real* __restrict dk,
-                                const Real* __restrict p, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
-    const Real r = ar[j];
-    dh[j] += dk[j] * r;
-    ar[j] = dk[j] * p[j] * r * (Real(1) - r);
-  }
-}
-
-// The N-row passes. a [N][lda] holds each row's r, z, n blocks; k [N][ldk]; hg, dg [N][3H]; hp [N][ldp].
-template <typename Real>
-PYLSTM_VECTOR_CLONES void lbr_forward(Real* h, index_t ldh, Real* a, index_t lda, Real* k, index_t ldk,
-                                      const Real* hg, const Real* hp, index_t ldp, const Real* bi, const Real* bh,
-                                      index_t N, index_t H) {
-  for (index_t n = 0; n < N; ++n) {
-    Real* an = a + n * lda;
-    lbr_forward_row(h + n * ldh, an, an + H, an + 2 * H, k + n * ldk, hg + n * 3 * H, hp + n * ldp, bi, bh, H);
-  }
-}
-
-template <typename Real>
-PYLSTM_VECTOR_CLONES void orig_forward_rz(Real* a, index_t lda, Real* k, index_t ldk, const Real* hg, const Real* hp,
-                                          index_t ldp, const Real* bi, const Real* bh, index_t N, index_t H) {
-  for (index_t n = 0; n < N; ++n) {
-    Real* an = a + n * lda;
-    orig_forward_rz_row(an, an + H, k + n * ldk, hg + n * 3 * H, hp + n * ldp, bi, bh, H);
-  }
-}
-
-template <typename Real>
-PYLSTM_VECTOR_CLONES void orig_forward_n(Real* h, index_t ldh, Real* a, index_t lda, const Real* hg, const Real* hp,
-                                         index_t ldp, const Real* bi, const Real* bh, index_t N, index_t H) {
-  for (index_t n = 0; n < N; ++n) {
-    Real* an = a + n * lda;
-    orig_forward_n_row(h + n * ldh, an + H, an + 2 * H, hg + n * 3 * H + 2 * H, hp + n * ldp, bi + 2 * H,
-                       bh + 2 * H, H);
-  }
-}
-
-template <typename Real>
-PYLSTM_VECTOR_CLONES void lbr_backward(Real* a, index_t lda, Real* k, index_t ldk, Real* dg, Real* dh,
-                                       const Real* dy, index_t lddy, const Real* hp, index_t ldp, index_t N,
-                                       index_t H) {
-  for (index_t n = 0; n < N; ++n) {
-    Real* an = a + n * lda;
-    lbr_backward_row(an, an + H, an + 2 * H, k + n * ldk, dg + n * 3 * H, dh + n * H, dy + n * lddy, hp + n * ldp,
-                     H);
-  }
-}
-
-template <typename Real>
-PYLSTM_VECTOR_CLONES void orig_backward_nz(Real* a, index_t lda, Real* dh, const Real* dy, index_t lddy,
-                                           const Real* hp, index_t ldp, index_t N, index_t H) {
-  for (index_t n = 0; n < N; ++n)
-    orig_backward_nz_row(a + n * lda + H, a + n * lda + 2 * H, dh + n * H, dy + n * lddy, hp + n * ldp, H);
-}
-
-template <typename Real>
-PYLSTM_VECTOR_CLONES void orig_backward_r(Real* a, index_t lda, Real* dh, const Real* dk, const Real* hp,
-                                          index_t ldp, index_t N, index_t H) {
-  for (index_t n = 0; n < N; ++n) orig_backward_r_row(a + n * lda, dh + n * H, dk + n * H, hp + n * ldp, H);
-}
-
-}  // namespace
-
 template <typename Real>
 void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const Real* x, const Real* h0,
                  const Real* W_ih, const Real* W_hh, const Real* b_ih, const Real* b_hh, index_t T, index_t N,
                  index_t I, index_t H, bool linear_before_reset, bool reverse) {
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
+  const auto& K = kernels().pointwise<Real>();
   const index_t GH = kGruGates * H;
   Real* bi = work;                      // [3H]
   Real* bh = bi + GH;                   // [3H]
@@ -206,13 +54,13 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
     if (linear_before_reset) {
       if (h_prev) gemm(false, true, N, GH, H, Real(1), h_prev, ld_prev, W_hh, H, Real(0), hg, GH);
       else std::fill(hg, hg + N * GH, Real(0));
-      lbr_forward(yt, ldy, a, lda, k, ldk, hg, hp, ldp, bi, bh, N, H);
+      K.gru_lbr_forward(yt, ldy, a, lda, k, ldk, hg, hp, ldp, bi, bh, N, H);
     } else {
       if (h_prev) gemm(false, true, N, 2 * H, H, Real(1), h_prev, ld_prev, W_hh, H, Real(0), hg, GH);
       else std::fill(hg, hg + N * GH, Real(0));
-      orig_forward_rz(a, lda, k, ldk, hg, hp, ldp, bi, bh, N, H);
+      K.gru_orig_forward_rz(a, lda, k, ldk, hg, hp, ldp, bi, bh, N, H);
       if (h_prev) gemm(false, true, N, H, H, Real(1), k, ldk, W_hh + 2 * H * H, H, Real(0), hg + 2 * H, GH);
-      orig_forward_n(yt, ldy, a, lda, hg, hp, ldp, bi, bh, N, H);
+      K.gru_orig_forward_n(yt, ldy, a, lda, hg, hp, ldp, bi, bh, N, H);
     }
     h_prev = yt;
     ld_prev = ldy;
@@ -226,6 +74,7 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
                   const Real* h0, const Real* W_ih, const Real* W_hh, index_t T, index_t N, index_t I, index_t H,
                   bool linear_before_reset, bool reverse) {
   blas_int(T * N, "T*N");
+  const auto& K = kernels().pointwise<Real>();
   const index_t GH = kGruGates * H, lda = 4 * H;
   Real* colsum = work;                  // [4H]
   Real* dg = work + 6 * H;              // [N][3H]
@@ -243,12 +92,12 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     const index_t ldp = t == t_first ? H : ldy;
     const Real* dyt = dys.at(t);
     if (linear_before_reset) {
-      lbr_backward(a, lda, a + GH, lda, dg, dh0, dyt, dys.ld, hp, ldp, N, H);
+      K.gru_lbr_backward(a, lda, a + GH, lda, dg, dh0, dyt, dys.ld, hp, ldp, N, H);
       gemm(false, false, N, H, GH, Real(1), dg, GH, W_hh, H, Real(1), dh0, H);  // dh_{t-1} += dg W_hh
     } else {
-      orig_backward_nz(a, lda, dh0, dyt, dys.ld, hp, ldp, N, H);
+      K.gru_orig_backward_nz(a, lda, dh0, dyt, dys.ld, hp, ldp, N, H);
       gemm(false, false, N, H, H, Real(1), a + 2 * H, lda, W_hh + 2 * H * H, H, Real(0), dk, H);  // dk = da_n W_hn
-      orig_backward_r(a, lda, dh0, dk, hp, ldp, N, H);
+      K.gru_orig_backward_r(a, lda, dh0, dk, hp, ldp, N, H);
       gemm(false, false, N, H, 2 * H, Real(1), a, lda, W_hh, H, Real(1), dh0, H);  // += (da_r, da_z) W_h[rz]
     }
   }

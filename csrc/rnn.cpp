@@ -3,8 +3,8 @@
 
 #include <algorithm>
 
-#include "activations.h"
 #include "blas.h"
+#include "kernels.h"
 #include "sequence.h"
 
 namespace pylstm {
@@ -17,43 +17,16 @@ index_t rnn_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, index
   return pass == Pass::Inference ? common + detail::inference_block_steps(T, N) * N * H : common;
 }
 
-namespace {
-
 template <typename Real>
-inline Real relu(Real a) {
-  return a > Real(0) ? a : (a == a ? Real(0) : a);  // NaN stays NaN
+void rnn_pointwise_forward(Real* h, index_t ldh, const Real* a, const Real* bias, index_t N, index_t H,
+                           Nonlinearity nl) {
+  kernels().pointwise<Real>().rnn_forward(h, ldh, a, bias, N, H, nl);
 }
 
 template <typename Real>
-inline void rnn_row_forward(Real* __restrict h, const Real* __restrict a, const Real* __restrict b, index_t H,
-                            Nonlinearity nl) {
-  if (nl == Nonlinearity::Tanh)
-    for (index_t j = 0; j < H; ++j) h[j] = act_tanh(a[j] + b[j]);
-  else
-    for (index_t j = 0; j < H; ++j) h[j] = relu(a[j] + b[j]);
-}
-
-template <typename Real>
-inline void rnn_row_backward(Real* __restrict da, const Real* __restrict dh, const Real* __restrict dy,
-                             const Real* __restrict h, index_t H, Nonlinearity nl) {
-  if (nl == Nonlinearity::Tanh)
-    for (index_t j = 0; j < H; ++j) da[j] = (dh[j] + dy[j]) * (Real(1) - h[j] * h[j]);
-  else
-    for (index_t j = 0; j < H; ++j) da[j] = h[j] > Real(0) ? dh[j] + dy[j] : Real(0);
-}
-
-}  // namespace
-
-template <typename Real>
-PYLSTM_VECTOR_CLONES void rnn_pointwise_forward(Real* h, index_t ldh, const Real* a, const Real* bias, index_t N,
-                                                index_t H, Nonlinearity nl) {
-  for (index_t n = 0; n < N; ++n) rnn_row_forward(h + n * ldh, a + n * H, bias, H, nl);
-}
-
-template <typename Real>
-PYLSTM_VECTOR_CLONES void rnn_pointwise_backward(Real* da, const Real* dh, const Real* dy, index_t lddy,
-                                                 const Real* h, index_t ldh, index_t N, index_t H, Nonlinearity nl) {
-  for (index_t n = 0; n < N; ++n) rnn_row_backward(da + n * H, dh + n * H, dy + n * lddy, h + n * ldh, H, nl);
+void rnn_pointwise_backward(Real* da, const Real* dh, const Real* dy, index_t lddy, const Real* h, index_t ldh,
+                            index_t N, index_t H, Nonlinearity nl) {
+  kernels().pointwise<Real>().rnn_backward(da, dh, dy, lddy, h, ldh, N, H, nl);
 }
 
 template <typename Real>

@@ -3,24 +3,39 @@
 from __future__ import annotations
 
 
+# PYLSTM_ISA caps OpenBLAS too, so that a capped run does on this CPU what a CPU of that level would do: OpenBLAS
+# reads OPENBLAS_CORETYPE once, when it is loaded. A coretype the user set wins.
+_ISA_BLAS_CORE = {"avx2": "Haswell", "sse2": "Prescott"}
+
+
 def _load_blas():
     # The extension links libscipy_openblas.so by soname only (the copy seen at build time lived in a throwaway
     # build environment). Loading the runtime copy from the installed wheel first lets the dynamic loader resolve
-    # the extension's dependency to it.
+    # the extension's dependency to it. (Importing scipy_openblas32 already loads it.)
     import ctypes
     import os
 
-    import scipy_openblas32
+    core = _ISA_BLAS_CORE.get(os.environ.get("PYLSTM_ISA", "").strip().lower())
+    if core is not None and "OPENBLAS_CORETYPE" not in os.environ:
+        os.environ["OPENBLAS_CORETYPE"] = core
+    else:
+        core = None
+    try:
+        import scipy_openblas32
 
-    path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
-    return ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
+        return ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    finally:  # only for this library: not for numpy's own OpenBLAS loaded later, nor for child processes
+        if core is not None:
+            del os.environ["OPENBLAS_CORETYPE"]
 
 
+_ISA_CAP = __import__("os").environ.get("PYLSTM_ISA") or None  # the extension reads the same variable at import
 _blas = _load_blas()
 
 try:
     from . import _core  # noqa: E402
-except ImportError as e:  # most often: the source tree shadows the installed package
+except ModuleNotFoundError as e:  # most often: the source tree shadows the installed package
     import os as _os
 
     raise ImportError(
@@ -65,5 +80,31 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
+def config() -> dict:
+    """What the compiled kernels run on: a dict with
+
+    - ``isa``: the instruction-set level of the kernels in use (``avx512``, ``avx2``, ``sse2``; ``generic`` off x86),
+      the best this CPU runs unless the environment variable ``PYLSTM_ISA`` capped it before import;
+    - ``isa_available``: the levels this CPU runs, best first;
+    - ``isa_lanes``: float32 lanes of the level's vectors;
+    - ``isa_cap``: the value of ``PYLSTM_ISA`` at import, or None;
+    - ``threads``: threads of pylstm's pool (see :func:`set_num_threads`);
+    - ``blas``: OpenBLAS's own description of itself, with the core it dispatched to.
+    """
+    return {"isa": _core.isa(), "isa_available": list(_core.isa_available()), "isa_lanes": _core.isa_lanes(),
+            "isa_cap": _ISA_CAP, "threads": _core.get_num_threads(), "blas": _core.blas_config(),
+            "version": __version__}
+
+
+def show_config(file=None) -> None:
+    """Prints :func:`config`, one ``key: value`` line each."""
+    import sys
+
+    for key, value in config().items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key}: {value}", file=sys.stdout if file is None else file)
+
+
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "reference", "nn", "optim", "tasks",
-           "clip_grad_norm", "get_num_threads", "set_num_threads", "__version__"]
+           "clip_grad_norm", "get_num_threads", "set_num_threads", "config", "show_config", "__version__"]

@@ -5,13 +5,20 @@
 // x < -88, a subnormal below 2e-39, is returned as 0. Exact at the edges: σ(+inf) = 1, σ(-inf) = 0,
 // tanh(±inf) = ±1, tanh(±0) = ±0, NaN in gives NaN out. float64 uses std::exp / std::tanh (correctly rounded to
 // within 1 ulp), since float64 users ask for agreement to ~1e-10 and these loops are not the float64 bottleneck.
+//
+// Compiled once per ISA level (included by kernels.inc only), into that level's namespace.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
+#ifndef PYLSTM_ISA_NS
+#error "csrc/isa/ headers are compiled per ISA level: include them through csrc/isa/kernels.inc"
+#endif
+
 namespace pylstm {
+namespace PYLSTM_ISA_NS {
 
 // e^x for x in [-87, 88] (callers clamp): Cody–Waite reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-7 Taylor
 // polynomial for e^r (truncation < 2e-9 there), and 2^n assembled in the exponent bits.
@@ -65,14 +72,5 @@ inline float act_tanh(float x) { return tanh_f32(x); }
 inline double act_sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 inline double act_tanh(double x) { return std::tanh(x); }
 
-}  // namespace pylstm
-
-namespace pylstm {
-
-// out[k] = σ(x[k]) / tanh(x[k]) for k < n, with exactly the functions the gate kernels use.
-template <typename Real>
-void sigmoid_array(Real* out, const Real* x, std::int64_t n);
-template <typename Real>
-void tanh_array(Real* out, const Real* x, std::int64_t n);
-
+}  // namespace PYLSTM_ISA_NS
 }  // namespace pylstm

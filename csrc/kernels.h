@@ -1,0 +1,106 @@
+// The table of ISA-specific kernels: one per instruction-set level, chosen once per process (dispatch.cpp).
+//
+// Everything under csrc/isa/ is compiled once per level (avx512.cpp, avx2.cpp, baseline.cpp), each time with that
+// level's compiler flags and into a namespace of its own, so that no inline function compiled for one level can be
+// picked by the linker for another. The time loops (lstm.cpp, gru.cpp, rnn.cpp) are compiled for the baseline and
+// call the element-wise work through kernels(). Levels, best first:
+//   avx512  x86-64-v4 (AVX-512 F/BW/CD/DQ/VL): 16 float lanes
+//   avx2    x86-64-v3 (AVX2, FMA, BMI2, F16C, MOVBE): 8 float lanes
+//   sse2    x86-64 baseline: 4 float lanes (on other architectures this level is called "generic" and uses the
+//           compiler's 128-bit vectors: NEON on aarch64)
+#pragma once
+
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "common.h"
+#include "rnn.h"  // Nonlinearity
+
+namespace pylstm {
+
+// Widest float32 vector of any level: packed-weight buffers are sized for it, so a workspace never depends on the
+// level chosen at run time.
+constexpr index_t kMaxLanes = 16;
+
+namespace detail {
+
+// The fused float32 LSTM forward (lstm.cpp sets it up; each level's kernels.inc runs it on the pool).
+struct FusedLstm {
+  float* y;  index_t ldy;
+  float* c_state;     // inference: c_n, updated in place
+  float* gates;       // [rows][GH]: the cache (training) or one block of input projections (inference)
+  float* cs;          // training: [T][N][H] c_t;  nullptr in inference
+  float* tcs;         // training: [T][N][H] tanh(c_t)
+  float* packed;      // [blocks][H][G][lanes], 64-byte aligned, room for lstm_fused_packed_size(H)
+  const float* x; const float* h0;
+  const float* c0;    // c_{-1}: c0 or zeros (training), c_n (inference)
+  const float* W_ih; const float* W_hh; const float* bias;
+  index_t T, N, I, H, block;
+  int parts;
+  bool reverse;
+};
+
+// Floats of packed W_hh and bias for hidden size H at any level, plus slack to align the start to 64 bytes.
+inline index_t lstm_fused_packed_size(index_t H) {
+  const index_t blocks = (H + kMaxLanes - 1) / kMaxLanes;
+  return blocks * kMaxLanes * 4 * (H + 1) + kMaxLanes;
+}
+
+}  // namespace detail
+
+// The element-wise passes of every cell for one element type; each is documented where the cell declares its
+// public wrapper (lstm.h, rnn.h) or where the GRU loop calls it (gru.cpp).
+template <typename Real>
+struct PointwiseKernels {
+  void (*lstm_forward)(Real* h, index_t ldh, Real* c, Real* tc, Real* gates, const Real* c_prev, const Real* bias,
+                       index_t N, index_t H);
+  void (*lstm_backward)(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy, const Real* c_prev,
+                        Real* tc, index_t N, index_t H);
+  void (*gru_lbr_forward)(Real* h, index_t ldh, Real* a, index_t lda, Real* k, index_t ldk, const Real* hg,
+                          const Real* hp, index_t ldp, const Real* bi, const Real* bh, index_t N, index_t H);
+  void (*gru_orig_forward_rz)(Real* a, index_t lda, Real* k, index_t ldk, const Real* hg, const Real* hp,
+                              index_t ldp, const Real* bi, const Real* bh, index_t N, index_t H);
+  void (*gru_orig_forward_n)(Real* h, index_t ldh, Real* a, index_t lda, const Real* hg, const Real* hp,
+                             index_t ldp, const Real* bi, const Real* bh, index_t N, index_t H);
+  void (*gru_lbr_backward)(Real* a, index_t lda, Real* k, index_t ldk, Real* dg, Real* dh, const Real* dy,
+                           index_t lddy, const Real* hp, index_t ldp, index_t N, index_t H);
+  void (*gru_orig_backward_nz)(Real* a, index_t lda, Real* dh, const Real* dy, index_t lddy, const Real* hp,
+                               index_t ldp, index_t N, index_t H);
+  void (*gru_orig_backward_r)(Real* a, index_t lda, Real* dh, const Real* dk, const Real* hp, index_t ldp, index_t N,
+                              index_t H);
+  void (*rnn_forward)(Real* h, index_t ldh, const Real* a, const Real* bias, index_t N, index_t H, Nonlinearity nl);
+  void (*rnn_backward)(Real* da, const Real* dh, const Real* dy, index_t lddy, const Real* h, index_t ldh, index_t N,
+                       index_t H, Nonlinearity nl);
+  void (*sigmoid)(Real* out, const Real* x, index_t n);
+  void (*tanh)(Real* out, const Real* x, index_t n);
+};
+
+struct KernelTable {
+  const char* isa;  // the level's name, as PYLSTM_ISA spells it
+  int lanes;        // float32 lanes of its vectors
+  PointwiseKernels<float> f32;
+  PointwiseKernels<double> f64;
+  // One thread's share of the fused float32 LSTM forward; the region calls it on every thread of the pool.
+  void (*lstm_fused_thread)(const detail::FusedLstm& F, int tid, int nt);
+
+  template <typename Real>
+  const PointwiseKernels<Real>& pointwise() const {
+    if constexpr (std::is_same_v<Real, float>) return f32;
+    else return f64;
+  }
+};
+
+// The table in use. The first call chooses it: the best level the CPU runs, capped by the environment variable
+// PYLSTM_ISA; an invalid cap throws std::invalid_argument (and the next call tries again).
+const KernelTable& kernels();
+
+// The levels this CPU can run, best first.
+std::vector<std::string> isa_available();
+
+// The level a cap selects given the levels available (best first): the best available one not above the cap.
+// cap nullptr or "" means no cap; names are case-insensitive. Throws std::invalid_argument for an unknown name or
+// a level above every available one. Pure, so that the messages can be tested with any pretend CPU.
+std::string choose_isa(const char* cap, const std::vector<std::string>& available);
+
+}  // namespace pylstm
