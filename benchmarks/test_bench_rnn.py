@@ -3,7 +3,7 @@ Runtime (inference only), in one run.
 
     pytest benchmarks --benchmark-enable --benchmark-json=bench.json && python benchmarks/table.py bench.json
 
-Each case is (T, N, I=H). "infer" is an eval-mode forward; "train" is forward plus backward through time with the
+Each case is (T, N, I=H); pylstm runs in float32 and, as "pylstm64", in float64. "infer" is an eval-mode forward; "train" is forward plus backward through time with the
 gradients of the input and all weights. Without --benchmark-enable (as in the test suite) each runs once, as a smoke
 test.
 """
@@ -26,10 +26,10 @@ def _rounds(impl, case):
 CELLS = {"lstm": ("LSTM", 4), "gru": ("GRU", 3), "rnn": ("RNN", 1)}
 
 
-def _pylstm(cell, T, N, H, train):
-    m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0).train(train)
-    x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
-    dout = np.ones((T, N, H), np.float32)
+def _pylstm(cell, T, N, H, train, dtype=np.float32):
+    m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0, dtype=dtype).train(train)
+    x = np.random.default_rng(0).standard_normal((T, N, H)).astype(dtype)
+    dout = np.ones((T, N, H), dtype)
 
     def run():
         m(x)
@@ -86,7 +86,11 @@ def _ort(cell, T, N, H, train):
     return run
 
 
-IMPLS = {"pylstm": _pylstm, "numpy": _numpy, "torch": _torch, "ort": _ort}
+def _pylstm64(cell, T, N, H, train):
+    return _pylstm(cell, T, N, H, train, np.float64)
+
+
+IMPLS = {"pylstm": _pylstm, "pylstm64": _pylstm64, "numpy": _numpy, "torch": _torch, "ort": _ort}
 # ONNX Runtime only does inference.
 RUNS = [(impl, mode) for mode in ("infer", "train") for impl in IMPLS if not (impl == "ort" and mode == "train")]
 
@@ -100,7 +104,7 @@ def test_rnn(benchmark, cell, impl, mode, case):
     run = IMPLS[impl](cell, T, N, H, mode == "train")
     benchmark.group = f"{cell}-{mode}-{case}"
     benchmark.extra_info.update(cell=cell, impl=impl, mode=mode, case=case, T=T, N=N, I=H, H=H, G=CELLS[cell][1],
-                                threads=THREADS)
+                                threads=THREADS, isa=pylstm.config()["isa"], blas=pylstm.config()["blas"])
     benchmark.pedantic(run, rounds=_rounds(impl, case), warmup_rounds=1)
 
 

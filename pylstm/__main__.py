@@ -30,9 +30,11 @@ def _median_ms(fn, rounds, settle=0.15):
 def selfcheck(seed=0, rounds=5, out=None):
     """Checks every output and gradient of one small LSTM layer against the reference; times a larger one.
     Returns True when all checks pass."""
-    from . import _core, reference
+    from . import _core, reference, show_config
 
     out = sys.stdout if out is None else out
+    show_config(file=out)
+    print(file=out)
     rng = np.random.default_rng(seed)
     ok = True
     print("pylstm self-check: compiled kernels vs the NumPy reference", file=out)

@@ -360,6 +360,8 @@ def bench(args):
     def ratio(theirs, ours):
         return f"{theirs / ours:8.2f}x" if theirs == theirs else f"{'-':>9}"
 
+    pylstm.show_config()
+    print()
     rng = np.random.default_rng(args.seed)
     T, N, H = args.length, args.batch, args.hidden
     threads = pylstm.get_num_threads()

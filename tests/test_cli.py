@@ -14,6 +14,9 @@ def test_selfcheck_passes(capsys):
     assert main(["--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert "self-check passed" in out and out.count(" ok") == 20 and "FAIL" not in out
+    import pylstm
+
+    assert out.startswith(f"isa: {pylstm.config()['isa']}\n")  # the configuration comes first
 
 
 def test_module_entry_point_and_bad_option():
@@ -81,6 +84,7 @@ def test_task_trains_every_cell_and_prints_a_row_each(tmp_path, task):
 def test_bench_prints_a_row_per_cell_and_pass(tmp_path):
     r = _run("bench", "--length", "5", "--batch", "2", "--hidden", "8", "--rounds", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("isa: ") and "\nblas: OpenBLAS" in r.stdout  # the configuration comes first
     rows = [line.split() for line in r.stdout.splitlines() if line.split()[:1] in (["lstm"], ["gru"], ["rnn"])]
     assert [(row[0], row[1]) for row in rows] == [(c, p) for c in ("lstm", "gru", "rnn") for p in ("infer", "train")]
     assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows)

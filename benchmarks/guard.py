@@ -1,0 +1,96 @@
+"""A smoke guard against a silent collapse of the compiled kernels (a 5-10x slowdown on some CPU or ISA level).
+
+    PYLSTM_ISA=avx2 python benchmarks/guard.py        # .ci/run calls it once per level the CPU runs
+
+In one process, on the same cores, it times pylstm and the NumPy reference (pylstm.reference: the same maths as a
+per-step loop over NumPy's BLAS) on the medium case of the benchmark suite, float32, for every cell, inference and
+training (forward plus backward through time). pylstm is several times faster than the reference wherever its
+kernels are sound; the guard fails when it is not even FLOOR times as fast, in any row. That is a generous floor for
+a shared 2-core machine, not a benchmark: the numbers live in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+# Under PYLSTM_ISA, pylstm's OpenBLAS runs the kernels of that level (pylstm/__init__.py); NumPy's OpenBLAS, loaded
+# with numpy below, is capped the same way, so that the reference runs on what a CPU of that level would run.
+_BLAS_CORE = {"avx2": "Haswell", "sse2": "Prescott"}.get(os.environ.get("PYLSTM_ISA", "").strip().lower())
+if _BLAS_CORE and "OPENBLAS_CORETYPE" not in os.environ:
+    os.environ["OPENBLAS_CORETYPE"] = _BLAS_CORE
+
+import numpy as np  # noqa: E402
+
+import pylstm  # noqa: E402
+
+FLOOR = 0.5  # pylstm must run at least half as fast as the reference
+T, N, H = 100, 32, 256
+CELLS = {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}
+
+
+def _median_s(fn, rounds):
+    time.sleep(0.2)  # let the previous implementation's BLAS threads go to sleep
+    fn()  # warm-up
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _pylstm(cell, train):
+    m = CELLS[cell](H, H, seed=0).train(train)
+    x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
+    dy = np.ones((T, N, H), np.float32)
+
+    def run():
+        m(x)
+        if train:
+            m.backward(dy)
+    return run
+
+
+def _reference(cell, train):
+    p = CELLS[cell](H, H, seed=0).state_dict()
+    W = [p[k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
+    x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
+    dy = np.ones((T, N, H), np.float32)
+    fwd = getattr(pylstm.reference, cell + "_forward")
+    bwd = getattr(pylstm.reference, cell + "_backward")
+    states = [None] * (2 if cell == "lstm" else 1)
+
+    def run():
+        y, *_, cache = fwd(x, *states, *W, training=train)
+        if train:
+            bwd(dy, *states, x, *states, W[0], W[1], y, cache, *[np.zeros_like(w) for w in W])
+    return run
+
+
+def main():
+    pylstm.set_num_threads(2)
+    cfg = pylstm.config() if hasattr(pylstm, "config") else {"isa": "?"}
+    print(f"guard: pylstm vs the NumPy reference, (T, N, I=H) = ({T}, {N}, {H}), float32, isa {cfg['isa']}, "
+          f"OPENBLAS_CORETYPE {os.environ.get('OPENBLAS_CORETYPE', 'unset')}, floor {FLOOR}x")
+    print(f"{'cell':5} {'pass':6} {'pylstm ms':>10} {'reference ms':>13} {'speed-up':>9}  result")
+    failed = []
+    for cell in CELLS:
+        for train in (False, True):
+            mode = "train" if train else "infer"
+            ours = _median_s(_pylstm(cell, train), 7)
+            ref = _median_s(_reference(cell, train), 3)
+            ok = ref / ours >= FLOOR
+            if not ok:
+                failed.append(f"{cell} {mode}")
+            print(f"{cell:5} {mode:6} {1e3 * ours:10.2f} {1e3 * ref:13.2f} {ref / ours:8.2f}x  {'ok' if ok else 'FAIL'}")
+    if failed:
+        print(f"guard FAILED at isa {cfg['isa']}: {', '.join(failed)} slower than {FLOOR}x the reference")
+        return 1
+    print("guard passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
