@@ -1,4 +1,4 @@
-"""Prints the ratio table of a pytest-benchmark JSON file from benchmarks/test_bench_lstm.py, with GFLOP/s.
+"""Prints the ratio table of a pytest-benchmark JSON file from benchmarks/test_bench_rnn.py, with GFLOP/s.
 
     python benchmarks/table.py bench.json
 
@@ -60,11 +60,13 @@ def main(path):
         rows.setdefault((e.get("cell", "lstm"), e["case"], e["mode"]), {})[e["impl"]] = (b["stats"]["median"] * 1e3, e)
     print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}, "
           f"{data['machine_info'].get('cpu', {}).get('count', '?')} cpus; {data['datetime'][:10]}")
+    first = next(iter(rows.values()))["pylstm"][1]
+    print(f"pylstm isa: {first.get('isa', '?')}; its OpenBLAS: {first.get('blas', '?')}")
     peak = sgemm_gflops()
     print(f"sgemm 2048^3 (pylstm's OpenBLAS, {pylstm.get_num_threads()} threads): {peak:.0f} GFLOP/s\n")
     print("| cell | case (T, N, I=H) | pass | pylstm ms | numpy ms | torch ms | ORT ms | vs numpy | vs torch | vs ORT "
-          "| pylstm GFLOP/s | % of sgemm |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| pylstm GFLOP/s | % of sgemm | float64 ms | float64 / float32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (cell, case, mode), r in sorted(rows.items(), key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]), kv[0][2])):
         ms, e = r["pylstm"]
         flops = 2 * e["T"] * e["N"] * (e["I"] + e["H"]) * e["G"] * e["H"] * (3 if mode == "train" else 1)
@@ -72,8 +74,9 @@ def main(path):
         times = " | ".join("—" if p is None else f"{p:.2f}" for p in peers)
         ratios = " | ".join("—" if p is None else f"{p / ms:.2f}x" for p in peers)
         gf = flops / ms / 1e6
+        f64 = f"{r['pylstm64'][0]:.2f} | {r['pylstm64'][0] / ms:.2f}x" if "pylstm64" in r else "— | —"
         print(f"| {cell} | {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {times} | {ratios} | "
-              f"{gf:.0f} | {100 * gf / peak:.0f} |")
+              f"{gf:.0f} | {100 * gf / peak:.0f} | {f64} |")
     if varlen:
         print("\n| cell | pass | lengths | pylstm ms |")
         print("|---|---|---|---|")

@@ -8,6 +8,8 @@ gradients of the input and all weights. Without --benchmark-enable (as in the te
 test.
 """
 
+import time
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,9 @@ def _rounds(impl, case):
 
 
 CELLS = {"lstm": ("LSTM", 4), "gru": ("GRU", 3), "rnn": ("RNN", 1)}
+# Idle before timing each implementation, so that the previous one's threads (torch's OpenMP, ONNX Runtime's pool,
+# NumPy's OpenBLAS all spin for a while after their last call) have gone to sleep and take no core from this one.
+SETTLE_S = 0.5
 
 
 def _pylstm(cell, T, N, H, train, dtype=np.float32):
@@ -105,6 +110,8 @@ def test_rnn(benchmark, cell, impl, mode, case):
     benchmark.group = f"{cell}-{mode}-{case}"
     benchmark.extra_info.update(cell=cell, impl=impl, mode=mode, case=case, T=T, N=N, I=H, H=H, G=CELLS[cell][1],
                                 threads=THREADS, isa=pylstm.config()["isa"], blas=pylstm.config()["blas"])
+    if benchmark.enabled:
+        time.sleep(SETTLE_S)
     benchmark.pedantic(run, rounds=_rounds(impl, case), warmup_rounds=1)
 
 

@@ -35,9 +35,14 @@ _blas = _load_blas()
 
 try:
     from . import _core  # noqa: E402
-except ModuleNotFoundError as e:  # most often: the source tree shadows the installed package
+except ImportError as e:
+    import importlib.machinery as _machinery
     import os as _os
 
+    if any(_os.path.exists(_os.path.join(_os.path.dirname(__file__), "_core" + suffix))
+           for suffix in _machinery.EXTENSION_SUFFIXES):
+        raise  # the extension is there and refused to load (an invalid PYLSTM_ISA, say): its message says why
+    # most often: the source tree shadows the installed package
     raise ImportError(
         f"pylstm's compiled extension is missing from {_os.path.dirname(__file__)}: this is probably the source "
         "tree, not the installed package. Install with `pip install .` and run from another directory."
