@@ -428,7 +428,8 @@ py::array activation_dispatch(py::array x, bool sigmoid) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pylstm compiled kernels (private; use the pylstm package). Mirrors pylstm.reference name for name.";
-  // Choose the kernel table now, so that an invalid PYLSTM_ISA fails the import (ValueError) instead of a later call.
+  // Choose the kernel table now, so that an invalid PYLSTM_ISA fails the import (pybind11 raises ImportError with
+  // the message) instead of a later call.
   pylstm::kernels();
 
   m.def(

@@ -33,9 +33,13 @@ bool cpu_has_v4() {
 }
 bool cpu_has_v3() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
-         __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("movbe") &&
-         __builtin_cpu_supports("lzcnt");
+  const bool core = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+#if defined(__clang__) && __clang_major__ < 18
+  return core;  // older clang does not know these names; every CPU with AVX2, FMA and BMI2 has them
+#else
+  return core && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("movbe") && __builtin_cpu_supports("lzcnt");
+#endif
 }
 #endif
 bool always() { return true; }
@@ -51,10 +55,12 @@ const Level kLevels[] = {
 
 const char* level_name(const Level& l) { return l.name ? l.name : baseline::table().isa; }
 
-std::string lower(const char* s) {
+// Lower case, without surrounding blanks.
+std::string normalise(const char* s) {
   std::string r(s);
   for (char& ch : r) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return r;
+  const auto first = r.find_first_not_of(" \t\n"), last = r.find_last_not_of(" \t\n");
+  return first == std::string::npos ? std::string() : r.substr(first, last - first + 1);
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -81,8 +87,8 @@ std::vector<std::string> isa_available() {
 
 std::string choose_isa(const char* cap, const std::vector<std::string>& available) {
   if (available.empty()) throw std::logic_error("pylstm: no ISA level available");
-  if (!cap || !*cap) return available.front();
-  const std::string want = lower(cap);
+  const std::string want = cap ? normalise(cap) : std::string();
+  if (want.empty()) return available.front();
   std::vector<std::string> known;
   for (const Level& l : kLevels) known.push_back(level_name(l));
   const auto at = std::find(known.begin(), known.end(), want);

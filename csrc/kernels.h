@@ -91,16 +91,18 @@ struct KernelTable {
   }
 };
 
-// The table in use. The first call chooses it: the best level the CPU runs, capped by the environment variable
-// PYLSTM_ISA; an invalid cap throws std::invalid_argument (and the next call tries again).
+// The table in use. The first call chooses it: the best level the CPU runs, or the level the environment variable
+// PYLSTM_ISA names; a name that is unknown or above what the CPU runs throws std::invalid_argument (and the next
+// call tries again).
 const KernelTable& kernels();
 
 // The levels this CPU can run, best first.
 std::vector<std::string> isa_available();
 
-// The level a cap selects given the levels available (best first): the best available one not above the cap.
-// cap nullptr or "" means no cap; names are case-insensitive. Throws std::invalid_argument for an unknown name or
-// a level above every available one. Pure, so that the messages can be tested with any pretend CPU.
+// The level PYLSTM_ISA=cap selects given the levels available (best first): the cap itself, which must be one of
+// them (a cap above the CPU is an error, not a silent fallback). cap nullptr or blank means no cap: the best. Names
+// are case-insensitive, surrounding blanks ignored. Throws std::invalid_argument for an unknown name or a level the
+// CPU does not run. Pure, so that the messages can be tested with any pretend CPU.
 std::string choose_isa(const char* cap, const std::vector<std::string>& available);
 
 }  // namespace pylstm

@@ -8,6 +8,19 @@ from __future__ import annotations
 _ISA_BLAS_CORE = {"avx2": "Haswell", "sse2": "Prescott"}
 
 
+def _cpu_runs(level):
+    # Force no OpenBLAS core the CPU cannot run: the extension's own check comes later, with the error message.
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as f
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as f
+        except ImportError:
+            return True
+    need = {"avx2": ["AVX2", "FMA3"], "sse2": ["SSE3"]}[level]
+    return all(f.get(name, False) for name in need)
+
+
 def _load_blas():
     # The extension links libscipy_openblas.so by soname only (the copy seen at build time lived in a throwaway
     # build environment). Loading the runtime copy from the installed wheel first lets the dynamic loader resolve
@@ -15,8 +28,9 @@ def _load_blas():
     import ctypes
     import os
 
-    core = _ISA_BLAS_CORE.get(os.environ.get("PYLSTM_ISA", "").strip().lower())
-    if core is not None and "OPENBLAS_CORETYPE" not in os.environ:
+    level = os.environ.get("PYLSTM_ISA", "").strip().lower()
+    core = _ISA_BLAS_CORE.get(level)
+    if core is not None and "OPENBLAS_CORETYPE" not in os.environ and _cpu_runs(level):
         os.environ["OPENBLAS_CORETYPE"] = core
     else:
         core = None

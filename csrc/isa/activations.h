@@ -51,7 +51,7 @@ inline float sigmoid_f32(float x) {
 }
 
 inline float tanh_f32(float x) {
-  const float ax = std::fabs(x);
+  const float ax = __builtin_fabsf(x);  // builtins, not <cmath> inlines a linker could share across levels
   // |x| < 0.4: odd Taylor series to x^11 (truncation < 1e-7 relative); no cancellation near 0.
   const float x2 = x * x;
   float p = -1382.f / 155925;
@@ -63,7 +63,7 @@ inline float tanh_f32(float x) {
   // otherwise 1 - 2/(e^{2|x|} + 1); beyond |x| = 20 it rounds to exactly 1.
   float z = 2.f * ax;
   z = z > 40.f ? 40.f : z;
-  const float large = std::copysign(1.f - 2.f / (exp_reduced(z) + 1.f), x);
+  const float large = __builtin_copysignf(1.f - 2.f / (exp_reduced(z) + 1.f), x);
   return ax < 0.4f ? small : large;
 }
 
