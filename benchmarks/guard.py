@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 # Under PYLSTM_ISA, pylstm's OpenBLAS runs the kernels of that level (pylstm/__init__.py); NumPy's OpenBLAS, loaded
 # with numpy below, is capped the same way, so that the reference runs on what a CPU of that level would run.
@@ -24,21 +23,11 @@ if _BLAS_CORE and "OPENBLAS_CORETYPE" not in os.environ:
 import numpy as np  # noqa: E402
 
 import pylstm  # noqa: E402
+from pylstm.__main__ import _median_ms  # noqa: E402  (idles first, then the median of timed calls)
 
 FLOOR = 0.5  # pylstm must run at least half as fast as the reference
 T, N, H = 100, 32, 256
 CELLS = {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}
-
-
-def _median_s(fn, rounds):
-    time.sleep(0.2)  # let the previous implementation's BLAS threads go to sleep
-    fn()  # warm-up
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def _pylstm(cell, train):
@@ -79,8 +68,8 @@ def main():
     for cell in CELLS:
         for train in (False, True):
             mode = "train" if train else "infer"
-            ours = _median_s(_pylstm(cell, train), 7)
-            ref = _median_s(_reference(cell, train), 3)
+            ours = _median_ms(_pylstm(cell, train), 7, settle=0.2) / 1e3
+            ref = _median_ms(_reference(cell, train), 3, settle=0.2) / 1e3
             ok = ref / ours >= FLOOR
             if not ok:
                 failed.append(f"{cell} {mode}")
