@@ -2,5 +2,7 @@
 #define PYLSTM_ISA_NS avx512
 #define PYLSTM_ISA_NAME "avx512"
 #define PYLSTM_LANES 16
+#define PYLSTM_TILE_ROWS 6
+#define PYLSTM_TILE_GATES 4
 #define PYLSTM_ROWS 4
 #include "kernels.inc"

@@ -7,5 +7,7 @@
 #define PYLSTM_ISA_NAME "generic"
 #endif
 #define PYLSTM_LANES 4
+#define PYLSTM_TILE_ROWS 6
+#define PYLSTM_TILE_GATES 2
 #define PYLSTM_ROWS 2
 #include "kernels.inc"
