@@ -32,7 +32,8 @@ struct FusedLstm {
   float* gates;       // [rows][GH]: the cache (training) or one block of input projections (inference)
   float* cs;          // training: [T][N][H] c_t;  nullptr in inference
   float* tcs;         // training: [T][N][H] tanh(c_t)
-  float* packed;      // [blocks][H][G][lanes], 64-byte aligned, room for lstm_fused_packed_size(H)
+  float* packed;      // W_hh [blocks][H][G][lanes], bias [blocks][G][lanes], W_ih [blocks][I][G][lanes]; 64-byte
+                      // aligned, room for lstm_fused_packed_size(I, H)
   const float* x; const float* h0;
   const float* c0;    // c_{-1}: c0 or zeros (training), c_n (inference)
   const float* W_ih; const float* W_hh; const float* bias;
@@ -41,10 +42,11 @@ struct FusedLstm {
   bool reverse;
 };
 
-// Floats of packed W_hh and bias for hidden size H at any level, plus slack to align the start to 64 bytes.
-inline index_t lstm_fused_packed_size(index_t H) {
+// Floats of packed W_hh, bias and W_ih for input size I and hidden size H at any level, plus slack to align the
+// start to 64 bytes.
+inline index_t lstm_fused_packed_size(index_t I, index_t H) {
   const index_t blocks = (H + kMaxLanes - 1) / kMaxLanes;
-  return blocks * kMaxLanes * 4 * (H + 1) + kMaxLanes;
+  return blocks * kMaxLanes * 4 * (H + 1 + I) + kMaxLanes;
 }
 
 }  // namespace detail

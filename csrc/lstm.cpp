@@ -17,7 +17,7 @@ index_t lstm_cache_size(index_t T, index_t N, index_t H) {
   return T * N * (kLstmGates * H + 2 * H);
 }
 
-index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, index_t H) {
+index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H) {
   // Every pass starts with [G*H] (the summed bias, or the bias-gradient column sums) and an [N][H] block
   // (zeros standing in for an absent c0 / dy, or the discarded tanh(c) of inference), so that the element-wise
   // kernels never test for nullptr.
@@ -26,9 +26,9 @@ index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t /*I*/, inde
   switch (pass) {
     case Pass::Inference:  // plus a second cell-state buffer, the input projections of one block of steps and
                            // the fused float32 loop's packed weights
-      return common + N * H + detail::inference_block_steps(T, N) * N * GH + detail::lstm_fused_packed_size(H);
+      return common + N * H + detail::inference_block_steps(T, N) * N * GH + detail::lstm_fused_packed_size(I, H);
     case Pass::TrainingForward:  // the projections live in the cache
-      return common + detail::lstm_fused_packed_size(H);
+      return common + detail::lstm_fused_packed_size(I, H);
     case Pass::Backward:  // the running dh and dc live in the dh0 / dc0 outputs
       return common;
   }
