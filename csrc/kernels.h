@@ -42,6 +42,25 @@ struct FusedLstm {
   bool reverse;
 };
 
+// The fused float32 LSTM backward (no projection): one parallel region for the whole sequence. Each thread owns
+// blocks of hidden units: per step it runs the element-wise backward of its units (their dh, dc, and their columns
+// of da_t), meets the others at one barrier, and then computes its units' columns of dh_{t-1} = da_t W_hh from all of
+// da_t. Nothing it reads after the barrier is written by another thread before the next barrier.
+struct FusedLstmBackward {
+  float* da;          // [T][N][GH] the activated gates in, the pre-activation gradients out
+  float* dh;          // [N][H] the running ∂L/∂h_t: dh_n in, ∂L/∂h0 out
+  float* dc;          // [N][H] the running ∂L/∂c_t: dc_n in, ∂L/∂c0 out
+  float* tcs;         // [T][N][H] tanh(c_t) in, o ⊙ tanh(c_t) out (lstm_row_backward's convention)
+  const float* cs;    // [T][N][H] c_t
+  const float* c0;    // [N][H] c_{-1}: c0 or zeros
+  const float* dy;    // step t's ∂L/∂y rows at dy + t·dy_step, row stride lddy (both 0 for a zero block)
+  index_t lddy, dy_step;
+  const float* W_hh;  // [GH][H]
+  index_t T, N, H;
+  int parts;
+  bool reverse;
+};
+
 // Floats of packed W_hh, bias and W_ih for input size I and hidden size H at any level, plus slack to align the
 // start to 64 bytes.
 inline index_t lstm_fused_packed_size(index_t I, index_t H) {
@@ -85,6 +104,7 @@ struct KernelTable {
   PointwiseKernels<double> f64;
   // One thread's share of the fused float32 LSTM forward; the region calls it on every thread of the pool.
   void (*lstm_fused_thread)(const detail::FusedLstm& F, int tid, int nt);
+  void (*lstm_fused_backward_thread)(const detail::FusedLstmBackward& B, int tid, int nt);
 
   template <typename Real>
   const PointwiseKernels<Real>& pointwise() const {

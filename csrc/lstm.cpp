@@ -140,7 +140,17 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   detail::copy_or_zero(dh0, dh_n, N * P);
   detail::copy_or_zero(dc0, dc_n, N * H);
 
-  for (index_t s = 0; s < T; ++s) {
+  bool fused = false;
+  if constexpr (std::is_same_v<Real, float>) {
+    if (!W_hr) {  // the fused loop (float32, no projection); the BLAS-per-step loop below is its reference shape
+      const detail::FusedLstmBackward B{da,   dh0,   dc0,       tcs, cs,   c0 ? c0 : zeros, dys.p, dys.ld, dys.step,
+                                        W_hh, T,     N,         H,   get_num_threads(),    reverse};
+      const auto run = kernels().lstm_fused_backward_thread;
+      parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
+      fused = true;
+    }
+  }
+  for (index_t s = 0; s < T && !fused; ++s) {
     const index_t t = reverse ? s : T - 1 - s;
     const Real* c_prev = t == t_first ? (c0 ? c0 : zeros) : cs + (reverse ? t + 1 : t - 1) * N * H;
     Real* dat = da + t * N * GH;
