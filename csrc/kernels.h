@@ -40,6 +40,7 @@ struct FusedLstm {
   index_t T, N, I, H, block;
   int parts;
   bool reverse;
+  bool prepacked;     // `packed` already holds this call's weights (lstm_pack or an earlier call): skip packing
 };
 
 // The fused float32 LSTM backward (no projection): one parallel region for the whole sequence. Each thread owns
@@ -104,6 +105,8 @@ struct KernelTable {
   PointwiseKernels<double> f64;
   // One thread's share of the fused float32 LSTM forward; the region calls it on every thread of the pool.
   void (*lstm_fused_thread)(const detail::FusedLstm& F, int tid, int nt);
+  // Packs thread tid's part of F's weights (W_ih, W_hh, bias) into F.packed, as lstm_fused_thread does first.
+  void (*lstm_fused_pack_thread)(const detail::FusedLstm& F, int tid, int nt);
   void (*lstm_fused_backward_thread)(const detail::FusedLstmBackward& B, int tid, int nt);
 
   template <typename Real>

@@ -47,11 +47,50 @@ void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real*
   kernels().pointwise<Real>().lstm_backward(dgates, dc, dh, dy, lddy, c_prev, tc, N, H);
 }
 
+namespace {
+float* align64(float* p) {
+  return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
+}
+}  // namespace
+
+index_t lstm_packed_size(index_t I, index_t H) { return detail::lstm_fused_packed_size(I, H); }
+
+void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* W_hh, const float* b_ih,
+               const float* b_hh, index_t I, index_t H) {
+  const index_t GH = kLstmGates * H;
+  for (index_t j = 0; j < GH; ++j) work[j] = b_ih ? b_ih[j] + b_hh[j] : 0.f;
+  detail::FusedLstm F{};
+  F.packed = align64(packed.data);
+  F.W_ih = W_ih, F.W_hh = W_hh, F.bias = work, F.I = I, F.H = H, F.parts = get_num_threads();
+  const auto run = kernels().lstm_fused_pack_thread;
+  parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
+  packed.ready = true;
+}
+
+void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const float* h_prev,
+                      const float* const* packed, const float* const* W_ih, index_t L, index_t N, index_t I0,
+                      index_t H) {
+  const int parts = get_num_threads();
+  const auto run = kernels().lstm_fused_thread;
+  parallel([&](int tid, int nt) {
+    for (index_t l = 0; l < L; ++l) {  // lstm_fused_thread ends each step with a barrier: layer l's h is complete
+      float* h = h_new + l * N * H;
+      float* cl = c + l * N * H;
+      detail::FusedLstm F{};
+      F.y = h, F.ldy = H, F.c_state = cl, F.gates = work, F.packed = align64(const_cast<float*>(packed[l]));
+      F.x = l == 0 ? x : h_new + (l - 1) * N * H, F.h0 = h_prev + l * N * H, F.c0 = cl;
+      F.W_ih = W_ih[l], F.T = 1, F.N = N, F.I = l == 0 ? I0 : H, F.H = H, F.block = 1, F.parts = parts;
+      F.prepacked = true;
+      run(F, tid, nt);
+    }
+  });
+}
+
 template <typename Real>
 void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
                   const Real* b_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                  bool reverse) {
+                  bool reverse, LstmPacked* packed_keep) {
   const index_t GH = kLstmGates * H;
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* bias = work;                                     // [GH]
@@ -82,14 +121,14 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
   if constexpr (std::is_same_v<Real, float>) {
     if (!W_hr) {  // the fused loop (float32, no projection); the BLAS-per-step loop below is its reference shape
       blas_int(GH, "G*H"), blas_int(I, "I");
-      auto align64 = [](float* p) {
-        return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
-      };
-      float* packed = align64((cache ? scratch + N * H : gates + block * N * GH));
+      float* packed = align64(packed_keep ? packed_keep->data : (cache ? scratch + N * H : gates + block * N * GH));
+      const bool prepacked = packed_keep && packed_keep->ready;
+      if (packed_keep) packed_keep->ready = false;  // until this call has packed into it
       const detail::FusedLstm F{y, ldy,    c_n,  gates, cs, tcs,   packed, x, h0, c_prev, W_ih, W_hh, bias, T, N,
-                                I, H,      block, get_num_threads(), reverse};
+                                I, H,      block, get_num_threads(), reverse, prepacked};
       const auto run = kernels().lstm_fused_thread;
       parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
+      if (packed_keep) packed_keep->ready = true;
       const index_t t_last = reverse ? 0 : T - 1;
       detail::copy_rows(h_n, y + t_last * N * ldy, ldy, N, H);
       if (cache) std::copy(cs + t_last * N * H, cs + (t_last + 1) * N * H, c_n);
@@ -184,7 +223,8 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
                                               Real*, index_t, index_t);                                       \
   template void lstm_forward<Real>(Real*, index_t, Real*, Real*, Real*, Real*, const Real*, const Real*,       \
                                    const Real*, const Real*, const Real*, const Real*, const Real*,           \
-                                   const Real*, index_t, index_t, index_t, index_t, index_t, bool);           \
+                                   const Real*, index_t, index_t, index_t, index_t, index_t, bool,            \
+                                   LstmPacked*);                                                              \
   template void lstm_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*,      \
                                     const Real*, index_t, const Real*, const Real*, const Real*, const Real*,  \
                                     index_t, const Real*, const Real*, const Real*, const Real*, const Real*, \

@@ -58,6 +58,37 @@ template <typename Real>
 void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
                              const Real* c_prev, Real* tc, index_t N, index_t H);
 
+// ---- packed weights for the fused float32 loop ----
+
+// A packed copy of one layer's weights (W_ih, W_hh and the summed bias, in the layout of the ISA level in use) that
+// a caller may keep between calls while the weights do not change. `data` holds lstm_packed_size(I, H) floats;
+// `ready` says it holds the current weights, so a call skips packing; a call given ready == false packs into it
+// and sets ready. The caller owns the rule that makes `ready` true only for unchanged weights.
+struct LstmPacked {
+  float* data;
+  bool ready;
+};
+
+index_t lstm_packed_size(index_t I, index_t H);
+
+// Packs W_ih [G*H][I], W_hh [G*H][H] and b_ih + b_hh ([G*H] each, or nullptr for none) into packed; sets ready.
+//   work [G*H]
+void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* W_hh, const float* b_ih,
+               const float* b_hh, index_t I, index_t H);
+
+// One time step of a stack of L float32 LSTM layers without projection, inference: the streaming form. One
+// parallel region per step; the threads meet once per layer.
+//   h_new  [L][N][H]  out: h_t of every layer (the last layer's is the stack's output)
+//   c      [L][N][H]  c_{t-1} in, c_t out (in place)
+//   work   [N][G*H]
+//   x      [N][I0]    the first layer's input
+//   h_prev [L][N][H]  h_{t-1}; must not overlap h_new
+//   packed [L]        each layer's ready packed weights; W_ih [L] the unpacked input weights ([G*H][I0] for layer
+//                     0, [G*H][H] after), read instead of the packed copy when N·I is large
+void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const float* h_prev,
+                      const float* const* packed, const float* const* W_ih, index_t L, index_t N, index_t I0,
+                      index_t H);
+
 // ---- a whole sequence ----
 
 // Runs T steps from (h0, c0). With reverse, step order is t = T-1 … 0 (the backward direction of a
@@ -70,11 +101,13 @@ void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real*
 //   x        [T][N][I]
 //   h0 [N][P], c0 [N][H], or nullptr for zeros
 //   W_ih [G*H][I], W_hh [G*H][P];  b_ih, b_hh [G*H] or nullptr (both or neither);  W_hr [P][H] or nullptr
+//   packed   the fused float32 loop's kept packed weights (see LstmPacked), or nullptr to pack into `work`; other
+//            paths leave it alone
 template <typename Real>
 void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
                   const Real* b_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                  bool reverse);
+                  bool reverse, LstmPacked* packed = nullptr);
 
 // Backpropagates through the T steps of one lstm_forward(training) call, given the gradients of its outputs.
 //   dx          [T][N][I]   accumulated (+=), so both directions of a layer can share it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 
@@ -49,6 +50,10 @@ class _Module:
         for name, shape in self._param_shapes().items():
             self._params[name] = rng.uniform(-k, k, size=shape).astype(self.dtype)
         self.grads = {name: np.zeros_like(p) for name, p in self._params.items()}
+        # Every change of the parameters goes through _changed(), which bumps _version: kept derived data (the
+        # fused kernels' packed weights) records the version it was made from and is remade when it differs.
+        self._version = 0
+        self._editing = 0
 
     def _param_shapes(self):
         raise NotImplementedError
@@ -61,9 +66,35 @@ class _Module:
         """Drops whatever a training forward kept for backward."""
 
     def state_dict(self):
-        """The parameters by PyTorch's names. The arrays are the module's own (as torch's tensors share storage):
-        writing into them changes the model; copy them to keep a snapshot."""
-        return dict(self._params)
+        """The parameters by PyTorch's names, as read-only views of the module's own arrays: they follow every
+        change of the model (copy them to keep a snapshot). Change the parameters with ``load_state_dict``, a
+        ``pylstm.optim`` optimizer, or in place inside ``with module.edit_parameters() as params:``; a write into
+        these views is refused (numpy's "assignment destination is read-only"), because the module could not see
+        it and would keep computing with packed copies of the old weights."""
+        out = {}
+        for name, p in self._params.items():
+            view = p.view()
+            view.flags.writeable = False
+            out[name] = view
+        return out
+
+    @contextlib.contextmanager
+    def edit_parameters(self):
+        """``with module.edit_parameters() as params:`` yields the parameters as writable arrays by name; every
+        change made in the block takes effect from the next call on (the module remakes what it derived from the
+        old values when the block ends, even if it raises). Do not keep the arrays beyond the block."""
+        with self._lock:
+            self._editing += 1  # calls inside the block work from the arrays, never from a kept packed copy
+            self._changed()
+            try:
+                yield dict(self._params)
+            finally:
+                self._editing -= 1
+                self._changed()
+
+    def _changed(self):
+        """Marks the parameters changed (after an optimizer step, a load or an edit)."""
+        self._version += 1
 
     def load_state_dict(self, state_dict, strict=True):
         """Copies parameters in from a mapping of names to array-likes (torch tensors included).
@@ -89,8 +120,10 @@ class _Module:
             if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
                 raise TypeError(f"state_dict[{name!r}] must hold real numbers, got dtype {value.dtype}")
             staged[name] = value
-        for name, value in staged.items():
-            np.copyto(self._params[name], value, casting="unsafe")
+        with self._lock:
+            for name, value in staged.items():
+                np.copyto(self._params[name], value, casting="unsafe")
+            self._changed()
         self._forget()
 
     def zero_grad(self):

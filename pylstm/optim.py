@@ -13,12 +13,16 @@ def _pairs(modules):
         modules = [modules]
     out = []
     for i, m in enumerate(modules):
-        params, grads = m.state_dict(), getattr(m, "grads", None)
-        if grads is None:
-            raise TypeError(f"modules[{i}] has no grads: pass pylstm modules or pylstm.Linear")
+        params, grads = getattr(m, "_params", None), getattr(m, "grads", None)
+        if params is None or grads is None:
+            raise TypeError(f"modules[{i}] has no parameters and grads: pass pylstm modules or pylstm.Linear")
         for k, p in params.items():
             out.append((f"{i}.{k}", p, grads[k]))
     return out
+
+
+def _modules(modules):
+    return list(modules) if isinstance(modules, (list, tuple)) else [modules]
 
 
 def clip_grad_norm(modules, max_norm):
@@ -42,7 +46,8 @@ class _Optimizer:
     def __init__(self, modules, lr):
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"lr must be a number > 0, got {lr!r}")
-        self._pairs = _pairs(modules)
+        self._pairs = _pairs(modules)  # the modules' own writable arrays
+        self._modules = _modules(modules)
         self.lr = float(lr)
         self.state = {}
         self.steps = 0
@@ -50,6 +55,14 @@ class _Optimizer:
     def zero_grad(self):
         for _, _, g in self._pairs:
             g.fill(0)
+
+    def step(self):
+        """Updates every parameter in place from its gradient."""
+        try:
+            self._update()
+        finally:  # the modules remake what they derived from the old weights (packed copies) on their next call
+            for m in self._modules:
+                m._changed()
 
     def state_dict(self):
         """Arrays and numbers to save with a checkpoint (see pylstm.save)."""
@@ -80,7 +93,7 @@ class SGD(_Optimizer):
         if self.momentum:
             self.state = {f"v.{name}": np.zeros_like(p) for name, p, _ in self._pairs}
 
-    def step(self):
+    def _update(self):
         for name, p, g in self._pairs:
             if self.momentum:
                 v = self.state[f"v.{name}"]
@@ -107,7 +120,7 @@ class Adam(_Optimizer):
             self.state[f"m.{name}"] = np.zeros_like(p)
             self.state[f"v.{name}"] = np.zeros_like(p)
 
-    def step(self):
+    def _update(self):
         self.steps += 1
         b1, b2 = self.betas
         c1, c2 = 1 - b1**self.steps, 1 - b2**self.steps

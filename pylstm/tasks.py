@@ -81,7 +81,8 @@ class Task:
         if cell in ("lstm", "gru"):
             # The LSTM's forget gate and the GRU's update gate are both the second block of H rows (PyTorch order):
             # a positive bias there starts the cell remembering (f or z near 1) instead of half-forgetting each step.
-            self.rnn.state_dict()["bias_hh_l0"][hidden:2 * hidden] += gate_bias
+            with self.rnn.edit_parameters() as params:
+                params["bias_hh_l0"][hidden:2 * hidden] += gate_bias
         self.opt = optim.Adam([self.rnn, self.head], lr=lr)
 
     def _data(self, rng, n, dtype):
