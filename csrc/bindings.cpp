@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <unistd.h>
@@ -201,10 +202,29 @@ LstmSizes lstm_sizes(const py::array& x, const py::array& W_hh, const py::object
   return {s.T, s.N, s.I, H, P};
 }
 
+// A float32 LSTM layer direction's packed weights, kept by the Python layer between calls (see LstmPacked).
+struct PackedLstm {
+  index_t I, H;
+  std::unique_ptr<float[]> data;
+  bool ready = false;
+  PackedLstm(index_t I_, index_t H_) : I(I_), H(H_), data(new float[pylstm::lstm_packed_size(I_, H_)]) {}
+};
+
+PackedLstm& packed_for(py::handle obj, index_t I, index_t H) {
+  if (!py::isinstance<PackedLstm>(obj))
+    throw py::type_error("packed must be a PackedLstm, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  auto& pk = obj.cast<PackedLstm&>();
+  if (pk.I != I || pk.H != H)
+    throw py::value_error("packed was made for (I, H) = (" + std::to_string(pk.I) + ", " + std::to_string(pk.H) +
+                          "), this call has (" + std::to_string(I) + ", " + std::to_string(H) + ")");
+  return pk;
+}
+
 template <class Real>
 py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array W_ih_, py::array W_hh_,
                          py::object b_ih_, py::object b_hh_, py::object W_hr_, bool reverse, bool training,
-                         py::object y_) {
+                         py::object y_, py::object packed_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
@@ -224,11 +244,20 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   Real* cache;
   py::object cache_obj = new_cache(training, pylstm::lstm_cache_size(T, N, H), cache);
   auto work = workspace<Real>(pylstm::lstm_workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H));
+  PackedLstm* pk = nullptr;
+  pylstm::LstmPacked keep{nullptr, false};
+  if (!packed_.is_none()) {
+    pk = &packed_for(packed_, I, H);
+    if constexpr (std::is_same_v<Real, float>) keep = {pk->data.get(), pk->ready};
+    pk->ready = false;  // until the call has succeeded
+  }
   {
     py::gil_scoped_release nogil;
     pylstm::lstm_forward<Real>(y.ptr, y.ld, h_n.mutable_data(), c_n.mutable_data(), cache, work.get(), x.ptr, h0.ptr,
-                               c0.ptr, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse);
+                               c0.ptr, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse,
+                               keep.data ? &keep : nullptr);
   }
+  if (pk) pk->ready = keep.ready;
   return py::make_tuple(y_obj, h_n, c_n, cache_obj);
 }
 
@@ -432,18 +461,89 @@ PYBIND11_MODULE(_core, m) {
   // the message) instead of a later call.
   pylstm::kernels();
 
+  py::class_<PackedLstm>(m, "PackedLstm",
+                         "Room for one float32 LSTM layer direction's packed weights (input size I, hidden size H), "
+                         "kept between calls while the weights do not change.")
+      .def(py::init([](index_t I, index_t H) {
+             if (I < 1 || H < 1)
+               throw py::value_error("I and H must be >= 1, got " + std::to_string(I) + " and " + std::to_string(H));
+             return new PackedLstm(I, H);
+           }),
+           py::arg("I"), py::arg("H"))
+      .def_readonly("I", &PackedLstm::I)
+      .def_readonly("H", &PackedLstm::H)
+      .def_property_readonly("ready", [](const PackedLstm& p) { return p.ready; },
+                             "Whether it holds the weights of the last call that packed into it.")
+      .def("invalidate", [](PackedLstm& p) { p.ready = false; }, "Marks the packed weights stale.");
+
   m.def(
       "lstm_forward",
       [](py::array x, py::object h0, py::object c0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh,
-         py::object W_hr, bool reverse, bool training, py::object y) {
+         py::object W_hr, bool reverse, bool training, py::object y, py::object packed) {
         return with_real(x, [&](auto real) {
-          return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, reverse, training, y);
+          return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, reverse, training, y,
+                                                packed);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
       py::kw_only(), py::arg("W_hr") = py::none(), py::arg("reverse") = false, py::arg("training") = true,
-      py::arg("y") = py::none(),
-      "One LSTM layer direction over a sequence. Returns (y, h_n, c_n, cache); cache is None unless training.");
+      py::arg("y") = py::none(), py::arg("packed") = py::none(),
+      "One LSTM layer direction over a sequence. Returns (y, h_n, c_n, cache); cache is None unless training. "
+      "packed: a PackedLstm that the float32 loop without projection reuses when ready (the caller guarantees "
+      "the weights are those it was packed from) and packs into otherwise.");
+
+  m.def(
+      "lstm_pack",
+      [](PackedLstm& packed, py::array W_ih_, py::array W_hh_, py::object b_ih_, py::object b_hh_) {
+        const index_t I = packed.I, H = packed.H, GH = pylstm::kLstmGates * H;
+        auto W_ih = arg<float>(W_ih_, "W_ih", {GH, I});
+        auto W_hh = arg<float>(W_hh_, "W_hh", {GH, H});
+        auto b_ih = arg<float>(b_ih_, "b_ih", {GH}, false, true);
+        auto b_hh = arg<float>(b_hh_, "b_hh", {GH}, false, true);
+        both_or_neither(b_ih, b_hh);
+        auto work = workspace<float>(GH);
+        pylstm::LstmPacked keep{packed.data.get(), false};
+        packed.ready = false;
+        {
+          py::gil_scoped_release nogil;
+          pylstm::lstm_pack(keep, work.get(), W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, I, H);
+        }
+        packed.ready = keep.ready;
+      },
+      py::arg("packed"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
+      "Packs one float32 LSTM layer direction's weights into packed (made for their I and H).");
+
+  m.def(
+      "lstm_stream_step",
+      [](py::array x_, py::array h_prev_, py::array h_new_, py::array c_, const std::vector<PackedLstm*>& packs) {
+        const index_t L = static_cast<index_t>(packs.size());
+        if (L < 1) throw py::value_error("packs must hold one PackedLstm per layer, got none");
+        if (x_.ndim() != 2) throw py::value_error("x must have shape (N, I), got " + shape_of(x_));
+        const index_t N = x_.shape(0), I0 = x_.shape(1), H = packs[0]->H, GH = pylstm::kLstmGates * H;
+        for (index_t l = 0; l < L; ++l) {
+          const PackedLstm* p = packs[static_cast<size_t>(l)];
+          if (!p) throw py::type_error("packs must hold PackedLstm objects, got None");
+          const index_t want_I = l == 0 ? I0 : H;
+          if (p->I != want_I || p->H != H)
+            throw py::value_error("packs[" + std::to_string(l) + "] was made for (I, H) = (" + std::to_string(p->I) +
+                                  ", " + std::to_string(p->H) + "), layer " + std::to_string(l) + " needs (" +
+                                  std::to_string(want_I) + ", " + std::to_string(H) + ")");
+          if (!p->ready) throw py::value_error("packs[" + std::to_string(l) + "] holds no packed weights");
+        }
+        auto x = arg<float>(x_, "x", {N, I0});
+        auto h_prev = arg<float>(h_prev_, "h_prev", {L, N, H});
+        auto h_new = arg<float>(h_new_, "h_new", {L, N, H}, true);
+        auto c = arg<float>(c_, "c", {L, N, H}, true);
+        no_overlap<float>({&h_new, &c}, {&x, &h_prev, &h_new, &c});
+        std::vector<const float*> packed(static_cast<size_t>(L));
+        for (index_t l = 0; l < L; ++l) packed[static_cast<size_t>(l)] = packs[static_cast<size_t>(l)]->data.get();
+        auto work = workspace<float>(N * GH);
+        py::gil_scoped_release nogil;
+        pylstm::lstm_stream_step(h_new.ptr, c.ptr, work.get(), x.ptr, h_prev.ptr, packed.data(), L, N, I0, H);
+      },
+      py::arg("x"), py::arg("h_prev"), py::arg("h_new"), py::arg("c"), py::arg("packs"),
+      "One inference step of a stack of float32 LSTM layers without projection, from packed weights: reads x "
+      "(N, I) and h_prev (L, N, H), writes h_new (L, N, H) and updates c (L, N, H) in place.");
 
   m.def(
       "lstm_backward",

@@ -36,7 +36,8 @@ struct FusedLstm {
                       // aligned, room for lstm_fused_packed_size(I, H)
   const float* x; const float* h0;
   const float* c0;    // c_{-1}: c0 or zeros (training), c_n (inference)
-  const float* W_ih; const float* W_hh; const float* bias;
+  const float* W_ih; const float* W_hh; const float* bias;  // W_ih may be nullptr when prepacked: the inputs are
+                                                            // then projected from the packed copy at any size
   index_t T, N, I, H, block;
   int parts;
   bool reverse;

@@ -68,8 +68,7 @@ void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* 
 }
 
 void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const float* h_prev,
-                      const float* const* packed, const float* const* W_ih, index_t L, index_t N, index_t I0,
-                      index_t H) {
+                      const float* const* packed, index_t L, index_t N, index_t I0, index_t H) {
   const int parts = get_num_threads();
   const auto run = kernels().lstm_fused_thread;
   parallel([&](int tid, int nt) {
@@ -79,7 +78,7 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
       detail::FusedLstm F{};
       F.y = h, F.ldy = H, F.c_state = cl, F.gates = work, F.packed = align64(const_cast<float*>(packed[l]));
       F.x = l == 0 ? x : h_new + (l - 1) * N * H, F.h0 = h_prev + l * N * H, F.c0 = cl;
-      F.W_ih = W_ih[l], F.T = 1, F.N = N, F.I = l == 0 ? I0 : H, F.H = H, F.block = 1, F.parts = parts;
+      F.T = 1, F.N = N, F.I = l == 0 ? I0 : H, F.H = H, F.block = 1, F.parts = parts;
       F.prepacked = true;
       run(F, tid, nt);
     }

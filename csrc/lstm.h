@@ -83,11 +83,9 @@ void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* 
 //   work   [N][G*H]
 //   x      [N][I0]    the first layer's input
 //   h_prev [L][N][H]  h_{t-1}; must not overlap h_new
-//   packed [L]        each layer's ready packed weights; W_ih [L] the unpacked input weights ([G*H][I0] for layer
-//                     0, [G*H][H] after), read instead of the packed copy when N·I is large
+//   packed [L]        each layer's ready packed weights (layer 0 packed for I0 inputs, the others for H)
 void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const float* h_prev,
-                      const float* const* packed, const float* const* W_ih, index_t L, index_t N, index_t I0,
-                      index_t H);
+                      const float* const* packed, index_t L, index_t N, index_t I0, index_t H);
 
 // ---- a whole sequence ----
 

@@ -71,12 +71,10 @@ class _Module:
         ``pylstm.optim`` optimizer, or in place inside ``with module.edit_parameters() as params:``; a write into
         these views is refused (numpy's "assignment destination is read-only"), because the module could not see
         it and would keep computing with packed copies of the old weights."""
-        out = {}
-        for name, p in self._params.items():
-            view = p.view()
-            view.flags.writeable = False
-            out[name] = view
-        return out
+        # Views through a read-only buffer: unlike a view with the WRITEABLE flag cleared, they cannot be made
+        # writable again (numpy refuses to set the flag when the memory comes from a read-only buffer).
+        return {name: np.frombuffer(memoryview(p.reshape(-1)).toreadonly(), dtype=p.dtype).reshape(p.shape)
+                for name, p in self._params.items()}
 
     @contextlib.contextmanager
     def edit_parameters(self):

@@ -53,6 +53,7 @@ class _Recurrent(_Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dropout = float(dropout)
         self._cache = None
+        self._packs = {}  # id(W_hh) -> [PackedLstm, the parameter version it holds or None] (fused LSTM only)
         super().__init__(dtype, seed)
         # Dropout masks come from their own stream, seeded from the module's seed, so that they are reproducible
         # and do not depend on how many parameters were drawn.
@@ -96,6 +97,18 @@ class _Recurrent(_Module):
         p, g = self._params, self.grads if grads is None else grads
         names = ("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx, "bias_hh" + sfx, "weight_hr" + sfx)
         return [p.get(n) for n in names], [g.get(n) for n in names]
+
+    # ---- streaming --------------------------------------------------------------------------------------
+    def stream(self, state=None):
+        """A :class:`~pylstm.stream.Stream` over this layer: ``s = layer.stream(); y_t = s.step(x_t)`` runs one
+        time step per call with the state carried, for inference (as in eval mode). ``state`` is what forward
+        takes as its initial state (None for zeros)."""
+        from .stream import Stream
+
+        return Stream(self, state)
+
+    def _fused(self):
+        return False
 
     # ---- input checks -----------------------------------------------------------------------------------
     def _check_state(self, name, value, N, H, unbatched):  # H: this state's width
@@ -404,11 +417,50 @@ class LSTM(_Recurrent):
             raise TypeError(f"{name} must be a pair (h, c) of arrays or None, got {type(value).__name__}")
         return value
 
+    def _fused(self):
+        """Whether the layers run the fused float32 loop, which packs the weights and can keep them packed."""
+        return self.dtype == np.float32 and not self.proj_size
+
+    def _packed(self, W):
+        """The kept PackedLstm of the layer direction with weights W (keyed by its W_hh array, which lives as long
+        as the module), and whether it holds the current parameters. Calls inside edit_parameters() never count
+        as current, and what they pack is not kept as current either (see _kept)."""
+        packs = self._packs
+        entry = packs.get(id(W[1]))
+        if entry is None:
+            entry = packs[id(W[1])] = [_core.PackedLstm(W[0].shape[1], self.hidden_size), None]
+        current = entry[1] == self._version and not self._editing and entry[0].ready
+        return entry, current
+
+    def _kept(self, entry):
+        entry[1] = None if self._editing else self._version
+
     def _kernel_forward(self, x, s0, W, *, reverse, training, y):
         h0, c0 = (None, None) if s0 is None else s0
+        entry = None
+        if self._fused():
+            entry, current = self._packed(W)
+            if not current:
+                entry[0].invalidate()
+                entry[1] = None
         _, h_n, c_n, cache = _core.lstm_forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
-                                                y=y)
+                                                y=y, packed=None if entry is None else entry[0])
+        if entry is not None:
+            self._kept(entry)
         return [h_n, c_n], cache
+
+    def _stream_packs(self):
+        """The packed weights of every layer (forward direction) for the current parameters, packing where needed."""
+        packs = []
+        for layer in range(self.num_layers):
+            W, _ = self._layer_params(layer, 0)
+            entry, current = self._packed(W)
+            if not current:
+                entry[1] = None
+                _core.lstm_pack(entry[0], *W[:4])
+                self._kept(entry)
+            packs.append(entry[0])
+        return packs
 
     def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx):
         dh_n, dc_n = (None, None) if ds_n is None else ds_n

@@ -1,0 +1,221 @@
+"""Streaming (layer.stream()) and the packed weights the fused LSTM keeps between calls: every way the parameters
+can change must show in the next call, and a stream must equal the whole-sequence forward."""
+
+import numpy as np
+import pytest
+
+import pylstm
+from pylstm import _core, nn, optim
+
+LAYERS = [
+    (pylstm.LSTM, {}),
+    (pylstm.LSTM, {"num_layers": 3}),
+    (pylstm.LSTM, {"proj_size": 3}),
+    (pylstm.LSTM, {"dtype": "float64"}),
+    (pylstm.LSTM, {"batch_first": True}),
+    (pylstm.GRU, {}),
+    (pylstm.GRU, {"linear_before_reset": False}),
+    (pylstm.RNN, {"nonlinearity": "relu"}),
+]
+
+
+def _states(st):
+    return st if isinstance(st, tuple) else (st,)
+
+
+@pytest.mark.parametrize("cls,kw", LAYERS)
+@pytest.mark.parametrize("N", [1, 7])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_stream_equals_forward(rng, cls, kw, N, with_state):
+    kw = dict({"num_layers": 2}, **kw)
+    m = cls(5, 9, seed=3, **kw).eval()
+    dt = m.dtype
+    T, L = 6, m.num_layers
+    x = rng.standard_normal((T, N, 5)).astype(dt)
+    state = None
+    if with_state:
+        widths = m._widths()
+        state = tuple(rng.standard_normal((L, N, w)).astype(dt) for w in widths)
+        state = state if len(state) == 2 else state[0]
+    y, st = m(x.transpose(1, 0, 2) if m.batch_first else x, state)
+    if m.batch_first:
+        y = y.transpose(1, 0, 2)
+    s = m.stream(state)
+    ys = np.stack([s.step(x[t]) for t in range(T)])
+    tol = 1e-12 if dt == np.float64 else 1e-6
+    np.testing.assert_allclose(ys, y, rtol=tol, atol=tol)
+    for a, b in zip(_states(s.state), _states(st)):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("cls", [pylstm.LSTM, pylstm.GRU])
+def test_stream_unbatched_and_reset(rng, cls):
+    m = cls(4, 6, 2, seed=0).eval()
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    y, st = m(x)
+    s = m.stream()
+    ys = np.stack([s.step(x[t]) for t in range(5)])
+    np.testing.assert_allclose(ys, y, rtol=1e-6, atol=1e-6)
+    for a, b in zip(_states(s.state), _states(st)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    s.reset()
+    assert s.state is None
+    np.testing.assert_allclose(s.step(x[0]), y[0], rtol=1e-6, atol=1e-6)
+    # restart from the state after step 2: the rest must match
+    s.reset(tuple(a for a in _states(m(x[:2])[1])) if cls is pylstm.LSTM else m(x[:2])[1])
+    np.testing.assert_allclose(np.stack([s.step(x[t]) for t in range(2, 5)]), y[2:], rtol=1e-6, atol=1e-6)
+
+
+def test_stream_leaves_a_training_forward_and_the_mode_alone(rng):
+    m = pylstm.GRU(3, 4, seed=0)  # training mode
+    x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    out, _ = m(x)
+    s = m.stream()
+    s.step(x[0])
+    assert m.training
+    dx, _ = m.backward(np.ones_like(out))  # the forward's cache survived the stream step
+    assert dx.shape == x.shape
+
+
+def test_stream_errors(rng):
+    with pytest.raises(ValueError, match="unidirectional"):
+        pylstm.LSTM(3, 4, bidirectional=True).stream()
+    m = pylstm.LSTM(3, 4, 2, seed=0)
+    s = m.stream()
+    with pytest.raises(ValueError, match="features"):
+        s.step(np.zeros((2, 5), np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        s.step(np.zeros((2, 3), np.float64))
+    with pytest.raises(ValueError, match="one time step"):
+        s.step(np.zeros((1, 2, 3), np.float32))
+    s.step(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="rows"):
+        s.step(np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match="unbatched"):
+        s.step(np.zeros(3, np.float32))
+    with pytest.raises(ValueError):
+        m.stream((np.zeros((1, 2, 4), np.float32), np.zeros((2, 2, 4), np.float32)))  # one layer short
+
+
+# ---- parameters change only through paths the module sees -------------------------------------------------------
+
+def test_state_dict_is_read_only_and_edit_parameters_writes():
+    m = pylstm.LSTM(3, 4, seed=0)
+    sd = m.state_dict()
+    with pytest.raises(ValueError, match="read-only"):
+        sd["weight_hh_l0"][0, 0] = 1.0
+    with pytest.raises(ValueError):
+        sd["weight_hh_l0"].flags.writeable = True
+    with m.edit_parameters() as p:
+        p["weight_hh_l0"][0, 0] = 1.5
+    assert sd["weight_hh_l0"][0, 0] == 1.5  # the views follow the module
+
+
+def _fresh_copy(m):
+    c = type(m)(m.input_size, m.hidden_size, m.num_layers, seed=99).eval()
+    c.load_state_dict({k: v.copy() for k, v in m.state_dict().items()})
+    return c
+
+
+CHANGES = ["edit", "load_state_dict", "sgd", "adam", "edit_raises"]
+
+
+def _change(m, how, rng):
+    if how == "edit":
+        with m.edit_parameters() as p:
+            p["weight_hh_l1"] *= -1.0
+            p["bias_ih_l0"] += 0.5
+    elif how == "edit_raises":
+        with pytest.raises(RuntimeError):
+            with m.edit_parameters() as p:
+                p["weight_ih_l0"][:] = 0.25
+                raise RuntimeError("user code failed half way")
+    elif how == "load_state_dict":
+        m.load_state_dict({k: rng.standard_normal(v.shape) * 0.3 for k, v in m.state_dict().items()})
+    else:
+        for g in m.grads.values():
+            g[...] = rng.standard_normal(g.shape)
+        opt = optim.SGD(m, lr=0.1) if how == "sgd" else optim.Adam(m, lr=0.1)
+        opt.step()
+
+
+@pytest.mark.parametrize("how", CHANGES)
+def test_a_call_after_any_change_uses_the_new_weights(rng, how):
+    m = pylstm.LSTM(5, 16, 2, seed=0).eval()  # float32 without projection: the fused loop keeps packed weights
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    before, _ = m(x)
+    np.testing.assert_array_equal(m(x)[0], before)  # a second call reuses the packed copy: same result
+    _change(m, how, rng)
+    after, _ = m(x)
+    want, _ = _fresh_copy(m)(x)
+    np.testing.assert_array_equal(after, want)
+    assert not np.array_equal(after, before)
+
+
+@pytest.mark.parametrize("how", CHANGES)
+def test_a_stream_step_after_any_change_uses_the_new_weights(rng, how):
+    m = pylstm.LSTM(5, 16, 2, seed=0).eval()
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    s = m.stream()
+    s.step(x)
+    _change(m, how, rng)
+    state = s.state
+    got = s.step(x)
+    ref = _fresh_copy(m).stream(state)
+    np.testing.assert_array_equal(got, ref.step(x))
+
+
+def test_calls_inside_edit_parameters_see_every_write(rng):
+    m = pylstm.LSTM(4, 8, seed=0).eval()
+    x = rng.standard_normal((3, 2, 4)).astype(np.float32)
+    m(x)  # packs
+    with m.edit_parameters() as p:
+        p["weight_hh_l0"][:] = 0.0
+        y1, _ = m(x)
+        p["weight_ih_l0"][:] = 0.0
+        y2, _ = m(x)  # must not reuse what the call above packed
+    c = _fresh_copy(m)
+    np.testing.assert_array_equal(y2, c(x)[0])
+    assert not np.array_equal(y1, y2)
+
+
+def test_training_loop_matches_a_module_rebuilt_each_step(rng):
+    """Forward, backward and an optimizer step, repeated: the kept packed weights never lag a step behind."""
+    m = pylstm.LSTM(4, 8, seed=1)
+    opt = optim.Adam(m, lr=0.05)
+    x = rng.standard_normal((5, 2, 4)).astype(np.float32)
+    for _ in range(3):
+        opt.zero_grad()
+        y, _ = m(x)
+        m.backward(np.ones_like(y))
+        opt.step()
+        want = _fresh_copy(m)(x)[0]
+        np.testing.assert_array_equal(m.eval()(x)[0], want)
+        m.train()
+
+
+def test_packed_lstm_checks(rng):
+    with pytest.raises(ValueError, match=">= 1"):
+        _core.PackedLstm(0, 4)
+    pk = _core.PackedLstm(3, 4)
+    assert not pk.ready
+    m = pylstm.LSTM(5, 4, seed=0)
+    W, _ = m._layer_params(0, 0)
+    with pytest.raises(ValueError, match="made for"):
+        _core.lstm_forward(np.zeros((2, 1, 5), np.float32), None, None, *W[:4], training=False, packed=pk)
+    with pytest.raises(TypeError, match="PackedLstm"):
+        _core.lstm_forward(np.zeros((2, 1, 5), np.float32), None, None, *W[:4], training=False, packed=3)
+    with pytest.raises(ValueError, match="no packed weights"):
+        _core.lstm_stream_step(np.zeros((1, 3), np.float32), np.zeros((1, 1, 4), np.float32),
+                               np.zeros((1, 1, 4), np.float32), np.zeros((1, 1, 4), np.float32), [pk])
+
+
+def test_nn_save_and_load_round_trip_with_read_only_views(tmp_path, rng):
+    rnn, head = nn.recurrent_model("lstm", 6, 8, 6, 1, seed=0)
+    path = tmp_path / "m.npz"
+    nn.save(path, {"rnn": rnn, "head": head})
+    rnn2, head2 = nn.recurrent_model("lstm", 6, 8, 6, 1, seed=5)
+    nn.load(path, {"rnn": rnn2, "head": head2})
+    x = rng.standard_normal((3, 2, 6)).astype(np.float32)
+    np.testing.assert_array_equal(rnn.eval()(x)[0], rnn2.eval()(x)[0])
