@@ -51,15 +51,22 @@ def main(path):
 
     data = json.load(open(path))
     rows = {}
-    varlen = []
+    varlen, stream = [], []
     for b in data["benchmarks"]:
         e = b["extra_info"]
+        if e.get("stream"):
+            stream.append((e, b["stats"]["median"] / e["steps"] * 1e6))
+            continue
         if "lengths" in e:
             varlen.append((e, b["stats"]["median"] * 1e3))
             continue
         rows.setdefault((e.get("cell", "lstm"), e["case"], e["mode"]), {})[e["impl"]] = (b["stats"]["median"] * 1e3, e)
     print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}, "
           f"{data['machine_info'].get('cpu', {}).get('count', '?')} cpus; {data['datetime'][:10]}")
+    if stream:
+        _stream_table(stream)
+    if not rows:
+        return
     first = next(iter(rows.values()))["pylstm"][1]
     print(f"pylstm isa: {first.get('isa', '?')}; its OpenBLAS: {first.get('blas', '?')}")
     peak = sgemm_gflops()
@@ -83,6 +90,20 @@ def main(path):
         for e, ms in sorted(varlen, key=lambda r: (r[0]["cell"], r[0]["mode"], r[0]["lengths"])):
             what = "all T" if e["lengths"] == "full" else f"mixed, mean {e['mean_length']:.1f} of {e['T']}"
             print(f"| {e['cell']} | {e['mode']} | {what} | {ms:.2f} |")
+
+
+def _stream_table(stream):
+    e0 = stream[0][0]
+    print(f"streaming: {e0['layers']}-layer LSTM, I = H = {e0['H']}, N = {e0['N']}, float32, {e0['threads']} threads, "
+          f"pylstm isa {e0.get('isa', '?')}, median µs per step\n")
+    times = {e["impl"]: us for e, us in stream}
+    best_peer = min((times[k] for k in ("torch", "ort") if k in times), default=None)
+    print("| implementation | µs per step | vs best peer |")
+    print("|---|---|---|")
+    for impl, us in times.items():
+        vs = "—" if best_peer is None or impl in ("torch", "ort") else f"{best_peer / us:.2f}x"
+        print(f"| {impl} | {us:.1f} | {vs} |")
+    print()
 
 
 if __name__ == "__main__":
