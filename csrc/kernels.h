@@ -10,6 +10,7 @@
 //           compiler's 128-bit vectors: NEON on aarch64)
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -63,6 +64,39 @@ struct FusedLstmBackward {
   bool reverse;
 };
 
+// The fused float32 forward of the one-state cells: the GRU with the reset after the product (gru = true, 3 gates)
+// and the RNN (1 gate), in FusedLstm's shape (see kernels.inc).
+struct FusedSingle {
+  float* y;  index_t ldy;
+  float* a;  index_t lda;  // [rows][lda]: the input projections of a block of steps (all T in training), then the
+                           // activated gates r, z, n (GRU) or the pre-activations (RNN)
+  float* k;                // GRU inference: [N][H] for k = h W_hnᵀ + b_hn; nullptr in training, where k goes to
+                           // column 3H of a's rows (the cache's k slot)
+  float* hg;               // GRU: [N][3H], one step's recurrent products
+  float* packed;           // W_hh [blocks][H][G][lanes], then W_ih [blocks][I][G][lanes]; 64-byte aligned, room for
+                           // single_fused_packed_size
+  const float* zeros;      // GRU: [N][H], h_{-1} when h0 is absent
+  const float* x; const float* h0; const float* W_ih; const float* W_hh;
+  const float* bi;         // GRU: b_ih [3H] (zeros when absent); RNN: b_ih + b_hh [H]
+  const float* bh;         // GRU: b_hh [3H]; RNN: unused
+  index_t T, N, I, H, block;
+  int parts;
+  bool reverse;
+  bool gru;
+  Nonlinearity nl;         // RNN
+};
+
+// p rounded up to the next 64-byte boundary (the packed buffers' sizes include the slack).
+inline float* align64(float* p) {
+  return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
+}
+
+// Floats of packed weights for a cell of G gates, input size I and hidden size H at any level, plus alignment slack.
+inline index_t single_fused_packed_size(index_t G, index_t I, index_t H) {
+  const index_t blocks = (H + kMaxLanes - 1) / kMaxLanes;
+  return blocks * kMaxLanes * G * (H + I) + kMaxLanes;
+}
+
 // Floats of packed W_hh, bias and W_ih for input size I and hidden size H at any level, plus slack to align the
 // start to 64 bytes.
 inline index_t lstm_fused_packed_size(index_t I, index_t H) {
@@ -109,6 +143,7 @@ struct KernelTable {
   // Packs thread tid's part of F's weights (W_ih, W_hh, bias) into F.packed, as lstm_fused_thread does first.
   void (*lstm_fused_pack_thread)(const detail::FusedLstm& F, int tid, int nt);
   void (*lstm_fused_backward_thread)(const detail::FusedLstmBackward& B, int tid, int nt);
+  void (*single_fused_thread)(const detail::FusedSingle& F, int tid, int nt);
 
   template <typename Real>
   const PointwiseKernels<Real>& pointwise() const {

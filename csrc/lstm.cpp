@@ -47,11 +47,7 @@ void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real*
   kernels().pointwise<Real>().lstm_backward(dgates, dc, dh, dy, lddy, c_prev, tc, N, H);
 }
 
-namespace {
-float* align64(float* p) {
-  return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
-}
-}  // namespace
+using detail::align64;
 
 index_t lstm_packed_size(index_t I, index_t H) { return detail::lstm_fused_packed_size(I, H); }
 

@@ -59,16 +59,17 @@ inline void lstm_row_backward(Real* __restrict ai, Real* __restrict af, Real* __
 // Per row: ar, az, an are the r, z, n blocks (x-projections in, activations or gradients out), k the fourth slot,
 // g the recurrent products h W_hhᵀ without bias (or, in backward, the recurrent-side gradients), p = h_{t-1}.
 
-// Linear before reset: r, z, n and h from the x- and h-projections; keeps k = h W_hnᵀ + b_hn.
+// Linear before reset: r, z, n and h from the x- and h-projections; keeps k = h W_hnᵀ + b_hn. The row is n units
+// long; g, bi and bh hold their r, z and n blocks S apart (S = H for a whole row, S > n for a block of units).
 template <typename Real>
 inline void lbr_forward_row(Real* __restrict h, Real* __restrict ar, Real* __restrict az, Real* __restrict an,
                             Real* __restrict k, const Real* __restrict g, const Real* __restrict p,
-                            const Real* __restrict bi, const Real* __restrict bh, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
+                            const Real* __restrict bi, const Real* __restrict bh, index_t n, index_t S) {
+  for (index_t j = 0; j < n; ++j) {
     const Real r = act_sigmoid(ar[j] + bi[j] + g[j] + bh[j]);
-    const Real z = act_sigmoid(az[j] + bi[H + j] + g[H + j] + bh[H + j]);
-    const Real kk = g[2 * H + j] + bh[2 * H + j];
-    const Real nn = act_tanh(an[j] + bi[2 * H + j] + r * kk);
+    const Real z = act_sigmoid(az[j] + bi[S + j] + g[S + j] + bh[S + j]);
+    const Real kk = g[2 * S + j] + bh[2 * S + j];
+    const Real nn = act_tanh(an[j] + bi[2 * S + j] + r * kk);
     ar[j] = r;
     az[j] = z;
     an[j] = nn;
