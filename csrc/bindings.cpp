@@ -14,6 +14,7 @@
 #include "gru.h"
 #include "kernels.h"
 #include "lstm.h"
+#include "parallel.h"
 #include "rnn.h"
 
 namespace py = pybind11;
@@ -575,6 +576,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &pylstm::get_num_threads, "Threads the kernels use.");
   m.def("set_num_threads", &pylstm::set_num_threads, py::arg("n"), "Sets the threads the kernels use (n >= 1).");
   m.def("blas_config", &pylstm::blas_config, "The build and core of the OpenBLAS in use.");
+  m.def("_set_fused_loops", &pylstm::set_fused_loops, py::arg("on"),
+        "Tests only: True (the default) runs the fused time loops, False the BLAS-per-step reference shape.");
+  m.def("_fused_loops", &pylstm::fused_loops, "Whether the fused time loops are on.");
   m.def("isa", [] { return std::string(pylstm::kernels().isa); }, "The ISA level of the kernels in use.");
   m.def("isa_lanes", [] { return pylstm::kernels().lanes; }, "float32 lanes of the vectors of the level in use.");
   m.def("isa_available", &pylstm::isa_available, "The ISA levels this CPU runs, best first.");

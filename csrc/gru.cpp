@@ -18,7 +18,7 @@ index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H
   // h0 / dy, [N][H] for k (inference) or ∂L/∂k (backward); inference adds a block of input projections, and both
   // forward passes the fused float32 loop's packed weights.
   const index_t common = 6 * H + N * 3 * H + 2 * N * H;
-  const index_t packed = detail::single_fused_packed_size(kGruGates, I, H);
+  const index_t packed = detail::single_fused_packed_size<float>(kGruGates, I, H);
   switch (pass) {
     case Pass::Inference:
       return common + detail::inference_block_steps(T, N) * N * 3 * H + packed;
@@ -51,20 +51,18 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
   const index_t lda = cache ? 4 * H : GH;
   Real* a_all = cache ? cache : kbuf + N * H;
   const index_t block = cache ? T : detail::inference_block_steps(T, N);
-  if constexpr (std::is_same_v<Real, float>) {
-    if (linear_before_reset) {  // the fused loop; the BLAS-per-step loop below is its reference shape
-      blas_int(GH, "G*H"), blas_int(I, "I");
-      detail::FusedSingle F{};
-      F.y = y, F.ldy = ldy, F.a = a_all, F.lda = lda, F.k = cache ? nullptr : kbuf, F.hg = hg;
-      F.packed = detail::align64(a_all == cache ? kbuf + N * H : a_all + block * N * lda);
-      F.zeros = zeros, F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bi, F.bh = bh;
-      F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
-      F.gru = true;
-      const auto run = kernels().single_fused_thread;
-      parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
-      detail::copy_rows(h_n, y + (reverse ? 0 : T - 1) * N * ldy, ldy, N, H);
-      return;
-    }
+  if (linear_before_reset && fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
+    blas_int(GH, "G*H"), blas_int(I, "I");
+    detail::FusedSingleT<Real> F{};
+    F.y = y, F.ldy = ldy, F.a = a_all, F.lda = lda, F.k = cache ? nullptr : kbuf, F.hg = hg;
+    F.packed = detail::align64(a_all == cache ? kbuf + N * H : a_all + block * N * lda);
+    F.zeros = zeros, F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bi, F.bh = bh;
+    F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
+    F.gru = true;
+    const auto run = kernels().pointwise<Real>().single_fused;
+    parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
+    detail::copy_rows(h_n, y + (reverse ? 0 : T - 1) * N * ldy, ldy, N, H);
+    return;
   }
   index_t block_t0 = 0;
   const Real* h_prev = h0;

@@ -26,82 +26,95 @@ constexpr index_t kMaxLanes = 16;
 
 namespace detail {
 
-// The fused float32 LSTM forward (lstm.cpp sets it up; each level's kernels.inc runs it on the pool).
-struct FusedLstm {
-  float* y;  index_t ldy;
-  float* c_state;     // inference: c_n, updated in place
-  float* gates;       // [rows][GH]: the cache (training) or one block of input projections (inference)
-  float* cs;          // training: [T][N][H] c_t;  nullptr in inference
-  float* tcs;         // training: [T][N][H] tanh(c_t)
-  float* packed;      // W_hh [blocks][H][G][lanes], bias [blocks][G][lanes], W_ih [blocks][I][G][lanes]; 64-byte
-                      // aligned, room for lstm_fused_packed_size(I, H)
-  const float* x; const float* h0;
-  const float* c0;    // c_{-1}: c0 or zeros (training), c_n (inference)
-  const float* W_ih; const float* W_hh; const float* bias;  // W_ih may be nullptr when prepacked: the inputs are
-                                                            // then projected from the packed copy at any size
+template <typename Real>
+constexpr index_t kMaxLanesOf = kMaxLanes * index_t(sizeof(float)) / index_t(sizeof(Real));
+
+// The fused LSTM forward, float32 or float64 (lstm.cpp sets it up; each level's kernels.inc runs it on the pool).
+template <typename Real>
+struct FusedLstmT {
+  Real* y;  index_t ldy;
+  Real* c_state;     // inference: c_n, updated in place
+  Real* gates;       // [rows][GH]: the cache (training) or one block of input projections (inference)
+  Real* cs;          // training: [T][N][H] c_t;  nullptr in inference
+  Real* tcs;         // training: [T][N][H] tanh(c_t)
+  Real* packed;      // W_hh [blocks][H][G][lanes], bias [blocks][G][lanes], W_ih [blocks][I][G][lanes]; 64-byte
+                     // aligned, room for lstm_fused_packed_size<Real>(I, H)
+  const Real* x; const Real* h0;
+  const Real* c0;    // c_{-1}: c0 or zeros (training), c_n (inference)
+  const Real* W_ih; const Real* W_hh; const Real* bias;  // W_ih may be nullptr when prepacked: the inputs are
+                                                         // then projected from the packed copy at any size
   index_t T, N, I, H, block;
   int parts;
   bool reverse;
-  bool prepacked;     // `packed` already holds this call's weights (lstm_pack or an earlier call): skip packing
+  bool prepacked;    // `packed` already holds this call's weights (lstm_pack or an earlier call): skip packing
 };
+using FusedLstm = FusedLstmT<float>;
 
-// The fused float32 LSTM backward (no projection): one parallel region for the whole sequence. Each thread owns
-// blocks of hidden units: per step it runs the element-wise backward of its units (their dh, dc, and their columns
-// of da_t), meets the others at one barrier, and then computes its units' columns of dh_{t-1} = da_t W_hh from all of
-// da_t. Nothing it reads after the barrier is written by another thread before the next barrier.
-struct FusedLstmBackward {
-  float* da;          // [T][N][GH] the activated gates in, the pre-activation gradients out
-  float* dh;          // [N][H] the running ∂L/∂h_t: dh_n in, ∂L/∂h0 out
-  float* dc;          // [N][H] the running ∂L/∂c_t: dc_n in, ∂L/∂c0 out
-  float* tcs;         // [T][N][H] tanh(c_t) in, o ⊙ tanh(c_t) out (lstm_row_backward's convention)
-  const float* cs;    // [T][N][H] c_t
-  const float* c0;    // [N][H] c_{-1}: c0 or zeros
-  const float* dy;    // step t's ∂L/∂y rows at dy + t·dy_step, row stride lddy (both 0 for a zero block)
+// The fused LSTM backward (no projection): one parallel region for the whole sequence. Each thread owns blocks of
+// hidden units: per step it runs the element-wise backward of its units (their dh, dc, and their columns of da_t),
+// meets the others at one barrier, and then computes its units' columns of dh_{t-1} = da_t W_hh from all of da_t.
+// Nothing it reads after the barrier is written by another thread before the next barrier.
+template <typename Real>
+struct FusedLstmBackwardT {
+  Real* da;          // [T][N][GH] the activated gates in, the pre-activation gradients out
+  Real* dh;          // [N][H] the running ∂L/∂h_t: dh_n in, ∂L/∂h0 out
+  Real* dc;          // [N][H] the running ∂L/∂c_t: dc_n in, ∂L/∂c0 out
+  Real* tcs;         // [T][N][H] tanh(c_t) in, o ⊙ tanh(c_t) out (lstm_row_backward's convention)
+  const Real* cs;    // [T][N][H] c_t
+  const Real* c0;    // [N][H] c_{-1}: c0 or zeros
+  const Real* dy;    // step t's ∂L/∂y rows at dy + t·dy_step, row stride lddy (both 0 for a zero block)
   index_t lddy, dy_step;
-  const float* W_hh;  // [GH][H]
+  const Real* W_hh;  // [GH][H]
   index_t T, N, H;
   int parts;
   bool reverse;
 };
 
-// The fused float32 forward of the one-state cells: the GRU with the reset after the product (gru = true, 3 gates)
-// and the RNN (1 gate), in FusedLstm's shape (see kernels.inc).
-struct FusedSingle {
-  float* y;  index_t ldy;
-  float* a;  index_t lda;  // [rows][lda]: the input projections of a block of steps (all T in training), then the
-                           // activated gates r, z, n (GRU) or the pre-activations (RNN)
-  float* k;                // GRU inference: [N][H] for k = h W_hnᵀ + b_hn; nullptr in training, where k goes to
-                           // column 3H of a's rows (the cache's k slot)
-  float* hg;               // GRU: [N][3H], one step's recurrent products
-  float* packed;           // W_hh [blocks][H][G][lanes], then W_ih [blocks][I][G][lanes]; 64-byte aligned, room for
-                           // single_fused_packed_size
-  const float* zeros;      // GRU: [N][H], h_{-1} when h0 is absent
-  const float* x; const float* h0; const float* W_ih; const float* W_hh;
-  const float* bi;         // GRU: b_ih [3H] (zeros when absent); RNN: b_ih + b_hh [H]
-  const float* bh;         // GRU: b_hh [3H]; RNN: unused
+// The fused forward of the one-state cells: the GRU with the reset after the product (gru = true, 3 gates) and the
+// RNN (1 gate), in FusedLstmT's shape (see kernels.inc).
+template <typename Real>
+struct FusedSingleT {
+  Real* y;  index_t ldy;
+  Real* a;  index_t lda;  // [rows][lda]: the input projections of a block of steps (all T in training), then the
+                          // activated gates r, z, n (GRU) or the pre-activations (RNN)
+  Real* k;                // GRU inference: [N][H] for k = h W_hnᵀ + b_hn; nullptr in training, where k goes to
+                          // column 3H of a's rows (the cache's k slot)
+  Real* hg;               // GRU: [N][3H], one step's recurrent products
+  Real* packed;           // W_hh [blocks][H][G][lanes], then W_ih [blocks][I][G][lanes]; 64-byte aligned, room for
+                          // single_fused_packed_size<Real>
+  const Real* zeros;      // GRU: [N][H], h_{-1} when h0 is absent
+  const Real* x; const Real* h0; const Real* W_ih; const Real* W_hh;
+  const Real* bi;         // GRU: b_ih [3H] (zeros when absent); RNN: b_ih + b_hh [H]
+  const Real* bh;         // GRU: b_hh [3H]; RNN: unused
   index_t T, N, I, H, block;
   int parts;
   bool reverse;
   bool gru;
-  Nonlinearity nl;         // RNN
+  Nonlinearity nl;        // RNN
 };
 
 // p rounded up to the next 64-byte boundary (the packed buffers' sizes include the slack).
-inline float* align64(float* p) {
-  return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
+template <typename Real>
+inline Real* align64(Real* p) {
+  return reinterpret_cast<Real*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
 }
 
-// Floats of packed weights for a cell of G gates, input size I and hidden size H at any level, plus alignment slack.
+// Elements of packed weights for a cell of G gates, input size I and hidden size H at any level, plus alignment
+// slack.
+template <typename Real>
 inline index_t single_fused_packed_size(index_t G, index_t I, index_t H) {
-  const index_t blocks = (H + kMaxLanes - 1) / kMaxLanes;
-  return blocks * kMaxLanes * G * (H + I) + kMaxLanes;
+  constexpr index_t L = kMaxLanesOf<Real>;
+  const index_t blocks = (H + L - 1) / L;
+  return blocks * L * G * (H + I) + L;
 }
 
-// Floats of packed W_hh, bias and W_ih for input size I and hidden size H at any level, plus slack to align the
+// Elements of packed W_hh, bias and W_ih for input size I and hidden size H at any level, plus slack to align the
 // start to 64 bytes.
+template <typename Real>
 inline index_t lstm_fused_packed_size(index_t I, index_t H) {
-  const index_t blocks = (H + kMaxLanes - 1) / kMaxLanes;
-  return blocks * kMaxLanes * 4 * (H + 1 + I) + kMaxLanes;
+  constexpr index_t L = kMaxLanesOf<Real>;
+  const index_t blocks = (H + L - 1) / L;
+  return blocks * L * 4 * (H + 1 + I) + L;
 }
 
 }  // namespace detail
@@ -131,6 +144,12 @@ struct PointwiseKernels {
                        index_t H, Nonlinearity nl);
   void (*sigmoid)(Real* out, const Real* x, index_t n);
   void (*tanh)(Real* out, const Real* x, index_t n);
+  // The fused loops: each runs one thread's share (tid of nt) of a parallel region (see the structs above).
+  void (*lstm_fused)(const detail::FusedLstmT<Real>& F, int tid, int nt);
+  // Packs thread tid's part of F's weights (W_ih, W_hh, bias) into F.packed, as lstm_fused does first.
+  void (*lstm_fused_pack)(const detail::FusedLstmT<Real>& F, int tid, int nt);
+  void (*lstm_fused_backward)(const detail::FusedLstmBackwardT<Real>& B, int tid, int nt);
+  void (*single_fused)(const detail::FusedSingleT<Real>& F, int tid, int nt);
 };
 
 struct KernelTable {
@@ -139,11 +158,6 @@ struct KernelTable {
   PointwiseKernels<float> f32;
   PointwiseKernels<double> f64;
   // One thread's share of the fused float32 LSTM forward; the region calls it on every thread of the pool.
-  void (*lstm_fused_thread)(const detail::FusedLstm& F, int tid, int nt);
-  // Packs thread tid's part of F's weights (W_ih, W_hh, bias) into F.packed, as lstm_fused_thread does first.
-  void (*lstm_fused_pack_thread)(const detail::FusedLstm& F, int tid, int nt);
-  void (*lstm_fused_backward_thread)(const detail::FusedLstmBackward& B, int tid, int nt);
-  void (*single_fused_thread)(const detail::FusedSingle& F, int tid, int nt);
 
   template <typename Real>
   const PointwiseKernels<Real>& pointwise() const {

@@ -26,9 +26,9 @@ index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t 
   switch (pass) {
     case Pass::Inference:  // plus a second cell-state buffer, the input projections of one block of steps and
                            // the fused float32 loop's packed weights
-      return common + N * H + detail::inference_block_steps(T, N) * N * GH + detail::lstm_fused_packed_size(I, H);
+      return common + N * H + detail::inference_block_steps(T, N) * N * GH + detail::lstm_fused_packed_size<float>(I, H);
     case Pass::TrainingForward:  // the projections live in the cache
-      return common + detail::lstm_fused_packed_size(I, H);
+      return common + detail::lstm_fused_packed_size<float>(I, H);
     case Pass::Backward:  // the running dh and dc live in the dh0 / dc0 outputs
       return common;
   }
@@ -49,16 +49,16 @@ void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real*
 
 using detail::align64;
 
-index_t lstm_packed_size(index_t I, index_t H) { return detail::lstm_fused_packed_size(I, H); }
+index_t lstm_packed_size(index_t I, index_t H) { return detail::lstm_fused_packed_size<float>(I, H); }
 
 void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* W_hh, const float* b_ih,
                const float* b_hh, index_t I, index_t H) {
   const index_t GH = kLstmGates * H;
   for (index_t j = 0; j < GH; ++j) work[j] = b_ih ? b_ih[j] + b_hh[j] : 0.f;
-  detail::FusedLstm F{};
+  detail::FusedLstmT<float> F{};
   F.packed = align64(packed.data);
   F.W_ih = W_ih, F.W_hh = W_hh, F.bias = work, F.I = I, F.H = H, F.parts = get_num_threads();
-  const auto run = kernels().lstm_fused_pack_thread;
+  const auto run = kernels().f32.lstm_fused_pack;
   parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
   packed.ready = true;
 }
@@ -66,12 +66,12 @@ void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* 
 void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const float* h_prev,
                       const float* const* packed, index_t L, index_t N, index_t I0, index_t H) {
   const int parts = get_num_threads();
-  const auto run = kernels().lstm_fused_thread;
+  const auto run = kernels().f32.lstm_fused;
   parallel([&](int tid, int nt) {
-    for (index_t l = 0; l < L; ++l) {  // lstm_fused_thread ends each step with a barrier: layer l's h is complete
+    for (index_t l = 0; l < L; ++l) {  // lstm_fused ends each step with a barrier: layer l's h is complete
       float* h = h_new + l * N * H;
       float* cl = c + l * N * H;
-      detail::FusedLstm F{};
+      detail::FusedLstmT<float> F{};
       F.y = h, F.ldy = H, F.c_state = cl, F.gates = work, F.packed = align64(const_cast<float*>(packed[l]));
       F.x = l == 0 ? x : h_new + (l - 1) * N * H, F.h0 = h_prev + l * N * H, F.c0 = cl;
       F.T = 1, F.N = N, F.I = l == 0 ? I0 : H, F.H = H, F.block = 1, F.parts = parts;
@@ -113,22 +113,26 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     detail::copy_or_zero(c_n, c0, N * H);
     c_prev = c_n;
   }
-  if constexpr (std::is_same_v<Real, float>) {
-    if (!W_hr) {  // the fused loop (float32, no projection); the BLAS-per-step loop below is its reference shape
-      blas_int(GH, "G*H"), blas_int(I, "I");
-      float* packed = align64(packed_keep ? packed_keep->data : (cache ? scratch + N * H : gates + block * N * GH));
-      const bool prepacked = packed_keep && packed_keep->ready;
-      if (packed_keep) packed_keep->ready = false;  // until this call has packed into it
-      const detail::FusedLstm F{y, ldy,    c_n,  gates, cs, tcs,   packed, x, h0, c_prev, W_ih, W_hh, bias, T, N,
-                                I, H,      block, get_num_threads(), reverse, prepacked};
-      const auto run = kernels().lstm_fused_thread;
-      parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
-      if (packed_keep) packed_keep->ready = true;
-      const index_t t_last = reverse ? 0 : T - 1;
-      detail::copy_rows(h_n, y + t_last * N * ldy, ldy, N, H);
-      if (cache) std::copy(cs + t_last * N * H, cs + (t_last + 1) * N * H, c_n);
-      return;
+  if (!W_hr && fused_loops()) {  // the fused loop (no projection); the BLAS-per-step loop below is its reference shape
+    blas_int(GH, "G*H"), blas_int(I, "I");
+    Real* packed = align64(cache ? scratch + N * H : gates + block * N * GH);
+    bool prepacked = false;
+    if constexpr (std::is_same_v<Real, float>) {  // a kept packed copy (float32 only)
+      if (packed_keep) {
+        packed = align64(packed_keep->data);
+        prepacked = packed_keep->ready;
+        packed_keep->ready = false;  // until this call has packed into it
+      }
     }
+    const detail::FusedLstmT<Real> F{y, ldy, c_n,   gates, cs, tcs, packed, x, h0, c_prev, W_ih, W_hh, bias, T, N, I,
+                                     H, block, get_num_threads(), reverse, prepacked};
+    const auto run = kernels().pointwise<Real>().lstm_fused;
+    parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
+    if (packed_keep) packed_keep->ready = true;
+    const index_t t_last = reverse ? 0 : T - 1;
+    detail::copy_rows(h_n, y + t_last * N * ldy, ldy, N, H);
+    if (cache) std::copy(cs + t_last * N * H, cs + (t_last + 1) * N * H, c_n);
+    return;
   }
 
   const Real* h_prev = h0;  // nullptr: zero state, so the first recurrent GEMM is skipped
@@ -174,15 +178,12 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   detail::copy_or_zero(dh0, dh_n, N * P);
   detail::copy_or_zero(dc0, dc_n, N * H);
 
-  bool fused = false;
-  if constexpr (std::is_same_v<Real, float>) {
-    if (!W_hr) {  // the fused loop (float32, no projection); the BLAS-per-step loop below is its reference shape
-      const detail::FusedLstmBackward B{da,   dh0,   dc0,       tcs, cs,   c0 ? c0 : zeros, dys.p, dys.ld, dys.step,
-                                        W_hh, T,     N,         H,   get_num_threads(),    reverse};
-      const auto run = kernels().lstm_fused_backward_thread;
-      parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
-      fused = true;
-    }
+  const bool fused = !W_hr && fused_loops();
+  if (fused) {  // the fused loop (no projection); the BLAS-per-step loop below is its reference shape
+    const detail::FusedLstmBackwardT<Real> B{da,   dh0, dc0, tcs, cs, c0 ? c0 : zeros, dys.p, dys.ld, dys.step,
+                                             W_hh, T,   N,   H,   get_num_threads(),   reverse};
+    const auto run = kernels().pointwise<Real>().lstm_fused_backward;
+    parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
   }
   for (index_t s = 0; s < T && !fused; ++s) {
     const index_t t = reverse ? s : T - 1 - s;

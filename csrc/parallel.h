@@ -20,6 +20,11 @@ void parallel_run(ParallelFn fn, void* ctx);
 void parallel_barrier();
 bool in_parallel_region();
 
+// Whether the time loops take their fused form (the default) or the BLAS-per-step reference shape, which the tests
+// switch to in order to check both against the reference. Process-wide; not for use while kernels run.
+bool fused_loops();
+void set_fused_loops(bool on);
+
 // f(tid, nt) on the pool.
 template <typename F>
 void parallel(F&& f) {

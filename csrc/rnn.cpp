@@ -17,7 +17,7 @@ index_t rnn_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H
   // [H] summed bias or bias-gradient sums, [N][H] zeros for an absent dy; inference adds a projection block, and
   // both forward passes the fused float32 loop's packed weights.
   const index_t common = H + N * H;
-  const index_t packed = detail::single_fused_packed_size(1, I, H);
+  const index_t packed = detail::single_fused_packed_size<float>(1, I, H);
   switch (pass) {
     case Pass::Inference:
       return common + detail::inference_block_steps(T, N) * N * H + packed;
@@ -50,15 +50,15 @@ void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
   Real* a_all = cache ? cache : work + H + N * H;         // [T][N][H] training, [block][N][H] inference
   for (index_t j = 0; j < H; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);
   const index_t block = cache ? T : detail::inference_block_steps(T, N);
-  if constexpr (std::is_same_v<Real, float>) {  // the fused loop; the BLAS-per-step loop below is its reference shape
+  if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(H, "H"), blas_int(I, "I");
-    detail::FusedSingle F{};
+    detail::FusedSingleT<Real> F{};
     F.y = y, F.ldy = ldy, F.a = a_all, F.lda = H;
     F.packed = detail::align64(cache ? work + H + N * H : a_all + block * N * H);
     F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bias;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
     F.gru = false, F.nl = nl;
-    const auto run = kernels().single_fused_thread;
+    const auto run = kernels().pointwise<Real>().single_fused;
     parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
     detail::copy_rows(h_n, y + (reverse ? 0 : T - 1) * N * ldy, ldy, N, H);
     return;

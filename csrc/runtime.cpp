@@ -159,6 +159,13 @@ void parallel_barrier() {
 
 bool in_parallel_region() { return tl_in_region; }
 
+namespace {
+std::atomic<bool> g_fused_loops{true};
+}  // namespace
+
+bool fused_loops() { return g_fused_loops.load(std::memory_order_relaxed); }
+void set_fused_loops(bool on) { g_fused_loops.store(on, std::memory_order_relaxed); }
+
 int get_num_threads() { return g_pool->size; }
 
 void set_num_threads(int n) {

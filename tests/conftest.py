@@ -73,3 +73,16 @@ def _seed_torch():
     except ImportError:
         return
     torch.manual_seed(0)
+
+
+@pytest.fixture(params=["fused", "blas-per-step"])
+def time_loops(request):
+    """Runs a test under both forms of the time loops: the fused loops (the default) and the BLAS-per-step
+    reference shape they replaced, which stays as the documented fallback and must stay correct."""
+    from pylstm import _core
+
+    _core._set_fused_loops(request.param == "fused")
+    try:
+        yield request.param
+    finally:
+        _core._set_fused_loops(True)

@@ -8,6 +8,8 @@ from conftest import TOL, assert_all_close, numerical_gradient, rel_err
 from pylstm import _core
 from pylstm import reference as ref
 
+pytestmark = pytest.mark.usefixtures("time_loops")  # every test under both loop forms
+
 VARIANTS = {  # name: (kernel prefix, gates, keyword arguments)
     "gru": ("gru", 3, dict(linear_before_reset=True)),
     "gru-original": ("gru", 3, dict(linear_before_reset=False)),

@@ -7,6 +7,8 @@ from conftest import rel_err
 
 import pylstm
 
+pytestmark = pytest.mark.usefixtures("time_loops")  # every test under both loop forms
+
 KINDS = {"lstm": (pylstm.LSTM, {}, 2), "gru": (pylstm.GRU, {}, 1), "gru-original":
          (pylstm.GRU, {"linear_before_reset": False}, 1), "rnn": (pylstm.RNN, {"nonlinearity": "tanh"}, 1)}
 

@@ -9,6 +9,8 @@ import pylstm
 from pylstm import _core
 from pylstm import reference as ref
 
+pytestmark = pytest.mark.usefixtures("time_loops")  # every test under both loop forms
+
 
 def _case(rng, dt, T, N, I, H, P):
     d = dict(x=rng.standard_normal((T, N, I)), h0=rng.standard_normal((N, P)), c0=rng.standard_normal((N, H)),
