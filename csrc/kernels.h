@@ -93,6 +93,24 @@ struct FusedSingleT {
   Nonlinearity nl;        // RNN
 };
 
+// The fused backward of the GRU (reset after the product) and the RNN: see kernels.inc.
+template <typename Real>
+struct FusedSingleBackwardT {
+  Real* a;           // [T][N][lda] the cache (lda = 4H for the GRU: r, z, n, k; H for the RNN), overwritten with
+                     // the gradients (da_r, da_z, da_n, dk) or da
+  Real* dh;          // [N][H] the running ∂L/∂h_t: dh_n in, ∂L/∂h0 out
+  const Real* y;  index_t ldy;  // the forward's outputs
+  const Real* h0;    // [N][H] h_{-1}: h0 or zeros
+  const Real* dy;    // step t's ∂L/∂y rows at dy + t·dy_step, row stride lddy (both 0 for a zero block)
+  index_t lddy, dy_step;
+  const Real* W_hh;  // [G·H][H]
+  index_t T, N, H;
+  int parts;
+  bool reverse;
+  bool gru;
+  Nonlinearity nl;
+};
+
 // p rounded up to the next 64-byte boundary (the packed buffers' sizes include the slack).
 template <typename Real>
 inline Real* align64(Real* p) {
@@ -150,6 +168,7 @@ struct PointwiseKernels {
   void (*lstm_fused_pack)(const detail::FusedLstmT<Real>& F, int tid, int nt);
   void (*lstm_fused_backward)(const detail::FusedLstmBackwardT<Real>& B, int tid, int nt);
   void (*single_fused)(const detail::FusedSingleT<Real>& F, int tid, int nt);
+  void (*single_fused_backward)(const detail::FusedSingleBackwardT<Real>& B, int tid, int nt);
 };
 
 struct KernelTable {

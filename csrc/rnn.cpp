@@ -92,7 +92,16 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
   const auto dys = detail::step_rows(dy, lddy, N, static_cast<const Real*>(zeros));
   // dh0 carries the running gradient w.r.t. h_t and ends as the one w.r.t. h0.
   detail::copy_or_zero(dh0, dh_n, N * H);
-  for (index_t s = 0; s < T; ++s) {
+  const bool fused = fused_loops();
+  if (fused) {  // the fused loop; the BLAS-per-step loop below is its reference shape
+    detail::FusedSingleBackwardT<Real> B{};
+    B.a = da, B.dh = dh0, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
+    B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
+    B.reverse = reverse, B.gru = false, B.nl = nl;
+    const auto run = kernels().pointwise<Real>().single_fused_backward;
+    parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
+  }
+  for (index_t s = 0; s < T && !fused; ++s) {
     const index_t t = reverse ? s : T - 1 - s;
     Real* dat = da + t * N * H;
     rnn_pointwise_backward(dat, dh0, dys.at(t), dys.ld, y + t * N * ldy, ldy, N, H, nl);

@@ -104,12 +104,13 @@ inline void orig_forward_n_row(Real* __restrict h, const Real* __restrict az, Re
 }
 
 // Linear before reset, backward of one step. In: (r, z, n), k, the running dh and dy. Out: (da_r, da_z, da_n),
-// k = dk = da_n ⊙ r, g = (da_r, da_z, dk) for the recurrent product, dh = dh' ⊙ z.
+// k = dk = da_n ⊙ r, g = (da_r, da_z, dk) for the recurrent product (its blocks S apart), dh = dh' ⊙ z. The row
+// is n units long.
 template <typename Real>
 inline void lbr_backward_row(Real* __restrict ar, Real* __restrict az, Real* __restrict an, Real* __restrict k,
                              Real* __restrict g, Real* __restrict dh, const Real* __restrict dy,
-                             const Real* __restrict p, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
+                             const Real* __restrict p, index_t n, index_t S) {
+  for (index_t j = 0; j < n; ++j) {
     const Real r = ar[j], z = az[j], nn = an[j], kk = k[j];
     const Real dht = dh[j] + dy[j];
     const Real da_n = dht * (Real(1) - z) * (Real(1) - nn * nn);
@@ -121,8 +122,8 @@ inline void lbr_backward_row(Real* __restrict ar, Real* __restrict az, Real* __r
     an[j] = da_n;
     k[j] = dk;
     g[j] = da_r;
-    g[H + j] = da_z;
-    g[2 * H + j] = dk;
+    g[S + j] = da_z;
+    g[2 * S + j] = dk;
     dh[j] = dht * z;
   }
 }
