@@ -16,7 +16,7 @@ index_t gru_cache_size(index_t T, index_t N, index_t H) { return T * N * 4 * H; 
 index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H) {
   // [3H] b_ih, [3H] b_hh (or [4H] bias-gradient sums), [N][3H] recurrent products, [N][H] zeros for an absent
   // h0 / dy, [N][H] for k (inference) or ∂L/∂k (backward); inference adds a block of input projections, and both
-  // forward passes the fused float32 loop's packed weights.
+  // forward passes the fused loop's packed weights.
   const index_t common = 6 * H + N * 3 * H + 2 * N * H;
   const index_t packed = detail::single_fused_packed_size<float>(kGruGates, I, H);
   switch (pass) {

@@ -176,7 +176,6 @@ struct KernelTable {
   int lanes;        // float32 lanes of its vectors
   PointwiseKernels<float> f32;
   PointwiseKernels<double> f64;
-  // One thread's share of the fused float32 LSTM forward; the region calls it on every thread of the pool.
 
   template <typename Real>
   const PointwiseKernels<Real>& pointwise() const {

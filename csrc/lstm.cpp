@@ -25,7 +25,7 @@ index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t 
   const index_t common = GH + 2 * N * H;  // plus [N][H] for the projection's input m or its gradient
   switch (pass) {
     case Pass::Inference:  // plus a second cell-state buffer, the input projections of one block of steps and
-                           // the fused float32 loop's packed weights
+                           // the fused loop's packed weights
       return common + N * H + detail::inference_block_steps(T, N) * N * GH + detail::lstm_fused_packed_size<float>(I, H);
     case Pass::TrainingForward:  // the projections live in the cache
       return common + detail::lstm_fused_packed_size<float>(I, H);

@@ -9,10 +9,11 @@
 // GEMM and one fused element-wise pass. Backward runs only the element-wise derivative and the product dgates·W_hh
 // inside the time loop; dx and the weight gradients are single GEMMs over all steps.
 //
-// In float32 without a projection, lstm_forward runs the fused form of the same loop on pylstm's pool (lstm.cpp):
-// each thread owns blocks of 16 hidden units with all four gates, packs its rows of W_hh once per call, projects
-// its own gate columns of the inputs, and per step computes its units' recurrent products and gates in registers;
-// the threads meet once per step. The BLAS-per-step loop remains the float64 and LSTMP path.
+// Without a projection, lstm_forward and lstm_backward run the fused form of the same loops on pylstm's pool
+// (kernels.inc, per ISA level, float32 and float64): each thread owns blocks of hidden units with all four gates,
+// packs its rows of W_hh and W_ih once per call (or reuses a kept LstmPacked), projects its own units' inputs, and per
+// step computes its units' recurrent products and gates in registers; the threads meet once per step. The
+// BLAS-per-step loops remain the LSTMP path and the reference shape (tests run them too: _core._set_fused_loops).
 //
 // A training forward fills `cache` (lstm_cache_size elements) with what backward needs: the activated gates,
 // c_t and tanh(c_t) for every step, i.e. T·N·(G·H + 2·H) values. Backward consumes it: the gates become their
@@ -58,7 +59,7 @@ template <typename Real>
 void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
                              const Real* c_prev, Real* tc, index_t N, index_t H);
 
-// ---- packed weights for the fused float32 loop ----
+// ---- packed weights kept between calls (float32) ----
 
 // A packed copy of one layer's weights (W_ih, W_hh and the summed bias, in the layout of the ISA level in use) that
 // a caller may keep between calls while the weights do not change. `data` holds lstm_packed_size(I, H) floats;

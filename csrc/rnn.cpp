@@ -15,7 +15,7 @@ index_t rnn_cache_size(index_t T, index_t N, index_t H) { return T * N * H; }
 
 index_t rnn_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H) {
   // [H] summed bias or bias-gradient sums, [N][H] zeros for an absent dy; inference adds a projection block, and
-  // both forward passes the fused float32 loop's packed weights.
+  // both forward passes the fused loop's packed weights.
   const index_t common = H + N * H;
   const index_t packed = detail::single_fused_packed_size<float>(1, I, H);
   switch (pass) {

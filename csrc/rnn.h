@@ -3,7 +3,8 @@
 //
 //   h_t = φ(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh),  φ = tanh or relu   (G = 1)
 //
-// Same shape as lstm.h: one input-projection GEMM, then per step one recurrent GEMM and one element-wise pass.
+// Same shape as lstm.h: one input-projection GEMM, then per step one recurrent GEMM and one element-wise pass; the
+// forward and backward run fused on pylstm's pool as the LSTM's do (kernels.inc).
 // φ' is taken from the output (1 - h² for tanh, [h > 0] for relu), so a training forward keeps only the T·N·H
 // pre-activations' slots, which backward overwrites with their gradients.
 #pragma once
