@@ -51,14 +51,14 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
   const index_t lda = cache ? 4 * H : GH;
   Real* a_all = cache ? cache : kbuf + N * H;
   const index_t block = cache ? T : detail::inference_block_steps(T, N);
-  if (linear_before_reset && fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
+  if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(GH, "G*H"), blas_int(I, "I");
     detail::FusedSingleT<Real> F{};
     F.y = y, F.ldy = ldy, F.a = a_all, F.lda = lda, F.k = cache ? nullptr : kbuf, F.hg = hg;
     F.packed = detail::align64(a_all == cache ? kbuf + N * H : a_all + block * N * lda);
     F.zeros = zeros, F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bi, F.bh = bh;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
-    F.gru = true;
+    F.gru = true, F.linear_before_reset = linear_before_reset;
     const auto run = kernels().pointwise<Real>().single_fused;
     parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
     detail::copy_rows(h_n, y + (reverse ? 0 : T - 1) * N * ldy, ldy, N, H);
@@ -110,12 +110,12 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
   const index_t t_first = reverse ? T - 1 : 0;
   // dh0 carries the running gradient w.r.t. h_t and ends as the one w.r.t. h0.
   detail::copy_or_zero(dh0, dh_n, N * H);
-  const bool fused = linear_before_reset && fused_loops();
+  const bool fused = fused_loops();
   if (fused) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     detail::FusedSingleBackwardT<Real> B{};
     B.a = cache, B.dh = dh0, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
-    B.reverse = reverse, B.gru = true;
+    B.reverse = reverse, B.gru = true, B.linear_before_reset = linear_before_reset, B.dk = dk;
     const auto run = kernels().pointwise<Real>().single_fused_backward;
     parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
   }

@@ -70,8 +70,8 @@ struct FusedLstmBackwardT {
   bool reverse;
 };
 
-// The fused forward of the one-state cells: the GRU with the reset after the product (gru = true, 3 gates) and the
-// RNN (1 gate), in FusedLstmT's shape (see kernels.inc).
+// The fused forward of the one-state cells: the GRU (gru = true, 3 gates; both forms) and the RNN (1 gate), in
+// FusedLstmT's shape (see kernels.inc).
 template <typename Real>
 struct FusedSingleT {
   Real* y;  index_t ldy;
@@ -90,10 +90,11 @@ struct FusedSingleT {
   int parts;
   bool reverse;
   bool gru;
+  bool linear_before_reset;  // GRU: the form (false: the original, two phases per step)
   Nonlinearity nl;        // RNN
 };
 
-// The fused backward of the GRU (reset after the product) and the RNN: see kernels.inc.
+// The fused backward of the GRU (both forms) and the RNN: see kernels.inc.
 template <typename Real>
 struct FusedSingleBackwardT {
   Real* a;           // [T][N][lda] the cache (lda = 4H for the GRU: r, z, n, k; H for the RNN), overwritten with
@@ -104,10 +105,12 @@ struct FusedSingleBackwardT {
   const Real* dy;    // step t's ∂L/∂y rows at dy + t·dy_step, row stride lddy (both 0 for a zero block)
   index_t lddy, dy_step;
   const Real* W_hh;  // [G·H][H]
+  Real* dk;          // GRU original form: [N][H] scratch for ∂L/∂(r ⊙ h)
   index_t T, N, H;
   int parts;
   bool reverse;
   bool gru;
+  bool linear_before_reset;
   Nonlinearity nl;
 };
 

@@ -78,15 +78,16 @@ inline void lbr_forward_row(Real* __restrict h, Real* __restrict ar, Real* __res
   }
 }
 
-// Original form, first half: r and z, and k = r ⊙ h_{t-1} for the n-block product.
+// Original form, first half: r and z, and k = r ⊙ h_{t-1} for the n-block product. The row is n units long; g, bi
+// and bh hold their r and z blocks S apart.
 template <typename Real>
 inline void orig_forward_rz_row(Real* __restrict ar, Real* __restrict az, Real* __restrict k,
                                 const Real* __restrict g, const Real* __restrict p, const Real* __restrict bi,
-                                const Real* __restrict bh, index_t H) {
-  for (index_t j = 0; j < H; ++j) {
+                                const Real* __restrict bh, index_t n, index_t S) {
+  for (index_t j = 0; j < n; ++j) {
     const Real r = act_sigmoid(ar[j] + bi[j] + g[j] + bh[j]);
     ar[j] = r;
-    az[j] = act_sigmoid(az[j] + bi[H + j] + g[H + j] + bh[H + j]);
+    az[j] = act_sigmoid(az[j] + bi[S + j] + g[S + j] + bh[S + j]);
     k[j] = r * p[j];
   }
 }
