@@ -8,8 +8,8 @@
 //     n = tanh(x W_inᵀ + b_in + (r ⊙ h) W_hnᵀ + b_hn)   — the n-block of the recurrent product needs r first
 //   h' = (1 − z) ⊙ n + z ⊙ h
 //
-// The linear-before-reset form runs fused loops on pylstm's pool (kernels.inc; as lstm.h says for the LSTM); the
-// original form keeps the BLAS-per-step loops, which are also the reference shape of the fused ones.
+// Both forms run fused loops on pylstm's pool (kernels.inc; as lstm.h says for the LSTM), the original form in two
+// phases per step; the BLAS-per-step loops below them are their reference shape.
 //
 // A training forward keeps per step [r, z, n, k] with k = h W_hnᵀ + b_hn (linear before reset) or k = r ⊙ h
 // (original): T·N·4H values. Backward overwrites r, z, n with the gradients of their pre-activations and, in the
