@@ -276,7 +276,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   py::array_t<Real> h_n({N, P}), c_n({N, H});
   Real* cache;
   py::object cache_obj = new_cache(training, pylstm::lstm_cache_size(T, N, H), cache);
-  auto work = workspace<Real>(pylstm::lstm_workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H));
+  auto work = workspace<Real>(pylstm::lstm_workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H, P));
   PackedLstm* pk = nullptr;
   pylstm::LstmPacked keep{nullptr, false};
   if (!packed_.is_none()) {
@@ -326,7 +326,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
                    {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &W_hr, &y, &cache, &dW_ih, &dW_hh, &db_ih,
                     &db_hh, &dW_hr});
   py::array_t<Real> dh0({N, P}), dc0({N, H});
-  auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H));
+  auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H, P));
   {
     py::gil_scoped_release nogil;
     pylstm::lstm_backward<Real>(dx.ptr, dh0.mutable_data(), dc0.mutable_data(), dW_ih.ptr, dW_hh.ptr, db_ih.ptr,

@@ -38,12 +38,15 @@ struct FusedLstmT {
   Real* cs;          // training: [T][N][H] c_t;  nullptr in inference
   Real* tcs;         // training: [T][N][H] tanh(c_t)
   Real* packed;      // W_hh [blocks][H][G][lanes], bias [blocks][G][lanes], W_ih [blocks][I][G][lanes]; 64-byte
-                     // aligned, room for lstm_fused_packed_size<Real>(I, H)
+                     // aligned, room for lstm_fused_packed_size<Real>(I, H, P)
   const Real* x; const Real* h0;
   const Real* c0;    // c_{-1}: c0 or zeros (training), c_n (inference)
   const Real* W_ih; const Real* W_hh; const Real* bias;  // W_ih may be nullptr when prepacked: the inputs are
                                                          // then projected from the packed copy at any size
-  index_t T, N, I, H, block;
+  // With a projection (LSTMP): W_hr [P][H]; m [N][H] takes o ⊙ tanh(c_t), and h_t = m W_hrᵀ (P columns of y) is
+  // a second phase of each step. Without: W_hr nullptr, P = H.
+  const Real* W_hr; Real* m;
+  index_t T, N, I, H, P, block;
   int parts;
   bool reverse;
   bool prepacked;    // `packed` already holds this call's weights (lstm_pack or an earlier call): skip packing
@@ -60,12 +63,16 @@ struct FusedLstmBackwardT {
   Real* dh;          // [N][H] the running ∂L/∂h_t: dh_n in, ∂L/∂h0 out
   Real* dc;          // [N][H] the running ∂L/∂c_t: dc_n in, ∂L/∂c0 out
   Real* tcs;         // [T][N][H] tanh(c_t) in, o ⊙ tanh(c_t) out (lstm_row_backward's convention)
-  const Real* cs;    // [T][N][H] c_t
+  Real* cs;          // [T][N][H] c_t (with a projection, step t's slot then takes ∂L/∂h_t)
   const Real* c0;    // [N][H] c_{-1}: c0 or zeros
   const Real* dy;    // step t's ∂L/∂y rows at dy + t·dy_step, row stride lddy (both 0 for a zero block)
   index_t lddy, dy_step;
-  const Real* W_hh;  // [GH][H]
-  index_t T, N, H;
+  const Real* W_hh;  // [GH][P]
+  // With a projection (LSTMP): W_hr [P][H], dm [N][H] scratch; the c_t slot of step t (its first P columns, cs
+  // rows of H) takes ∂L/∂h_t, as the BLAS loop leaves it for dW_hr. Without: W_hr nullptr, P = H.
+  const Real* W_hr; Real* dm;
+  const Real* zeros; // [N][H] (with a projection: the element-wise pass's dy)
+  index_t T, N, H, P;
   int parts;
   bool reverse;
 };
@@ -131,11 +138,12 @@ inline index_t single_fused_packed_size(index_t G, index_t I, index_t H) {
 
 // Elements of packed W_hh, bias and W_ih for input size I and hidden size H at any level, plus slack to align the
 // start to 64 bytes.
+// With a projection (P < H) the recurrent weights have P columns, and W_hrᵀ [H][P] follows.
 template <typename Real>
-inline index_t lstm_fused_packed_size(index_t I, index_t H) {
+inline index_t lstm_fused_packed_size(index_t I, index_t H, index_t P) {
   constexpr index_t L = kMaxLanesOf<Real>;
   const index_t blocks = (H + L - 1) / L;
-  return blocks * L * 4 * (H + 1 + I) + L;
+  return blocks * L * 4 * (P + 1 + I) + (P < H ? H * P : 0) + L;
 }
 
 }  // namespace detail

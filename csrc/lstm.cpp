@@ -17,7 +17,7 @@ index_t lstm_cache_size(index_t T, index_t N, index_t H) {
   return T * N * (kLstmGates * H + 2 * H);
 }
 
-index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H) {
+index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H, index_t P) {
   // Every pass starts with [G*H] (the summed bias, or the bias-gradient column sums) and an [N][H] block
   // (zeros standing in for an absent c0 / dy, or the discarded tanh(c) of inference), so that the element-wise
   // kernels never test for nullptr.
@@ -26,9 +26,10 @@ index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t 
   switch (pass) {
     case Pass::Inference:  // plus a second cell-state buffer, the input projections of one block of steps and
                            // the fused loop's packed weights
-      return common + N * H + detail::inference_block_steps(T, N) * N * GH + detail::lstm_fused_packed_size<float>(I, H);
+      return common + N * H + detail::inference_block_steps(T, N) * N * GH +
+             detail::lstm_fused_packed_size<float>(I, H, P);
     case Pass::TrainingForward:  // the projections live in the cache
-      return common + detail::lstm_fused_packed_size<float>(I, H);
+      return common + detail::lstm_fused_packed_size<float>(I, H, P);
     case Pass::Backward:  // the running dh and dc live in the dh0 / dc0 outputs
       return common;
   }
@@ -49,7 +50,7 @@ void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real*
 
 using detail::align64;
 
-index_t lstm_packed_size(index_t I, index_t H) { return detail::lstm_fused_packed_size<float>(I, H); }
+index_t lstm_packed_size(index_t I, index_t H) { return detail::lstm_fused_packed_size<float>(I, H, H); }
 
 void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* W_hh, const float* b_ih,
                const float* b_hh, index_t I, index_t H) {
@@ -57,7 +58,7 @@ void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* 
   for (index_t j = 0; j < GH; ++j) work[j] = b_ih ? b_ih[j] + b_hh[j] : 0.f;
   detail::FusedLstmT<float> F{};
   F.packed = align64(packed.data);
-  F.W_ih = W_ih, F.W_hh = W_hh, F.bias = work, F.I = I, F.H = H, F.parts = get_num_threads();
+  F.W_ih = W_ih, F.W_hh = W_hh, F.bias = work, F.I = I, F.H = H, F.P = H, F.parts = get_num_threads();
   const auto run = kernels().f32.lstm_fused_pack;
   parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
   packed.ready = true;
@@ -74,7 +75,7 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
       detail::FusedLstmT<float> F{};
       F.y = h, F.ldy = H, F.c_state = cl, F.gates = work, F.packed = align64(const_cast<float*>(packed[l]));
       F.x = l == 0 ? x : h_new + (l - 1) * N * H, F.h0 = h_prev + l * N * H, F.c0 = cl;
-      F.T = 1, F.N = N, F.I = l == 0 ? I0 : H, F.H = H, F.block = 1, F.parts = parts;
+      F.T = 1, F.N = N, F.I = l == 0 ? I0 : H, F.H = H, F.P = H, F.block = 1, F.parts = parts;
       F.prepacked = true;
       run(F, tid, nt);
     }
@@ -113,7 +114,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     detail::copy_or_zero(c_n, c0, N * H);
     c_prev = c_n;
   }
-  if (!W_hr && fused_loops()) {  // the fused loop (no projection); the BLAS-per-step loop below is its reference shape
+  if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(GH, "G*H"), blas_int(I, "I");
     Real* packed = align64(cache ? scratch + N * H : gates + block * N * GH);
     bool prepacked = false;
@@ -124,13 +125,16 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
         packed_keep->ready = false;  // until this call has packed into it
       }
     }
-    const detail::FusedLstmT<Real> F{y, ldy, c_n,   gates, cs, tcs, packed, x, h0, c_prev, W_ih, W_hh, bias, T, N, I,
-                                     H, block, get_num_threads(), reverse, prepacked};
+    detail::FusedLstmT<Real> F{};
+    F.y = y, F.ldy = ldy, F.c_state = c_n, F.gates = gates, F.cs = cs, F.tcs = tcs, F.packed = packed;
+    F.x = x, F.h0 = h0, F.c0 = c_prev, F.W_ih = W_ih, F.W_hh = W_hh, F.bias = bias, F.W_hr = W_hr;
+    F.m = W_hr ? m : nullptr, F.T = T, F.N = N, F.I = I, F.H = H, F.P = P, F.block = block;
+    F.parts = get_num_threads(), F.reverse = reverse, F.prepacked = prepacked;
     const auto run = kernels().pointwise<Real>().lstm_fused;
     parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
     if (packed_keep) packed_keep->ready = true;
     const index_t t_last = reverse ? 0 : T - 1;
-    detail::copy_rows(h_n, y + t_last * N * ldy, ldy, N, H);
+    detail::copy_rows(h_n, y + t_last * N * ldy, ldy, N, P);
     if (cache) std::copy(cs + t_last * N * H, cs + (t_last + 1) * N * H, c_n);
     return;
   }
@@ -178,10 +182,12 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   detail::copy_or_zero(dh0, dh_n, N * P);
   detail::copy_or_zero(dc0, dc_n, N * H);
 
-  const bool fused = !W_hr && fused_loops();
-  if (fused) {  // the fused loop (no projection); the BLAS-per-step loop below is its reference shape
-    const detail::FusedLstmBackwardT<Real> B{da,   dh0, dc0, tcs, cs, c0 ? c0 : zeros, dys.p, dys.ld, dys.step,
-                                             W_hh, T,   N,   H,   get_num_threads(),   reverse};
+  const bool fused = fused_loops();
+  if (fused) {  // the fused loop; the BLAS-per-step loop below is its reference shape
+    detail::FusedLstmBackwardT<Real> B{};
+    B.da = da, B.dh = dh0, B.dc = dc0, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dy = dys.p;
+    B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.W_hr = W_hr, B.dm = dm, B.zeros = zeros;
+    B.T = T, B.N = N, B.H = H, B.P = P, B.parts = get_num_threads(), B.reverse = reverse;
     const auto run = kernels().pointwise<Real>().lstm_fused_backward;
     parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
   }

@@ -9,11 +9,12 @@
 // GEMM and one fused element-wise pass. Backward runs only the element-wise derivative and the product dgates·W_hh
 // inside the time loop; dx and the weight gradients are single GEMMs over all steps.
 //
-// Without a projection, lstm_forward and lstm_backward run the fused form of the same loops on pylstm's pool
-// (kernels.inc, per ISA level, float32 and float64): each thread owns blocks of hidden units with all four gates,
-// packs its rows of W_hh and W_ih once per call (or reuses a kept LstmPacked), projects its own units' inputs, and per
-// step computes its units' recurrent products and gates in registers; the threads meet once per step. The
-// BLAS-per-step loops remain the LSTMP path and the reference shape (tests run them too: _core._set_fused_loops).
+// lstm_forward and lstm_backward run the fused form of the same loops on pylstm's pool (kernels.inc, per ISA level,
+// float32 and float64): each thread owns blocks of hidden units with all four gates, packs its rows of W_hh and W_ih
+// once per call (or reuses a kept LstmPacked), projects its own units' inputs, and per step computes its units'
+// recurrent products and gates in registers; the threads meet once per step (twice with a projection, whose
+// product h = m W_hrᵀ is a second phase). The BLAS-per-step loops below remain the reference shape (the tests run
+// them too: _core._set_fused_loops).
 //
 // A training forward fills `cache` (lstm_cache_size elements) with what backward needs: the activated gates,
 // c_t and tanh(c_t) for every step, i.e. T·N·(G·H + 2·H) values. Backward consumes it: the gates become their
@@ -31,7 +32,7 @@ constexpr index_t kLstmGates = 4;
 index_t lstm_cache_size(index_t T, index_t N, index_t H);
 
 // Elements of scratch a call of the given pass needs (the caller allocates it once per call).
-index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H);
+index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H, index_t P);
 
 // ---- one step's element-wise work (plain loops: the documentation and the portable fallback) ----
 // No argument of these two may be nullptr (the sequence functions pass zeros from their workspace instead), and
@@ -96,7 +97,7 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 //   y        [T][N][ldy]  out: h_t in columns [0, P); other columns are left untouched
 //   h_n [N][P], c_n [N][H]  out: the state after the last step processed (overwritten)
 //   cache    [lstm_cache_size(T, N, H)]  out, training only; nullptr for inference
-//   work     [lstm_workspace_size(cache ? TrainingForward : Inference, T, N, I, H)]
+//   work     [lstm_workspace_size(cache ? TrainingForward : Inference, T, N, I, H, P)]
 //   x        [T][N][I]
 //   h0 [N][P], c0 [N][H], or nullptr for zeros
 //   W_ih [G*H][I], W_hh [G*H][P];  b_ih, b_hh [G*H] or nullptr (both or neither);  W_hr [P][H] or nullptr
@@ -114,7 +115,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
 //   dW_ih [G*H][I], dW_hh [G*H][P]  accumulated;  db_ih, db_hh [G*H] accumulated, or nullptr
 //   dW_hr [P][H] accumulated, with a projection; nullptr without
 //   cache       consumed: the forward's cache, overwritten with the gates' pre-activation gradients
-//   work        [lstm_workspace_size(Backward, T, N, I, H)]
+//   work        [lstm_workspace_size(Backward, T, N, I, H, P)]
 //   dy          [T][N][lddy] ∂L/∂y in columns [0, P), or nullptr for zeros
 //   dh_n [N][P], dc_n [N][H]  ∂L/∂h_n, ∂L/∂c_n, or nullptr for zeros
 //   x, y, ldy, h0, c0, W_ih, W_hh, W_hr, P, reverse: exactly as given to / returned by the forward
