@@ -298,7 +298,7 @@ template <class Real>
 py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py::array x_, py::object h0_,
                           py::object c0_, py::array W_ih_, py::array W_hh_, py::object y_, py::object cache_,
                           py::object dW_ih_, py::object dW_hh_, py::object db_ih_, py::object db_hh_,
-                          py::object W_hr_, py::object dW_hr_, bool reverse, py::object dx_) {
+                          py::object W_hr_, py::object dW_hr_, bool reverse, py::object dx_, bool input_grad) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto dy = arg<Real>(dy_, "dy", {T, N, P}, false, true, true);
@@ -320,8 +320,10 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   both_or_neither(db_ih, db_hh);
   both_or_neither(W_hr, dW_hr);
 
-  py::object dx_obj = out_or_new<Real>(dx_, {T, N, I}, true);
-  auto dx = arg<Real>(dx_obj, "dx", {T, N, I}, true);
+  // Without input_grad, ∂L/∂x is not computed (as torch skips it for an input that does not require a gradient).
+  if (!input_grad && !dx_.is_none()) throw py::value_error("dx must be None when input_grad is False");
+  py::object dx_obj = input_grad ? out_or_new<Real>(dx_, {T, N, I}, true) : py::none();
+  auto dx = input_grad ? arg<Real>(dx_obj, "dx", {T, N, I}, true) : Arg<Real>{};
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &dW_hr},
                    {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &W_hr, &y, &cache, &dW_ih, &dW_hh, &db_ih,
                     &db_hh, &dW_hr});
@@ -401,7 +403,8 @@ py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::ar
 template <class Cell, class Real>
 py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::object h0_, py::array W_ih_,
                             py::array W_hh_, py::object y_, py::object cache_, py::object dW_ih_, py::object dW_hh_,
-                            py::object db_ih_, py::object db_hh_, int variant, bool reverse, py::object dx_) {
+                            py::object db_ih_, py::object db_hh_, int variant, bool reverse, py::object dx_,
+                            bool input_grad) {
   const auto [T, N, I, H] = sizes(x_, W_hh_);
   const index_t GH = Cell::G * H;
   auto dy = arg<Real>(dy_, "dy", {T, N, H}, false, true, true);
@@ -417,8 +420,10 @@ py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::
   auto db_ih = arg<Real>(db_ih_, "db_ih", {GH}, true, true);
   auto db_hh = arg<Real>(db_hh_, "db_hh", {GH}, true, true);
   both_or_neither(db_ih, db_hh);
-  py::object dx_obj = out_or_new<Real>(dx_, {T, N, I}, true);
-  auto dx = arg<Real>(dx_obj, "dx", {T, N, I}, true);
+  // Without input_grad, ∂L/∂x is not computed (as torch skips it for an input that does not require a gradient).
+  if (!input_grad && !dx_.is_none()) throw py::value_error("dx must be None when input_grad is False");
+  py::object dx_obj = input_grad ? out_or_new<Real>(dx_, {T, N, I}, true) : py::none();
+  auto dx = input_grad ? arg<Real>(dx_obj, "dx", {T, N, I}, true) : Arg<Real>{};
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh},
                    {&dx, &dy, &dh_n, &x, &h0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh});
   py::array_t<Real> dh0({N, H});
@@ -452,18 +457,19 @@ void bind_single(py::module_& m, const char* name, const char* variant_name, V v
       (std::string(name) + "_backward").c_str(),
       [parse](py::object dy, py::object dh_n, py::array x, py::object h0, py::array W_ih, py::array W_hh, py::object y,
               py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih, py::object db_hh, V variant,
-              bool reverse, py::object dx) {
+              bool reverse, py::object dx, bool input_grad) {
         const int v = parse(variant);
         return with_real(x, [&](auto real) {
           return single_backward_t<Cell, decltype(real)>(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
-                                                         db_hh, v, reverse, dx);
+                                                         db_hh, v, reverse, dx, input_grad);
         });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("y"),
       py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(),
       py::arg(variant_name) = variant_default, py::arg("reverse") = false, py::arg("dx") = py::none(),
+      py::arg("input_grad") = true,
       "Backward through one forward(training=True). Accumulates into dW_*, db_* and dx (zeros when None); "
-      "consumes cache. Returns (dx, dh0).");
+      "consumes cache. Returns (dx, dh0); dx is None (and not computed) with input_grad=False.");
 }
 
 template <class Real>
@@ -582,18 +588,18 @@ PYBIND11_MODULE(_core, m) {
       "lstm_backward",
       [](py::object dy, py::object dh_n, py::object dc_n, py::array x, py::object h0, py::object c0, py::array W_ih,
          py::array W_hh, py::object y, py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih,
-         py::object db_hh, py::object W_hr, py::object dW_hr, bool reverse, py::object dx) {
+         py::object db_hh, py::object W_hr, py::object dW_hr, bool reverse, py::object dx, bool input_grad) {
         return with_real(x, [&](auto real) {
           return lstm_backward_t<decltype(real)>(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
-                                                 db_hh, W_hr, dW_hr, reverse, dx);
+                                                 db_hh, W_hr, dW_hr, reverse, dx, input_grad);
         });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"),
       py::arg("W_hh"), py::arg("y"), py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"),
       py::arg("db_hh"), py::kw_only(), py::arg("W_hr") = py::none(), py::arg("dW_hr") = py::none(),
-      py::arg("reverse") = false, py::arg("dx") = py::none(),
+      py::arg("reverse") = false, py::arg("dx") = py::none(), py::arg("input_grad") = true,
       "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_* and dx (allocated as zeros "
-      "when None); consumes cache. Returns (dx, dh0, dc0).");
+      "when None); consumes cache. Returns (dx, dh0, dc0); dx is None (and not computed) with input_grad=False.");
 
   bind_single<Gru>(m, "gru", "linear_before_reset", true, [](bool v) { return v ? 1 : 0; });
   bind_single<Rnn>(m, "rnn", "nonlinearity", std::string("tanh"), [](const std::string& v) { return nonlinearity(v); });

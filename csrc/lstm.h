@@ -110,7 +110,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
                   bool reverse, LstmPacked* packed = nullptr);
 
 // Backpropagates through the T steps of one lstm_forward(training) call, given the gradients of its outputs.
-//   dx          [T][N][I]   accumulated (+=), so both directions of a layer can share it
+//   dx          [T][N][I]   accumulated (+=), so both directions of a layer can share it; nullptr skips it
 //   dh0 [N][P], dc0 [N][H]  overwritten
 //   dW_ih [G*H][I], dW_hh [G*H][P]  accumulated;  db_ih, db_hh [G*H] accumulated, or nullptr
 //   dW_hr [P][H] accumulated, with a projection; nullptr without

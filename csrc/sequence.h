@@ -49,11 +49,11 @@ StepRows<Real> step_rows(const Real* seq, index_t ld, index_t N, const Real* zer
 }
 
 // The input-side gradients, once for all steps from the stacked pre-activation gradients da [rows][lda]
-// (its first GH columns): dx [rows][I] += da W_ih, dW_ih [GH][I] += daᵀ x.
+// (its first GH columns): dx [rows][I] += da W_ih (skipped when dx is nullptr), dW_ih [GH][I] += daᵀ x.
 template <typename Real>
 void input_gradients(Real* dx, Real* dW_ih, const Real* da, index_t lda, const Real* x, const Real* W_ih,
                      index_t rows, index_t I, index_t GH) {
-  gemm(false, false, rows, I, GH, Real(1), da, lda, W_ih, I, Real(1), dx, I);
+  if (dx) gemm(false, false, rows, I, GH, Real(1), da, lda, W_ih, I, Real(1), dx, I);
   gemm(true, false, GH, I, rows, Real(1), da, lda, x, I, Real(1), dW_ih, I);
 }
 

@@ -195,7 +195,7 @@ def train(args):
         opt.zero_grad()
         out, state = rnn(x, state)
         loss, dlogits = nn.softmax_cross_entropy(head(out), y)
-        rnn.backward(head.backward(dlogits))
+        rnn.backward(head.backward(dlogits), input_grad=False)  # the one-hot input needs no gradient
         optim.clip_grad_norm([rnn, head], args.clip)
         opt.step()
         ema = loss if ema is None else 0.95 * ema + 0.05 * loss

@@ -183,11 +183,11 @@ class _Recurrent(_Module):
             out, s_n = out[:, inv], [s[:, inv] for s in s_n]
         return self._to_user(out, unbatched), [self._state_to_user(s, unbatched) for s in s_n]
 
-    def _run_backward(self, dout, dstates):
+    def _run_backward(self, dout, dstates, input_grad=True):
         with self._lock:
-            return self._run_backward_locked(dout, dstates)
+            return self._run_backward_locked(dout, dstates, bool(input_grad))
 
-    def _run_backward_locked(self, dout, dstates):
+    def _run_backward_locked(self, dout, dstates, input_grad=True):
         if self._cache is None:
             raise RuntimeError("backward() needs a forward in training mode first (call .train() and run forward; "
                                "each forward supports one backward)")
@@ -217,7 +217,8 @@ class _Recurrent(_Module):
         ds0 = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
         for layer in reversed(range(L)):
             inp, out = cache["inputs"][layer], cache["outputs"][layer]
-            dx = np.zeros_like(inp)
+            # The first layer's ∂L/∂x only when asked for (the layers above always need theirs).
+            dx = np.zeros_like(inp) if input_grad or layer > 0 else None
             for d in range(D):
                 k = layer * D + d
                 W, G = self._layer_params(layer, d, fresh)
@@ -230,10 +231,10 @@ class _Recurrent(_Module):
             dy = dx * cache["masks"][layer - 1] if cache["masks"] and layer > 0 else dx
         if perm is not None:
             inv = np.argsort(perm)
-            dy, ds0 = dy[:, inv], [s[:, inv] for s in ds0]
+            dy, ds0 = None if dy is None else dy[:, inv], [s[:, inv] for s in ds0]
         for k, g in fresh.items():
             self.grads[k] += g
-        return self._to_user(dy, unbatched), [self._state_to_user(s, unbatched) for s in ds0]
+        return (None if dy is None else self._to_user(dy, unbatched)), [self._state_to_user(s, unbatched) for s in ds0]
 
     def _kernel_forward(self, x, s0, W, *, reverse, training, y):
         """One layer direction, W = [W_ih, W_hh, b_ih, b_hh, W_hr] (None where absent): returns
@@ -274,7 +275,7 @@ class _Recurrent(_Module):
     def _segments_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, segments):
         """Backward of ``_segments_forward``: the stretches in the opposite order, each one's initial-state
         gradient split between the stretch it came from and the rows' own s0."""
-        N, widths = dx.shape[1], self._widths()
+        N, widths = dy.shape[1], self._widths()
         ds0 = [np.zeros((N, w), self.dtype) for w in widths]
         carried = None
         for i, xs, init, ys, kcache in reversed(cache):
@@ -291,9 +292,10 @@ class _Recurrent(_Module):
                 dfin = (None if ds_n is None else [d[:M] for d in ds_n]) if carried is None else \
                     [c[:M] for c in carried]
             dys = np.ascontiguousarray(dy[t0:t1, :M])
-            dxs = np.zeros((t1 - t0, M, x.shape[2]), self.dtype)
+            dxs = None if dx is None else np.zeros((t1 - t0, M, x.shape[2]), self.dtype)
             dinit = self._kernel_backward(dys, dfin, xs, init, W, G, ys, kcache, reverse=reverse, dx=dxs)
-            dx[t0:t1, :M] += dxs
+            if dx is not None:
+                dx[t0:t1, :M] += dxs
             if reverse:  # rows M_later..M-1 started here from s0
                 m_later = segments[i + 1][2] if i + 1 < len(segments) else 0
                 for dst, g in zip(ds0, dinit):
@@ -304,7 +306,8 @@ class _Recurrent(_Module):
         return ds0
 
     def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx):
-        """One layer direction, G the gradients of W: accumulates into dx and G; returns [state gradients]."""
+        """One layer direction, G the gradients of W: accumulates into dx (None: not computed) and G; returns
+        [state gradients]."""
         raise NotImplementedError
 
     # ---- layouts ----------------------------------------------------------------------------------------
@@ -400,13 +403,14 @@ class LSTM(_Recurrent):
         out, (h_n, c_n) = self._run(x, self._pair("state", state), lengths)
         return out, (h_n, c_n)
 
-    def backward(self, dout, dstate=None):
+    def backward(self, dout, dstate=None, *, input_grad=True):
         """Backpropagates through the last training-mode forward, given ∂L/∂out and optionally (∂L/∂h_n, ∂L/∂c_n).
 
         Adds the parameter gradients into ``self.grads`` and returns ``dx, (dh0, dc0)`` shaped like x and the state.
-        The forward's cache is consumed: a second backward needs a second forward.
+        With ``input_grad=False`` dx is None and not computed (as torch skips it for an input that does not require
+        a gradient, such as data). The forward's cache is consumed: a second backward needs a second forward.
         """
-        dx, (dh0, dc0) = self._run_backward(dout, self._pair("dstate", dstate))
+        dx, (dh0, dc0) = self._run_backward(dout, self._pair("dstate", dstate), input_grad)
         return dx, (dh0, dc0)
 
     @staticmethod
@@ -466,7 +470,7 @@ class LSTM(_Recurrent):
         dh_n, dc_n = (None, None) if ds_n is None else ds_n
         h0, c0 = (None, None) if s0 is None else s0
         _, dh0, dc0 = _core.lstm_backward(dy, dh_n, dc_n, x, h0, c0, W[0], W[1], y, cache, *G[:4], W_hr=W[4],
-                                          dW_hr=G[4], reverse=reverse, dx=dx)
+                                          dW_hr=G[4], reverse=reverse, dx=dx, input_grad=dx is not None)
         return [dh0, dc0]
 
 
@@ -484,12 +488,13 @@ class _OneState(_Recurrent):
         out, (h_n,) = self._run(x, None if h0 is None else [h0], lengths)
         return out, h_n
 
-    def backward(self, dout, dh_n=None):
+    def backward(self, dout, dh_n=None, *, input_grad=True):
         """Backpropagates through the last training-mode forward, given ∂L/∂out and optionally ∂L/∂h_n.
 
-        Adds the parameter gradients into ``self.grads`` and returns ``dx, dh0``. The forward's cache is consumed.
+        Adds the parameter gradients into ``self.grads`` and returns ``dx, dh0`` (dx None and not computed with
+        ``input_grad=False``). The forward's cache is consumed.
         """
-        dx, (dh0,) = self._run_backward(dout, None if dh_n is None else [dh_n])
+        dx, (dh0,) = self._run_backward(dout, None if dh_n is None else [dh_n], input_grad)
         return dx, dh0
 
     def _variant(self):
@@ -504,7 +509,7 @@ class _OneState(_Recurrent):
     def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx):
         bwd = getattr(_core, self._kernel + "_backward")
         _, dh0 = bwd(dy, None if ds_n is None else ds_n[0], x, None if s0 is None else s0[0], W[0], W[1], y, cache,
-                     *G[:4], reverse=reverse, dx=dx, **self._variant())
+                     *G[:4], reverse=reverse, dx=dx, input_grad=dx is not None, **self._variant())
         return [dh0]
 
 

@@ -113,7 +113,7 @@ class Task:
         out, _ = self.rnn(x)
         loss, dout, score = self._loss(out, y, backward)
         if backward:
-            self.rnn.backward(dout)
+            self.rnn.backward(dout, input_grad=False)
         return loss, score
 
     def step(self):

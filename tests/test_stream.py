@@ -219,3 +219,34 @@ def test_nn_save_and_load_round_trip_with_read_only_views(tmp_path, rng):
     nn.load(path, {"rnn": rnn2, "head": head2})
     x = rng.standard_normal((3, 2, 6)).astype(np.float32)
     np.testing.assert_array_equal(rnn.eval()(x)[0], rnn2.eval()(x)[0])
+
+
+# ---- backward without the input's gradient ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls,kw", [(pylstm.LSTM, {}), (pylstm.LSTM, {"proj_size": 3, "bidirectional": True}),
+                                    (pylstm.GRU, {"num_layers": 2}), (pylstm.RNN, {"dropout": 0.0})])
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]])
+def test_backward_without_input_grad_gives_the_same_parameter_and_state_gradients(rng, cls, kw, lengths):
+    x = rng.standard_normal((5, 3, 4)).astype(np.float32)
+    runs = []
+    for input_grad in (True, False):
+        m = cls(4, 6, seed=1, **kw)
+        out, _ = m(x, lengths=lengths)
+        dx, dstate = m.backward(np.ones_like(out), input_grad=input_grad)
+        runs.append((dx, dstate, {k: v.copy() for k, v in m.grads.items()}))
+    (dx, ds_a, g_a), (none, ds_b, g_b) = runs
+    assert dx is not None and dx.shape == x.shape and none is None
+    for a, b in zip(_states(ds_a), _states(ds_b)):
+        np.testing.assert_array_equal(a, b)
+    for k in g_a:
+        np.testing.assert_array_equal(g_a[k], g_b[k])
+
+
+def test_kernel_refuses_dx_without_input_grad(rng):
+    m = pylstm.RNN(3, 4, seed=0)
+    W, G = m._layer_params(0, 0)
+    x = np.zeros((2, 1, 3), np.float32)
+    y, _, cache = _core.rnn_forward(x, None, *W[:4])
+    with pytest.raises(ValueError, match="input_grad"):
+        _core.rnn_backward(np.ones_like(y), None, x, None, W[0], W[1], y, cache, *[np.zeros_like(g) for g in G[:4]],
+                           dx=np.zeros_like(x), input_grad=False)
