@@ -29,19 +29,26 @@ def _load_blas():
     import os
 
     level = os.environ.get("PYLSTM_ISA", "").strip().lower()
+    set_here = []
     core = _ISA_BLAS_CORE.get(level)
     if core is not None and "OPENBLAS_CORETYPE" not in os.environ and _cpu_runs(level):
         os.environ["OPENBLAS_CORETYPE"] = core
-    else:
-        core = None
+        set_here.append("OPENBLAS_CORETYPE")
+    # pylstm runs its OpenBLAS single-threaded (its own pool does the parallel work), but the library starts its
+    # worker threads when it loads, and they spin for about 2^28 cycles (0.1 s) before they sleep: measured, the
+    # first ~20 LSTM calls after import ran 6x slower while they held the second core. 2^4 cycles makes them sleep
+    # at once; steady-state timings were unchanged.
+    if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+        set_here.append("OPENBLAS_THREAD_TIMEOUT")
     try:
         import scipy_openblas32
 
         path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
         return ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
     finally:  # only for this library: not for numpy's own OpenBLAS loaded later, nor for child processes
-        if core is not None:
-            del os.environ["OPENBLAS_CORETYPE"]
+        for name in set_here:
+            del os.environ[name]
 
 
 _ISA_CAP = __import__("os").environ.get("PYLSTM_ISA") or None  # the extension reads the same variable at import

@@ -143,3 +143,16 @@ def test_activations_of_every_level_are_within_their_bound():
         exact_t = np.tanh(x.astype(np.float64))
         assert np.max(np.abs(s - exact_s) / exact_s) < 1e-6, level
         assert np.max(np.abs(t - exact_t) / np.maximum(np.abs(exact_t), 1e-30)) < 1e-6, level
+
+
+def test_import_leaves_no_openblas_variable_behind():
+    """pylstm sets OPENBLAS_THREAD_TIMEOUT (and, when capped, OPENBLAS_CORETYPE) for its own OpenBLAS only: neither
+    may reach NumPy's OpenBLAS or child processes."""
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, pylstm
+        print(sorted(k for k in ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE") if k in os.environ))
+    """)], capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                               if k not in ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE")},
+        cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
