@@ -235,6 +235,26 @@ LstmSizes lstm_sizes(const py::array& x, const py::array& W_hh, const py::object
   return {s.T, s.N, s.I, H, P};
 }
 
+// Variable lengths in PyTorch's packed form: [T] int64, the rows running at each step of a batch sorted longest
+// first. None gives nullptr (every row runs every step).
+const index_t* batch_sizes_arg(py::handle obj, index_t T, index_t N) {
+  if (obj.is_none()) return nullptr;
+  if (!py::isinstance<py::array_t<std::int64_t>>(obj))
+    throw py::type_error("batch_sizes must be a numpy.ndarray of int64");
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (a.ndim() != 1 || a.shape(0) != T || !(a.flags() & py::array::c_style))
+    throw py::value_error("batch_sizes must be a C-contiguous array of shape (" + std::to_string(T) + ",), got " +
+                          shape_of(a));
+  const auto* bs = static_cast<const std::int64_t*>(a.data());
+  if (T > 0 && bs[0] != N)
+    throw py::value_error("batch_sizes[0] must be N = " + std::to_string(N) + " (every sequence runs its first step)");
+  for (index_t t = 0; t < T; ++t)
+    if (bs[t] < 0 || bs[t] > N || (t > 0 && bs[t] > bs[t - 1]))
+      throw py::value_error("batch_sizes must be non-increasing and within [0, N]");
+  static_assert(sizeof(index_t) == sizeof(std::int64_t), "batch_sizes is passed through as index_t");
+  return reinterpret_cast<const index_t*>(bs);
+}
+
 // A float32 LSTM layer direction's packed weights, kept by the Python layer between calls (see LstmPacked).
 struct PackedLstm {
   index_t I, H;
@@ -257,7 +277,7 @@ PackedLstm& packed_for(py::handle obj, index_t I, index_t H) {
 template <class Real>
 py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array W_ih_, py::array W_hh_,
                          py::object b_ih_, py::object b_hh_, py::object W_hr_, bool reverse, bool training,
-                         py::object y_, py::object packed_) {
+                         py::object y_, py::object packed_, py::object batch_sizes_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
@@ -270,7 +290,9 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   auto W_hr = arg<Real>(W_hr_, "W_hr", {P, H}, false, true);
   both_or_neither(b_ih, b_hh);
 
-  py::object y_obj = out_or_new<Real>(y_, {T, N, P}, false);
+  const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
+  // With variable lengths the kernel leaves y past each row's end alone: a new y starts as zeros.
+  py::object y_obj = out_or_new<Real>(y_, {T, N, P}, batch_sizes != nullptr);
   auto y = arg<Real>(y_obj, "y", {T, N, P}, true, false, true);
   no_overlap<Real>({&y}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr});
   py::array_t<Real> h_n({N, P}), c_n({N, H});
@@ -288,7 +310,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
     py::gil_scoped_release nogil;
     pylstm::lstm_forward<Real>(y.ptr, y.ld, h_n.mutable_data(), c_n.mutable_data(), cache, work.get(), x.ptr, h0.ptr,
                                c0.ptr, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse,
-                               keep.data ? &keep : nullptr);
+                               keep.data ? &keep : nullptr, batch_sizes);
   }
   if (pk) pk->ready = keep.ready;
   return py::make_tuple(y_obj, h_n, c_n, cache_obj);
@@ -298,7 +320,8 @@ template <class Real>
 py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py::array x_, py::object h0_,
                           py::object c0_, py::array W_ih_, py::array W_hh_, py::object y_, py::object cache_,
                           py::object dW_ih_, py::object dW_hh_, py::object db_ih_, py::object db_hh_,
-                          py::object W_hr_, py::object dW_hr_, bool reverse, py::object dx_, bool input_grad) {
+                          py::object W_hr_, py::object dW_hr_, bool reverse, py::object dx_, bool input_grad,
+                          py::object batch_sizes_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto dy = arg<Real>(dy_, "dy", {T, N, P}, false, true, true);
@@ -333,7 +356,8 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
     py::gil_scoped_release nogil;
     pylstm::lstm_backward<Real>(dx.ptr, dh0.mutable_data(), dc0.mutable_data(), dW_ih.ptr, dW_hh.ptr, db_ih.ptr,
                                 db_hh.ptr, dW_hr.ptr, cache.ptr, work.get(), dy.ptr, dy.ld, dh_n.ptr, dc_n.ptr, x.ptr,
-                                y.ptr, y.ld, h0.ptr, c0.ptr, W_ih.ptr, W_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse);
+                                y.ptr, y.ld, h0.ptr, c0.ptr, W_ih.ptr, W_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse,
+                                batch_sizes_arg(batch_sizes_, T, N));
   }
   return py::make_tuple(dx_obj, dh0, dc0);
 }
@@ -518,15 +542,15 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "lstm_forward",
       [](py::array x, py::object h0, py::object c0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh,
-         py::object W_hr, bool reverse, bool training, py::object y, py::object packed) {
+         py::object W_hr, bool reverse, bool training, py::object y, py::object packed, py::object batch_sizes) {
         return with_real(x, [&](auto real) {
           return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, reverse, training, y,
-                                                packed);
+                                                packed, batch_sizes);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
       py::kw_only(), py::arg("W_hr") = py::none(), py::arg("reverse") = false, py::arg("training") = true,
-      py::arg("y") = py::none(), py::arg("packed") = py::none(),
+      py::arg("y") = py::none(), py::arg("packed") = py::none(), py::arg("batch_sizes") = py::none(),
       "One LSTM layer direction over a sequence. Returns (y, h_n, c_n, cache); cache is None unless training. "
       "packed: a PackedLstm that the float32 loop without projection reuses when ready (the caller guarantees "
       "the weights are those it was packed from) and packs into otherwise.");
@@ -588,16 +612,18 @@ PYBIND11_MODULE(_core, m) {
       "lstm_backward",
       [](py::object dy, py::object dh_n, py::object dc_n, py::array x, py::object h0, py::object c0, py::array W_ih,
          py::array W_hh, py::object y, py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih,
-         py::object db_hh, py::object W_hr, py::object dW_hr, bool reverse, py::object dx, bool input_grad) {
+         py::object db_hh, py::object W_hr, py::object dW_hr, bool reverse, py::object dx, bool input_grad,
+         py::object batch_sizes) {
         return with_real(x, [&](auto real) {
           return lstm_backward_t<decltype(real)>(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
-                                                 db_hh, W_hr, dW_hr, reverse, dx, input_grad);
+                                                 db_hh, W_hr, dW_hr, reverse, dx, input_grad, batch_sizes);
         });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"),
       py::arg("W_hh"), py::arg("y"), py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"),
       py::arg("db_hh"), py::kw_only(), py::arg("W_hr") = py::none(), py::arg("dW_hr") = py::none(),
       py::arg("reverse") = false, py::arg("dx") = py::none(), py::arg("input_grad") = true,
+      py::arg("batch_sizes") = py::none(),
       "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_* and dx (allocated as zeros "
       "when None); consumes cache. Returns (dx, dh0, dc0); dx is None (and not computed) with input_grad=False.");
 

@@ -46,6 +46,8 @@ struct FusedLstmT {
   // With a projection (LSTMP): W_hr [P][H]; m [N][H] takes o ⊙ tanh(c_t), and h_t = m W_hrᵀ (P columns of y) is
   // a second phase of each step. Without: W_hr nullptr, P = H.
   const Real* W_hr; Real* m;
+  // Variable lengths: [T] rows running at each step (a batch sorted longest first), or nullptr for all N.
+  const index_t* batch_sizes;
   index_t T, N, I, H, P, block;
   int parts;
   bool reverse;
@@ -72,6 +74,7 @@ struct FusedLstmBackwardT {
   // rows of H) takes ∂L/∂h_t, as the BLAS loop leaves it for dW_hr. Without: W_hr nullptr, P = H.
   const Real* W_hr; Real* dm;
   const Real* zeros; // [N][H] (with a projection: the element-wise pass's dy)
+  const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
   index_t T, N, H, P;
   int parts;
   bool reverse;

@@ -86,8 +86,10 @@ template <typename Real>
 void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
                   const Real* b_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                  bool reverse, LstmPacked* packed_keep) {
+                  bool reverse, LstmPacked* packed_keep, const index_t* batch_sizes) {
   const index_t GH = kLstmGates * H;
+  if (batch_sizes && !fused_loops())
+    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* bias = work;                                     // [GH]
   Real* m = bias + GH;                                   // [N][H] o ⊙ tanh(c), the projection's input
@@ -129,10 +131,15 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     F.y = y, F.ldy = ldy, F.c_state = c_n, F.gates = gates, F.cs = cs, F.tcs = tcs, F.packed = packed;
     F.x = x, F.h0 = h0, F.c0 = c_prev, F.W_ih = W_ih, F.W_hh = W_hh, F.bias = bias, F.W_hr = W_hr;
     F.m = W_hr ? m : nullptr, F.T = T, F.N = N, F.I = I, F.H = H, F.P = P, F.block = block;
-    F.parts = get_num_threads(), F.reverse = reverse, F.prepacked = prepacked;
+    F.parts = get_num_threads(), F.reverse = reverse, F.prepacked = prepacked, F.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().lstm_fused;
     parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
     if (packed_keep) packed_keep->ready = true;
+    if (batch_sizes && !reverse) {  // each row's state at its own last step (inference: c_n is already so)
+      detail::gather_final_rows(h_n, P, y, ldy, batch_sizes, T, N);
+      if (cache) detail::gather_final_rows(c_n, H, cs, H, batch_sizes, T, N);
+      return;
+    }
     const index_t t_last = reverse ? 0 : T - 1;
     detail::copy_rows(h_n, y + t_last * N * ldy, ldy, N, P);
     if (cache) std::copy(cs + t_last * N * H, cs + (t_last + 1) * N * H, c_n);
@@ -165,8 +172,10 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
                    Real* cache, Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n,
                    const Real* x, const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih,
                    const Real* W_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                   bool reverse) {
+                   bool reverse, const index_t* batch_sizes) {
   const index_t GH = kLstmGates * H;
+  if (batch_sizes && !fused_loops())
+    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* da = cache;                              // [T][N][GH] gates in, pre-activation gradients out
   Real* cs = cache + T * N * GH;                 // [T][N][H] c_t; with projection, step t's slot then takes dh_t
@@ -188,6 +197,7 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
     B.da = da, B.dh = dh0, B.dc = dc0, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dy = dys.p;
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.W_hr = W_hr, B.dm = dm, B.zeros = zeros;
     B.T = T, B.N = N, B.H = H, B.P = P, B.parts = get_num_threads(), B.reverse = reverse;
+    B.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().lstm_fused_backward;
     parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
   }
@@ -214,6 +224,8 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   // The rest are sums over all steps, each one GEMM over the stacked T·N rows; both biases enter a identically.
   detail::input_gradients(dx, dW_ih, da, GH, x, W_ih, T * N, I, GH);
   detail::recurrent_weight_gradient(dW_hh, da, GH, y, ldy, h0, T, N, P, GH, reverse);
+  if (batch_sizes && reverse && h0)
+    detail::recurrent_weight_gradient_late_starts(dW_hh, da, GH, h0, batch_sizes, T, N, P, GH);
   if (db_ih) detail::add_column_sums(db_ih, db_hh, colsum, da, GH, T * N, GH);
   if (W_hr) gemm(true, false, P, H, T * N, Real(1), cs, H, tcs, H, Real(1), dW_hr, H);  // dW_hr += Σ dh_tᵀ m_t
 }
@@ -226,11 +238,11 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   template void lstm_forward<Real>(Real*, index_t, Real*, Real*, Real*, Real*, const Real*, const Real*,       \
                                    const Real*, const Real*, const Real*, const Real*, const Real*,           \
                                    const Real*, index_t, index_t, index_t, index_t, index_t, bool,            \
-                                   LstmPacked*);                                                              \
+                                   LstmPacked*, const index_t*);                                              \
   template void lstm_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*,      \
                                     const Real*, index_t, const Real*, const Real*, const Real*, const Real*,  \
                                     index_t, const Real*, const Real*, const Real*, const Real*, const Real*, \
-                                    index_t, index_t, index_t, index_t, index_t, bool);
+                                    index_t, index_t, index_t, index_t, index_t, bool, const index_t*);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

@@ -103,11 +103,15 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 //   W_ih [G*H][I], W_hh [G*H][P];  b_ih, b_hh [G*H] or nullptr (both or neither);  W_hr [P][H] or nullptr
 //   packed   the fused float32 loop's kept packed weights (see LstmPacked), or nullptr to pack into `work`; other
 //            paths leave it alone
+//   batch_sizes  variable lengths (PyTorch's packed form, fused loops only): [T] the rows running at each step of
+//            a batch sorted longest first (non-increasing), or nullptr for all N. Rows past their end are not
+//            written (y's stay as the caller set them); a row's final state is taken at its own last step, and in
+//            reverse a row starts at its last step from h0 and c0.
 template <typename Real>
 void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
                   const Real* b_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                  bool reverse, LstmPacked* packed = nullptr);
+                  bool reverse, LstmPacked* packed = nullptr, const index_t* batch_sizes = nullptr);
 
 // Backpropagates through the T steps of one lstm_forward(training) call, given the gradients of its outputs.
 //   dx          [T][N][I]   accumulated (+=), so both directions of a layer can share it; nullptr skips it
@@ -118,12 +122,13 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
 //   work        [lstm_workspace_size(Backward, T, N, I, H, P)]
 //   dy          [T][N][lddy] ∂L/∂y in columns [0, P), or nullptr for zeros
 //   dh_n [N][P], dc_n [N][H]  ∂L/∂h_n, ∂L/∂c_n, or nullptr for zeros
-//   x, y, ldy, h0, c0, W_ih, W_hh, W_hr, P, reverse: exactly as given to / returned by the forward
+//   x, y, ldy, h0, c0, W_ih, W_hh, W_hr, P, reverse, batch_sizes: exactly as given to / returned by the forward
+//   (with batch_sizes, y must be zero past each row's end, as the forward left it when given zeros)
 template <typename Real>
 void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* dW_hr,
                    Real* cache, Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n,
                    const Real* x, const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih,
                    const Real* W_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                   bool reverse);
+                   bool reverse, const index_t* batch_sizes = nullptr);
 
 }  // namespace pylstm

@@ -57,6 +57,31 @@ void input_gradients(Real* dx, Real* dW_ih, const Real* da, index_t lda, const R
   gemm(true, false, GH, I, rows, Real(1), da, lda, x, I, Real(1), dW_ih, I);
 }
 
+// Variable lengths, reverse direction: a sorted batch's shorter sequences start at later processed steps, from h0,
+// while recurrent_weight_gradient reads their h_prev from y (zeros there). This adds what they missed:
+// dW [K][H] += Σ_t da_t[rows starting at t]ᵀ h0[those rows], with batch_sizes [T] the rows running at each step.
+template <typename Real>
+void recurrent_weight_gradient_late_starts(Real* dW, const Real* da, index_t lda, const Real* h0,
+                                           const index_t* batch_sizes, index_t T, index_t N, index_t H, index_t K) {
+  for (index_t t = 0; t + 1 < T; ++t) {
+    const index_t r0 = batch_sizes[t + 1], r1 = batch_sizes[t];
+    if (r1 > r0)
+      gemm(true, false, K, H, r1 - r0, Real(1), da + (t * N + r0) * lda, lda, h0 + r0 * H, H, Real(1), dW, H);
+  }
+}
+
+// The final state of each row of a variable-length batch run forward: row n's at its last step, len_n - 1, with
+// len_n the steps whose batch_sizes exceed n. dst [N][H] (row stride H), src [T][N][ld].
+template <typename Real>
+void gather_final_rows(Real* dst, index_t H, const Real* src, index_t ld, const index_t* batch_sizes, index_t T,
+                       index_t N) {
+  index_t t = T;
+  for (index_t n = 0; n < N; ++n) {  // longest first: len_n only falls as n grows
+    while (t > 0 && batch_sizes[t - 1] <= n) --t;
+    if (t > 0) std::copy(src + ((t - 1) * N + n) * ld, src + ((t - 1) * N + n) * ld + H, dst + n * H);
+  }
+}
+
 // dW [K][H] (row stride H) += Σ_t da_tᵀ h_prev(t), with da [T][N][lda] (its first K columns) and h_prev(t) the
 // output y [T][N][ldy] of the step processed before t, or h0 [N][H] (nothing, when nullptr) for the first one.
 template <typename Real>

@@ -110,6 +110,13 @@ class _Recurrent(_Module):
     def _fused(self):
         return False
 
+    def _lengths_in_kernel(self):
+        """Whether lengths= runs inside the kernels (the fused loops, in PyTorch's batch_sizes form) rather than as
+        one kernel call per stretch of steps with a constant number of running rows."""
+        return _core._fused_loops() and self._kernels_take_batch_sizes
+
+    _kernels_take_batch_sizes = False
+
     # ---- input checks -----------------------------------------------------------------------------------
     def _check_state(self, name, value, N, H, unbatched):  # H: this state's width
         want = (self.num_directions * self.num_layers,) + (() if unbatched else (N,)) + (H,)
@@ -138,7 +145,7 @@ class _Recurrent(_Module):
         if states is not None:
             s0 = [self._check_state(f"{name}0", v, N, w, unbatched)
                   for name, v, w in zip(self._states, states, self._widths())]
-        perm = segments = None
+        perm = segments = batch_sizes = None
         if lengths is not None:
             # Variable lengths: sort the batch longest first, so the rows still running at any step are a prefix,
             # and run each stretch of steps with a constant number of running rows on just those rows.
@@ -146,7 +153,10 @@ class _Recurrent(_Module):
             perm = np.argsort(-lens, kind="stable")
             seq = seq[:, perm]
             s0 = None if s0 is None else [np.ascontiguousarray(s[:, perm]) for s in s0]
-            segments = _segments(lens[perm], T)
+            if self._lengths_in_kernel():  # the kernels take PyTorch's batch_sizes form: rows running per step
+                batch_sizes = (lens[perm][None, :] > np.arange(T)[:, None]).sum(axis=1).astype(np.int64)
+            else:  # the BLAS-per-step loops: one kernel call per stretch of steps
+                segments = _segments(lens[perm], T)
 
         training = self.training
         self._cache = None  # a new forward ends the previous one's claim to a backward
@@ -154,10 +164,11 @@ class _Recurrent(_Module):
         # into the returned out between forward and backward must not change the gradients.
         inp = np.array(seq, order="C", copy=True) if training else np.ascontiguousarray(seq)
         s_n = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
-        forward = self._kernel_forward if segments is None else partial(self._segments_forward, segments=segments)
+        forward = (partial(self._kernel_forward, batch_sizes=batch_sizes) if segments is None
+                   else partial(self._segments_forward, segments=segments))
         inputs, outputs, caches, masks = [], [], [], []
         for layer in range(L):
-            out = (np.zeros if segments else np.empty)((T, N, D * H), self.dtype)  # padding steps output zeros
+            out = (np.zeros if lengths is not None else np.empty)((T, N, D * H), self.dtype)  # padding outputs zeros
             for d in range(D):
                 k = layer * D + d
                 W, _ = self._layer_params(layer, d)
@@ -176,7 +187,8 @@ class _Recurrent(_Module):
                 inp = out * masks[-1]
         if training:
             self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, masks=masks, s0=s0,
-                               unbatched=unbatched, shape=(T, N), perm=perm, segments=segments)
+                               unbatched=unbatched, shape=(T, N), perm=perm, segments=segments,
+                               batch_sizes=batch_sizes)
         out = inp.copy() if training else inp
         if perm is not None:
             inv = np.argsort(perm)
@@ -212,7 +224,8 @@ class _Recurrent(_Module):
         self._cache = None  # consumed, whatever happens below
         # Gradients go to fresh buffers first and into self.grads only once the whole backward has succeeded.
         fresh = {k: np.zeros_like(v) for k, v in self.grads.items()}
-        backward = self._kernel_backward if segments is None else partial(self._segments_backward, segments=segments)
+        backward = (partial(self._kernel_backward, batch_sizes=cache["batch_sizes"]) if segments is None
+                    else partial(self._segments_backward, segments=segments))
         s0 = cache["s0"]
         ds0 = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
         for layer in reversed(range(L)):
@@ -236,9 +249,9 @@ class _Recurrent(_Module):
             self.grads[k] += g
         return (None if dy is None else self._to_user(dy, unbatched)), [self._state_to_user(s, unbatched) for s in ds0]
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
         """One layer direction, W = [W_ih, W_hh, b_ih, b_hh, W_hr] (None where absent): returns
-        ([final state arrays], cache)."""
+        ([final state arrays], cache). batch_sizes: see _lengths_in_kernel."""
         raise NotImplementedError
 
     def _segments_forward(self, x, s0, W, *, reverse, training, y, segments):
@@ -305,7 +318,7 @@ class _Recurrent(_Module):
             ds0 = carried
         return ds0
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None):
         """One layer direction, G the gradients of W: accumulates into dx (None: not computed) and G; returns
         [state gradients]."""
         raise NotImplementedError
@@ -439,7 +452,9 @@ class LSTM(_Recurrent):
     def _kept(self, entry):
         entry[1] = None if self._editing else self._version
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y):
+    _kernels_take_batch_sizes = True
+
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
         h0, c0 = (None, None) if s0 is None else s0
         entry = None
         if self._fused():
@@ -448,7 +463,8 @@ class LSTM(_Recurrent):
                 entry[0].invalidate()
                 entry[1] = None
         _, h_n, c_n, cache = _core.lstm_forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
-                                                y=y, packed=None if entry is None else entry[0])
+                                                y=y, packed=None if entry is None else entry[0],
+                                                batch_sizes=batch_sizes)
         if entry is not None:
             self._kept(entry)
         return [h_n, c_n], cache
@@ -466,11 +482,12 @@ class LSTM(_Recurrent):
             packs.append(entry[0])
         return packs
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None):
         dh_n, dc_n = (None, None) if ds_n is None else ds_n
         h0, c0 = (None, None) if s0 is None else s0
         _, dh0, dc0 = _core.lstm_backward(dy, dh_n, dc_n, x, h0, c0, W[0], W[1], y, cache, *G[:4], W_hr=W[4],
-                                          dW_hr=G[4], reverse=reverse, dx=dx, input_grad=dx is not None)
+                                          dW_hr=G[4], reverse=reverse, dx=dx, input_grad=dx is not None,
+                                          batch_sizes=batch_sizes)
         return [dh0, dc0]
 
 
@@ -500,13 +517,13 @@ class _OneState(_Recurrent):
     def _variant(self):
         raise NotImplementedError
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
         fwd = getattr(_core, self._kernel + "_forward")
         _, h_n, cache = fwd(x, None if s0 is None else s0[0], *W[:4], reverse=reverse, training=training, y=y,
                             **self._variant())
         return [h_n], cache
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None):
         bwd = getattr(_core, self._kernel + "_backward")
         _, dh0 = bwd(dy, None if ds_n is None else ds_n[0], x, None if s0 is None else s0[0], W[0], W[1], y, cache,
                      *G[:4], reverse=reverse, dx=dx, input_grad=dx is not None, **self._variant())
