@@ -370,9 +370,13 @@ struct Gru {
     return pylstm::gru_workspace_size(p, T, N, I, H);
   }
   template <class Real, class... A>
-  static void forward(int variant, bool reverse, A... a) { pylstm::gru_forward<Real>(a..., variant != 0, reverse); }
+  static void forward(int variant, bool reverse, const index_t* bs, A... a) {
+    pylstm::gru_forward<Real>(a..., variant != 0, reverse, bs);
+  }
   template <class Real, class... A>
-  static void backward(int variant, bool reverse, A... a) { pylstm::gru_backward<Real>(a..., variant != 0, reverse); }
+  static void backward(int variant, bool reverse, const index_t* bs, A... a) {
+    pylstm::gru_backward<Real>(a..., variant != 0, reverse, bs);
+  }
 };
 
 struct Rnn {
@@ -382,12 +386,12 @@ struct Rnn {
     return pylstm::rnn_workspace_size(p, T, N, I, H);
   }
   template <class Real, class... A>
-  static void forward(int variant, bool reverse, A... a) {
-    pylstm::rnn_forward<Real>(a..., static_cast<pylstm::Nonlinearity>(variant), reverse);
+  static void forward(int variant, bool reverse, const index_t* bs, A... a) {
+    pylstm::rnn_forward<Real>(a..., static_cast<pylstm::Nonlinearity>(variant), reverse, bs);
   }
   template <class Real, class... A>
-  static void backward(int variant, bool reverse, A... a) {
-    pylstm::rnn_backward<Real>(a..., static_cast<pylstm::Nonlinearity>(variant), reverse);
+  static void backward(int variant, bool reverse, const index_t* bs, A... a) {
+    pylstm::rnn_backward<Real>(a..., static_cast<pylstm::Nonlinearity>(variant), reverse, bs);
   }
 };
 
@@ -399,7 +403,8 @@ int nonlinearity(const std::string& s) {
 
 template <class Cell, class Real>
 py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::array W_hh_, py::object b_ih_,
-                           py::object b_hh_, int variant, bool reverse, bool training, py::object y_) {
+                           py::object b_hh_, int variant, bool reverse, bool training, py::object y_,
+                           py::object batch_sizes_) {
   const auto [T, N, I, H] = sizes(x_, W_hh_);
   const index_t GH = Cell::G * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
@@ -409,7 +414,8 @@ py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::ar
   auto b_ih = arg<Real>(b_ih_, "b_ih", {GH}, false, true);
   auto b_hh = arg<Real>(b_hh_, "b_hh", {GH}, false, true);
   both_or_neither(b_ih, b_hh);
-  py::object y_obj = out_or_new<Real>(y_, {T, N, H}, false);
+  const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
+  py::object y_obj = out_or_new<Real>(y_, {T, N, H}, batch_sizes != nullptr);  // zeros past each row's end
   auto y = arg<Real>(y_obj, "y", {T, N, H}, true, false, true);
   no_overlap<Real>({&y}, {&x, &h0, &W_ih, &W_hh, &b_ih, &b_hh});
   py::array_t<Real> h_n({N, H});
@@ -418,8 +424,8 @@ py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::ar
   auto work = workspace<Real>(Cell::workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H));
   {
     py::gil_scoped_release nogil;
-    Cell::template forward<Real>(variant, reverse, y.ptr, y.ld, h_n.mutable_data(), cache, work.get(), x.ptr, h0.ptr,
-                                 W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, T, N, I, H);
+    Cell::template forward<Real>(variant, reverse, batch_sizes, y.ptr, y.ld, h_n.mutable_data(), cache, work.get(),
+                                 x.ptr, h0.ptr, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, T, N, I, H);
   }
   return py::make_tuple(y_obj, h_n, cache_obj);
 }
@@ -428,7 +434,7 @@ template <class Cell, class Real>
 py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::object h0_, py::array W_ih_,
                             py::array W_hh_, py::object y_, py::object cache_, py::object dW_ih_, py::object dW_hh_,
                             py::object db_ih_, py::object db_hh_, int variant, bool reverse, py::object dx_,
-                            bool input_grad) {
+                            bool input_grad, py::object batch_sizes_) {
   const auto [T, N, I, H] = sizes(x_, W_hh_);
   const index_t GH = Cell::G * H;
   auto dy = arg<Real>(dy_, "dy", {T, N, H}, false, true, true);
@@ -450,13 +456,14 @@ py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::
   auto dx = input_grad ? arg<Real>(dx_obj, "dx", {T, N, I}, true) : Arg<Real>{};
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh},
                    {&dx, &dy, &dh_n, &x, &h0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh});
+  const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
   py::array_t<Real> dh0({N, H});
   auto work = workspace<Real>(Cell::workspace_size(Pass::Backward, T, N, I, H));
   {
     py::gil_scoped_release nogil;
-    Cell::template backward<Real>(variant, reverse, dx.ptr, dh0.mutable_data(), dW_ih.ptr, dW_hh.ptr, db_ih.ptr,
-                                  db_hh.ptr, cache.ptr, work.get(), dy.ptr, dy.ld, dh_n.ptr, x.ptr, y.ptr, y.ld, h0.ptr,
-                                  W_ih.ptr, W_hh.ptr, T, N, I, H);
+    Cell::template backward<Real>(variant, reverse, batch_sizes, dx.ptr, dh0.mutable_data(), dW_ih.ptr, dW_hh.ptr,
+                                  db_ih.ptr, db_hh.ptr, cache.ptr, work.get(), dy.ptr, dy.ld, dh_n.ptr, x.ptr, y.ptr,
+                                  y.ld, h0.ptr, W_ih.ptr, W_hh.ptr, T, N, I, H);
   }
   return py::make_tuple(dx_obj, dh0);
 }
@@ -467,31 +474,33 @@ void bind_single(py::module_& m, const char* name, const char* variant_name, V v
   m.def(
       (std::string(name) + "_forward").c_str(),
       [parse](py::array x, py::object h0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh, V variant,
-              bool reverse, bool training, py::object y) {
+              bool reverse, bool training, py::object y, py::object batch_sizes) {
         const int v = parse(variant);
         return with_real(x, [&](auto real) {
-          return single_forward_t<Cell, decltype(real)>(x, h0, W_ih, W_hh, b_ih, b_hh, v, reverse, training, y);
+          return single_forward_t<Cell, decltype(real)>(x, h0, W_ih, W_hh, b_ih, b_hh, v, reverse, training, y,
+                                                        batch_sizes);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"), py::kw_only(),
       py::arg(variant_name) = variant_default, py::arg("reverse") = false, py::arg("training") = true,
-      py::arg("y") = py::none(),
-      "One layer direction over a sequence. Returns (y, h_n, cache); cache is None unless training.");
+      py::arg("y") = py::none(), py::arg("batch_sizes") = py::none(),
+      "One layer direction over a sequence. Returns (y, h_n, cache); cache is None unless training. batch_sizes: "
+      "variable lengths as PyTorch's packed sequences count them (rows running per step, sorted batch).");
   m.def(
       (std::string(name) + "_backward").c_str(),
       [parse](py::object dy, py::object dh_n, py::array x, py::object h0, py::array W_ih, py::array W_hh, py::object y,
               py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih, py::object db_hh, V variant,
-              bool reverse, py::object dx, bool input_grad) {
+              bool reverse, py::object dx, bool input_grad, py::object batch_sizes) {
         const int v = parse(variant);
         return with_real(x, [&](auto real) {
           return single_backward_t<Cell, decltype(real)>(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
-                                                         db_hh, v, reverse, dx, input_grad);
+                                                         db_hh, v, reverse, dx, input_grad, batch_sizes);
         });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("y"),
       py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(),
       py::arg(variant_name) = variant_default, py::arg("reverse") = false, py::arg("dx") = py::none(),
-      py::arg("input_grad") = true,
+      py::arg("input_grad") = true, py::arg("batch_sizes") = py::none(),
       "Backward through one forward(training=True). Accumulates into dW_*, db_* and dx (zeros when None); "
       "consumes cache. Returns (dx, dh0); dx is None (and not computed) with input_grad=False.");
 }

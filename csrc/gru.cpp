@@ -33,7 +33,9 @@ index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H
 template <typename Real>
 void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const Real* x, const Real* h0,
                  const Real* W_ih, const Real* W_hh, const Real* b_ih, const Real* b_hh, index_t T, index_t N,
-                 index_t I, index_t H, bool linear_before_reset, bool reverse) {
+                 index_t I, index_t H, bool linear_before_reset, bool reverse, const index_t* batch_sizes) {
+  if (batch_sizes && !fused_loops())
+    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   const auto& K = kernels().pointwise<Real>();
   const index_t GH = kGruGates * H;
@@ -58,10 +60,13 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
     F.packed = detail::align64(a_all == cache ? kbuf + N * H : a_all + block * N * lda);
     F.zeros = zeros, F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bi, F.bh = bh;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
-    F.gru = true, F.linear_before_reset = linear_before_reset;
+    F.gru = true, F.linear_before_reset = linear_before_reset, F.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().single_fused;
     parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
-    detail::copy_rows(h_n, y + (reverse ? 0 : T - 1) * N * ldy, ldy, N, H);
+    if (batch_sizes && !reverse)
+      detail::gather_final_rows(h_n, H, y, ldy, batch_sizes, T, N);
+    else
+      detail::copy_rows(h_n, y + (reverse ? 0 : T - 1) * N * ldy, ldy, N, H);
     return;
   }
   index_t block_t0 = 0;
@@ -97,7 +102,9 @@ template <typename Real>
 void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache, Real* work,
                   const Real* dy, index_t lddy, const Real* dh_n, const Real* x, const Real* y, index_t ldy,
                   const Real* h0, const Real* W_ih, const Real* W_hh, index_t T, index_t N, index_t I, index_t H,
-                  bool linear_before_reset, bool reverse) {
+                  bool linear_before_reset, bool reverse, const index_t* batch_sizes) {
+  if (batch_sizes && !fused_loops())
+    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");
   const auto& K = kernels().pointwise<Real>();
   const index_t GH = kGruGates * H, lda = 4 * H;
@@ -116,6 +123,7 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     B.a = cache, B.dh = dh0, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
     B.reverse = reverse, B.gru = true, B.linear_before_reset = linear_before_reset, B.dk = dk;
+    B.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().single_fused_backward;
     parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
   }
@@ -138,9 +146,13 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
   const index_t rows = T * N;
   detail::input_gradients(dx, dW_ih, cache, lda, x, W_ih, rows, I, GH);
   detail::recurrent_weight_gradient(dW_hh, cache, lda, y, ldy, h0, T, N, H, 2 * H, reverse);  // r, z blocks
+  const bool late_starts = batch_sizes && reverse && h0;  // rows whose h_prev was h0 at a later step
+  if (late_starts) detail::recurrent_weight_gradient_late_starts(dW_hh, cache, lda, h0, batch_sizes, T, N, H, 2 * H);
   if (linear_before_reset) {
     // The n-block's recurrent gradient dk is in the k slot.
     detail::recurrent_weight_gradient(dW_hh + 2 * H * H, cache + GH, lda, y, ldy, h0, T, N, H, H, reverse);
+    if (late_starts)
+      detail::recurrent_weight_gradient_late_starts(dW_hh + 2 * H * H, cache + GH, lda, h0, batch_sizes, T, N, H, H);
     if (db_ih) {
       detail::add_column_sums(db_ih, static_cast<Real*>(nullptr), colsum, cache, lda, rows, GH);
       detail::add_column_sums(db_hh, static_cast<Real*>(nullptr), colsum, cache, lda, rows, 2 * H);
@@ -156,10 +168,10 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
 #define PYLSTM_INSTANTIATE(Real)                                                                                \
   template void gru_forward<Real>(Real*, index_t, Real*, Real*, Real*, const Real*, const Real*, const Real*,     \
                                   const Real*, const Real*, const Real*, index_t, index_t, index_t, index_t,      \
-                                  bool, bool);                                                                   \
+                                  bool, bool, const index_t*);                                                   \
   template void gru_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, const Real*, index_t,  \
                                    const Real*, const Real*, const Real*, index_t, const Real*, const Real*,      \
-                                   const Real*, index_t, index_t, index_t, index_t, bool, bool);
+                                   const Real*, index_t, index_t, index_t, index_t, bool, bool, const index_t*);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

@@ -29,10 +29,11 @@ index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H
 //   y [T][N][ldy] out;  h_n [N][H] out;  cache [gru_cache_size] out, training only, else nullptr
 //   work [gru_workspace_size(...)];  x [T][N][I];  h0 [N][H] or nullptr
 //   W_ih [3H][I], W_hh [3H][H];  b_ih, b_hh [3H] or nullptr (both or neither)
+//   batch_sizes: variable lengths, as lstm_forward takes them
 template <typename Real>
 void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const Real* x, const Real* h0,
                  const Real* W_ih, const Real* W_hh, const Real* b_ih, const Real* b_hh, index_t T, index_t N,
-                 index_t I, index_t H, bool linear_before_reset, bool reverse);
+                 index_t I, index_t H, bool linear_before_reset, bool reverse, const index_t* batch_sizes = nullptr);
 
 // As lstm_backward, for the GRU: dx accumulated, dh0 overwritten, dW_* and db_* accumulated, cache consumed;
 // dy and dh_n may be nullptr (zeros). b_hh is needed by neither form's backward, so it is not an argument.
@@ -40,6 +41,6 @@ template <typename Real>
 void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache, Real* work,
                   const Real* dy, index_t lddy, const Real* dh_n, const Real* x, const Real* y, index_t ldy,
                   const Real* h0, const Real* W_ih, const Real* W_hh, index_t T, index_t N, index_t I, index_t H,
-                  bool linear_before_reset, bool reverse);
+                  bool linear_before_reset, bool reverse, const index_t* batch_sizes = nullptr);
 
 }  // namespace pylstm

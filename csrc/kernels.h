@@ -102,6 +102,7 @@ struct FusedSingleT {
   bool gru;
   bool linear_before_reset;  // GRU: the form (false: the original, two phases per step)
   Nonlinearity nl;        // RNN
+  const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
 };
 
 // The fused backward of the GRU (both forms) and the RNN: see kernels.inc.
@@ -122,6 +123,7 @@ struct FusedSingleBackwardT {
   bool gru;
   bool linear_before_reset;
   Nonlinearity nl;
+  const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
 };
 
 // p rounded up to the next 64-byte boundary (the packed buffers' sizes include the slack).

@@ -44,7 +44,9 @@ void rnn_pointwise_backward(Real* da, const Real* dh, const Real* dy, index_t ld
 template <typename Real>
 void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const Real* x, const Real* h0,
                  const Real* W_ih, const Real* W_hh, const Real* b_ih, const Real* b_hh, index_t T, index_t N,
-                 index_t I, index_t H, Nonlinearity nl, bool reverse) {
+                 index_t I, index_t H, Nonlinearity nl, bool reverse, const index_t* batch_sizes) {
+  if (batch_sizes && !fused_loops())
+    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* bias = work;                                      // [H]
   Real* a_all = cache ? cache : work + H + N * H;         // [T][N][H] training, [block][N][H] inference
@@ -57,10 +59,13 @@ void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
     F.packed = detail::align64(cache ? work + H + N * H : a_all + block * N * H);
     F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bias;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
-    F.gru = false, F.nl = nl;
+    F.gru = false, F.nl = nl, F.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().single_fused;
     parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
-    detail::copy_rows(h_n, y + (reverse ? 0 : T - 1) * N * ldy, ldy, N, H);
+    if (batch_sizes && !reverse)
+      detail::gather_final_rows(h_n, H, y, ldy, batch_sizes, T, N);
+    else
+      detail::copy_rows(h_n, y + (reverse ? 0 : T - 1) * N * ldy, ldy, N, H);
     return;
   }
   index_t block_t0 = 0;
@@ -83,7 +88,9 @@ template <typename Real>
 void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache, Real* work,
                   const Real* dy, index_t lddy, const Real* dh_n, const Real* x, const Real* y, index_t ldy,
                   const Real* h0, const Real* W_ih, const Real* W_hh, index_t T, index_t N, index_t I, index_t H,
-                  Nonlinearity nl, bool reverse) {
+                  Nonlinearity nl, bool reverse, const index_t* batch_sizes) {
+  if (batch_sizes && !fused_loops())
+    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");
   Real* da = cache;           // [T][N][H] pre-activation gradients
   Real* colsum = work;        // [H]
@@ -97,7 +104,7 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     detail::FusedSingleBackwardT<Real> B{};
     B.a = da, B.dh = dh0, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
-    B.reverse = reverse, B.gru = false, B.nl = nl;
+    B.reverse = reverse, B.gru = false, B.nl = nl, B.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().single_fused_backward;
     parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
   }
@@ -109,6 +116,8 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
   }
   detail::input_gradients(dx, dW_ih, da, H, x, W_ih, T * N, I, H);
   detail::recurrent_weight_gradient(dW_hh, da, H, y, ldy, h0, T, N, H, H, reverse);
+  if (batch_sizes && reverse && h0)
+    detail::recurrent_weight_gradient_late_starts(dW_hh, da, H, h0, batch_sizes, T, N, H, H);
   if (db_ih) detail::add_column_sums(db_ih, db_hh, colsum, da, H, T * N, H);
 }
 
@@ -119,10 +128,11 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
                                              index_t, index_t, Nonlinearity);                                    \
   template void rnn_forward<Real>(Real*, index_t, Real*, Real*, Real*, const Real*, const Real*, const Real*,     \
                                   const Real*, const Real*, const Real*, index_t, index_t, index_t, index_t,      \
-                                  Nonlinearity, bool);                                                           \
+                                  Nonlinearity, bool, const index_t*);                                           \
   template void rnn_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, const Real*, index_t,  \
                                    const Real*, const Real*, const Real*, index_t, const Real*, const Real*,      \
-                                   const Real*, index_t, index_t, index_t, index_t, Nonlinearity, bool);
+                                   const Real*, index_t, index_t, index_t, index_t, Nonlinearity, bool,           \
+                                   const index_t*);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

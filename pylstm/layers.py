@@ -517,16 +517,19 @@ class _OneState(_Recurrent):
     def _variant(self):
         raise NotImplementedError
 
+    _kernels_take_batch_sizes = True
+
     def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
         fwd = getattr(_core, self._kernel + "_forward")
         _, h_n, cache = fwd(x, None if s0 is None else s0[0], *W[:4], reverse=reverse, training=training, y=y,
-                            **self._variant())
+                            batch_sizes=batch_sizes, **self._variant())
         return [h_n], cache
 
     def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None):
         bwd = getattr(_core, self._kernel + "_backward")
         _, dh0 = bwd(dy, None if ds_n is None else ds_n[0], x, None if s0 is None else s0[0], W[0], W[1], y, cache,
-                     *G[:4], reverse=reverse, dx=dx, input_grad=dx is not None, **self._variant())
+                     *G[:4], reverse=reverse, dx=dx, input_grad=dx is not None, batch_sizes=batch_sizes,
+                     **self._variant())
         return [dh0]
 
 
