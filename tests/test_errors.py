@@ -106,3 +106,34 @@ ROWS = [
 def test_bad_input(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+@pytest.mark.parametrize("bs,exc,word", [
+    (np.array([2, 2, 1], np.int32), TypeError, "int64"),
+    (np.array([2, 1], np.int64), ValueError, "shape"),
+    (np.array([1, 1, 1], np.int64), ValueError, "batch_sizes\\[0\\]"),
+    (np.array([2, 1, 2], np.int64), ValueError, "non-increasing"),
+    (np.array([2, 2, -1], np.int64), ValueError, "non-increasing"),
+])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_batch_sizes_are_checked(cell, bs, exc, word):
+    from pylstm import _core
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    x = np.zeros((3, 2, 3), np.float32)
+    W = [np.zeros((G * 4, 3), np.float32), np.zeros((G * 4, 4), np.float32), None, None]
+    fwd = getattr(_core, cell + "_forward")
+    args = (x, None, None, *W) if cell == "lstm" else (x, None, *W)
+    with pytest.raises(exc, match=word):
+        fwd(*args, batch_sizes=bs)
+
+
+def test_batch_sizes_need_the_fused_loops():
+    from pylstm import _core
+    x = np.zeros((3, 2, 3), np.float32)
+    _core._set_fused_loops(False)
+    try:
+        with pytest.raises(ValueError, match="fused loops"):
+            _core.rnn_forward(x, None, np.zeros((4, 3), np.float32), np.zeros((4, 4), np.float32), None, None,
+                              batch_sizes=np.array([2, 2, 1], np.int64))
+    finally:
+        _core._set_fused_loops(True)
