@@ -66,6 +66,7 @@ def main(path):
     if stream:
         _stream_table(stream)
     if not rows:
+        _varlen_table(varlen)
         return
     first = next(iter(rows.values()))["pylstm"][1]
     print(f"pylstm isa: {first.get('isa', '?')}; its OpenBLAS: {first.get('blas', '?')}")
@@ -84,12 +85,17 @@ def main(path):
         f64 = f"{r['pylstm64'][0]:.2f} | {r['pylstm64'][0] / ms:.2f}x" if "pylstm64" in r else "— | —"
         print(f"| {cell} | {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {times} | {ratios} | "
               f"{gf:.0f} | {100 * gf / peak:.0f} | {f64} |")
-    if varlen:
-        print("\n| cell | pass | lengths | pylstm ms |")
-        print("|---|---|---|---|")
-        for e, ms in sorted(varlen, key=lambda r: (r[0]["cell"], r[0]["mode"], r[0]["lengths"])):
-            what = "all T" if e["lengths"] == "full" else f"mixed, mean {e['mean_length']:.1f} of {e['T']}"
-            print(f"| {e['cell']} | {e['mode']} | {what} | {ms:.2f} |")
+    _varlen_table(varlen)
+
+
+def _varlen_table(varlen):
+    if not varlen:
+        return
+    print("\n| cell | pass | lengths | pylstm ms |")
+    print("|---|---|---|---|")
+    for e, ms in sorted(varlen, key=lambda r: (r[0]["cell"], r[0]["mode"], r[0]["lengths"])):
+        what = "all T" if e["lengths"] == "full" else f"mixed, mean {e['mean_length']:.1f} of {e['T']}"
+        print(f"| {e['cell']} | {e['mode']} | {what} | {ms:.2f} |")
 
 
 def _stream_table(stream):
