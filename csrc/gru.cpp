@@ -37,6 +37,7 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
+  if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
   const auto& K = kernels().pointwise<Real>();
   const index_t GH = kGruGates * H;
   Real* bi = work;                      // [3H]

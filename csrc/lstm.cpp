@@ -90,7 +90,9 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
   const index_t GH = kLstmGates * H;
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
+  if (packed_keep && W_hr) throw std::invalid_argument("packed weights are kept for LSTMs without projection only");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
+  if (batch_sizes) detail::zero_padding_rows(y, ldy, P, batch_sizes, T, N);
   Real* bias = work;                                     // [GH]
   Real* m = bias + GH;                                   // [N][H] o ⊙ tanh(c), the projection's input
   Real* scratch = m + N * H;                             // [N][H]

@@ -104,9 +104,10 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 //   packed   the fused float32 loop's kept packed weights (see LstmPacked), or nullptr to pack into `work`; other
 //            paths leave it alone
 //   batch_sizes  variable lengths (PyTorch's packed form, fused loops only): [T] the rows running at each step of
-//            a batch sorted longest first (non-increasing), or nullptr for all N. Rows past their end are not
-//            written (y's stay as the caller set them); a row's final state is taken at its own last step, and in
-//            reverse a row starts at its last step from h0 and c0.
+//            a batch sorted longest first (non-increasing), or nullptr for all N. y is zero on rows past their
+//            end; a row's final state is taken at its own last step, and in reverse a row starts at its last step
+//            from h0 and c0. The backward reads x on running rows only for dx but on all rows for dW_ih: padding
+//            rows of x must be finite (the layers zero them).
 template <typename Real>
 void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,

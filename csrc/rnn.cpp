@@ -48,6 +48,7 @@ void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
+  if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
   Real* bias = work;                                      // [H]
   Real* a_all = cache ? cache : work + H + N * H;         // [T][N][H] training, [block][N][H] inference
   for (index_t j = 0; j < H; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);

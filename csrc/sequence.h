@@ -70,6 +70,14 @@ void recurrent_weight_gradient_late_starts(Real* dW, const Real* da, index_t lda
   }
 }
 
+// Variable lengths: sets y [T][N][ld]'s first P columns to zero on every row past its sequence's end (the kernels
+// write only the running rows, and the backward reads the previous step's rows of y for every row).
+template <typename Real>
+void zero_padding_rows(Real* y, index_t ld, index_t P, const index_t* batch_sizes, index_t T, index_t N) {
+  for (index_t t = 0; t < T; ++t)
+    for (index_t n = batch_sizes[t]; n < N; ++n) std::fill(y + (t * N + n) * ld, y + (t * N + n) * ld + P, Real(0));
+}
+
 // The final state of each row of a variable-length batch run forward: row n's at its last step, len_n - 1, with
 // len_n the steps whose batch_sizes exceed n. dst [N][H] (row stride H), src [T][N][ld].
 template <typename Real>

@@ -163,6 +163,10 @@ class _Recurrent(_Module):
         # Training keeps the layer inputs and outputs for backward, so it works on private copies: writing into x or
         # into the returned out between forward and backward must not change the gradients.
         inp = np.array(seq, order="C", copy=True) if training else np.ascontiguousarray(seq)
+        if training and lengths is not None:
+            # Padding may hold anything (NaN from np.empty, say): the weight gradients multiply every row of the
+            # input by its gradient, zero there, and 0 · NaN would be NaN.
+            inp[np.arange(T)[:, None] >= lens[perm][None, :]] = 0
         s_n = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
         forward = (partial(self._kernel_forward, batch_sizes=batch_sizes) if segments is None
                    else partial(self._segments_forward, segments=segments))
@@ -449,14 +453,16 @@ class LSTM(_Recurrent):
         current = entry[1] == self._version and not self._editing and entry[0].ready
         return entry, current
 
-    def _kept(self, entry):
-        entry[1] = None if self._editing else self._version
+    def _kept(self, entry, version):
+        """Records that entry now holds the parameters of `version`, the version read before packing: a change
+        made while the kernel ran (another thread's optimizer step) then makes the next call pack again."""
+        entry[1] = None if self._editing else version
 
     _kernels_take_batch_sizes = True
 
     def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
         h0, c0 = (None, None) if s0 is None else s0
-        entry = None
+        entry, version = None, self._version
         if self._fused():
             entry, current = self._packed(W)
             if not current:
@@ -466,7 +472,7 @@ class LSTM(_Recurrent):
                                                 y=y, packed=None if entry is None else entry[0],
                                                 batch_sizes=batch_sizes)
         if entry is not None:
-            self._kept(entry)
+            self._kept(entry, version)
         return [h_n, c_n], cache
 
     def _stream_packs(self):
@@ -476,9 +482,9 @@ class LSTM(_Recurrent):
             W, _ = self._layer_params(layer, 0)
             entry, current = self._packed(W)
             if not current:
-                entry[1] = None
+                entry[1], version = None, self._version
                 _core.lstm_pack(entry[0], *W[:4])
-                self._kept(entry)
+                self._kept(entry, version)
             packs.append(entry[0])
         return packs
 

@@ -65,14 +65,16 @@ class Stream:
         """One time step: x (N, I) or (I,). Returns the layer's output at this step."""
         layer = self._layer
         h = self._h
-        if (h is not None and type(x) is np.ndarray and x.shape == self._x_shape and x.dtype == np.float32
-                and x.flags.c_contiguous and self._packs_version == layer._version and not layer._editing):
-            # The common case, checked in a few attribute reads: the fused path with the packs already current.
-            with layer._lock:
-                _core.lstm_stream_step(x.reshape(self._x2_shape), h[0], h[1], self._c, self._packs)
-            h.reverse()
-            y = h[0][-1]
-            return y[0].copy() if self._unbatched else y.copy()
+        if h is not None and type(x) is np.ndarray and x.shape == self._x_shape and x.dtype == np.float32 \
+                and x.flags.c_contiguous:
+            with layer._lock:  # the version is read under the lock that edits and loads also hold
+                if self._packs_version == layer._version and not layer._editing:
+                    # The common case, checked in a few attribute reads: the packs are current.
+                    _core.lstm_stream_step(x.reshape(self._x2_shape), h[0], h[1], self._c, self._packs)
+                    h.reverse()
+                    y = h[0][-1]
+                    return y[0].copy() if self._unbatched else y.copy()
+        layer = self._layer
         x = layer._as_input("x", x)
         if x.ndim not in (1, 2):
             raise ValueError(f"x must be (N, I) or unbatched (I,) for one time step, got shape {x.shape}")
@@ -103,8 +105,9 @@ class Stream:
             self._unbatched = unbatched
         elif self._h[0].shape[1] != N:
             raise ValueError(f"x has {N} rows, the stream has {self._h[0].shape[1]}")
+        version = layer._version  # read before packing: a change during it makes the next step pack again
         self._packs = layer._stream_packs()
-        self._packs_version = None if layer._editing else layer._version
+        self._packs_version = None if layer._editing else version
         self._x_shape, self._x2_shape = ((x.shape[1],) if unbatched else x.shape), x.shape
         _core.lstm_stream_step(x, self._h[0], self._h[1], self._c, self._packs)
         self._h.reverse()

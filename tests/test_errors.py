@@ -137,3 +137,40 @@ def test_batch_sizes_need_the_fused_loops():
                               batch_sizes=np.array([2, 2, 1], np.int64))
     finally:
         _core._set_fused_loops(True)
+
+
+@pytest.mark.parametrize("cls", [pylstm.LSTM, pylstm.GRU, pylstm.RNN])
+def test_nan_in_padding_reaches_no_gradient(rng, cls):
+    """Padding past each sequence's end may hold anything; the gradients must be those of zero padding."""
+    lens = [4, 2, 3]
+    x = rng.standard_normal((4, 3, 2)).astype(np.float32)
+    grads = []
+    for fill in (0.0, np.nan):
+        xp = x.copy()
+        for n, ln in enumerate(lens):
+            xp[ln:, n] = fill
+        m = cls(2, 3, bidirectional=True, seed=0)
+        out, _ = m(xp, lengths=lens)
+        dx, _ = m.backward(np.ones_like(out))
+        assert np.isfinite(out).all() and np.isfinite(dx).all()
+        grads.append({k: v.copy() for k, v in m.grads.items()})
+    for k in grads[0]:
+        np.testing.assert_array_equal(grads[0][k], grads[1][k], err_msg=k)
+
+
+def test_batch_sizes_zero_a_given_output_past_each_end():
+    from pylstm import _core
+    x = np.ones((3, 2, 3), np.float32)
+    y = np.full((3, 2, 4), 7.0, np.float32)
+    _core.rnn_forward(x, None, np.full((4, 3), 0.1, np.float32), np.zeros((4, 4), np.float32), None, None,
+                      y=y, batch_sizes=np.array([2, 1, 1], np.int64))
+    assert (y[1:, 1] == 0).all() and (y[:, 0] != 0).all() and (y[0, 1] != 0).all()
+
+
+def test_packed_weights_are_refused_with_a_projection():
+    from pylstm import _core
+    m = pylstm.LSTM(3, 8, proj_size=4, seed=0)
+    W, _ = m._layer_params(0, 0)
+    with pytest.raises(ValueError, match="without projection"):
+        _core.lstm_forward(np.zeros((2, 1, 3), np.float32), None, None, *W[:4], W_hr=W[4], training=False,
+                           packed=_core.PackedLstm(3, 8))
