@@ -137,14 +137,8 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     const auto run = kernels().pointwise<Real>().lstm_fused;
     parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
     if (packed_keep) packed_keep->ready = true;
-    if (batch_sizes && !reverse) {  // each row's state at its own last step (inference: c_n is already so)
-      detail::gather_final_rows(h_n, P, y, ldy, batch_sizes, T, N);
-      if (cache) detail::gather_final_rows(c_n, H, cs, H, batch_sizes, T, N);
-      return;
-    }
-    const index_t t_last = reverse ? 0 : T - 1;
-    detail::copy_rows(h_n, y + t_last * N * ldy, ldy, N, P);
-    if (cache) std::copy(cs + t_last * N * H, cs + (t_last + 1) * N * H, c_n);
+    detail::final_rows(h_n, P, y, ldy, batch_sizes, T, N, reverse);  // inference: c_n is final in place
+    if (cache) detail::final_rows(c_n, H, cs, H, batch_sizes, T, N, reverse);
     return;
   }
 

@@ -63,10 +63,7 @@ void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
     F.gru = false, F.nl = nl, F.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().single_fused;
     parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
-    if (batch_sizes && !reverse)
-      detail::gather_final_rows(h_n, H, y, ldy, batch_sizes, T, N);
-    else
-      detail::copy_rows(h_n, y + (reverse ? 0 : T - 1) * N * ldy, ldy, N, H);
+    detail::final_rows(h_n, H, y, ldy, batch_sizes, T, N, reverse);
     return;
   }
   index_t block_t0 = 0;

@@ -70,6 +70,12 @@ void recurrent_weight_gradient_late_starts(Real* dW, const Real* da, index_t lda
   }
 }
 
+// dst [N][H] = the final rows of y [T][N][ld]: those of the last step processed, or, with variable lengths run
+// forward, each row's at its own last step.
+template <typename Real>
+void final_rows(Real* dst, index_t H, const Real* y, index_t ld, const index_t* batch_sizes, index_t T, index_t N,
+                bool reverse);
+
 // Variable lengths: sets y [T][N][ld]'s first P columns to zero on every row past its sequence's end (the kernels
 // write only the running rows, and the backward reads the previous step's rows of y for every row).
 template <typename Real>
@@ -121,6 +127,15 @@ void add_column_sums(Real* db1, Real* db2, Real* sum, const Real* a, index_t lda
 template <typename Real>
 void copy_rows(Real* out, const Real* h, index_t ldh, index_t N, index_t H) {
   for (index_t n = 0; n < N; ++n) std::copy(h + n * ldh, h + n * ldh + H, out + n * H);
+}
+
+template <typename Real>
+void final_rows(Real* dst, index_t H, const Real* y, index_t ld, const index_t* batch_sizes, index_t T, index_t N,
+                bool reverse) {
+  if (batch_sizes && !reverse)
+    gather_final_rows(dst, H, y, ld, batch_sizes, T, N);
+  else
+    copy_rows(dst, y + (reverse ? 0 : T - 1) * N * ld, ld, N, H);
 }
 
 }  // namespace detail
