@@ -1,0 +1,431 @@
+"""pylstm inside PyTorch: torch.nn.LSTM, GRU, RNN and their cells, with forward and backward run by pylstm's kernels.
+
+Each module subclasses its torch.nn counterpart, so that the constructor, the parameter names and shapes, the
+initialisation (drawn from torch's generator, as torch draws it), ``state_dict`` and ``repr`` are torch's own; only
+``forward`` differs. It runs one layer (every direction) at a time through ``_Layer``, a ``torch.autograd.Function``
+whose forward and backward call the C++ kernels on NumPy views of the tensors' memory; dropout between layers,
+batch_first, unbatched input and PackedSequence are ordinary torch operations around it, so autograd sees them.
+"""
+
+from __future__ import annotations
+
+try:
+    import torch
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without torch
+    raise ImportError(
+        "pylstm.torch needs PyTorch, which pylstm does not install by itself: pip install torch==2.13.0 "
+        "(the CPU build: add --index-url https://download.pytorch.org/whl/cpu)") from exc
+
+import numpy as np
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from . import _core
+
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+class _Spec:
+    """What one layer's kernels need besides tensors: the cell, its variant, sizes and the running rows per step."""
+
+    __slots__ = ("cell", "variant", "D", "H", "P", "bias", "proj", "batch_sizes")
+
+    def __init__(self, cell, variant, D, H, P, bias, proj, batch_sizes):
+        self.cell, self.variant, self.D, self.H, self.P = cell, variant, D, H, P
+        self.bias, self.proj, self.batch_sizes = bias, proj, batch_sizes
+
+    @property
+    def per_direction(self):
+        """Weights per direction, in torch's order: W_ih, W_hh[, b_ih, b_hh][, W_hr]."""
+        return 2 + 2 * self.bias + self.proj
+
+
+_FORWARD = {"lstm": _core.lstm_forward, "gru": _core.gru_forward, "rnn": _core.rnn_forward}
+_BACKWARD = {"lstm": _core.lstm_backward, "gru": _core.gru_backward, "rnn": _core.rnn_backward}
+
+
+def _np(t):
+    """A NumPy view of a contiguous CPU tensor's memory (no copy), or None."""
+    return None if t is None else t.detach().numpy()
+
+
+def _split(spec, weights):
+    """[(W_ih, W_hh, b_ih, b_hh, W_hr)] per direction, None where absent."""
+    k, out = spec.per_direction, []
+    for d in range(spec.D):
+        w = list(weights[d * k:(d + 1) * k])
+        W_ih, W_hh = w[:2]
+        b_ih, b_hh = w[2:4] if spec.bias else (None, None)
+        out.append((W_ih, W_hh, b_ih, b_hh, w[-1] if spec.proj else None))
+    return out
+
+
+def _layer_forward(spec, x, states, weights, training):
+    """Runs the kernels of every direction of one layer. x (T, N, I) and the states (D, N, ·) contiguous CPU
+    tensors (states None for zeros); returns (y (T, N, D·P), [final states (D, N, ·)], per-direction caches)."""
+    T, N, _ = x.shape
+    D, P = spec.D, spec.P
+    y = torch.empty((T, N, D * P), dtype=x.dtype)
+    yn, xn = y.numpy(), _np(x)
+    finals = [[] for _ in (states or ([None] * (2 if spec.cell == "lstm" else 1)))]
+    caches = []
+    for d, (W_ih, W_hh, b_ih, b_hh, W_hr) in enumerate(_split(spec, weights)):
+        s0 = [None if s is None else _np(s)[d] for s in states] if states else [None] * len(finals)
+        kw = dict(reverse=bool(d), training=training, y=yn[:, :, d * P:(d + 1) * P], batch_sizes=spec.batch_sizes,
+                  **spec.variant)
+        if spec.cell == "lstm":
+            kw["W_hr"] = _np(W_hr)
+        result = _FORWARD[spec.cell](xn, *s0, _np(W_ih), _np(W_hh), _np(b_ih), _np(b_hh), **kw)
+        for f, s in zip(finals, result[1:-1]):
+            f.append(s)
+        caches.append(result[-1])
+    return y, [torch.from_numpy(np.stack(f)) for f in finals], caches
+
+
+class _Layer(torch.autograd.Function):
+    """One layer, all directions: (y, h_n[, c_n]) from (x, h0[, c0], weights...) through pylstm's kernels.
+
+    The forward keeps the kernels' cache; the backward runs the kernels' backward, which consumes that cache, so a
+    graph through this function can be backpropagated once (retain_graph=True and a second backward is refused).
+    """
+
+    @staticmethod
+    def forward(ctx, spec, x, n_states, *rest):
+        states, weights = list(rest[:n_states]), rest[n_states:]
+        y, finals, caches = _layer_forward(spec, x, states if any(s is not None for s in states) else None, weights,
+                                           training=True)
+        ctx.spec, ctx.caches, ctx.n_states = spec, caches, n_states
+        ctx.save_for_backward(x, y, *states, *weights)
+        ctx.set_materialize_grads(False)
+        return (y, *finals)
+
+    @staticmethod
+    def backward(ctx, dy, *dfinals):
+        if torch.is_grad_enabled():
+            raise RuntimeError("pylstm.torch does not support double backward (backward with create_graph=True): "
+                               "its kernels' backward is not itself differentiable")
+        if ctx.caches is None:
+            raise RuntimeError("pylstm.torch: this graph was already backpropagated once, and the kernels' backward "
+                               "consumes what the forward kept; run the forward again instead of retain_graph=True")
+        spec, caches, n = ctx.spec, ctx.caches, ctx.n_states
+        ctx.caches = None
+        x, y, *rest = ctx.saved_tensors
+        states, weights = rest[:n], rest[n:]
+        need_x = ctx.needs_input_grad[1]
+        T, N, I = x.shape
+        P = spec.P
+        dx = torch.zeros((T, N, I), dtype=x.dtype) if need_x else None
+        dweights = [torch.zeros_like(w) for w in weights]
+        dyn = None if dy is None else _np(dy.contiguous())
+        dfin = [None if g is None else _np(g.contiguous()) for g in dfinals]
+        dstates = [[] for _ in range(n)]
+        xn, yn = _np(x), _np(y)
+        for d, (W, G) in enumerate(zip(_split(spec, weights), _split(spec, dweights))):
+            W_ih, W_hh, _, _, W_hr = W
+            cols = slice(d * P, (d + 1) * P)
+            s0 = [_np(s)[d] for s in states] if states else [None] * len(dfin)
+            ds_n = [None if g is None else g[d] for g in dfin]
+            kw = dict(reverse=bool(d), dx=_np(dx), input_grad=need_x, batch_sizes=spec.batch_sizes, **spec.variant)
+            if spec.cell == "lstm":
+                kw.update(W_hr=_np(W_hr), dW_hr=_np(G[4]))
+            result = _BACKWARD[spec.cell](None if dyn is None else dyn[:, :, cols], *ds_n, xn, *s0, _np(W_ih),
+                                          _np(W_hh), yn[:, :, cols], caches[d], *(_np(g) for g in G[:4]), **kw)
+            for acc, g in zip(dstates, result[1:]):
+                acc.append(g)
+        dstates = [torch.from_numpy(np.stack(g)) if ctx.needs_input_grad[3 + i] else None
+                   for i, g in enumerate(dstates)]
+        dweights = [g if ctx.needs_input_grad[3 + n + i] else None for i, g in enumerate(dweights)]
+        return (None, dx, None, *dstates, *dweights)
+
+
+def _run_layer(spec, x, states, weights):
+    """(y, [finals]) of one layer: through the autograd function when a gradient is wanted, else the inference
+    kernels (which keep no cache)."""
+    tensors = [x, *states, *weights]
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        y, *finals = _Layer.apply(spec, x, len(states), *states, *weights)
+        return y, finals
+    with torch.no_grad():
+        y, finals, _ = _layer_forward(spec, x, states if any(s is not None for s in states) else None, weights,
+                                      training=False)
+    return y, finals
+
+
+# ---- checks ---------------------------------------------------------------------------------------------------
+def _check_factory(name, device, dtype):
+    """Refuses, before torch builds anything, a device or dtype that the kernels cannot run."""
+    if device is not None and torch.device(device).type not in ("cpu", "meta"):
+        raise ValueError(f"pylstm.torch.{name} runs on the CPU only, got device={device!r} "
+                         "(use torch.nn for other devices)")
+    if dtype is not None and dtype not in _DTYPES:
+        raise TypeError(f"pylstm.torch.{name} supports dtype torch.float32 and torch.float64, got {dtype}")
+
+
+def _check_run(module, tensors):
+    """Every tensor of a call (parameters included) is a CPU tensor of one dtype that the kernels support."""
+    name = type(module).__name__
+    params = list(module.parameters())
+    dtype = params[0].dtype
+    for p in params:
+        if p.device.type != "cpu":
+            raise ValueError(f"pylstm.torch.{name} runs on the CPU only: its parameters are on {p.device} "
+                             + ("(a module on the meta device can be built, not run; use .to_empty(device='cpu'))"
+                                if p.device.type == "meta" else "(move it with .cpu())"))
+        if p.dtype not in _DTYPES:
+            raise TypeError(f"pylstm.torch.{name} supports float32 and float64 parameters, got {p.dtype} "
+                            "(float16 and bfloat16 are not supported)")
+        if p.dtype != dtype:
+            raise TypeError(f"pylstm.torch.{name}: all parameters must have one dtype, got {dtype} and {p.dtype}")
+    for what, t in tensors:
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
+        if t.device.type != "cpu":
+            raise ValueError(f"pylstm.torch.{name} runs on the CPU only: {what} is on {t.device}")
+        if t.dtype != dtype:
+            raise TypeError(f"pylstm.torch.{name}: {what} has dtype {t.dtype}, but the parameters are {dtype} "
+                            f"(convert the input with .to({dtype}) or the module with .to({t.dtype}))")
+
+
+def _packed_index(batch_sizes):
+    """For PackedSequence data: the row of each packed element in the (T·N) rows of the padded, sorted batch."""
+    bs = batch_sizes.numpy()
+    N = int(bs[0])
+    return torch.from_numpy(np.concatenate([t * N + np.arange(b) for t, b in enumerate(bs)]).astype(np.int64))
+
+
+# ---- the sequence modules ----------------------------------------------------------------------------------------
+class _Sequence:
+    """The forward shared by LSTM, GRU and RNN (mixed into their torch.nn classes)."""
+
+    _cell = ""
+
+    def _variant(self):
+        return {}
+
+    def _weights(self, layer):
+        names = []
+        for d in range(2 if self.bidirectional else 1):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            names += ["weight_ih" + sfx, "weight_hh" + sfx]
+            if self.bias:
+                names += ["bias_ih" + sfx, "bias_hh" + sfx]
+            if getattr(self, "proj_size", 0):
+                names.append("weight_hr" + sfx)
+        return [getattr(self, n) for n in names]
+
+    def _state_widths(self):
+        P = getattr(self, "proj_size", 0) or self.hidden_size
+        return [P, self.hidden_size] if self._cell == "lstm" else [P]
+
+    def _forward(self, input, hx):
+        """input: a tensor or PackedSequence; hx: None or a list of state tensors. Returns (output, [finals])."""
+        states = [] if hx is None else list(hx)
+        packed = isinstance(input, PackedSequence)
+        _check_run(self, [("input", input.data if packed else input)]
+                   + [(f"hx[{i}]" if len(states) > 1 else "hx", s) for i, s in enumerate(states)])
+        D, L = 2 if self.bidirectional else 1, self.num_layers
+        widths = self._state_widths()
+        batch_sizes = sorted_indices = unsorted_indices = None
+        if packed:
+            data, batch_sizes, sorted_indices, unsorted_indices = input
+            T, N = len(batch_sizes), int(batch_sizes[0])
+            index = _packed_index(batch_sizes)
+            x = data.new_zeros((T * N, data.shape[1])).index_copy(0, index, data).view(T, N, -1)
+            unbatched = False
+        else:
+            if input.dim() not in (2, 3):
+                raise ValueError(f"{type(self).__name__}: input must be 3-D (batched) or 2-D (unbatched), "
+                                 f"got {input.dim()}-D with shape {tuple(input.shape)}")
+            unbatched = input.dim() == 2
+            x = input.unsqueeze(1) if unbatched else input.transpose(0, 1) if self.batch_first else input
+            T, N = x.shape[:2]
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{type(self).__name__}: input.size(-1) must be input_size = {self.input_size}, "
+                             f"got {x.shape[-1]}")
+        if states:
+            fixed = []
+            for i, (s, w) in enumerate(zip(states, widths)):
+                want = (L * D, w) if unbatched else (L * D, N, w)
+                if tuple(s.shape) != want:
+                    raise ValueError(f"{type(self).__name__}: expected hidden state {i} of shape {want}, "
+                                     f"got {tuple(s.shape)}")
+                s = s.unsqueeze(1) if unbatched else s
+                if sorted_indices is not None:
+                    s = s.index_select(1, sorted_indices)
+                fixed.append(s.contiguous())
+            states = fixed
+        bs = None if batch_sizes is None else np.ascontiguousarray(batch_sizes.numpy(), dtype=np.int64)
+        spec = _Spec(self._cell, self._variant(), D, self.hidden_size, widths[0], bool(self.bias),
+                     bool(getattr(self, "proj_size", 0)), bs)
+        x = x.contiguous()
+        finals = [[] for _ in widths]
+        for layer in range(L):
+            layer_states = [s[layer * D:(layer + 1) * D] for s in states]
+            x, fin = _run_layer(spec, x, layer_states, self._weights(layer))
+            for acc, f in zip(finals, fin):
+                acc.append(f)
+            if self.dropout and self.training and layer < L - 1:
+                x = nn.functional.dropout(x, self.dropout, training=True)
+        finals = [torch.cat(f) if len(f) > 1 else f[0] for f in finals]
+        if packed:
+            out = PackedSequence(x.reshape(T * N, -1).index_select(0, index), batch_sizes, sorted_indices,
+                                 unsorted_indices)
+            if unsorted_indices is not None:
+                finals = [f.index_select(1, unsorted_indices) for f in finals]
+        else:
+            out = x.squeeze(1) if unbatched else x.transpose(0, 1) if self.batch_first else x
+            if unbatched:
+                finals = [f.squeeze(1) for f in finals]
+        return out, finals
+
+
+def _lbr(value):
+    if not isinstance(value, bool):
+        raise TypeError(f"linear_before_reset must be a bool, got {type(value).__name__}")
+    return value
+
+
+class LSTM(_Sequence, nn.LSTM):
+    """torch.nn.LSTM, run by pylstm's kernels: same arguments, parameters, initialisation and call."""
+
+    _cell = "lstm"
+
+    def __init__(self, *args, device=None, dtype=None, **kwargs):
+        _check_factory("LSTM", device, dtype)
+        super().__init__(*args, device=device, dtype=dtype, **kwargs)
+
+    def forward(self, input, hx=None):
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError("LSTM: hx must be a tuple (h_0, c_0) of tensors or None")
+        out, (h_n, c_n) = self._forward(input, hx)
+        return out, (h_n, c_n)
+
+
+class GRU(_Sequence, nn.GRU):
+    """torch.nn.GRU, run by pylstm's kernels. ``linear_before_reset=False`` (not in torch) is the original GRU,
+    with the reset gate applied to h before the recurrent product (the ONNX and Keras ``reset_after=False`` form)."""
+
+    _cell = "gru"
+
+    def __init__(self, *args, linear_before_reset=True, device=None, dtype=None, **kwargs):
+        _check_factory("GRU", device, dtype)
+        self.linear_before_reset = _lbr(linear_before_reset)
+        super().__init__(*args, device=device, dtype=dtype, **kwargs)
+
+    def _variant(self):
+        return dict(linear_before_reset=self.linear_before_reset)
+
+    def extra_repr(self):
+        return super().extra_repr() + ("" if self.linear_before_reset else ", linear_before_reset=False")
+
+    def forward(self, input, hx=None):
+        out, (h_n,) = self._forward(input, None if hx is None else [hx])
+        return out, h_n
+
+
+class RNN(_Sequence, nn.RNN):
+    """torch.nn.RNN (tanh or relu), run by pylstm's kernels."""
+
+    _cell = "rnn"
+
+    def __init__(self, *args, device=None, dtype=None, **kwargs):
+        _check_factory("RNN", device, dtype)
+        super().__init__(*args, device=device, dtype=dtype, **kwargs)
+
+    def _variant(self):
+        return dict(nonlinearity=self.nonlinearity)
+
+    def forward(self, input, hx=None):
+        out, (h_n,) = self._forward(input, None if hx is None else [hx])
+        return out, h_n
+
+
+# ---- the cells ---------------------------------------------------------------------------------------------------
+class _Cell:
+    """The forward shared by the cells: one step of the one-layer kernels (T = 1)."""
+
+    _cell = ""
+
+    def _variant(self):
+        return {}
+
+    def _step(self, input, states):
+        name = type(self).__name__
+        _check_run(self, [("input", input)] + [(f"hx[{i}]" if len(states) > 1 else "hx", s)
+                                               for i, s in enumerate(states)])
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: input must be 2-D (batch, input_size) or 1-D unbatched, got "
+                             f"{input.dim()}-D with shape {tuple(input.shape)}")
+        if input.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: input.size(-1) must be input_size = {self.input_size}, got {input.shape[-1]}")
+        unbatched = input.dim() == 1
+        x = input.reshape(1, 1, -1) if unbatched else input.unsqueeze(0)
+        N = x.shape[1]
+        fixed = []
+        for i, s in enumerate(states):
+            want = (self.hidden_size,) if unbatched else (N, self.hidden_size)
+            if tuple(s.shape) != want:
+                raise ValueError(f"{name}: expected hidden state {i} of shape {want}, got {tuple(s.shape)}")
+            fixed.append(s.reshape(1, N, -1).contiguous())
+        spec = _Spec(self._cell, self._variant(), 1, self.hidden_size, self.hidden_size, bool(self.bias), False, None)
+        weights = [self.weight_ih, self.weight_hh] + ([self.bias_ih, self.bias_hh] if self.bias else [])
+        _, finals = _run_layer(spec, x.contiguous(), fixed, weights)
+        return [f.reshape(-1) if unbatched else f[0] for f in finals]
+
+
+class LSTMCell(_Cell, nn.LSTMCell):
+    """torch.nn.LSTMCell, run by pylstm's kernels."""
+
+    _cell = "lstm"
+
+    def __init__(self, *args, device=None, dtype=None, **kwargs):
+        _check_factory("LSTMCell", device, dtype)
+        super().__init__(*args, device=device, dtype=dtype, **kwargs)
+
+    def forward(self, input, hx=None):
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError("LSTMCell: hx must be a tuple (h, c) of tensors or None")
+        h, c = self._step(input, [] if hx is None else list(hx))
+        return h, c
+
+
+class GRUCell(_Cell, nn.GRUCell):
+    """torch.nn.GRUCell, run by pylstm's kernels; ``linear_before_reset=False`` as for :class:`GRU`."""
+
+    _cell = "gru"
+
+    def __init__(self, *args, linear_before_reset=True, device=None, dtype=None, **kwargs):
+        _check_factory("GRUCell", device, dtype)
+        self.linear_before_reset = _lbr(linear_before_reset)
+        super().__init__(*args, device=device, dtype=dtype, **kwargs)
+
+    def _variant(self):
+        return dict(linear_before_reset=self.linear_before_reset)
+
+    def extra_repr(self):
+        return super().extra_repr() + ("" if self.linear_before_reset else ", linear_before_reset=False")
+
+    def forward(self, input, hx=None):
+        (h,) = self._step(input, [] if hx is None else [hx])
+        return h
+
+
+class RNNCell(_Cell, nn.RNNCell):
+    """torch.nn.RNNCell (tanh or relu), run by pylstm's kernels."""
+
+    _cell = "rnn"
+
+    def __init__(self, *args, device=None, dtype=None, **kwargs):
+        _check_factory("RNNCell", device, dtype)
+        super().__init__(*args, device=device, dtype=dtype, **kwargs)
+
+    def _variant(self):
+        return dict(nonlinearity=self.nonlinearity)
+
+    def forward(self, input, hx=None):
+        (h,) = self._step(input, [] if hx is None else [hx])
+        return h
