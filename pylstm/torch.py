@@ -87,8 +87,8 @@ def _layer_forward(spec, x, states, weights, training):
 class _Layer(torch.autograd.Function):
     """One layer, all directions: (y, h_n[, c_n]) from (x, h0[, c0], weights...) through pylstm's kernels.
 
-    The forward keeps the kernels' cache; the backward runs the kernels' backward, which consumes that cache, so a
-    graph through this function can be backpropagated once (retain_graph=True and a second backward is refused).
+    The forward keeps the kernels' cache; the backward runs the kernels' backward, which consumes that cache (it
+    holds the gate gradients afterwards). A second backward through the same graph recomputes it.
     """
 
     @staticmethod
@@ -106,13 +106,14 @@ class _Layer(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise RuntimeError("pylstm.torch does not support double backward (backward with create_graph=True): "
                                "its kernels' backward is not itself differentiable")
-        if ctx.caches is None:
-            raise RuntimeError("pylstm.torch: this graph was already backpropagated once, and the kernels' backward "
-                               "consumes what the forward kept; run the forward again instead of retain_graph=True")
         spec, caches, n = ctx.spec, ctx.caches, ctx.n_states
         ctx.caches = None
         x, y, *rest = ctx.saved_tensors
         states, weights = rest[:n], rest[n:]
+        if caches is None:
+            # A second backward through this graph (retain_graph=True; gradcheck does it): the kernels' backward
+            # consumed the cache, so the forward runs again on the same saved (version-checked) tensors.
+            y, _, caches = _layer_forward(spec, x, list(states) or None, weights, training=True)
         need_x = ctx.needs_input_grad[1]
         T, N, I = x.shape
         P = spec.P
@@ -197,8 +198,17 @@ def _packed_index(batch_sizes):
     return torch.from_numpy(np.concatenate([t * N + np.arange(b) for t, b in enumerate(bs)]).astype(np.int64))
 
 
+class _Unscriptable:
+    def __prepare_scriptable__(self):
+        # Without this, torch.jit.script would compile torch's own recurrent code paths around our forward and give
+        # a module that fails (or differs) when run: refuse at scripting time instead.
+        raise RuntimeError(f"pylstm.torch.{type(self).__name__} cannot be compiled by torch.jit.script: its kernels are "
+                           "C++ called through NumPy, which TorchScript cannot express. torch.compile works (the "
+                           "kernels run as a graph break); for TorchScript use torch.nn with the same state_dict")
+
+
 # ---- the sequence modules ----------------------------------------------------------------------------------------
-class _Sequence:
+class _Sequence(_Unscriptable):
     """The forward shared by LSTM, GRU and RNN (mixed into their torch.nn classes)."""
 
     _cell = ""
@@ -221,6 +231,7 @@ class _Sequence:
         P = getattr(self, "proj_size", 0) or self.hidden_size
         return [P, self.hidden_size] if self._cell == "lstm" else [P]
 
+    @torch.compiler.disable  # torch.compile runs the kernels eagerly, as a graph break, not traced through NumPy
     def _forward(self, input, hx):
         """input: a tensor or PackedSequence; hx: None or a list of state tensors. Returns (output, [finals])."""
         states = [] if hx is None else list(hx)
@@ -345,7 +356,7 @@ class RNN(_Sequence, nn.RNN):
 
 
 # ---- the cells ---------------------------------------------------------------------------------------------------
-class _Cell:
+class _Cell(_Unscriptable):
     """The forward shared by the cells: one step of the one-layer kernels (T = 1)."""
 
     _cell = ""
@@ -353,6 +364,7 @@ class _Cell:
     def _variant(self):
         return {}
 
+    @torch.compiler.disable
     def _step(self, input, states):
         name = type(self).__name__
         _check_run(self, [("input", input)] + [(f"hx[{i}]" if len(states) > 1 else "hx", s)
