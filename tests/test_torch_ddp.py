@@ -23,13 +23,14 @@ def free_port():
 def test_ddp_two_processes_match_one(tmp_path):
     port, world = free_port(), 2
     script = pathlib.Path(ddp_worker.__file__)
-    procs = []
+    procs, logs = [], [tmp_path / f"rank{r}.log" for r in range(world)]
     try:
         for rank in range(world):
             env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
-            procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env, cwd="/",
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            with open(logs[rank], "w") as log:
+                procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env, cwd="/",
+                                              stdout=log, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 180
         for p in procs:
             p.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -39,7 +40,7 @@ def test_ddp_two_processes_match_one(tmp_path):
                 p.kill()
                 p.wait()
     for rank, p in enumerate(procs):
-        assert p.returncode == 0, f"rank {rank} exited with {p.returncode}:\n{p.stdout.read()}"
+        assert p.returncode == 0, f"rank {rank} exited with {p.returncode}:\n{logs[rank].read_text()}"
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
     alone = ddp_worker.train(ddp_worker.build()).state_dict()
     start = ddp_worker.build().state_dict()
