@@ -85,7 +85,20 @@ def main(path):
         f64 = f"{r['pylstm64'][0]:.2f} | {r['pylstm64'][0] / ms:.2f}x" if "pylstm64" in r else "— | —"
         print(f"| {cell} | {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {times} | {ratios} | "
               f"{gf:.0f} | {100 * gf / peak:.0f} | {f64} |")
+    _ptorch_table(rows)
     _varlen_table(varlen)
+
+
+def _ptorch_table(rows):
+    """pylstm.torch's modules against torch.nn's in the same torch code (same run)."""
+    both = [(key, r) for key, r in rows.items() if "ptorch" in r and "torch" in r]
+    if not both:
+        return
+    print("\n| cell | case | pass | torch.nn ms | pylstm.torch ms | pylstm.torch vs torch | pylstm (NumPy API) vs torch |")
+    print("|---|---|---|---|---|---|---|")
+    for (cell, case, mode), r in sorted(both, key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]), kv[0][2])):
+        t, p = r["torch"][0], r["ptorch"][0]
+        print(f"| {cell} | {case} | {mode} | {t:.2f} | {p:.2f} | {t / p:.2f}x | {t / r['pylstm'][0]:.2f}x |")
 
 
 def _varlen_table(varlen):

@@ -3,7 +3,8 @@ Runtime (inference only), in one run.
 
     pytest benchmarks --benchmark-enable --benchmark-json=bench.json && python benchmarks/table.py bench.json
 
-Each case is (T, N, I=H); pylstm runs in float32 and, as "pylstm64", in float64. "infer" is an eval-mode forward; "train" is forward plus backward through time with the
+Each case is (T, N, I=H); pylstm runs in float32 and, as "pylstm64", in float64; "ptorch" is torch's benchmark with
+pylstm.torch's module in place of torch.nn's. "infer" is an eval-mode forward; "train" is forward plus backward through time with the
 gradients of the input and all weights. Without --benchmark-enable (as in the test suite) each runs once, as a smoke
 test.
 """
@@ -60,14 +61,15 @@ def _numpy(cell, T, N, H, train):
     return run
 
 
-def _torch(cell, T, N, H, train):
+def _torch(cell, T, N, H, train, modules=None):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(THREADS)
-    m = getattr(torch.nn, CELLS[cell][0])(H, H).train(train)
+    m = getattr(modules or torch.nn, CELLS[cell][0])(H, H).train(train)
     x = torch.randn(T, N, H, requires_grad=train)
 
     def run():
         if train:
+            m.zero_grad()  # as a training loop does: gradients start from None
             out, _ = m(x)
             out.backward(torch.ones_like(out))
         else:
@@ -91,11 +93,19 @@ def _ort(cell, T, N, H, train):
     return run
 
 
+def _ptorch(cell, T, N, H, train):
+    """torch's own benchmark with pylstm.torch's module in place of torch.nn's (autograd and all)."""
+    pytest.importorskip("torch")
+    import pylstm.torch
+
+    return _torch(cell, T, N, H, train, modules=pylstm.torch)
+
+
 def _pylstm64(cell, T, N, H, train):
     return _pylstm(cell, T, N, H, train, np.float64)
 
 
-IMPLS = {"pylstm": _pylstm, "pylstm64": _pylstm64, "numpy": _numpy, "torch": _torch, "ort": _ort}
+IMPLS = {"pylstm": _pylstm, "pylstm64": _pylstm64, "numpy": _numpy, "torch": _torch, "ptorch": _ptorch, "ort": _ort}
 # ONNX Runtime only does inference.
 RUNS = [(impl, mode) for mode in ("infer", "train") for impl in IMPLS if not (impl == "ort" and mode == "train")]
 

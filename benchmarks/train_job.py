@@ -6,7 +6,8 @@ One training step of `pylstm train`'s defaults: a character LSTM (vocabulary 96,
 Linear head, softmax cross-entropy over T = 64 steps of N = 32 streams, backward, gradient clipping at 1.0 and Adam
 at 3e-3, with the state carried from one chunk to the next (truncated BPTT). pylstm runs it with the calls the
 command makes (and, like the command, with NumPy's own BLAS on one thread); torch runs nn.LSTM, nn.Linear,
-cross_entropy, clip_grad_norm_ and Adam on 2 threads. The data are random characters: speed does not depend on them.
+cross_entropy, clip_grad_norm_ and Adam on 2 threads, and "pylstm.torch" runs that same torch loop with only
+torch.nn.LSTM replaced by pylstm.torch.LSTM. The data are random characters: speed does not depend on them.
 Each round times --steps steps of each, alternating; the table gives the median characters per second.
 """
 
@@ -46,12 +47,13 @@ def pylstm_steps(steps, seed=0):
     return run
 
 
-def torch_steps(steps, seed=0):
+def torch_steps(steps, seed=0, lstm=None):
+    """The torch loop; ``lstm`` is the LSTM class (torch.nn.LSTM by default; pylstm.torch.LSTM drops in)."""
     import torch
 
     torch.set_num_threads(2)
     torch.manual_seed(seed)
-    rnn, head = torch.nn.LSTM(V, H), torch.nn.Linear(H, V)
+    rnn, head = (lstm or torch.nn.LSTM)(V, H), torch.nn.Linear(H, V)
     params = list(rnn.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=LR)
     ids = torch.randint(0, V, (steps + 1, T + 1, N))
@@ -81,6 +83,10 @@ def main(argv=None):
     runs = {"pylstm": pylstm_steps(args.steps)}
     try:
         runs["torch"] = torch_steps(args.steps)
+        import pylstm.torch
+
+        # The same torch loop, with only torch.nn.LSTM replaced by pylstm.torch.LSTM.
+        runs["pylstm.torch"] = torch_steps(args.steps, lstm=pylstm.torch.LSTM)
     except ImportError:
         print("torch is not installed: pylstm only")
     speeds = {k: [] for k in runs}
@@ -94,11 +100,12 @@ def main(argv=None):
             if r:
                 speeds[name].append(args.steps * T * N / dt)
     print(f"\nmain job (LSTM {V}->{H}, Linear, Adam, clip; T={T}, N={N}), {args.steps} steps x {args.rounds} rounds")
-    print(f"{'impl':8} {'chars/s (median)':>17} {'min':>9} {'max':>9}")
+    print(f"{'impl':13} {'chars/s (median)':>17} {'min':>9} {'max':>9}")
     for name, v in speeds.items():
-        print(f"{name:8} {np.median(v):17,.0f} {min(v):9,.0f} {max(v):9,.0f}")
-    if "torch" in speeds:
-        print(f"pylstm / torch: {np.median(speeds['pylstm']) / np.median(speeds['torch']):.2f}x")
+        print(f"{name:13} {np.median(v):17,.0f} {min(v):9,.0f} {max(v):9,.0f}")
+    for name in ("pylstm", "pylstm.torch"):
+        if "torch" in speeds and name in speeds:
+            print(f"{name} / torch: {np.median(speeds[name]) / np.median(speeds['torch']):.2f}x")
 
 
 if __name__ == "__main__":
