@@ -83,10 +83,10 @@ def main(argv=None):
     runs = {"pylstm": pylstm_steps(args.steps)}
     try:
         runs["torch"] = torch_steps(args.steps)
-        import pylstm.torch
+        from pylstm import torch as pylstm_torch
 
         # The same torch loop, with only torch.nn.LSTM replaced by pylstm.torch.LSTM.
-        runs["pylstm.torch"] = torch_steps(args.steps, lstm=pylstm.torch.LSTM)
+        runs["pylstm.torch"] = torch_steps(args.steps, lstm=pylstm_torch.LSTM)
     except ImportError:
         print("torch is not installed: pylstm only")
     speeds = {k: [] for k in runs}
