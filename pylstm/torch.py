@@ -16,6 +16,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         "pylstm.torch needs PyTorch, which pylstm does not install by itself: pip install torch==2.13.0 "
         "(the CPU build: add --index-url https://download.pytorch.org/whl/cpu)") from exc
 
+import threading
+
 import numpy as np
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
@@ -25,6 +27,7 @@ from . import _core
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
 
 _DTYPES = (torch.float32, torch.float64)
+_CACHE_LOCK = threading.Lock()
 
 
 class _Spec:
@@ -110,8 +113,9 @@ class _Layer(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise RuntimeError("pylstm.torch does not support double backward (backward with create_graph=True): "
                                "its kernels' backward is not itself differentiable")
-        spec, caches, n = ctx.spec, ctx.caches, ctx.n_states
-        ctx.caches = None
+        spec, n = ctx.spec, ctx.n_states
+        with _CACHE_LOCK:  # two threads backpropagating one retained graph must not both consume the cache
+            caches, ctx.caches = ctx.caches, None
         x, y, *rest = ctx.saved_tensors
         states, weights = rest[:n], rest[n:]
         if caches is None:
@@ -187,8 +191,6 @@ def _check_run(module, tensors):
         if p.dtype != dtype:
             raise TypeError(f"pylstm.torch.{name}: all parameters must have one dtype, got {dtype} and {p.dtype}")
     for what, t in tensors:
-        if t is None:
-            continue
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
         if t.device.type != "cpu":
@@ -232,7 +234,7 @@ class _Sequence(_Unscriptable):
                 names += ["bias_ih" + sfx, "bias_hh" + sfx]
             if getattr(self, "proj_size", 0):
                 names.append("weight_hr" + sfx)
-        return [getattr(self, n) for n in names]
+        return [getattr(self, n).contiguous() for n in names]  # no copy unless a weight is a strided view
 
     def _state_widths(self):
         P = getattr(self, "proj_size", 0) or self.hidden_size
@@ -391,7 +393,8 @@ class _Cell(_Unscriptable):
                 raise ValueError(f"{name}: expected hidden state {i} of shape {want}, got {tuple(s.shape)}")
             fixed.append(s.reshape(1, N, -1).contiguous())
         spec = _Spec(self._cell, self._variant(), 1, self.hidden_size, self.hidden_size, bool(self.bias), False, None)
-        weights = [self.weight_ih, self.weight_hh] + ([self.bias_ih, self.bias_hh] if self.bias else [])
+        weights = [w.contiguous() for w in [self.weight_ih, self.weight_hh]
+                   + ([self.bias_ih, self.bias_hh] if self.bias else [])]
         _, finals = _run_layer(spec, x.contiguous(), fixed, weights)
         return [f.reshape(-1) if unbatched else f[0] for f in finals]
 

@@ -51,8 +51,9 @@ def twins(kind, dt, I, H, L, bi, bias, batch_first):
     return theirs, ours
 
 
-def run(module, x, hx, lstm, lengths=None, weights=None):
-    """Output, final states and the gradients of a fixed random functional of both, for x, hx and every parameter."""
+def run(module, x, hx, lstm, lengths=None):
+    """Output, final states and the gradients of a fixed random functional of both, for x, hx and every parameter
+    (None for those that do not require a gradient)."""
     module.zero_grad()
     leaves = [x] + ([] if hx is None else list(hx))
     for t in leaves:
@@ -76,12 +77,11 @@ def run(module, x, hx, lstm, lengths=None, weights=None):
 @pytest.mark.parametrize("dt", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("seed", range(10))
 def test_matches_torch_nn(kind, dt, seed):
-    c = random_config(seed * 31 + len(kind))
+    c = random_config(seed * 31 + list(KINDS).index(kind))
     T, N, I, H, L, bi, layout = c["T"], c["N"], c["I"], c["H"], c["L"], c["bi"], c["layout"]
     if layout == "unbatched":
         N = 1
     theirs, ours = twins(kind, dt, I, H, L, bi, c["bias"], layout == "batch_first")
-    theirs.dropout = ours.dropout = 0.0
     lstm = kind.startswith("lstm")
     P = KINDS[kind][1].get("proj_size") or H
     D = 2 if bi else 1
@@ -107,6 +107,60 @@ def test_matches_torch_nn(kind, dt, seed):
     for name, got, want in zip(names, got_grads, want_grads):
         assert got is not None and want is not None, name
         assert rel(got, want) <= TOL[dt], (name, rel(got, want))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("frozen", ["none", "data-input", "frozen-layer0"])
+def test_packed_bidirectional_reordered_matches_torch_nn(kind, frozen):
+    """Lengths out of order (so the batch is really sorted and unsorted), both directions, 2 layers, hx given; with
+    an input that needs no gradient (data) or the first layer's weights frozen."""
+    theirs, ours = twins(kind, torch.float64, 3, 5, 2, True, True, False)
+    if frozen == "frozen-layer0":
+        for m in (theirs, ours):
+            for n, p in m.named_parameters():
+                p.requires_grad_("_l0" not in n)
+    lstm = kind.startswith("lstm")
+    P = KINDS[kind][1].get("proj_size") or 5
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(4, 3, 3, generator=g, dtype=torch.float64, requires_grad=frozen != "data-input")
+    hx = [torch.randn(4, 3, P, generator=g, dtype=torch.float64, requires_grad=True)]
+    if lstm:
+        hx.append(torch.randn(4, 3, 5, generator=g, dtype=torch.float64, requires_grad=True))
+    lengths = torch.tensor([2, 4, 3])
+    want_out, want_grads = run(theirs, x, hx, lstm, lengths)
+    got_out, got_grads = run(ours, x, hx, lstm, lengths)
+    for got, want in zip(got_out, want_out):
+        assert rel(got, want) <= 1e-12
+    assert len(got_grads) == len(want_grads)
+    for got, want in zip(got_grads, want_grads):
+        assert (got is None) == (want is None)
+        if want is not None:
+            assert rel(got, want) <= 1e-12
+    if frozen == "frozen-layer0":
+        assert ours.weight_ih_l0.grad is None and ours.weight_ih_l1.grad is not None
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn-tanh"])
+def test_dropout_between_layers_matches_torch_nn(kind):
+    """torch.nn draws its dropout masks with at::dropout on each layer's output, as F.dropout does: the same seed
+    gives the same masks, so outputs and gradients agree in training mode too."""
+    theirs, ours = twins(kind, torch.float64, 4, 6, 3, True, True, False)
+    theirs.dropout = ours.dropout = 0.4
+    x = torch.randn(5, 2, 4, dtype=torch.float64, requires_grad=True)
+    results = []
+    for m in (theirs, ours):
+        torch.manual_seed(123)
+        results.append(run(m, x, None, kind == "lstm"))
+    (want_out, want_grads), (got_out, got_grads) = results
+    for got, want in zip(got_out + got_grads, want_out + want_grads):
+        assert rel(got, want) <= 1e-12
+    torch.manual_seed(1)
+    a, _ = ours(x)
+    torch.manual_seed(2)
+    b, _ = ours(x)
+    assert not torch.equal(a, b)  # dropout is really applied in training mode
+    ours.eval()
+    assert torch.equal(ours(x)[0], ours(x)[0])
 
 
 CELLS = {"lstm": ("LSTMCell", {}), "gru": ("GRUCell", {}), "rnn-tanh": ("RNNCell", {"nonlinearity": "tanh"}),
@@ -333,16 +387,26 @@ def test_torch_compile_works_and_jit_script_is_refused():
             torch.jit.script(m)
 
 
-def test_inference_mode_and_no_grad_run_without_a_cache():
+def test_inference_mode_and_no_grad_run_without_a_cache(monkeypatch):
+    modes = []
+    real = pt._FORWARD["lstm"]
+
+    def spy(*args, training, **kw):
+        modes.append(training)
+        return real(*args, training=training, **kw)
+
+    monkeypatch.setitem(pt._FORWARD, "lstm", spy)
     torch.manual_seed(0)
     m = pt.LSTM(4, 8, 2)
     x = torch.randn(6, 3, 4)
     want, _ = m(x)
+    assert modes == [True, True]  # the parameters need gradients: the training kernels, which keep a cache
     with torch.inference_mode():
         got, (h, c) = m(x)
     assert torch.allclose(got, want.detach(), atol=1e-6) and h.shape == (2, 3, 8)
     with torch.no_grad():
         assert torch.allclose(m(x)[0], want.detach(), atol=1e-6)
+    assert modes == [True, True] + [False] * 4
 
 
 def test_tensors_reach_the_kernels_without_a_copy(monkeypatch):
@@ -383,6 +447,10 @@ def test_devices_and_dtypes_refused():
         m(torch.randn(2, 1, 5))
     with pytest.raises(ValueError, match="hidden state 0 of shape"):
         m(torch.randn(2, 1, 3), (torch.zeros(1, 2, 4), torch.zeros(1, 1, 4)))
+    with pytest.raises(TypeError, match=r"hx\[1\] must be a torch.Tensor"):
+        m(torch.randn(2, 1, 3), (torch.zeros(1, 1, 4), None))
+    with pytest.raises(TypeError, match=r"hx\[1\] must be a torch.Tensor"):
+        pt.LSTMCell(3, 4)(torch.randn(2, 3), (torch.zeros(2, 4), None))
     with pytest.raises(TypeError, match="linear_before_reset must be a bool"):
         pt.GRU(3, 4, linear_before_reset="no")
 
