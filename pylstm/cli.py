@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import math
 import os
 import sys
@@ -51,10 +52,9 @@ def stdlib_docstrings(max_chars=2_000_000):
         if total >= max_chars:
             break
     text = "".join(parts)[:max_chars]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="ascii") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    from .checkpoint import save_text
+
+    save_text(path, text, encoding="ascii")
     return text
 
 
@@ -96,12 +96,12 @@ def _sample(rnn, head, vocab, prompt, length, temperature, rng):
     return "".join(chars)
 
 
-def _progress(total, desc):
+def _progress(total, desc, initial=0):
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is a dependency; this only guards a broken install
         return None
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5, initial=initial)
 
 
 def _plot(path, series, xlabel, ylabel, title, logy=False, baselines=()):
@@ -126,25 +126,32 @@ def _plot(path, series, xlabel, ylabel, title, logy=False, baselines=()):
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from .checkpoint import save_figure
+
+    try:
+        save_figure(path, fig, dpi=100)
+    finally:
+        plt.close(fig)
     print(f"saved {path}")
     return True
 
 
-def train(args):
-    from pylstm import nn, optim
-
-    rng = np.random.default_rng(args.seed)
+def _read_text(args):
     if args.data:
         if not os.path.isfile(args.data):
             raise SystemExit(f"pylstm train: --data {args.data!r} is not a readable file")
         with open(args.data, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-        source = args.data
-    else:
-        text = stdlib_docstrings()
-        source = "the Python standard library's docstrings"
+            return f.read(), args.data
+    return stdlib_docstrings(), "the Python standard library's docstrings"
+
+
+def train(args):
+    from pylstm import nn, optim
+    from pylstm.checkpoint import Checkpoint, CheckpointError
+    from pylstm.training import Interrupts, check_finite, resume_command
+
+    rng = np.random.default_rng(args.seed)
+    text, source = _read_text(args)
     vocab = sorted(set(text))
     V = len(vocab)
     index = {c: i for i, c in enumerate(vocab)}
@@ -167,6 +174,29 @@ def train(args):
     stream_len = (len(train_ids) - 1) // N
     offsets = np.arange(N) * stream_len
     pos, state = 0, None
+    ck_path = os.path.join(args.out, f"{args.cell}.npz")
+    modules = {"rnn": rnn, "head": head}
+    # What a resumed run must share with the one that wrote the checkpoint (--lr, --clip and --steps may change).
+    config = dict(cell=args.cell, hidden=args.hidden, layers=args.layers, seq_len=T, batch=N,
+                  data=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16])
+    generators = {"main": rng, "dropout": rnn._dropout_rng}
+    history = {"step": [], "train": [], "val_step": [], "val": []}
+    ema, start, saved_step = None, 1, 0
+    if args.resume:
+        try:
+            ck = Checkpoint.load(ck_path, modules, opt, generators=generators, config=config, kind="pylstm train")
+        except CheckpointError as e:
+            raise SystemExit(f"pylstm train --resume: {e}") from None
+        opt.lr = args.lr
+        start, saved_step = ck.step + 1, ck.step
+        pos = int(ck.extra["pos"])
+        state = None if ck.carried["state"] is None else tuple(ck.carried["state"])
+        history = {k: ck.history[k].tolist() for k in history}
+        ema = float(ck.extra["ema"]) if "ema" in ck.extra else None
+        print(f"resuming from {ck_path} at step {ck.step}")
+        if ck.step >= args.steps:
+            print(f"the run is already at step {ck.step}: raise --steps (now {args.steps}) to train on")
+            return 0
 
     def evaluate():
         rnn.eval()
@@ -183,52 +213,79 @@ def train(args):
         rnn.train()
         return total / L
 
-    history = {"step": [], "train": [], "val_step": [], "val": []}
-    bar = _progress(args.steps, f"train {args.cell}")
-    t0, ema = time.perf_counter(), None
-    for step in range(1, args.steps + 1):
-        if pos + T + 1 > stream_len:
-            pos, state = 0, None
-        idx = offsets[None, :] + pos + np.arange(T)[:, None]
-        x, y = eye[train_ids[idx]], train_ids[idx + 1]
-        pos += T
-        opt.zero_grad()
-        out, state = rnn(x, state)
-        loss, dlogits = nn.softmax_cross_entropy(head(out), y)
-        rnn.backward(head.backward(dlogits), input_grad=False)  # the one-hot input needs no gradient
-        optim.clip_grad_norm([rnn, head], args.clip)
-        opt.step()
-        ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-        history["step"].append(step)
-        history["train"].append(loss)
-        if bar is not None:
-            speed = step * T * N / (time.perf_counter() - t0)
-            bar.set_postfix(loss=f"{ema:.3f}", chars_per_s=f"{speed:,.0f}", refresh=False)
-            bar.update(1)
-        if step % args.eval_every == 0 or step == args.steps:
-            val = evaluate()
-            history["val_step"].append(step)
-            history["val"].append(val)
-            sample = _sample(rnn, head, vocab, "The ", 120, 0.8, rng).replace("\n", " ")
-            msg = f"step {step}: train {ema:.3f}, validation {val:.3f} nats/char (unigram {H0:.3f})\n  The {sample}"
-            (bar.write if bar is not None else print)(msg)
+    def save(step):
+        Checkpoint(modules, opt, step=step, generators=generators, history=history, config=config,
+                   carried={"state": None if state is None else list(state)}, kind="pylstm train",
+                   extra=dict(vocab=np.array([ord(c) for c in vocab], np.int32),
+                              config=np.array([args.hidden, args.layers], np.int64), cell=np.array(args.cell),
+                              pos=np.array(pos), ema=np.array(np.nan if ema is None else ema),
+                              unigram=np.array(H0),
+                              val_loss=np.array(history["val"][-1] if history["val"] else np.nan))).save(ck_path)
+
+    def plot():
+        _plot(os.path.join(args.out, f"{args.cell}-loss.png"),
+              {"train (per step)": (history["step"], history["train"]),
+               "validation": (history["val_step"], history["val"]),
+               "unigram entropy": ([1, max(args.steps, len(history["step"]))], [H0, H0])},
+              "step", "loss (nats/char)", f"{args.cell.upper()} character model on {source}",
+              baselines=("unigram entropy",))
+
+    bar = _progress(args.steps, f"train {args.cell}", initial=start - 1)
+    t0 = time.perf_counter()
+    step = start - 1
+    with Interrupts() as stop:
+        for step in range(start, args.steps + 1):
+            if pos + T + 1 > stream_len:
+                pos, state = 0, None
+            idx = offsets[None, :] + pos + np.arange(T)[:, None]
+            x, y = eye[train_ids[idx]], train_ids[idx + 1]
+            opt.zero_grad()
+            out, new_state = rnn(x, state)
+            loss, dlogits = nn.softmax_cross_entropy(head(out), y)
+            rnn.backward(head.backward(dlogits), input_grad=False)  # the one-hot input needs no gradient
+            norm = optim.clip_grad_norm([rnn, head], args.clip)
+            problem = check_finite(step, loss, norm, lr=opt.lr, clip=args.clip, checkpoint=ck_path,
+                                   checkpoint_step=saved_step)
+            if problem:
+                if bar is not None:
+                    bar.close()
+                print(problem)
+                return 1
+            opt.step()  # the step is applied whole: signals are only looked at between steps
+            pos += T
+            state = new_state
+            ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+            history["step"].append(step)
+            history["train"].append(loss)
+            if bar is not None:
+                speed = (step - start + 1) * T * N / (time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{ema:.3f}", chars_per_s=f"{speed:,.0f}", refresh=False)
+                bar.update(1)
+            if step % args.eval_every == 0 or step == args.steps:
+                val = evaluate()
+                history["val_step"].append(step)
+                history["val"].append(val)
+                sample = _sample(rnn, head, vocab, "The ", 120, 0.8, rng).replace("\n", " ")
+                msg = f"step {step}: train {ema:.3f}, validation {val:.3f} nats/char (unigram {H0:.3f})\n  The {sample}"
+                (bar.write if bar is not None else print)(msg)
+            if stop.requested or step % args.checkpoint_every == 0 or step == args.steps:
+                save(step)
+                saved_step = step
+            if stop.requested:
+                if bar is not None:
+                    bar.close()
+                print(f"interrupted: saved {ck_path} at step {step} of {args.steps}; continue with:\n  "
+                      f"{resume_command(args.argv)}")
+                plot()
+                return stop.exit_code
     if bar is not None:
         bar.close()
-    final = history["val"][-1]
-    print(f"validation loss {final:.3f} nats/char against the unigram entropy {H0:.3f} "
-          f"({'below' if final < H0 else 'NOT below'} it by {H0 - final:.3f})")
-    out_dir = args.out
-    os.makedirs(out_dir, exist_ok=True)
-    ck = os.path.join(out_dir, f"{args.cell}.npz")
-    nn.save(ck, {"rnn": rnn, "head": head}, opt, vocab=np.array([ord(c) for c in vocab], np.int32),
-            config=np.array([args.hidden, args.layers], np.int64), cell=np.array(args.cell),
-            val_loss=np.array(final), unigram=np.array(H0))
-    print(f"saved {ck}")
-    _plot(os.path.join(out_dir, f"{args.cell}-loss.png"),
-          {"train (per step)": (history["step"], history["train"]), "validation": (history["val_step"], history["val"]),
-           "unigram entropy": ([1, args.steps], [H0, H0])},
-          "step", "loss (nats/char)", f"{args.cell.upper()} character model on {source}",
-          baselines=("unigram entropy",))
+    if history["val"]:
+        final = history["val"][-1]
+        print(f"validation loss {final:.3f} nats/char against the unigram entropy {H0:.3f} "
+              f"({'below' if final < H0 else 'NOT below'} it by {H0 - final:.3f})")
+    print(f"saved {ck_path}")
+    plot()
     return 0
 
 
@@ -239,15 +296,23 @@ def sample(args):
         raise SystemExit(f"pylstm sample: --checkpoint {args.checkpoint!r} is not a file (run `pylstm train` first)")
     if not args.temperature > 0:
         raise SystemExit("pylstm sample: --temperature must be > 0")
-    with np.load(args.checkpoint, allow_pickle=False) as f:
+    from pylstm.checkpoint import Checkpoint, CheckpointError, load_arrays
+
+    try:
+        data = load_arrays(args.checkpoint)
         try:
-            vocab = [chr(int(c)) for c in f["extra/vocab"]]
-            hidden, layers = (int(v) for v in f["extra/config"])
-            cell = str(f["extra/cell"])
-        except KeyError:
-            raise SystemExit(f"pylstm sample: {args.checkpoint} is not a `pylstm train` checkpoint") from None
-    rnn, head = _model(cell, len(vocab), hidden, layers, 0)
-    nn.load(args.checkpoint, {"rnn": rnn, "head": head})
+            vocab = [chr(int(c)) for c in data["extra/vocab"]]
+            hidden, layers = (int(v) for v in data["extra/config"])
+            cell = str(data["extra/cell"])
+        except (KeyError, ValueError, TypeError):
+            raise CheckpointError(f"{args.checkpoint} is not a `pylstm train` checkpoint (no vocabulary and sizes "
+                                  "in it)") from None
+        if cell not in CELLS:
+            raise CheckpointError(f"{args.checkpoint} names an unknown cell {cell!r}")
+        rnn, head = _model(cell, len(vocab), hidden, layers, 0)
+        Checkpoint.from_arrays(data, args.checkpoint, {"rnn": rnn, "head": head}, resume=False)
+    except CheckpointError as e:
+        raise SystemExit(f"pylstm sample: {e}") from None
     text = _sample(rnn, head, vocab, args.prompt, args.length, args.temperature, np.random.default_rng(args.seed))
     print(args.prompt + text)
     return 0
@@ -475,7 +540,10 @@ def build_parser():
                 "Adam with gradient-norm clipping; truncated BPTT with the state carried between chunks; 5 % of "
                 "the text held out). Without --data the text is the docstrings of the Python standard library's "
                 "source files, gathered with ast (nothing is imported) and cached in ~/.cache/pylstm. Writes "
-                "OUT/CELL.npz and OUT/CELL-loss.png.")
+                "OUT/CELL.npz (every --checkpoint-every steps, atomically; it holds all that --resume needs) and "
+                "OUT/CELL-loss.png. Ctrl-C or SIGTERM stops after the current step, saves, prints the command that "
+                "resumes, and exits with 130 or 143. A NaN or infinite loss or gradient stops training and leaves "
+                "the last good checkpoint as it was.")
     t.add_argument("--data", help="a UTF-8 text file to train on (default: the docstrings)")
     t.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent cell")
     positive(t, "--hidden", int, 256, "hidden units per layer")
@@ -486,6 +554,9 @@ def build_parser():
     positive(t, "--lr", float, 3e-3, "Adam learning rate")
     positive(t, "--clip", float, 1.0, "max gradient norm")
     positive(t, "--eval-every", int, 500, "steps between validation losses and samples")
+    positive(t, "--checkpoint-every", int, 250, "steps between checkpoints (OUT/CELL.npz, written atomically)")
+    t.add_argument("--resume", action="store_true", help="continue the run saved in OUT/CELL.npz (after Ctrl-C, "
+                   "say) to --steps, bit for bit as if it had not stopped")
     seed_and_out(t)
     s = command("sample", "generate text from a `pylstm train` checkpoint",
                 "Feeds the prompt to a `pylstm train` checkpoint and draws characters one at a time. Prompt "
@@ -540,6 +611,7 @@ def build_parser():
 
 def main(argv):
     args = build_parser().parse_args(argv)
+    args.argv = list(argv)
     run = {"train": train, "sample": sample, "task": task, "gradflow": gradflow, "bench": bench}[args.command]
     if args.command == "bench":  # times numpy as it comes
         return run(args)

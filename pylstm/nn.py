@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._module import _Module, _size
+from .checkpoint import Checkpoint, CheckpointError, WriteError  # noqa: F401  (re-exported: pylstm.nn.Checkpoint)
 from .layers import GRU, LSTM, RNN
 
 LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
@@ -90,39 +91,15 @@ def softmax_cross_entropy(logits, targets):
 
 
 def save(path, modules, optimizer=None, **extra):
-    """Saves named modules (a dict name -> module), an optimizer's state and extra arrays to one .npz file."""
-    arrays = {}
-    for name, m in modules.items():
-        for k, v in m.state_dict().items():
-            arrays[f"model/{name}/{k}"] = v
-    if optimizer is not None:
-        for k, v in optimizer.state_dict().items():
-            arrays[f"optim/{k}"] = v
-    for k, v in extra.items():
-        arrays[f"extra/{k}"] = np.asarray(v)
-    np.savez(path, **arrays)
+    """Saves named modules (a dict name -> module), an optimizer's state and extra arrays to one .npz file,
+    atomically (a failed write leaves the previous file intact), refusing weights that hold NaN or infinity.
+    For everything a resumed training loop needs, see :class:`Checkpoint`."""
+    Checkpoint(modules, optimizer, step=None, extra=extra, kind="nn.save").save(path)
 
 
 def load(path, modules, optimizer=None):
-    """Loads what save() wrote into the given modules (and optimizer); returns the extra arrays as a dict.
-    Every module's entries are checked before any is copied."""
-    with np.load(path, allow_pickle=False) as f:
-        data = {k: f[k] for k in f.files}
-    parts = {}
-    for name in modules:
-        prefix = f"model/{name}/"
-        parts[name] = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
-        if not parts[name]:
-            raise ValueError(f"{path} has no weights for {name!r}")
-    # Check every module's entries before loading any, so that a mismatch in a later module changes nothing.
-    for name, m in modules.items():
-        for k, p in m.state_dict().items():
-            if k not in parts[name]:
-                raise ValueError(f"{path} is missing {name}/{k}")
-            if parts[name][k].shape != p.shape:
-                raise ValueError(f"{path}: {name}/{k} has shape {parts[name][k].shape}, expected {p.shape}")
-    for name, m in modules.items():
-        m.load_state_dict(parts[name])
-    if optimizer is not None:
-        optimizer.load_state_dict({k[len("optim/"):]: v for k, v in data.items() if k.startswith("optim/")})
-    return {k[len("extra/"):]: v for k, v in data.items() if k.startswith("extra/")}
+    """Loads what save() (or a `pylstm train` checkpoint) holds into the given modules (and optimizer); returns the
+    extra arrays as a dict. The whole file is read and checked before anything is loaded: a truncated, corrupted,
+    wrong-kind or wrong-shape file raises CheckpointError (a ValueError) naming the file and the problem, and
+    changes nothing."""
+    return Checkpoint.load(path, modules, optimizer, resume=False).extra
