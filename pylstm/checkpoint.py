@@ -189,23 +189,25 @@ class Checkpoint:
 
     # ---- reading ----------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path, modules, optimizer=None, *, generators=None, config=None, kind=None, resume=True):
+    def load(cls, path, modules, optimizer=None, *, generators=None, config=None, kind=None, resume=True,
+             allow_empty=False):
         """Reads `path`, checks it (kind, config, every module's and the optimizer's entries, generator states)
         and only then loads it into `modules`, `optimizer` and `generators`. Returns the Checkpoint, whose
         step, carried, history, config and extra come from the file. With resume=False, only the weights are
-        needed (a checkpoint from nn.save, say)."""
+        needed (a checkpoint from nn.save, say). allow_empty accepts a file without weights (to read its
+        progress: a run between two models, say)."""
         data = load_arrays(path)
         return cls.from_arrays(data, path, modules, optimizer, generators=generators, config=config, kind=kind,
-                               resume=resume)
+                               resume=resume, allow_empty=allow_empty)
 
     @classmethod
     def from_arrays(cls, data, path, modules, optimizer=None, *, generators=None, config=None, kind=None,
-                    resume=True):
+                    resume=True, allow_empty=False):
         path = os.fspath(path)
         found_kind = str(data["meta/kind"]) if "meta/kind" in data else None
         if kind is not None and found_kind is not None and found_kind != kind:
             raise CheckpointError(f"{path} was written by `{found_kind}`, not `{kind}`")
-        if not any(k.startswith("model/") for k in data):
+        if not allow_empty and not any(k.startswith("model/") for k in data):
             raise CheckpointError(f"{path} holds no model weights: it is not a pylstm checkpoint")
         if resume and "resume/step" not in data:
             raise CheckpointError(f"{path} has no training state to resume from (it holds weights only)")

@@ -373,29 +373,104 @@ def task(args):
     print(f"{args.steps} Adam steps (lr {args.lr}, clip {args.clip}) on fresh batches of {args.batch}, hidden "
           f"{args.hidden}, gate bias {args.gate_bias:+g} on the LSTM's forget and the GRU's update gate; scored on "
           f"{tasks.DEFAULTS['eval_batch']} held-out sequences")
+    from pylstm.checkpoint import Checkpoint, CheckpointError
+    from pylstm.training import Interrupts, check_finite, resume_command
+
+    ck_path = os.path.join(args.out, f"task-{args.task}.npz")
+    # What a resumed run must share with the one that wrote the checkpoint (--lr, --clip and --steps may change).
+    config = dict(task=args.task, cells=",".join(cells), length=length, hidden=args.hidden, batch=args.batch,
+                  copies=args.copies, gate_bias=float(args.gate_bias), seed=args.seed)
     series, results = {}, {}
-    for cell in cells:
+    # Per cell: the held-out curve so far, the time spent, the running loss; the cells before the current one are
+    # finished.
+    progress = {cell: {"steps": [], "loss": [], "score": [], "secs": 0.0} for cell in cells}
+    first_cell, first_step, ema, resumed = 0, 1, None, None
+    if args.resume:
         try:
-            run = tasks.Task(args.task, cell, length, hidden=args.hidden, batch=args.batch, lr=args.lr,
-                             clip=args.clip, seed=args.seed, copies=args.copies, gate_bias=args.gate_bias)
-        except ValueError as e:
-            raise SystemExit(f"pylstm task: --{e}") from None
-        bar = _progress(args.steps, f"{args.task} {cell}")
-        steps, scores = [], []
-        t0, ema = time.perf_counter(), None
-        for step in range(1, args.steps + 1):
-            loss = run.step()
-            ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+            resumed = Checkpoint.load(ck_path, {}, None, config=config, kind="pylstm task", resume=True,
+                                      allow_empty=True)
+        except CheckpointError as e:
+            raise SystemExit(f"pylstm task --resume: {e}") from None
+        first_cell = int(resumed.extra["cell_index"])
+        for cell in cells:
+            for key in ("steps", "loss", "score"):
+                progress[cell][key] = resumed.history[f"{cell}/{key}"].tolist()
+            progress[cell]["secs"] = float(resumed.extra[f"{cell}/secs"])
+        print(f"resuming from {ck_path}: {cells[first_cell]} at step {resumed.step}")
+    saved_step = 0
+    with Interrupts() as stop:
+        for i, cell in enumerate(cells):
+            p = progress[cell]
+            if i < first_cell:  # finished before the interruption
+                results[cell] = (p["loss"][-1], p["score"][-1], p["secs"])
+                series[cell.upper()] = (p["steps"], p["loss"])
+                continue
+            try:
+                run = tasks.Task(args.task, cell, length, hidden=args.hidden, batch=args.batch, lr=args.lr,
+                                 clip=args.clip, seed=args.seed, copies=args.copies, gate_bias=args.gate_bias)
+            except ValueError as e:
+                raise SystemExit(f"pylstm task: --{e}") from None
+            modules = {"rnn": run.rnn, "head": run.head}
+            generators = {"data": run.rng, "dropout": run.rnn._dropout_rng}
+            start = 1
+            if resumed is not None and i == first_cell and resumed.step > 0:  # step 0: the cell had not begun
+                try:
+                    ck = Checkpoint.load(ck_path, modules, run.opt, generators=generators, config=config,
+                                         kind="pylstm task")
+                except CheckpointError as e:
+                    raise SystemExit(f"pylstm task --resume: {e}") from None
+                run.opt.lr = args.lr
+                start, saved_step = ck.step + 1, ck.step
+                ema = float(ck.extra["ema"]) if np.isfinite(ck.extra["ema"]) else None
+            else:
+                ema = None
+
+            def save(step):
+                Checkpoint(modules, run.opt, step=step, generators=generators, config=config, kind="pylstm task",
+                           history={f"{c}/{k}": progress[c][k] for c in cells for k in ("steps", "loss", "score")},
+                           extra={"cell_index": i, "ema": np.nan if ema is None else ema,
+                                  **{f"{c}/secs": progress[c]["secs"] for c in cells}}).save(ck_path)
+
+            bar = _progress(args.steps, f"{args.task} {cell}", initial=start - 1)
+            t0 = time.perf_counter() - p["secs"]
+            for step in range(start, args.steps + 1):
+                loss, norm = run.gradients()
+                problem = check_finite(step, loss, norm, lr=run.opt.lr, clip=args.clip, checkpoint=ck_path,
+                                       checkpoint_step=saved_step)
+                if problem:
+                    if bar is not None:
+                        bar.close()
+                    print(f"{cell}: {problem}")
+                    return 1
+                run.opt.step()
+                ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+                if bar is not None:
+                    bar.set_postfix(loss=f"{ema:.4f}", refresh=False)
+                    bar.update(1)
+                if step % args.eval_every == 0 or step == args.steps:
+                    p["steps"].append(step)
+                    for key, value in zip(("loss", "score"), run.evaluate()):
+                        p[key].append(value)
+                p["secs"] = time.perf_counter() - t0
+                if stop.requested or step % args.checkpoint_every == 0 or step == args.steps:
+                    save(step)
+                    saved_step = step
+                if stop.requested:
+                    if bar is not None:
+                        bar.close()
+                    print(f"interrupted: saved {ck_path} at {cell} step {step} of {args.steps}; continue with:\n  "
+                          f"{resume_command(args.argv)}")
+                    return stop.exit_code
             if bar is not None:
-                bar.set_postfix(loss=f"{ema:.4f}", refresh=False)
-                bar.update(1)
-            if step % args.eval_every == 0 or step == args.steps:
-                steps.append(step)
-                scores.append(run.evaluate())
-        if bar is not None:
-            bar.close()
-        results[cell] = (*scores[-1], time.perf_counter() - t0)
-        series[cell.upper()] = (steps, [loss for loss, _ in scores])
+                bar.close()
+            results[cell] = (p["loss"][-1], p["score"][-1], p["secs"])
+            series[cell.upper()] = (p["steps"], p["loss"])
+            saved_step = 0
+            if i + 1 < len(cells):  # the next cell starts from scratch: a resume from here begins it
+                Checkpoint({}, None, step=0, config=config, kind="pylstm task",
+                           history={f"{c}/{k}": progress[c][k] for c in cells for k in ("steps", "loss", "score")},
+                           extra={"cell_index": i + 1, "ema": np.nan,
+                                  **{f"{c}/secs": progress[c]["secs"] for c in cells}}).save(ck_path)
     if args.task == "adding":
         print(f"{'cell':5} {'MSE':>9} {'solved':>7} {'MSE vs no memory':>17} {'time':>7}")
         for cell, (mse, solved, secs) in results.items():
@@ -588,6 +663,8 @@ def build_parser():
                    "begin by remembering (0 is PyTorch's initialisation)")
     positive(k, "--copies", int, TD["copies"], "symbols to copy (copy task)")
     positive(k, "--eval-every", int, 100, "steps between held-out scores (the curve in the PNG)")
+    positive(k, "--checkpoint-every", int, 250, "steps between checkpoints (OUT/task-TASK.npz, written atomically)")
+    k.add_argument("--resume", action="store_true", help="continue the run saved in OUT/task-TASK.npz to --steps")
     seed_and_out(k)
     g = command("gradflow", "the vanishing-gradient picture: |dL/dx_t| for RNN, GRU and LSTM",
                 "For RNN, GRU and LSTM of the same size on random input (float64), prints and plots the norm of "

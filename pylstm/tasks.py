@@ -116,10 +116,15 @@ class Task:
             self.rnn.backward(dout, input_grad=False)
         return loss, score
 
+    def gradients(self):
+        """The clipped gradients of a fresh batch, not yet applied; returns (loss, gradient norm before clipping),
+        so that a caller can refuse a non-finite step before it changes the weights."""
+        loss, _ = self.batch_loss(*self._data(self.rng, self.batch, self.rnn.dtype), backward=True)
+        return loss, optim.clip_grad_norm([self.rnn, self.head], self.clip)
+
     def step(self):
         """One Adam step on a fresh batch with the gradient norm clipped; returns the batch's loss."""
-        loss, _ = self.batch_loss(*self._data(self.rng, self.batch, self.rnn.dtype), backward=True)
-        optim.clip_grad_norm([self.rnn, self.head], self.clip)
+        loss, _ = self.gradients()
         self.opt.step()
         return loss
 

@@ -292,3 +292,36 @@ def test_real_signal_saves_and_the_printed_command_resumes(tmp_path, corpus, sig
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"resuming from {out / 'lstm.npz'} at step {step}" in done.stdout
     assert int(arrays(out / "lstm.npz")["resume/step"]) == step + 5
+
+
+# ---- pylstm task ----------------------------------------------------------------------------------------------------
+TASK = ["task", "adding", "--steps", "30", "--length", "20", "--hidden", "8", "--batch", "8", "--eval-every", "10",
+        "--checkpoint-every", "10"]
+
+
+@pytest.mark.parametrize("k", [5, 30, 41, 75], ids=lambda k: f"stop-at-{k}")
+def test_task_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, k, capsys):
+    """Three cells of 30 steps each: k counts steps across them (30 is the first cell's last step, 41 is inside
+    the second)."""
+    assert cli.main(TASK + ["--out", str(tmp_path / "straight")]) == 0
+    want = final_state(tmp_path / "straight" / "task-adding.npz")
+    out = tmp_path / "stopped"
+    signal_at_step(monkeypatch, k, signal.SIGTERM)
+    assert cli.main(TASK + ["--out", str(out)]) == 143
+    monkeypatch.undo()
+    assert "--resume" in capsys.readouterr().out
+    assert cli.main(TASK + ["--out", str(out), "--resume"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    got = final_state(out / "task-adding.npz")
+    assert got.keys() == want.keys()
+    for key in want:
+        assert np.array_equal(got[key], want[key]), key
+    assert len(got["resume/history/rnn/loss"]) == 3
+
+
+def test_task_resume_refuses_other_options(tmp_path, monkeypatch):
+    signal_at_step(monkeypatch, 3)
+    assert cli.main(TASK + ["--out", str(tmp_path)]) == 130
+    monkeypatch.undo()
+    with pytest.raises(SystemExit, match="length: checkpoint 20, now 25"):
+        cli.main(TASK + ["--out", str(tmp_path), "--resume", "--length", "25"])
