@@ -1,0 +1,383 @@
+"""ONNX in and out: export pylstm's LSTM, GRU and RNN modules, run ONNX LSTM / GRU / RNN nodes with pylstm's kernels,
+and turn such models into pylstm modules. Needs the optional onnx package: pip install "pylstm[onnx]".
+
+ONNX's recurrent operators hold, per direction, W (G·H, I) and R (G·H, H) with the gates in ONNX's order (LSTM
+i, o, f, c; GRU z, r, h; RNN one block) and B = [Wb, Rb] (2·G·H); PyTorch's order, which pylstm uses, is LSTM i, f,
+g, o and GRU r, z, n. Y is (T, D, N, H) (layout 0) or (N, T, D, H) (layout 1); Y_h and Y_c (D, N, H) or (N, D, H).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+try:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without onnx
+    raise ImportError('pylstm.onnx needs the onnx package: pip install "pylstm[onnx]" (or pip install onnx)') from exc
+
+from . import _core
+from .layers import GRU, LSTM, RNN
+
+__all__ = ["export", "run", "to_module"]
+
+# op type -> (pylstm cell, ONNX's gate blocks as PyTorch's block indices: onnx block k = torch block ORDER[k])
+_OPS = {"LSTM": ("lstm", (0, 3, 1, 2)), "GRU": ("gru", (1, 0, 2)), "RNN": ("rnn", (0,))}
+_CLASSES = {LSTM: "LSTM", GRU: "GRU", RNN: "RNN"}
+_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
+_ELEM = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
+
+
+def _to_onnx(w, order, H):
+    return np.concatenate([w[g * H:(g + 1) * H] for g in order], axis=0)
+
+
+def _to_torch(w, order, H):
+    out = np.empty_like(w)
+    for k, g in enumerate(order):
+        out[g * H:(g + 1) * H] = w[k * H:(k + 1) * H]
+    return out
+
+
+# ---- export -----------------------------------------------------------------------------------------------------
+def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
+    """Writes `module` (pylstm.LSTM, GRU or RNN: any number of layers, either direction, batch_first) as an ONNX
+    model to `f` (a path or a binary file; None: not written) and returns the ModelProto.
+
+    The graph takes ``input`` shaped as the module takes x ((T, N, I), or (N, T, I) with batch_first); with
+    ``lengths=True`` also ``sequence_lens`` (N int32, pylstm's ``lengths``), and with ``initial_state=True`` also
+    ``h0`` (and ``c0``) shaped (num_layers·D, N, H). It returns ``output``, ``h_n`` (and ``c_n``), as the module's
+    forward in eval mode does (dropout is a training-time operation and is not exported). One ONNX node per layer,
+    joined by Transpose / Reshape / Slice / Concat; the result passes onnx.checker.
+    """
+    op = _CLASSES.get(type(module))
+    if op is None:
+        raise TypeError(f"export takes a pylstm.LSTM, GRU or RNN module, got {type(module).__name__}")
+    if getattr(module, "proj_size", 0):
+        raise ValueError("an LSTM with proj_size has no ONNX form: ONNX's LSTM has no projection of h")
+    if not isinstance(opset, int) or not 14 <= opset <= onnx.defs.onnx_opset_version():
+        raise ValueError(f"opset must be an int from 14 to {onnx.defs.onnx_opset_version()} (this onnx), got {opset!r}")
+    dt = module.dtype
+    elem = _ELEM[dt]
+    L, D, H = module.num_layers, module.num_directions, module.hidden_size
+    cell, order = _OPS[op]
+    params = module.state_dict()
+    nodes, inits = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    inputs = [helper.make_tensor_value_info("input", elem, ["N", "T", module.input_size] if module.batch_first
+                                            else ["T", "N", module.input_size])]
+    x = "input"
+    if module.batch_first:
+        nodes.append(helper.make_node("Transpose", [x], ["x_tn"], perm=[1, 0, 2]))
+        x = "x_tn"
+    seq = ""
+    if lengths:
+        inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, ["N"]))
+        seq = "sequence_lens"
+    states = ["h0", "c0"] if op == "LSTM" else ["h0"]
+    if initial_state:
+        inputs += [helper.make_tensor_value_info(s, elem, [L * D, "N", H]) for s in states]
+    const("axis0", np.array([0], np.int64))
+    const("to_tn_flat", np.array([0, 0, -1], np.int64))
+    finals = {s: [] for s in states}
+    for layer in range(L):
+        W, R, B = [], [], []
+        for d in range(D):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            W.append(_to_onnx(params["weight_ih" + sfx], order, H))
+            R.append(_to_onnx(params["weight_hh" + sfx], order, H))
+            if module.bias:
+                B.append(np.concatenate([_to_onnx(params["bias_ih" + sfx], order, H),
+                                         _to_onnx(params["bias_hh" + sfx], order, H)]))
+        node_in = [x, const(f"W_l{layer}", np.stack(W)), const(f"R_l{layer}", np.stack(R)),
+                   const(f"B_l{layer}", np.stack(B)) if B else "", seq]
+        if initial_state:
+            const(f"start_l{layer}", np.array([layer * D], np.int64))
+            const(f"end_l{layer}", np.array([(layer + 1) * D], np.int64))
+            for s in states:
+                nodes.append(helper.make_node("Slice", [s, f"start_l{layer}", f"end_l{layer}", "axis0"],
+                                              [f"{s}_l{layer}"]))
+            node_in += [f"{s}_l{layer}" for s in states]
+        while node_in and node_in[-1] == "":
+            node_in.pop()
+        outs = [f"Y_l{layer}"] + [f"{s[0]}n_l{layer}" for s in states]
+        attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+        if op == "GRU":
+            attrs["linear_before_reset"] = int(module.linear_before_reset)
+        if op == "RNN":
+            attrs["activations"] = ["Relu" if module.nonlinearity == "relu" else "Tanh"] * D
+        nodes.append(helper.make_node(op, node_in, outs, name=f"{op.lower()}_l{layer}", **attrs))
+        for s, o in zip(states, outs[1:]):
+            finals[s].append(o)
+        # Y (T, D, N, H) -> (T, N, D·H), pylstm's (and torch's) layer output and the next layer's input
+        nodes.append(helper.make_node("Transpose", [outs[0]], [f"Y_tn_l{layer}"], perm=[0, 2, 1, 3]))
+        nodes.append(helper.make_node("Reshape", [f"Y_tn_l{layer}", "to_tn_flat"], [f"out_l{layer}"]))
+        x = f"out_l{layer}"
+    if module.batch_first:
+        nodes.append(helper.make_node("Transpose", [x], ["output"], perm=[1, 0, 2]))
+    else:
+        nodes.append(helper.make_node("Identity", [x], ["output"]))
+    outputs = [helper.make_tensor_value_info("output", elem, ["N", "T", D * H] if module.batch_first
+                                             else ["T", "N", D * H])]
+    for s in states:
+        name = s[0] + "_n"
+        nodes.append(helper.make_node("Concat", finals[s], [name], axis=0) if L > 1
+                     else helper.make_node("Identity", finals[s], [name]))
+        outputs.append(helper.make_tensor_value_info(name, elem, [L * D, "N", H]))
+    graph = helper.make_graph(nodes, f"pylstm_{cell}", inputs, outputs, initializer=inits)
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="pylstm")
+    model.ir_version = helper.find_min_ir_version_for(opsets)
+    helper.set_model_props(model, {"pylstm.batch_first": str(int(module.batch_first))})
+    onnx.checker.check_model(model)
+    if f is not None:
+        onnx.save(model, f)
+    return model
+
+
+# ---- reading models ---------------------------------------------------------------------------------------------
+def _load(model):
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(model))
+    if isinstance(model, (str, os.PathLike)) or hasattr(model, "read"):
+        return onnx.load(model)
+    raise TypeError(f"model must be an onnx.ModelProto, a path, a file or bytes, got {type(model).__name__}")
+
+
+def _recurrent_nodes(graph):
+    return [n for n in graph.node if n.op_type in _OPS and n.domain in ("", "ai.onnx")]
+
+
+class _Node:
+    """An ONNX LSTM / GRU / RNN node's attributes, checked against what pylstm runs."""
+
+    def __init__(self, node):
+        self.op, self.name = node.op_type, node.name or node.op_type
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        known = {"hidden_size", "direction", "layout", "activations", "clip", "activation_alpha",
+                 "activation_beta"} | ({"input_forget"} if self.op == "LSTM" else set()) \
+            | ({"linear_before_reset"} if self.op == "GRU" else set())
+        for a in attrs:
+            if a not in known:
+                raise ValueError(f"{self.name}: unknown {self.op} attribute {a!r}")
+        if "clip" in attrs:
+            raise ValueError(f"{self.name}: the attribute 'clip' (cell clipping) is not supported by pylstm")
+        if attrs.get("input_forget", 0):
+            raise ValueError(f"{self.name}: the attribute 'input_forget' (coupled input and forget gates) is not "
+                             "supported by pylstm")
+        for a in ("activation_alpha", "activation_beta"):
+            if a in attrs:
+                raise ValueError(f"{self.name}: the attribute {a!r} is not supported by pylstm (no activation here "
+                                 "takes parameters)")
+        self.direction = attrs.get("direction", b"forward")
+        self.direction = self.direction.decode() if isinstance(self.direction, bytes) else self.direction
+        if self.direction not in ("forward", "reverse", "bidirectional"):
+            raise ValueError(f"{self.name}: direction must be forward, reverse or bidirectional, got "
+                             f"{self.direction!r}")
+        self.D = 2 if self.direction == "bidirectional" else 1
+        self.layout = int(attrs.get("layout", 0))
+        if self.layout not in (0, 1):
+            raise ValueError(f"{self.name}: layout must be 0 or 1, got {self.layout}")
+        self.hidden_size = attrs.get("hidden_size")
+        self.linear_before_reset = bool(attrs.get("linear_before_reset", 0))
+        acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
+        self.nonlinearity = "tanh"
+        if self.op == "RNN":
+            acts = acts or ["Tanh"] * self.D
+            if len(acts) != self.D or len(set(acts)) != 1 or acts[0] not in ("Tanh", "Relu"):
+                raise ValueError(f"{self.name}: the attribute 'activations' {acts} is not supported: pylstm's RNN runs "
+                                 "Tanh or Relu, the same in both directions")
+            self.nonlinearity = acts[0].lower()
+        elif acts and acts != _DEFAULT_ACTIVATIONS[self.op] * self.D:
+            raise ValueError(f"{self.name}: the attribute 'activations' {acts} is not supported: pylstm's {self.op} "
+                             f"runs {_DEFAULT_ACTIVATIONS[self.op]} (the default)")
+
+
+def _values(model, inputs):
+    """name -> array: the initializers, then the caller's inputs (a dict, or a list in graph-input order)."""
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, dict):
+        names = [i.name for i in model.graph.input if i.name not in values]
+        inputs = list(inputs)
+        if len(inputs) != len(names):
+            raise ValueError(f"inputs: the model takes {len(names)} inputs {names}, got {len(inputs)}")
+        inputs = dict(zip(names, inputs))
+    values.update({k: np.asarray(v) for k, v in inputs.items()})
+    return values
+
+
+def _arg(node, values, k, what):
+    name = node.input[k] if k < len(node.input) else ""
+    if not name:
+        return None
+    if name not in values:
+        raise ValueError(f"inputs: the node's {what} input {name!r} was not given")
+    return values[name]
+
+
+# ---- run --------------------------------------------------------------------------------------------------------
+def run(model, inputs=None):
+    """Executes a model whose graph is a single ONNX LSTM, GRU or RNN node (the form of ONNX's own operator tests)
+    with pylstm's kernels. `inputs` maps graph-input names to arrays (or lists them in graph-input order). Returns
+    the graph's outputs as ONNX Runtime's ``session.run(None, inputs)`` would: a list in graph-output order."""
+    model = _load(model)
+    rec = _recurrent_nodes(model.graph)
+    if len(rec) != 1 or len(model.graph.node) != 1:
+        raise ValueError("run executes a graph of exactly one LSTM, GRU or RNN node (use onnxruntime for other "
+                         f"graphs); this one has {len(model.graph.node)} nodes")
+    node = rec[0]
+    spec = _Node(node)
+    values = _values(model, inputs)
+    X = _arg(node, values, 0, "X")
+    W, R = _arg(node, values, 1, "W"), _arg(node, values, 2, "R")
+    if X is None or W is None or R is None:
+        raise ValueError(f"{spec.name}: X, W and R are required inputs")
+    got = dict(B=_arg(node, values, 3, "B"), sequence_lens=_arg(node, values, 4, "sequence_lens"),
+               initial_h=_arg(node, values, 5, "initial_h"))
+    if spec.op == "LSTM":
+        got["initial_c"] = _arg(node, values, 6, "initial_c")
+        got["P"] = _arg(node, values, 7, "P")
+    results = _execute(spec, X, W, R, **got)
+    named = dict(zip(node.output, results))
+    out = []
+    for o in model.graph.output:
+        if o.name not in named or not o.name:
+            raise ValueError(f"graph output {o.name!r} is not an output of the {spec.op} node")
+        out.append(named[o.name])
+    return out
+
+
+def _execute(spec, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None):
+    """(Y, Y_h[, Y_c]) of one ONNX recurrent node, in ONNX's shapes, through pylstm's kernels."""
+    cell, order = _OPS[spec.op]
+    if X.dtype not in _ELEM:
+        raise TypeError(f"{spec.name}: X has dtype {X.dtype}; pylstm runs float32 and float64")
+    dt = X.dtype
+    if X.ndim != 3:
+        raise ValueError(f"{spec.name}: X must be 3-D, got shape {X.shape}")
+    x = X.transpose(1, 0, 2) if spec.layout else X
+    T, N, I = x.shape
+    D, G = spec.D, len(order)
+    if W.ndim != 3 or W.shape[0] != D or W.shape[2] != I or W.shape[1] % G:
+        raise ValueError(f"{spec.name}: W must be ({D}, {G}·hidden_size, {I}), got {W.shape}")
+    H = W.shape[1] // G
+    if spec.hidden_size is not None and spec.hidden_size != H:
+        raise ValueError(f"{spec.name}: hidden_size is {spec.hidden_size} but W holds {H} units per gate")
+    for name, a, shape in (("R", R, (D, G * H, H)), ("B", B, (D, 2 * G * H)), ("P", P, (D, 3 * H))):
+        if a is not None and a.shape != shape:
+            raise ValueError(f"{spec.name}: {name} must have shape {shape}, got {a.shape}")
+        if a is not None and a.dtype != dt:
+            raise TypeError(f"{spec.name}: {name} has dtype {a.dtype}, X has {dt}")
+    if P is not None and np.any(P != 0):
+        raise ValueError(f"{spec.name}: the input 'P' (peephole weights) is not supported yet: pylstm's LSTM has no "
+                         "peephole connections")
+    n_states = 2 if spec.op == "LSTM" else 1
+    states = []
+    for name, s in (("initial_h", initial_h), ("initial_c", initial_c))[:n_states]:
+        if s is not None:
+            s = s.transpose(1, 0, 2) if spec.layout else s
+            if s.shape != (D, N, H):
+                raise ValueError(f"{spec.name}: {name} must have shape {(D, N, H) if not spec.layout else (N, D, H)}, "
+                                 f"got {s.shape}")
+            s = np.ascontiguousarray(s, dtype=dt)
+        states.append(s)
+    perm = batch_sizes = None
+    if sequence_lens is not None:
+        lens = np.asarray(sequence_lens).astype(np.int64)
+        if lens.shape != (N,) or lens.min() < 1 or lens.max() > T:
+            raise ValueError(f"{spec.name}: sequence_lens must hold {N} lengths from 1 to {T}, got {sequence_lens}")
+        if lens.min() < T:  # variable lengths: the kernels want the batch sorted longest first
+            perm = np.argsort(-lens, kind="stable")
+            batch_sizes = (lens[perm][None, :] > np.arange(T)[:, None]).sum(axis=1).astype(np.int64)
+            x = x[:, perm]
+            states = [None if s is None else np.ascontiguousarray(s[:, perm]) for s in states]
+    x = np.ascontiguousarray(x, dtype=dt)
+    ys, finals = [], [[] for _ in range(n_states)]
+    for d in range(D):
+        W_ih = np.ascontiguousarray(_to_torch(W[d], order, H))
+        W_hh = np.ascontiguousarray(_to_torch(R[d], order, H))
+        b_ih = b_hh = None
+        if B is not None:
+            b_ih = np.ascontiguousarray(_to_torch(B[d, :G * H], order, H))
+            b_hh = np.ascontiguousarray(_to_torch(B[d, G * H:], order, H))
+        reverse = spec.direction == "reverse" or d == 1
+        s0 = [None if s is None else s[d] for s in states]
+        kw = dict(reverse=reverse, training=False, batch_sizes=batch_sizes)
+        if spec.op == "GRU":
+            kw["linear_before_reset"] = spec.linear_before_reset
+        elif spec.op == "RNN":
+            kw["nonlinearity"] = spec.nonlinearity
+        forward = {"lstm": _core.lstm_forward, "gru": _core.gru_forward, "rnn": _core.rnn_forward}[cell]
+        y, *fin, _ = forward(x, *s0, W_ih, W_hh, b_ih, b_hh, **kw)
+        ys.append(y)
+        for acc, f in zip(finals, fin):
+            acc.append(f)
+    Y = np.stack(ys, axis=1)  # (T, D, N, H)
+    outs = [np.stack(f) for f in finals]  # (D, N, H)
+    if perm is not None:
+        inv = np.argsort(perm)
+        Y, outs = Y[:, :, inv], [o[:, inv] for o in outs]
+    if spec.layout:
+        Y, outs = Y.transpose(2, 0, 1, 3), [o.transpose(1, 0, 2) for o in outs]
+    return [np.ascontiguousarray(Y)] + [np.ascontiguousarray(o) for o in outs]
+
+
+# ---- to_module --------------------------------------------------------------------------------------------------
+def to_module(model, inputs=None):
+    """The pylstm module equivalent to `model`, with its weights: a single ONNX LSTM / GRU / RNN node (forward or
+    bidirectional; layout 1 gives batch_first), or a model that export() wrote (one node per layer). Weights are
+    read from the initializers, or from `inputs` (name -> array) where the model takes them as graph inputs."""
+    model = _load(model)
+    nodes = _recurrent_nodes(model.graph)
+    if not nodes:
+        raise ValueError("the model has no LSTM, GRU or RNN node")
+    specs = [_Node(n) for n in nodes]
+    op = specs[0].op
+    if any(s.op != op or s.direction != specs[0].direction for s in specs):
+        raise ValueError("to_module needs one kind of recurrent node with one direction throughout")
+    if specs[0].direction == "reverse":
+        raise ValueError("a direction='reverse' node has no pylstm module form (pylstm layers run forward, or both "
+                         "ways with bidirectional=True); pylstm.onnx.run executes it")
+    values = _values(model, inputs or {})
+    props = {p.key: p.value for p in model.metadata_props}
+    batch_first = props.get("pylstm.batch_first", str(specs[0].layout)) == "1"
+    cell, order = _OPS[op]
+    state, bias = {}, None
+    input_size = hidden = None
+    for layer, (node, spec) in enumerate(zip(nodes, specs)):
+        W, R, B = (_arg(node, values, k, n) for k, n in ((1, "W"), (2, "R"), (3, "B")))
+        if W is None or R is None:
+            raise ValueError(f"{spec.name}: W and R must be initializers or given in inputs")
+        if op == "LSTM" and _arg(node, values, 7, "P") is not None and np.any(_arg(node, values, 7, "P") != 0):
+            raise ValueError(f"{spec.name}: the input 'P' (peephole weights) is not supported yet")
+        H = W.shape[1] // len(order)
+        if layer == 0:
+            input_size, hidden, bias = W.shape[2], H, B is not None
+        elif H != hidden or (B is not None) != bias:
+            raise ValueError("to_module needs the same hidden size and biases in every layer")
+        for d in range(spec.D):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            state["weight_ih" + sfx] = _to_torch(W[d], order, H)
+            state["weight_hh" + sfx] = _to_torch(R[d], order, H)
+            if bias:
+                state["bias_ih" + sfx] = _to_torch(B[d, :len(order) * H], order, H)
+                state["bias_hh" + sfx] = _to_torch(B[d, len(order) * H:], order, H)
+    dtype = state["weight_ih_l0"].dtype
+    kw = dict(bias=bias, batch_first=batch_first, bidirectional=specs[0].D == 2, dtype=dtype.name)
+    if op == "GRU":
+        kw["linear_before_reset"] = specs[0].linear_before_reset
+    if op == "RNN":
+        kw["nonlinearity"] = specs[0].nonlinearity
+    module = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}[op](input_size, hidden, len(nodes), **kw)
+    module.load_state_dict(state)
+    return module.eval()
