@@ -277,10 +277,12 @@ PackedLstm& packed_for(py::handle obj, index_t I, index_t H) {
 template <class Real>
 py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array W_ih_, py::array W_hh_,
                          py::object b_ih_, py::object b_hh_, py::object W_hr_, bool reverse, bool training,
-                         py::object y_, py::object packed_, py::object batch_sizes_) {
+                         py::object y_, py::object packed_, py::object batch_sizes_, py::object P_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
+  auto peep = arg<Real>(P_, "P", {3 * H}, false, true);
+  if (peep.ptr && !W_hr_.is_none()) throw py::value_error("P (peepholes) and W_hr (a projection) cannot be combined");
   auto h0 = arg<Real>(h0_, "h0", {N, P}, false, true);
   auto c0 = arg<Real>(c0_, "c0", {N, H}, false, true);
   auto W_ih = arg<Real>(W_ih_, "W_ih", {GH, I});
@@ -294,7 +296,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   // With variable lengths the kernel leaves y past each row's end alone: a new y starts as zeros.
   py::object y_obj = out_or_new<Real>(y_, {T, N, P}, batch_sizes != nullptr);
   auto y = arg<Real>(y_obj, "y", {T, N, P}, true, false, true);
-  no_overlap<Real>({&y}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr});
+  no_overlap<Real>({&y}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr, &peep});
   py::array_t<Real> h_n({N, P}), c_n({N, H});
   Real* cache;
   py::object cache_obj = new_cache(training, pylstm::lstm_cache_size(T, N, H), cache);
@@ -310,7 +312,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
     py::gil_scoped_release nogil;
     pylstm::lstm_forward<Real>(y.ptr, y.ld, h_n.mutable_data(), c_n.mutable_data(), cache, work.get(), x.ptr, h0.ptr,
                                c0.ptr, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse,
-                               keep.data ? &keep : nullptr, batch_sizes);
+                               keep.data ? &keep : nullptr, batch_sizes, peep.ptr);
   }
   if (pk) pk->ready = keep.ready;
   return py::make_tuple(y_obj, h_n, c_n, cache_obj);
@@ -321,7 +323,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
                           py::object c0_, py::array W_ih_, py::array W_hh_, py::object y_, py::object cache_,
                           py::object dW_ih_, py::object dW_hh_, py::object db_ih_, py::object db_hh_,
                           py::object W_hr_, py::object dW_hr_, bool reverse, py::object dx_, bool input_grad,
-                          py::object batch_sizes_) {
+                          py::object batch_sizes_, py::object P_, py::object dP_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto dy = arg<Real>(dy_, "dy", {T, N, P}, false, true, true);
@@ -342,14 +344,18 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   auto dW_hr = arg<Real>(dW_hr_, "dW_hr", {P, H}, true, true);
   both_or_neither(db_ih, db_hh);
   both_or_neither(W_hr, dW_hr);
+  auto peep = arg<Real>(P_, "P", {3 * H}, false, true);
+  auto dpeep = arg<Real>(dP_, "dP", {3 * H}, true, true);
+  both_or_neither(peep, dpeep);
+  if (peep.ptr && W_hr.ptr) throw py::value_error("P (peepholes) and W_hr (a projection) cannot be combined");
 
   // Without input_grad, ∂L/∂x is not computed (as torch skips it for an input that does not require a gradient).
   if (!input_grad && !dx_.is_none()) throw py::value_error("dx must be None when input_grad is False");
   py::object dx_obj = input_grad ? out_or_new<Real>(dx_, {T, N, I}, true) : py::none();
   auto dx = input_grad ? arg<Real>(dx_obj, "dx", {T, N, I}, true) : Arg<Real>{};
-  no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &dW_hr},
+  no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &dW_hr, &dpeep},
                    {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &W_hr, &y, &cache, &dW_ih, &dW_hh, &db_ih,
-                    &db_hh, &dW_hr});
+                    &db_hh, &dW_hr, &peep, &dpeep});
   py::array_t<Real> dh0({N, P}), dc0({N, H});
   auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H, P));
   {
@@ -357,7 +363,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
     pylstm::lstm_backward<Real>(dx.ptr, dh0.mutable_data(), dc0.mutable_data(), dW_ih.ptr, dW_hh.ptr, db_ih.ptr,
                                 db_hh.ptr, dW_hr.ptr, cache.ptr, work.get(), dy.ptr, dy.ld, dh_n.ptr, dc_n.ptr, x.ptr,
                                 y.ptr, y.ld, h0.ptr, c0.ptr, W_ih.ptr, W_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse,
-                                batch_sizes_arg(batch_sizes_, T, N));
+                                batch_sizes_arg(batch_sizes_, T, N), peep.ptr, dpeep.ptr);
   }
   return py::make_tuple(dx_obj, dh0, dc0);
 }
@@ -551,18 +557,21 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "lstm_forward",
       [](py::array x, py::object h0, py::object c0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh,
-         py::object W_hr, bool reverse, bool training, py::object y, py::object packed, py::object batch_sizes) {
+         py::object W_hr, bool reverse, bool training, py::object y, py::object packed, py::object batch_sizes,
+         py::object P) {
         return with_real(x, [&](auto real) {
           return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, reverse, training, y,
-                                                packed, batch_sizes);
+                                                packed, batch_sizes, P);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
       py::kw_only(), py::arg("W_hr") = py::none(), py::arg("reverse") = false, py::arg("training") = true,
       py::arg("y") = py::none(), py::arg("packed") = py::none(), py::arg("batch_sizes") = py::none(),
+      py::arg("P") = py::none(),
       "One LSTM layer direction over a sequence. Returns (y, h_n, c_n, cache); cache is None unless training. "
       "packed: a PackedLstm that the float32 loop without projection reuses when ready (the caller guarantees "
-      "the weights are those it was packed from) and packs into otherwise.");
+      "the weights are those it was packed from) and packs into otherwise. P: peephole weights (3H,) = p_i, p_f, "
+      "p_o, or None.");
 
   m.def(
       "lstm_pack",
@@ -622,19 +631,20 @@ PYBIND11_MODULE(_core, m) {
       [](py::object dy, py::object dh_n, py::object dc_n, py::array x, py::object h0, py::object c0, py::array W_ih,
          py::array W_hh, py::object y, py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih,
          py::object db_hh, py::object W_hr, py::object dW_hr, bool reverse, py::object dx, bool input_grad,
-         py::object batch_sizes) {
+         py::object batch_sizes, py::object P, py::object dP) {
         return with_real(x, [&](auto real) {
           return lstm_backward_t<decltype(real)>(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
-                                                 db_hh, W_hr, dW_hr, reverse, dx, input_grad, batch_sizes);
+                                                 db_hh, W_hr, dW_hr, reverse, dx, input_grad, batch_sizes, P, dP);
         });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"),
       py::arg("W_hh"), py::arg("y"), py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"),
       py::arg("db_hh"), py::kw_only(), py::arg("W_hr") = py::none(), py::arg("dW_hr") = py::none(),
       py::arg("reverse") = false, py::arg("dx") = py::none(), py::arg("input_grad") = true,
-      py::arg("batch_sizes") = py::none(),
-      "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_* and dx (allocated as zeros "
-      "when None); consumes cache. Returns (dx, dh0, dc0); dx is None (and not computed) with input_grad=False.");
+      py::arg("batch_sizes") = py::none(), py::arg("P") = py::none(), py::arg("dP") = py::none(),
+      "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_*, dP and dx (allocated as "
+      "zeros when None); consumes cache. Returns (dx, dh0, dc0); dx is None (and not computed) with "
+      "input_grad=False. P and dP (peepholes): both or neither.");
 
   bind_single<Gru>(m, "gru", "linear_before_reset", true, [](bool v) { return v ? 1 : 0; });
   bind_single<Rnn>(m, "rnn", "nonlinearity", std::string("tanh"), [](const std::string& v) { return nonlinearity(v); });

@@ -48,6 +48,7 @@ struct FusedLstmT {
   const Real* W_hr; Real* m;
   // Variable lengths: [T] rows running at each step (a batch sorted longest first), or nullptr for all N.
   const index_t* batch_sizes;
+  const Real* peep;  // peephole weights [3][H] (p_i, p_f, p_o), or nullptr for none (never with a projection)
   index_t T, N, I, H, P, block;
   int parts;
   bool reverse;
@@ -75,6 +76,8 @@ struct FusedLstmBackwardT {
   const Real* W_hr; Real* dm;
   const Real* zeros; // [N][H] (with a projection: the element-wise pass's dy)
   const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
+  const Real* peep;  // peephole weights [3][H], or nullptr (then dpeep is unused); never with a projection
+  Real* dpeep;       // [3][H] accumulated: each thread adds its own units' columns
   index_t T, N, H, P;
   int parts;
   bool reverse;
@@ -185,6 +188,12 @@ struct PointwiseKernels {
   void (*lstm_fused_backward)(const detail::FusedLstmBackwardT<Real>& B, int tid, int nt);
   void (*single_fused)(const detail::FusedSingleT<Real>& F, int tid, int nt);
   void (*single_fused_backward)(const detail::FusedSingleBackwardT<Real>& B, int tid, int nt);
+  // The LSTM's N-row passes with peepholes (peep [3][H]; dpeep [3][H] accumulated; c [N][H] is c_t).
+  void (*lstm_forward_peep)(Real* h, index_t ldh, Real* c, Real* tc, Real* gates, const Real* c_prev,
+                            const Real* bias, const Real* peep, index_t N, index_t H);
+  void (*lstm_backward_peep)(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
+                             const Real* c_prev, Real* tc, const Real* c, const Real* peep, Real* dpeep, index_t N,
+                             index_t H);
 };
 
 struct KernelTable {

@@ -86,11 +86,12 @@ template <typename Real>
 void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
                   const Real* b_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                  bool reverse, LstmPacked* packed_keep, const index_t* batch_sizes) {
+                  bool reverse, LstmPacked* packed_keep, const index_t* batch_sizes, const Real* peep) {
   const index_t GH = kLstmGates * H;
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   if (packed_keep && W_hr) throw std::invalid_argument("packed weights are kept for LSTMs without projection only");
+  if (peep && W_hr) throw std::invalid_argument("peepholes and a projection cannot be combined");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, P, batch_sizes, T, N);
   Real* bias = work;                                     // [GH]
@@ -134,6 +135,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     F.x = x, F.h0 = h0, F.c0 = c_prev, F.W_ih = W_ih, F.W_hh = W_hh, F.bias = bias, F.W_hr = W_hr;
     F.m = W_hr ? m : nullptr, F.T = T, F.N = N, F.I = I, F.H = H, F.P = P, F.block = block;
     F.parts = get_num_threads(), F.reverse = reverse, F.prepacked = prepacked, F.batch_sizes = batch_sizes;
+    F.peep = peep;
     const auto run = kernels().pointwise<Real>().lstm_fused;
     parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
     if (packed_keep) packed_keep->ready = true;
@@ -152,8 +154,12 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     Real* yt = y + t * N * ldy;
     Real* c = cache ? cs + t * N * H : (c_prev == c_n ? c_alt : c_n);
     // Without projection h_t = o ⊙ tanh(c_t) goes straight to y; with it, h_t = m W_hrᵀ.
-    lstm_pointwise_forward(W_hr ? m : yt, W_hr ? H : ldy, c, cache ? tcs + t * N * H : scratch, g, c_prev, bias, N,
-                           H);
+    if (peep)
+      kernels().pointwise<Real>().lstm_forward_peep(yt, ldy, c, cache ? tcs + t * N * H : scratch, g, c_prev, bias,
+                                                    peep, N, H);
+    else
+      lstm_pointwise_forward(W_hr ? m : yt, W_hr ? H : ldy, c, cache ? tcs + t * N * H : scratch, g, c_prev, bias,
+                             N, H);
     if (W_hr) gemm(false, true, N, P, H, Real(1), m, H, W_hr, H, Real(0), yt, ldy);
     h_prev = yt;
     ld_prev = ldy;
@@ -168,10 +174,11 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
                    Real* cache, Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n,
                    const Real* x, const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih,
                    const Real* W_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                   bool reverse, const index_t* batch_sizes) {
+                   bool reverse, const index_t* batch_sizes, const Real* peep, Real* dpeep) {
   const index_t GH = kLstmGates * H;
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
+  if (peep && (W_hr || !dpeep)) throw std::invalid_argument("peepholes need dpeep and no projection");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* da = cache;                              // [T][N][GH] gates in, pre-activation gradients out
   Real* cs = cache + T * N * GH;                 // [T][N][H] c_t; with projection, step t's slot then takes dh_t
@@ -193,7 +200,7 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
     B.da = da, B.dh = dh0, B.dc = dc0, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dy = dys.p;
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.W_hr = W_hr, B.dm = dm, B.zeros = zeros;
     B.T = T, B.N = N, B.H = H, B.P = P, B.parts = get_num_threads(), B.reverse = reverse;
-    B.batch_sizes = batch_sizes;
+    B.batch_sizes = batch_sizes, B.peep = peep, B.dpeep = dpeep;
     const auto run = kernels().pointwise<Real>().lstm_fused_backward;
     parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
   }
@@ -210,6 +217,9 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
         for (index_t j = 0; j < P; ++j) dht[n * H + j] = dh0[n * P + j] + dyt[n * dys.ld + j];
       gemm(false, false, N, H, P, Real(1), dht, H, W_hr, H, Real(0), dm, H);  // dm = dh_t W_hr
       lstm_pointwise_backward(dat, dc0, dm, zeros, 0, c_prev, tct, N, H);
+    } else if (peep) {
+      kernels().pointwise<Real>().lstm_backward_peep(dat, dc0, dh0, dys.at(t), dys.ld, c_prev, tct, cs + t * N * H,
+                                                     peep, dpeep, N, H);
     } else {
       lstm_pointwise_backward(dat, dc0, dh0, dys.at(t), dys.ld, c_prev, tct, N, H);
     }
@@ -234,11 +244,12 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   template void lstm_forward<Real>(Real*, index_t, Real*, Real*, Real*, Real*, const Real*, const Real*,       \
                                    const Real*, const Real*, const Real*, const Real*, const Real*,           \
                                    const Real*, index_t, index_t, index_t, index_t, index_t, bool,            \
-                                   LstmPacked*, const index_t*);                                              \
+                                   LstmPacked*, const index_t*, const Real*);                                 \
   template void lstm_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*,      \
                                     const Real*, index_t, const Real*, const Real*, const Real*, const Real*,  \
                                     index_t, const Real*, const Real*, const Real*, const Real*, const Real*, \
-                                    index_t, index_t, index_t, index_t, index_t, bool, const index_t*);
+                                    index_t, index_t, index_t, index_t, index_t, bool, const index_t*,         \
+                                    const Real*, Real*);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

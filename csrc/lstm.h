@@ -3,6 +3,7 @@
 // Gate order i, f, g, o (G = 4), as PyTorch. For each step t (see shared math notes):
 //   a = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh;  i, f, o = σ(a_i, a_f, a_o);  g = tanh(a_g)
 //   c_t = f ⊙ c_{t-1} + i ⊙ g;                    h_t = o ⊙ tanh(c_t)
+// With peepholes (optional): a_i += p_i ⊙ c_{t-1}, a_f += p_f ⊙ c_{t-1}, a_o += p_o ⊙ c_t.
 //
 // The sequence functions have the BLAS-friendly shape: one GEMM projects the inputs of all T steps (in inference,
 // of a block of steps at a time, so that inference needs only O(N·H) scratch), then each step is one recurrent
@@ -108,11 +109,14 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 //            end; a row's final state is taken at its own last step, and in reverse a row starts at its last step
 //            from h0 and c0. The backward reads x on running rows only for dx but on all rows for dW_ih: padding
 //            rows of x must be finite (the layers zero them).
+//   peep     peephole weights [3][H] (p_i, p_f, p_o: i and f see c_{t-1}, o sees c_t; ONNX's P in pylstm's gate
+//            order), or nullptr for none. Not with a projection.
 template <typename Real>
 void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
                   const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
                   const Real* b_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                  bool reverse, LstmPacked* packed = nullptr, const index_t* batch_sizes = nullptr);
+                  bool reverse, LstmPacked* packed = nullptr, const index_t* batch_sizes = nullptr,
+                  const Real* peep = nullptr);
 
 // Backpropagates through the T steps of one lstm_forward(training) call, given the gradients of its outputs.
 //   dx          [T][N][I]   accumulated (+=), so both directions of a layer can share it; nullptr skips it
@@ -125,11 +129,13 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
 //   dh_n [N][P], dc_n [N][H]  ∂L/∂h_n, ∂L/∂c_n, or nullptr for zeros
 //   x, y, ldy, h0, c0, W_ih, W_hh, W_hr, P, reverse, batch_sizes: exactly as given to / returned by the forward
 //   (with batch_sizes, y must be zero past each row's end, as the forward left it when given zeros)
+//   peep        [3][H] as given to the forward, or nullptr;  dpeep [3][H] accumulated (with peep)
 template <typename Real>
 void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* dW_hr,
                    Real* cache, Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n,
                    const Real* x, const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih,
                    const Real* W_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                   bool reverse, const index_t* batch_sizes = nullptr);
+                   bool reverse, const index_t* batch_sizes = nullptr, const Real* peep = nullptr,
+                   Real* dpeep = nullptr);
 
 }  // namespace pylstm

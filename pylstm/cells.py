@@ -37,6 +37,12 @@ class _Cell(_Module):
     def _variant(self):
         return {}
 
+    def _forward_extra(self):
+        return {}
+
+    def _backward_extra(self):
+        return {}
+
     def _torch_config(self):
         return type(self)._torch_name, dict(input_size=self.input_size, hidden_size=self.hidden_size, bias=self.bias)
 
@@ -67,7 +73,8 @@ class _Cell(_Module):
         W = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
         xs = np.array(x2[None], order="C", copy=True)  # (T=1, N, I), private: the tape must not see later writes
         out = getattr(_core, self._kernel + "_forward")(
-            xs, *(s0 if s0 is not None else [None] * self._n_states), *W, training=self.training, **self._variant())
+            xs, *(s0 if s0 is not None else [None] * self._n_states), *W, training=self.training, **self._variant(),
+            **self._forward_extra())
         finals, cache = list(out[1:-1]), out[-1]
         if self.training:
             self._tape.append((xs, s0, out[0], cache, unbatched))
@@ -89,7 +96,7 @@ class _Cell(_Module):
         out = getattr(_core, self._kernel + "_backward")(
             None, *ds, xs, *(s0 if s0 is not None else [None] * self._n_states), self._params["weight_ih"],
             self._params["weight_hh"], y, cache, g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"),
-            **self._variant())
+            **self._variant(), **self._backward_extra())
         dx, firsts = out[0][0], list(out[1:])
         if unbatched:
             return dx[0], [f[0] for f in firsts]
@@ -106,12 +113,36 @@ class _Cell(_Module):
 
 
 class LSTMCell(_Cell):
-    """``h, c = cell(x, (h, c))``; ``dx, (dh, dc) = cell.backward(dh_out, dc_out)``; x is (N, I) or (I,)."""
+    """``h, c = cell(x, (h, c))``; ``dx, (dh, dc) = cell.backward(dh_out, dc_out)``; x is (N, I) or (I,).
+    ``peepholes=True`` adds ``weight_ch`` (3H,), as pylstm.LSTM's."""
 
     _gates = 4
     _n_states = 2
     _kernel = "lstm"
     _torch_name = "LSTMCell"
+
+    def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, dtype="float32", seed=None):
+        if not isinstance(peepholes, (bool, np.bool_)):
+            raise TypeError(f"peepholes must be a bool, got {type(peepholes).__name__}")
+        self.peepholes = bool(peepholes)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+
+    def _param_shapes(self):
+        shapes = super()._param_shapes()
+        if self.peepholes:
+            shapes["weight_ch"] = (3 * self.hidden_size,)
+        return shapes
+
+    def _forward_extra(self):
+        return {"P": self._params["weight_ch"]} if self.peepholes else {}
+
+    def _backward_extra(self):
+        return {"P": self._params["weight_ch"], "dP": self.grads["weight_ch"]} if self.peepholes else {}
+
+    def _torch_config(self):
+        if self.peepholes:
+            raise ValueError("torch.nn.LSTMCell has no peephole connections (peepholes=True)")
+        return super()._torch_config()
 
     def __call__(self, x, state=None):
         return self.forward(x, state)

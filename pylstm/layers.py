@@ -95,7 +95,8 @@ class _Recurrent(_Module):
     def _layer_params(self, layer, d, grads=None):
         sfx = f"_l{layer}" + ("_reverse" if d else "")
         p, g = self._params, self.grads if grads is None else grads
-        names = ("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx, "bias_hh" + sfx, "weight_hr" + sfx)
+        names = ("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx, "bias_hh" + sfx, "weight_hr" + sfx,
+                 "weight_ch" + sfx)
         return [p.get(n) for n in names], [g.get(n) for n in names]
 
     # ---- streaming --------------------------------------------------------------------------------------
@@ -378,6 +379,9 @@ class LSTM(_Recurrent):
     (T, N, D*H) in the same layout; h_n and c_n are (D*num_layers, N, H), layer-major then direction.
     With ``proj_size`` P > 0 (LSTMP), h_t = (o ⊙ tanh c_t) W_hrᵀ: out is (T, N, D*P), h_n (D*num_layers, N, P),
     and each layer has a ``weight_hr_l{k}`` (P, H).
+    With ``peepholes=True`` (ONNX's P; not in torch) the gates also see the cell state: i and f add p_i ⊙ c_{t-1}
+    and p_f ⊙ c_{t-1}, o adds p_o ⊙ c_t; each layer and direction has a ``weight_ch_l{k}`` (3H,) = (p_i, p_f, p_o),
+    drawn like the other weights. Not with proj_size.
     """
 
     _gates = 4
@@ -385,11 +389,17 @@ class LSTM(_Recurrent):
     _torch_name = "LSTM"
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, dtype="float32", seed=None):
+                 bidirectional=False, proj_size=0, peepholes=False, dtype="float32", seed=None):
         self.proj_size = _size("proj_size", proj_size, minimum=0)
         hidden = _size("hidden_size", hidden_size)
         if self.proj_size >= hidden:
             raise ValueError(f"proj_size must be smaller than hidden_size ({hidden}), got {self.proj_size}")
+        if not isinstance(peepholes, (bool, np.bool_)):
+            raise TypeError(f"peepholes must be a bool, got {type(peepholes).__name__}")
+        self.peepholes = bool(peepholes)
+        if self.peepholes and self.proj_size:
+            raise ValueError("peepholes and proj_size cannot be combined (the peepholes read c, the projection "
+                             "replaces h)")
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, dtype=dtype, seed=seed)
 
@@ -397,7 +407,21 @@ class LSTM(_Recurrent):
     def _out(self):
         return self.proj_size or self.hidden_size
 
+    def _param_shapes(self):
+        shapes = super()._param_shapes()
+        if not self.peepholes:
+            return shapes
+        out = {}  # each layer direction's weight_ch after its other parameters
+        for k, v in shapes.items():
+            out[k] = v
+            last = "bias_hh" if self.bias else "weight_hh"
+            if k.startswith(last):
+                out["weight_ch" + k[len(last):]] = (3 * self.hidden_size,)
+        return out
+
     def _torch_config(self):
+        if self.peepholes:
+            raise ValueError("torch.nn.LSTM has no peephole connections (peepholes=True)")
         name, kwargs = super()._torch_config()
         return name, dict(kwargs, proj_size=self.proj_size)
 
@@ -406,7 +430,8 @@ class LSTM(_Recurrent):
         return dict(super()._config_from_torch(module), proj_size=module.proj_size)
 
     def _extra_repr(self):
-        return f", proj_size={self.proj_size}" if self.proj_size else ""
+        return (f", proj_size={self.proj_size}" if self.proj_size else "") + \
+            (", peepholes=True" if self.peepholes else "")
 
     def __call__(self, x, state=None, *, lengths=None):
         return self.forward(x, state, lengths=lengths)
@@ -439,8 +464,9 @@ class LSTM(_Recurrent):
         return value
 
     def _fused(self):
-        """Whether the layers run the fused float32 loop, which packs the weights and can keep them packed."""
-        return self.dtype == np.float32 and not self.proj_size
+        """Whether the layers run the fused float32 loop, which packs the weights and can keep them packed (and
+        streams take the one-call-per-step path, which has no peepholes)."""
+        return self.dtype == np.float32 and not self.proj_size and not self.peepholes
 
     def _packed(self, W):
         """The kept PackedLstm of the layer direction with weights W (keyed by its W_hh array, which lives as long
@@ -470,7 +496,7 @@ class LSTM(_Recurrent):
                 entry[1] = None
         _, h_n, c_n, cache = _core.lstm_forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
                                                 y=y, packed=None if entry is None else entry[0],
-                                                batch_sizes=batch_sizes)
+                                                batch_sizes=batch_sizes, P=W[5])
         if entry is not None:
             self._kept(entry, version)
         return [h_n, c_n], cache
@@ -493,7 +519,7 @@ class LSTM(_Recurrent):
         h0, c0 = (None, None) if s0 is None else s0
         _, dh0, dc0 = _core.lstm_backward(dy, dh_n, dc_n, x, h0, c0, W[0], W[1], y, cache, *G[:4], W_hr=W[4],
                                           dW_hr=G[4], reverse=reverse, dx=dx, input_grad=dx is not None,
-                                          batch_sizes=batch_sizes)
+                                          batch_sizes=batch_sizes, P=W[5], dP=G[5])
         return [dh0, dc0]
 
 

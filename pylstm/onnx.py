@@ -34,6 +34,15 @@ def _to_onnx(w, order, H):
     return np.concatenate([w[g * H:(g + 1) * H] for g in order], axis=0)
 
 
+def _peep_to_pylstm(p, H):
+    """ONNX's P row (p_i, p_o, p_f) as pylstm's weight_ch (p_i, p_f, p_o)."""
+    return np.ascontiguousarray(np.concatenate([p[:H], p[2 * H:], p[H:2 * H]]))
+
+
+def _peep_to_onnx(w, H):
+    return np.concatenate([w[:H], w[2 * H:], w[H:2 * H]])
+
+
 def _to_torch(w, order, H):
     out = np.empty_like(w)
     for k, g in enumerate(order):
@@ -104,6 +113,11 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
                 nodes.append(helper.make_node("Slice", [s, f"start_l{layer}", f"end_l{layer}", "axis0"],
                                               [f"{s}_l{layer}"]))
             node_in += [f"{s}_l{layer}" for s in states]
+        else:
+            node_in += [""] * len(states)
+        if getattr(module, "peepholes", False):
+            node_in.append(const(f"P_l{layer}", np.stack([
+                _peep_to_onnx(params[f"weight_ch_l{layer}" + ("_reverse" if d else "")], H) for d in range(D)])))
         while node_in and node_in[-1] == "":
             node_in.pop()
         outs = [f"Y_l{layer}"] + [f"{s[0]}n_l{layer}" for s in states]
@@ -278,9 +292,6 @@ def _execute(spec, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_
             raise ValueError(f"{spec.name}: {name} must have shape {shape}, got {a.shape}")
         if a is not None and a.dtype != dt:
             raise TypeError(f"{spec.name}: {name} has dtype {a.dtype}, X has {dt}")
-    if P is not None and np.any(P != 0):
-        raise ValueError(f"{spec.name}: the input 'P' (peephole weights) is not supported yet: pylstm's LSTM has no "
-                         "peephole connections")
     n_states = 2 if spec.op == "LSTM" else 1
     states = []
     for name, s in (("initial_h", initial_h), ("initial_c", initial_c))[:n_states]:
@@ -313,6 +324,8 @@ def _execute(spec, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_
         reverse = spec.direction == "reverse" or d == 1
         s0 = [None if s is None else s[d] for s in states]
         kw = dict(reverse=reverse, training=False, batch_sizes=batch_sizes)
+        if P is not None:
+            kw["P"] = _peep_to_pylstm(P[d], H)
         if spec.op == "GRU":
             kw["linear_before_reset"] = spec.linear_before_reset
         elif spec.op == "RNN":
@@ -358,13 +371,12 @@ def to_module(model, inputs=None):
         W, R, B = (_arg(node, values, k, n) for k, n in ((1, "W"), (2, "R"), (3, "B")))
         if W is None or R is None:
             raise ValueError(f"{spec.name}: W and R must be initializers or given in inputs")
-        if op == "LSTM" and _arg(node, values, 7, "P") is not None and np.any(_arg(node, values, 7, "P") != 0):
-            raise ValueError(f"{spec.name}: the input 'P' (peephole weights) is not supported yet")
+        Pw = _arg(node, values, 7, "P") if op == "LSTM" else None
         H = W.shape[1] // len(order)
         if layer == 0:
-            input_size, hidden, bias = W.shape[2], H, B is not None
-        elif H != hidden or (B is not None) != bias:
-            raise ValueError("to_module needs the same hidden size and biases in every layer")
+            input_size, hidden, bias, peepholes = W.shape[2], H, B is not None, Pw is not None
+        elif H != hidden or (B is not None) != bias or (Pw is not None) != peepholes:
+            raise ValueError("to_module needs the same hidden size, biases and peepholes in every layer")
         for d in range(spec.D):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
             state["weight_ih" + sfx] = _to_torch(W[d], order, H)
@@ -372,12 +384,16 @@ def to_module(model, inputs=None):
             if bias:
                 state["bias_ih" + sfx] = _to_torch(B[d, :len(order) * H], order, H)
                 state["bias_hh" + sfx] = _to_torch(B[d, len(order) * H:], order, H)
+            if peepholes:
+                state["weight_ch" + sfx] = _peep_to_pylstm(Pw[d], H)
     dtype = state["weight_ih_l0"].dtype
     kw = dict(bias=bias, batch_first=batch_first, bidirectional=specs[0].D == 2, dtype=dtype.name)
     if op == "GRU":
         kw["linear_before_reset"] = specs[0].linear_before_reset
     if op == "RNN":
         kw["nonlinearity"] = specs[0].nonlinearity
+    if peepholes:
+        kw["peepholes"] = True
     module = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}[op](input_size, hidden, len(nodes), **kw)
     module.load_state_dict(state)
     return module.eval()

@@ -46,14 +46,16 @@ def _cache_views(cache, T, N, H):
     return gates, c, tc
 
 
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False, training=True, y=None):
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False, training=True, y=None, P=None):
     """One layer direction over a sequence; steps run T-1 … 0 when ``reverse``.
 
     h0, c0, b_ih, b_hh may be None (zeros / no bias). With ``W_hr`` (P, H), h_t = (o ⊙ tanh c_t) W_hrᵀ has P
     values (PyTorch's proj_size) and W_hh is (4H, P). ``y``, if given, is a (T, N, P) array to write the outputs
-    into (it may be a column slice of a wider array). Returns (y, h_n, c_n, cache); cache is None unless
-    ``training``.
+    into (it may be a column slice of a wider array). ``P`` (3H: p_i, p_f, p_o), if given, adds peephole
+    connections: i and f also see p ⊙ c_{t-1}, o sees p_o ⊙ c_t (not with W_hr). Returns (y, h_n, c_n, cache);
+    cache is None unless ``training``.
     """
+    peep = P
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
     P = H if W_hr is None else W_hr.shape[0]
@@ -67,11 +69,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
         a = x[t] @ W_ih.T + h @ W_hh.T
         if b_ih is not None:
             a = a + b_ih + b_hh
+        if peep is not None:  # i and f see c_{t-1}; o sees c_t, below
+            a = a + np.concatenate([peep[:H] * c, peep[H:2 * H] * c, 0 * c, 0 * c], axis=1)
         i = sigmoid(a[:, :H])
         f = sigmoid(a[:, H : 2 * H])
         g = np.tanh(a[:, 2 * H : 3 * H])
-        o = sigmoid(a[:, 3 * H :])
         c = f * c + i * g
+        o = sigmoid(a[:, 3 * H :] + (0 if peep is None else peep[2 * H:] * c))
         tc = np.tanh(c)
         h = o * tc if W_hr is None else (o * tc) @ W_hr.T
         y[t] = h
@@ -83,12 +87,14 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
 
 
 def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *,
-                  W_hr=None, dW_hr=None, reverse=False, dx=None):
+                  W_hr=None, dW_hr=None, reverse=False, dx=None, P=None, dP=None):
     """Backpropagates through one ``lstm_forward(training=True)``.
 
     dy, dh_n, dc_n may be None (zero gradient). Adds into dW_ih, dW_hh, db_ih, db_hh (the biases may be
-    None), dW_hr (with a projection) and dx (zeros when None); consumes ``cache``. Returns (dx, dh0, dc0).
+    None), dW_hr (with a projection), dP (with peepholes P) and dx (zeros when None); consumes ``cache``.
+    Returns (dx, dh0, dc0).
     """
+    peep = P
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
     P = H if W_hr is None else W_hr.shape[0]
@@ -109,15 +115,22 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh,
         if W_hr is not None:  # back through the projection h = m W_hrᵀ, m = o ⊙ tanh c
             dW_hr += dh.T @ (o * tc)
             dh = dh @ W_hr
-        do = dh * tc
+        dao = dh * tc * o * (1 - o)
         dct = dc + dh * o * (1 - tc * tc)
+        if peep is not None:  # o's peephole reads c_t
+            dct = dct + dao * peep[2 * H:]
         da = np.concatenate([
             dct * g * i * (1 - i),
             dct * c_prev * f * (1 - f),
             dct * i * (1 - g * g),
-            do * o * (1 - o),
+            dao,
         ], axis=1)
         dc = dct * f
+        if peep is not None:  # i's and f's peepholes read c_{t-1}
+            dc = dc + da[:, :H] * peep[:H] + da[:, H:2 * H] * peep[H:2 * H]
+            dP[:H] += (da[:, :H] * c_prev).sum(axis=0)
+            dP[H:2 * H] += (da[:, H:2 * H] * c_prev).sum(axis=0)
+            dP[2 * H:] += (dao * c_all[t]).sum(axis=0)
         dh = da @ W_hh
         dx[t] += da @ W_ih
         dW_ih += da.T @ x[t]

@@ -73,8 +73,6 @@ def test_the_cases_were_found():
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_onnx_operator_case(case):
     name, node, inputs, outputs = case
-    if name == "test_lstm_with_peepholes":
-        pytest.xfail("peephole weights (P) are not in pylstm's kernels yet")
     model = single_node_model(node, inputs, outputs)
     got = px.run(model, inputs)
     assert len(got) == len(outputs)
@@ -101,6 +99,9 @@ def random_node_model(rng, op, dt, direction, layout, with_lengths, with_state, 
         if with_state:
             feeds[s] = rng.standard_normal((N, D, H) if layout else (D, N, H)).astype(dt)
         names.append(s if with_state else "")
+    if op == "LSTM" and rng.random() < 0.5:  # peepholes
+        inits["P"] = rng.standard_normal((D, 3 * H)) * 0.5
+        names.append("P")
     while names[-1] == "":
         names.pop()
     attrs = dict(hidden_size=int(H), direction=direction, layout=layout)
@@ -156,6 +157,8 @@ def random_module(seed):
         kw["linear_before_reset"] = bool(r.integers(2))
     if cls is pylstm.RNN:
         kw["nonlinearity"] = ["tanh", "relu"][int(r.integers(2))]
+    if cls is pylstm.LSTM:
+        kw["peepholes"] = bool(r.integers(2))
     return cls(int(r.integers(1, 6)), int(r.integers(1, 7)), **kw)
 
 
@@ -192,7 +195,8 @@ def test_export_matches_pylstm_in_onnx_runtime(seed, tmp_path):
     else:  # ...and that evaluator ignores sequence_lens: the same weights in float32 through ONNX Runtime
         m32 = type(m)(m.input_size, m.hidden_size, m.num_layers, bias=m.bias, batch_first=m.batch_first,
                       bidirectional=m.bidirectional, **{k: getattr(m, k) for k in ("linear_before_reset",
-                                                                                  "nonlinearity") if hasattr(m, k)})
+                                                                                  "nonlinearity", "peepholes")
+                                                        if hasattr(m, k)})
         m32.load_state_dict(m.state_dict())
         got = session(px.export(m32, lengths=True, initial_state=state)).run(
             None, {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in feeds.items()})

@@ -89,7 +89,7 @@ def test_nn_save_is_atomic_and_refuses_nan(tmp_path, monkeypatch):
     assert np.isfinite(arrays(path)["model/rnn/weight_hh_l0"]).all()
 
 
-def test_the_loss_picture_and_the_corpus_cache_are_written_atomically(tmp_path, monkeypatch):
+def test_the_loss_picture_is_written_atomically(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     target = tmp_path / "plot.png"
     target.write_bytes(b"old picture")
@@ -103,6 +103,9 @@ def test_the_loss_picture_and_the_corpus_cache_are_written_atomically(tmp_path, 
     with pytest.raises(WriteError):
         cli._plot(str(target), {"a": ([0, 1], [1, 2])}, "x", "y", "t")
     assert target.read_bytes() == b"old picture" and no_temporaries(tmp_path)
+
+
+def test_the_corpus_cache_is_written_atomically(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(checkpoint.os, "replace", lambda *a: (_ for _ in ()).throw(DiskFull(28, "full")))
     with pytest.raises(WriteError):

@@ -53,6 +53,61 @@ inline void lstm_row_backward(Real* __restrict ai, Real* __restrict af, Real* __
   }
 }
 
+// With peephole connections (ONNX's P; Gers & Schmidhuber 2000): i and f also see c_{t-1}, o sees c_t.
+//   i = σ(a_i + p_i ⊙ c_{t-1}),  f = σ(a_f + p_f ⊙ c_{t-1}),  c_t = f ⊙ c_{t-1} + i ⊙ g,  o = σ(a_o + p_o ⊙ c_t)
+// pi, pf, po are the row's H peephole weights of each gate.
+template <typename Real>
+inline void lstm_row_forward_peep(Real* __restrict h, Real* __restrict c, Real* __restrict tc, Real* __restrict ai,
+                                  Real* __restrict af, Real* __restrict ag, Real* __restrict ao,
+                                  const Real* __restrict c_prev, const Real* __restrict bi, const Real* __restrict bf,
+                                  const Real* __restrict bg, const Real* __restrict bo, const Real* __restrict pi,
+                                  const Real* __restrict pf, const Real* __restrict po, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Real cp = c_prev[j];
+    const Real i = act_sigmoid(ai[j] + bi[j] + pi[j] * cp);
+    const Real f = act_sigmoid(af[j] + bf[j] + pf[j] * cp);
+    const Real g = act_tanh(ag[j] + bg[j]);
+    const Real cnew = f * cp + i * g;
+    const Real o = act_sigmoid(ao[j] + bo[j] + po[j] * cnew);
+    const Real t = act_tanh(cnew);
+    ai[j] = i;
+    af[j] = f;
+    ag[j] = g;
+    ao[j] = o;
+    c[j] = cnew;
+    tc[j] = t;
+    h[j] = o * t;
+  }
+}
+
+// The backward of lstm_row_forward_peep: as lstm_row_backward, plus the peepholes' paths (o's through c_t, i's
+// and f's into c_{t-1}); c is c_t, and dpi, dpf, dpo accumulate the peephole weights' gradients.
+template <typename Real>
+inline void lstm_row_backward_peep(Real* __restrict ai, Real* __restrict af, Real* __restrict ag,
+                                   Real* __restrict ao, Real* __restrict dc, const Real* __restrict dh,
+                                   const Real* __restrict dy, const Real* __restrict c_prev, Real* __restrict tc,
+                                   const Real* __restrict c, const Real* __restrict pi, const Real* __restrict pf,
+                                   const Real* __restrict po, Real* __restrict dpi, Real* __restrict dpf,
+                                   Real* __restrict dpo, index_t H) {
+  for (index_t j = 0; j < H; ++j) {
+    const Real i = ai[j], f = af[j], g = ag[j], o = ao[j], t = tc[j], cp = c_prev[j];
+    const Real dht = dh[j] + dy[j];
+    const Real dao = dht * t * o * (Real(1) - o);
+    const Real dct = dc[j] + dht * o * (Real(1) - t * t) + dao * po[j];
+    const Real dai = dct * g * i * (Real(1) - i);
+    const Real daf = dct * cp * f * (Real(1) - f);
+    ai[j] = dai;
+    af[j] = daf;
+    ag[j] = dct * i * (Real(1) - g * g);
+    ao[j] = dao;
+    dc[j] = dct * f + dai * pi[j] + daf * pf[j];
+    dpi[j] += dai * cp;
+    dpf[j] += daf * cp;
+    dpo[j] += dao * c[j];
+    tc[j] = o * t;
+  }
+}
+
 // ---- GRU (gates r, z, n) ----
 
 // The row kernels take every array as its own restrict parameter: that is what lets the compiler vectorise them.
