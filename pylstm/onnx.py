@@ -92,7 +92,7 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
     states = ["h0", "c0"] if op == "LSTM" else ["h0"]
     if initial_state:
         inputs += [helper.make_tensor_value_info(s, elem, [L * D, "N", H]) for s in states]
-    const("axis0", np.array([0], np.int64))
+        const("axis0", np.array([0], np.int64))
     const("to_tn_flat", np.array([0, 0, -1], np.int64))
     finals = {s: [] for s in states}
     for layer in range(L):
