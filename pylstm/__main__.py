@@ -91,7 +91,7 @@ def main(argv=None):
 
 
 def _dispatch(argv):
-    if argv and argv[0] in ("train", "sample", "task", "gradflow", "bench", "-h", "--help"):
+    if argv and argv[0] in ("train", "sample", "task", "gradflow", "bench", "seq2seq", "-h", "--help"):
         from .cli import main as cli_main
 
         return cli_main(argv)
