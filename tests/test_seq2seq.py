@@ -37,7 +37,7 @@ def test_masked_cross_entropy_gradient():
 
 
 def test_scores_and_baseline():
-    assert s2.scores(["12", "7", "100"], ["12", "8", "10"]) == (1 / 3, 3 / 6)
+    assert s2.scores(["12", "7", "100"], ["12", "8", "10"]) == (1 / 3, 4 / 6)  # characters right: 2 + 0 + 2 of 2 + 1 + 3
     exact, char = s2.baseline(["10", "12", "13"], ["12", "99"])
     assert exact == 0.0 and 0 < char < 1
 
