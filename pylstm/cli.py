@@ -148,7 +148,7 @@ def _read_text(args):
 def train(args):
     from pylstm import nn, optim
     from pylstm.checkpoint import Checkpoint, CheckpointError
-    from pylstm.training import Interrupts, check_finite, resume_command
+    from pylstm.training import Interrupts, check_finite, report_interrupt
 
     rng = np.random.default_rng(args.seed)
     text, source = _read_text(args)
@@ -274,8 +274,7 @@ def train(args):
             if stop.requested:
                 if bar is not None:
                     bar.close()
-                print(f"interrupted: saved {ck_path} at step {step} of {args.steps}; continue with:\n  "
-                      f"{resume_command(args.argv)}")
+                report_interrupt(ck_path, f"step {step}", args.steps, args.argv)
                 plot()
                 return stop.exit_code
     if bar is not None:
@@ -374,7 +373,7 @@ def task(args):
           f"{args.hidden}, gate bias {args.gate_bias:+g} on the LSTM's forget and the GRU's update gate; scored on "
           f"{tasks.DEFAULTS['eval_batch']} held-out sequences")
     from pylstm.checkpoint import Checkpoint, CheckpointError
-    from pylstm.training import Interrupts, check_finite, resume_command
+    from pylstm.training import Interrupts, check_finite, report_interrupt
 
     ck_path = os.path.join(args.out, f"task-{args.task}.npz")
     # What a resumed run must share with the one that wrote the checkpoint (--lr, --clip and --steps may change).
@@ -458,8 +457,7 @@ def task(args):
                 if stop.requested:
                     if bar is not None:
                         bar.close()
-                    print(f"interrupted: saved {ck_path} at {cell} step {step} of {args.steps}; continue with:\n  "
-                          f"{resume_command(args.argv)}")
+                    report_interrupt(ck_path, f"{cell} step {step}", args.steps, args.argv)
                     return stop.exit_code
             if bar is not None:
                 bar.close()

@@ -189,7 +189,7 @@ def command(args):
 
     from .checkpoint import Checkpoint, CheckpointError
     from .cli import _plot, _progress
-    from .training import Interrupts, check_finite, resume_command
+    from .training import Interrupts, check_finite, report_interrupt
 
     try:
         model = Seq2Seq(args.task, args.cell, args.hidden, args.digits, args.reverse_input, args.seed, args.lr,
@@ -276,8 +276,7 @@ def command(args):
             if stop.requested:
                 if bar is not None:
                     bar.close()
-                print(f"interrupted: saved {ck_path} at step {step} of {args.steps}; continue with:\n  "
-                      f"{resume_command(args.argv)}")
+                report_interrupt(ck_path, f"step {step}", args.steps, args.argv)
                 plot()
                 return stop.exit_code
     if bar is not None:

@@ -303,10 +303,22 @@ class _Sequence(_Unscriptable):
         return out, finals
 
 
-def _lbr(value):
-    if not isinstance(value, bool):
-        raise TypeError(f"linear_before_reset must be a bool, got {type(value).__name__}")
-    return value
+class _GRUForm:
+    """What GRU and GRUCell share: the ``linear_before_reset`` keyword (not in torch), checked before torch builds
+    the module, handed to the kernels and shown in repr."""
+
+    def __init__(self, *args, linear_before_reset=True, device=None, dtype=None, **kwargs):
+        _check_factory(type(self).__name__, device, dtype)
+        if not isinstance(linear_before_reset, bool):
+            raise TypeError(f"linear_before_reset must be a bool, got {type(linear_before_reset).__name__}")
+        self.linear_before_reset = linear_before_reset
+        super().__init__(*args, device=device, dtype=dtype, **kwargs)
+
+    def _variant(self):
+        return dict(linear_before_reset=self.linear_before_reset)
+
+    def extra_repr(self):
+        return super().extra_repr() + ("" if self.linear_before_reset else ", linear_before_reset=False")
 
 
 class LSTM(_Sequence, nn.LSTM):
@@ -325,22 +337,11 @@ class LSTM(_Sequence, nn.LSTM):
         return out, (h_n, c_n)
 
 
-class GRU(_Sequence, nn.GRU):
+class GRU(_GRUForm, _Sequence, nn.GRU):
     """torch.nn.GRU, run by pylstm's kernels. ``linear_before_reset=False`` (not in torch) is the original GRU,
     with the reset gate applied to h before the recurrent product (the ONNX and Keras ``reset_after=False`` form)."""
 
     _cell = "gru"
-
-    def __init__(self, *args, linear_before_reset=True, device=None, dtype=None, **kwargs):
-        _check_factory("GRU", device, dtype)
-        self.linear_before_reset = _lbr(linear_before_reset)
-        super().__init__(*args, device=device, dtype=dtype, **kwargs)
-
-    def _variant(self):
-        return dict(linear_before_reset=self.linear_before_reset)
-
-    def extra_repr(self):
-        return super().extra_repr() + ("" if self.linear_before_reset else ", linear_before_reset=False")
 
     def forward(self, input, hx=None):
         out, (h_n,) = self._forward(input, None if hx is None else [hx])
@@ -415,21 +416,10 @@ class LSTMCell(_Cell, nn.LSTMCell):
         return h, c
 
 
-class GRUCell(_Cell, nn.GRUCell):
+class GRUCell(_GRUForm, _Cell, nn.GRUCell):
     """torch.nn.GRUCell, run by pylstm's kernels; ``linear_before_reset=False`` as for :class:`GRU`."""
 
     _cell = "gru"
-
-    def __init__(self, *args, linear_before_reset=True, device=None, dtype=None, **kwargs):
-        _check_factory("GRUCell", device, dtype)
-        self.linear_before_reset = _lbr(linear_before_reset)
-        super().__init__(*args, device=device, dtype=dtype, **kwargs)
-
-    def _variant(self):
-        return dict(linear_before_reset=self.linear_before_reset)
-
-    def extra_repr(self):
-        return super().extra_repr() + ("" if self.linear_before_reset else ", linear_before_reset=False")
 
     def forward(self, input, hx=None):
         (h,) = self._step(input, [] if hx is None else [hx])

@@ -52,6 +52,11 @@ class Interrupts:
         return 128 + int(self.signal)
 
 
+def report_interrupt(path, where, total, argv):
+    """Tells the user where the interrupted run was saved and the command that continues it."""
+    print(f"interrupted: saved {path} at {where} of {total}; continue with:\n  {resume_command(argv)}")
+
+
 def resume_command(argv):
     """The command line that continues this run: the same arguments plus --resume."""
     args = [a for a in argv if a != "--resume"]
