@@ -23,7 +23,7 @@ if _BLAS_CORE and "OPENBLAS_CORETYPE" not in os.environ:
 import numpy as np  # noqa: E402
 
 import pylstm  # noqa: E402
-from pylstm.__main__ import _median_ms  # noqa: E402  (idles first, then the median of timed calls)
+from pylstm.cli.bench import _median_ms  # noqa: E402  (idles first, then the median of timed calls)
 
 FLOOR = 0.5  # pylstm must run at least half as fast as the reference
 T, N, H = 100, 32, 256

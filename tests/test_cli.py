@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pylstm.__main__ import main
+from pylstm.cli import main
 
 
 def test_selfcheck_passes(capsys):
@@ -22,7 +22,7 @@ def test_selfcheck_passes(capsys):
 def test_module_entry_point_and_bad_option():
     r = subprocess.run([sys.executable, "-m", "pylstm", "--rounds", "0"], capture_output=True, text=True,
                        cwd="/", timeout=120)
-    assert r.returncode == 2 and "--rounds must be >= 1" in r.stderr
+    assert r.returncode == 2 and "--rounds: must be > 0" in r.stderr
 
 
 def test_console_script_is_installed():
@@ -117,9 +117,31 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.returncode != 0 and "--length must be >= 2" in r.stderr
     r = _run("task", "adding", "--seed", "-1", cwd=tmp_path)
     assert r.returncode == 2 and "--seed: must be >= 0" in r.stderr
-    for sub in ("train", "sample", "task", "gradflow", "bench"):
+    for sub in ("selfcheck", "train", "sample", "task", "seq2seq", "gradflow", "bench"):
         r = _run(sub, "--help", cwd=tmp_path)
         assert r.returncode == 0 and r.stdout.startswith(f"usage: pylstm {sub}") and "--seed" in r.stdout
+    r = _run("inspect", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("usage: pylstm inspect") and "--checkpoint" in r.stdout
+
+
+@pytest.mark.parametrize("typo, suggestion", [("trian", "train"), ("seq2sq", "seq2seq"), ("inspcet", "inspect"),
+                                              ("selfchek", "selfcheck"), ("transformer", None)])
+def test_an_unknown_subcommand_is_an_error_that_lists_the_subcommands(typo, suggestion):
+    r = _run(typo, "--help", cwd="/")
+    assert r.returncode == 2 and r.stdout == ""
+    assert f"pylstm: error: argument command: invalid choice: '{typo}' (choose from selfcheck, train, sample, task, " \
+           "seq2seq, inspect, gradflow, bench)" in r.stderr
+    if suggestion:
+        assert f"did you mean '{suggestion}'?" in r.stderr
+    else:
+        assert "did you mean" not in r.stderr
+
+
+def test_top_level_help_lists_every_subcommand():
+    r = _run("--help", cwd="/")
+    assert r.returncode == 0 and r.stdout.startswith("usage: pylstm")
+    for sub in ("selfcheck", "train", "sample", "task", "seq2seq", "inspect", "gradflow", "bench"):
+        assert f"    {sub} " in r.stdout
 
 
 def test_without_matplotlib_the_tables_print_and_say_how_to_get_pictures(tmp_path):

@@ -1,0 +1,71 @@
+"""What the subcommands share: the progress bar, the line plots, the argument types and the help formatter."""
+
+from __future__ import annotations
+
+import argparse
+
+CELLS = ("lstm", "gru", "rnn")
+
+
+def _progress(total, desc, initial=0):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is a dependency; this only guards a broken install
+        return None
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5, initial=initial)
+
+
+def _plot(path, series, xlabel, ylabel, title, logy=False, baselines=()):
+    """Saves a line plot, the series named in `baselines` dashed; returns False (and says how to get pictures) when
+    matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print('matplotlib is not installed: pip install "pylstm[plot]" to get the pictures')
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (x, y) in series.items():
+        ax.plot(x, y, label=label, **({"linestyle": "--", "color": "0.4"} if label in baselines else {}))
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    from pylstm.checkpoint import save_figure
+
+    try:
+        save_figure(path, fig, dpi=100)
+    finally:
+        plt.close(fig)
+    print(f"saved {path}")
+    return True
+
+
+def _non_negative_int(s):
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
+def _positive(kind):
+    def parse(s):
+        v = kind(s)
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+        return v
+    return parse
+
+
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)" after every option's help, except where there is no default value to show."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+

@@ -1,0 +1,115 @@
+"""`pylstm seq2seq`: trains an encoder-decoder (pylstm.seq2seq) on a task, reports held-out accuracy against the
+baseline, writes the curve and checkpoints; Ctrl-C saves, --resume continues."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from pylstm.checkpoint import Checkpoint, CheckpointError
+from pylstm.seq2seq import TASKS, Seq2Seq, baseline, make_pairs, scores, training_pairs
+from pylstm.training import Interrupts, check_finite, report_interrupt
+
+from .common import _plot, _progress
+
+
+def command(args):
+    """`pylstm seq2seq`: trains, reports held-out accuracy against the baseline, writes the curve and checkpoint."""
+    try:
+        model = Seq2Seq(args.task, args.cell, args.hidden, args.digits, args.reverse_input, args.seed, args.lr,
+                        args.clip)
+    except ValueError as e:
+        raise SystemExit(f"pylstm seq2seq: {e}") from None
+    held = make_pairs(args.task, np.random.default_rng([args.seed, 1]), args.held_out, args.digits)
+    held_q = {q for q, _ in held}
+    held_answers = [a for _, a in held]
+    rng = np.random.default_rng([args.seed, 2])
+    base = baseline([a for _, a in training_pairs(args.task, np.random.default_rng([args.seed, 3]), 5000,
+                                                  args.digits, held_q)], held_answers)
+    print(f"task {args.task}: {TASKS[args.task][1].format(digits=args.digits)}"
+          f"{'; the question is read reversed' if args.reverse_input else ''}. {args.cell.upper()} encoder and "
+          f"decoder, {args.hidden} units; {args.held_out} held-out questions, never trained on")
+    print(f"baseline (one answer for every question, from the training answers' commonest characters): exact "
+          f"{100 * base[0]:.1f} %, per character {100 * base[1]:.1f} %")
+    ck_path = os.path.join(args.out, f"seq2seq-{args.task}.npz")
+    config = dict(task=args.task, cell=args.cell, hidden=args.hidden, digits=args.digits, batch=args.batch,
+                  reverse_input=bool(args.reverse_input), held_out=args.held_out, seed=args.seed)
+    history = {"step": [], "loss": [], "eval_step": [], "exact": [], "char": []}
+    start, saved_step = 1, 0
+    if args.resume:
+        try:
+            ck = Checkpoint.load(ck_path, model.modules, model.opt, generators={"data": rng}, config=config,
+                                 kind="pylstm seq2seq")
+        except CheckpointError as e:
+            raise SystemExit(f"pylstm seq2seq --resume: {e}") from None
+        model.opt.lr = args.lr
+        start, saved_step = ck.step + 1, ck.step
+        history = {k: ck.history[k].tolist() for k in history}
+        print(f"resuming from {ck_path} at step {ck.step}")
+
+    def save(step):
+        Checkpoint(model.modules, model.opt, step=step, generators={"data": rng}, history=history, config=config,
+                   kind="pylstm seq2seq").save(ck_path)
+
+    def evaluate(step):
+        predicted = model.answer([q for q, _ in held])
+        exact, char = scores(predicted, held_answers)
+        history["eval_step"].append(step)
+        history["exact"].append(exact)
+        history["char"].append(char)
+        shown = "; ".join(f"{q} -> {p}" + ("" if p == a else f" (not {a})")
+                          for (q, a), p in list(zip(held, predicted))[:3])
+        return (f"step {step}: held-out exact {100 * exact:.1f} %, per character {100 * char:.1f} % (baseline "
+                f"{100 * base[0]:.1f} / {100 * base[1]:.1f} %); {shown}")
+
+    def plot():
+        steps = max(args.steps, history["step"][-1] if history["step"] else 1)
+        _plot(os.path.join(args.out, f"seq2seq-{args.task}.png"),
+              {"held-out exact match": (history["eval_step"], history["exact"]),
+               "held-out per character": (history["eval_step"], history["char"]),
+               "baseline exact": ([1, steps], [base[0], base[0]]),
+               "baseline per character": ([1, steps], [base[1], base[1]])},
+              "training step", "accuracy", f"seq2seq {args.task} ({args.cell.upper()}, {args.hidden} units)",
+              baselines=("baseline exact", "baseline per character"))
+
+    bar = _progress(args.steps, f"seq2seq {args.task}", initial=start - 1)
+    t0, ema = time.perf_counter(), None
+    with Interrupts() as stop:
+        for step in range(start, args.steps + 1):
+            questions, answers = zip(*training_pairs(args.task, rng, args.batch, args.digits, held_q))
+            loss, norm = model.gradients(questions, answers)
+            problem = check_finite(step, loss, norm, lr=model.opt.lr, clip=args.clip, checkpoint=ck_path,
+                                   checkpoint_step=saved_step)
+            if problem:
+                if bar is not None:
+                    bar.close()
+                print(problem)
+                return 1
+            model.opt.step()
+            ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+            history["step"].append(step)
+            history["loss"].append(loss)
+            if bar is not None:
+                bar.set_postfix(loss=f"{ema:.3f}", refresh=False)
+                bar.update(1)
+            if step % args.eval_every == 0 or step == args.steps:
+                (bar.write if bar is not None else print)(evaluate(step))
+            if stop.requested or step % args.checkpoint_every == 0 or step == args.steps:
+                save(step)
+                saved_step = step
+            if stop.requested:
+                if bar is not None:
+                    bar.close()
+                report_interrupt(ck_path, f"step {step}", args.steps, args.argv)
+                plot()
+                return stop.exit_code
+    if bar is not None:
+        bar.close()
+    if history["exact"]:
+        print(f"held-out exact match {100 * history['exact'][-1]:.1f} %, per character {100 * history['char'][-1]:.1f} "
+              f"% (baseline {100 * base[0]:.1f} / {100 * base[1]:.1f} %), {time.perf_counter() - t0:.0f} s")
+    print(f"saved {ck_path}")
+    plot()
+    return 0
