@@ -125,6 +125,7 @@ def figure(text, acts, corr, sat, view, max_chars=1200, width=100):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    width = min(width, max(len(line) for line in text[:max_chars].split("\n")) + 1)  # no wider than the text
     k, s, u = view["layer"], view["signal"], view["unit"]
     si = SIGNALS.index(s)
     values = acts[k, si, u]
@@ -143,7 +144,7 @@ def figure(text, acts, corr, sat, view, max_chars=1200, width=100):
     grid = np.full((rows, width), np.nan)
     for r, c_, _, v in cells:
         grid[r, c_] = v
-    fig = plt.figure(figsize=(13, 0.19 * rows + 4.2))
+    fig = plt.figure(figsize=(max(9.0, 0.13 * width), 0.19 * rows + 4.2))
     top = fig.add_axes([0.02, 3.9 / (0.19 * rows + 4.2), 0.96, 1 - 4.3 / (0.19 * rows + 4.2)])
     top.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
     for r, c_, ch, _ in cells:
@@ -154,7 +155,7 @@ def figure(text, acts, corr, sat, view, max_chars=1200, width=100):
     top.set_xticks([])
     top.set_yticks([])
     rs = ", ".join(f"{name} {corr[k, si, u, j]:+.2f}" for j, name in enumerate(FEATURES))
-    top.set_title(f"layer {k}, {SIGNAL_NAMES[s]}, unit {u} (blue low, red high); r with: {rs}", fontsize=9)
+    top.set_title(f"layer {k}, {SIGNAL_NAMES[s]}, unit {u} (blue low, red high)\nr with: {rs}", fontsize=9)
     colours = plt.get_cmap("tab10")
     for j, gate in enumerate(GATES):
         ax = fig.add_axes([0.06 + 0.32 * j, 0.09 * 4.2 / (0.19 * rows + 4.2), 0.25, 2.9 / (0.19 * rows + 4.2)])
