@@ -80,7 +80,7 @@ def _torch(cell, T, N, H, train, modules=None):
 
 def _ort(cell, T, N, H, train):
     pytest.importorskip("onnxruntime")
-    from pylstm._onnx import onnx_model, ort_session
+    from pylstm.onnx import layer_model as onnx_model, ort_session
 
     m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0)
     p = m.state_dict()

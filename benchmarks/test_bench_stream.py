@@ -104,7 +104,7 @@ def _ort_model(m):
 
 def _ort():
     pytest.importorskip("onnxruntime")
-    from pylstm._onnx import ort_session
+    from pylstm.onnx import ort_session
 
     m = pylstm.LSTM(I, H, LAYERS, seed=0)
     sess = ort_session(_ort_model(m), threads=THREADS)
@@ -130,7 +130,7 @@ IMPLS = {"pylstm-stream": _pylstm_stream, "pylstm-call": _pylstm_call, "torch": 
 def test_ort_model_matches_pylstm():
     """The ORT streaming model computes the same two layers as pylstm (so the timings compare the same work)."""
     pytest.importorskip("onnxruntime")
-    from pylstm._onnx import ort_session
+    from pylstm.onnx import ort_session
 
     m = pylstm.LSTM(I, H, LAYERS, seed=0).eval()
     xs = _inputs()[:3]

@@ -397,3 +397,44 @@ def to_module(model, inputs=None):
     module = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}[op](input_size, hidden, len(nodes), **kw)
     module.load_state_dict(state)
     return module.eval()
+
+
+# ---- one-layer models for tests and benchmarks ------------------------------------------------------------------
+def layer_model(kind, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, nonlinearity="tanh"):
+    """A single-node ONNX model (opset 14) of one layer direction from PyTorch-ordered weights, as ONNX Runtime runs
+    it: input X (T, N, I), outputs Y (T, 1, N, H) and Y_h (1, N, H). Unlike `export` it also takes the original GRU
+    form (``linear_before_reset=False``), which no torch module has. For `pylstm bench`, the tests and the
+    benchmarks."""
+    op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[kind]
+    order = _OPS[op][1]
+    H = W_hh.shape[1]
+    dt = W_ih.dtype
+    W = _to_onnx(W_ih, order, H)[None]
+    R = _to_onnx(W_hh, order, H)[None]
+    B = np.concatenate([_to_onnx(b_ih, order, H), _to_onnx(b_hh, order, H)])[None].astype(dt)
+    attrs = dict(hidden_size=H)
+    if kind == "gru":
+        attrs["linear_before_reset"] = int(linear_before_reset)
+    if kind == "rnn":
+        attrs["activations"] = ["Relu" if nonlinearity == "relu" else "Tanh"]
+    node = helper.make_node(op, ["X", "W", "R", "B"], ["Y", "Y_h"], **attrs)
+    elem = _ELEM[np.dtype(dt)]
+    graph = helper.make_graph(
+        [node], kind, [helper.make_tensor_value_info("X", elem, ["T", "N", W_ih.shape[1]])],
+        [helper.make_tensor_value_info("Y", elem, ["T", 1, "N", H]),
+         helper.make_tensor_value_info("Y_h", elem, [1, "N", H])],
+        initializer=[numpy_helper.from_array(a, n) for a, n in ((W, "W"), (R, "R"), (B, "B"))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def ort_session(model, threads=2):
+    """An ONNX Runtime CPU session of `model` on `threads` intra-op threads (needs onnxruntime)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])

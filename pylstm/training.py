@@ -1,4 +1,5 @@
-"""What the training commands share: stopping cleanly on Ctrl-C or SIGTERM, and stopping on divergence.
+"""What the training commands share: stopping cleanly on Ctrl-C or SIGTERM, stopping on divergence, and the loop
+around each command's own step (`Loop`: progress bar, periodic checkpoints, both stops).
 
 A signal does not interrupt a step: the handler only records it, and the loop asks `stop.requested` between steps,
 so that a step is either fully applied or not at all. The loop then saves a checkpoint (a second Ctrl-C during the
@@ -73,3 +74,73 @@ def check_finite(step, loss, grad_norm, *, lr, clip, checkpoint=None, checkpoint
             if checkpoint_step else "No checkpoint was written yet, and none is written now.")
     return (f"training diverged at step {step}: the {what} is {value}. This step was not applied. {kept} "
             f"Exploding gradients: try a lower --lr (now {lr:g}) or a smaller --clip (now {clip:g}).")
+
+
+def progress(total, desc, initial=0):
+    """A tqdm bar, or None in a broken install without tqdm (a dependency)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5, initial=initial)
+
+
+class Loop:
+    """The scaffolding around a training command's own step, written once:
+
+        for step in loop:                      # start .. total, with a progress bar
+            loss, norm = ...                   # the command's gradients
+            if loop.diverged(step, loss, norm, lr=lr, clip=clip):
+                return 1                       # nothing applied; the last checkpoint is kept
+            opt.step()
+            loop.update(loss=...)              # the bar's figures
+            code = loop.save_if_due(step)      # every `every` steps, at the end, and on a signal
+            if code is not None:
+                return code                    # interrupted: saved, told how to resume
+
+    `save(step)` writes the checkpoint; `stop` is the active `Interrupts`; `where(step)` names the step in the
+    messages (for `pylstm task`, the cell too)."""
+
+    def __init__(self, stop, *, start, total, desc, checkpoint, every, save, argv, saved_step=0, where=None):
+        self.stop, self.start, self.total = stop, start, total
+        self.checkpoint, self.every, self._save, self.argv = checkpoint, every, save, argv
+        self.saved_step = saved_step
+        self.where = where or (lambda step: f"step {step}")
+        self.bar = progress(total, desc, initial=start - 1)
+
+    def __iter__(self):
+        return iter(range(self.start, self.total + 1))
+
+    def diverged(self, step, loss, grad_norm, *, lr, clip, prefix=""):
+        problem = check_finite(step, loss, grad_norm, lr=lr, clip=clip, checkpoint=self.checkpoint,
+                               checkpoint_step=self.saved_step)
+        if problem:
+            self.close()
+            print(prefix + problem)
+        return problem is not None
+
+    def update(self, **postfix):
+        if self.bar is not None:
+            self.bar.set_postfix(**postfix, refresh=False)
+            self.bar.update(1)
+
+    def write(self, message):
+        """Prints a line above the bar."""
+        (self.bar.write if self.bar is not None else print)(message)
+
+    def save_if_due(self, step):
+        """Saves every `every` steps, at the last step and when a signal came; after a signal, reports it and
+        returns the exit code (else None)."""
+        if self.stop.requested or step % self.every == 0 or step == self.total:
+            self._save(step)
+            self.saved_step = step
+        if self.stop.requested:
+            self.close()
+            report_interrupt(self.checkpoint, self.where(step), self.total, self.argv)
+            return self.stop.exit_code
+        return None
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -4,12 +4,12 @@ the original form (linear_before_reset=0), the one torch does not have: this is 
 import numpy as np
 import pytest
 from conftest import rel_err
-from pylstm._onnx import onnx_model, ort_session
 
 import pylstm
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
+from pylstm.onnx import layer_model as onnx_model, ort_session  # noqa: E402  (after the skips: needs onnx)
 
 
 @pytest.mark.parametrize("kind,kw", [("lstm", {}), ("gru", {"linear_before_reset": True}),

@@ -43,11 +43,19 @@ def onnx_cases():
         mod.expect = lambda node, inputs, outputs, name, **kw: cases.append((name, node, inputs, outputs))
         try:
             cls = getattr(mod, op.upper())
-            for attr in sorted(dir(cls)):
-                if attr.startswith("export"):
-                    getattr(cls, attr)()
+            # The generators' own np.dot on finite data intermittently raised "invalid value encountered in dot" in
+            # test collection (numpy 2.4.6's OpenBLAS, AVX-512 Xeon; about 1 collection in 6, not reproducible
+            # alone): the flag is ignored, and instead every array a case holds must be finite.
+            with np.errstate(invalid="ignore"):
+                for attr in sorted(dir(cls)):
+                    if attr.startswith("export"):
+                        getattr(cls, attr)()
         finally:
             mod.expect = real
+    for name, _, inputs, outputs in cases:
+        for a in (*inputs, *outputs):
+            if np.issubdtype(np.asarray(a).dtype, np.floating) and not np.isfinite(a).all():
+                raise AssertionError(f"ONNX's case {name} holds non-finite values")
     return cases
 
 

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .common import CELLS, _plot, _progress
+from .common import CELLS, _plot
 
 
 def _cache_dir():
@@ -108,7 +108,7 @@ def _read_text(args):
 def train(args):
     from pylstm import nn, optim
     from pylstm.checkpoint import Checkpoint, CheckpointError
-    from pylstm.training import Interrupts, check_finite, report_interrupt
+    from pylstm.training import Interrupts, Loop
 
     rng = np.random.default_rng(args.seed)
     text, source = _read_text(args)
@@ -190,11 +190,11 @@ def train(args):
               "step", "loss (nats/char)", f"{args.cell.upper()} character model on {source}",
               baselines=("unigram entropy",))
 
-    bar = _progress(args.steps, f"train {args.cell}", initial=start - 1)
     t0 = time.perf_counter()
-    step = start - 1
     with Interrupts() as stop:
-        for step in range(start, args.steps + 1):
+        loop = Loop(stop, start=start, total=args.steps, desc=f"train {args.cell}", checkpoint=ck_path,
+                    every=args.checkpoint_every, save=save, argv=args.argv, saved_step=saved_step)
+        for step in loop:
             if pos + T + 1 > stream_len:
                 pos, state = 0, None
             idx = offsets[None, :] + pos + np.arange(T)[:, None]
@@ -204,12 +204,7 @@ def train(args):
             loss, dlogits = nn.softmax_cross_entropy(head(out), y)
             rnn.backward(head.backward(dlogits), input_grad=False)  # the one-hot input needs no gradient
             norm = optim.clip_grad_norm([rnn, head], args.clip)
-            problem = check_finite(step, loss, norm, lr=opt.lr, clip=args.clip, checkpoint=ck_path,
-                                   checkpoint_step=saved_step)
-            if problem:
-                if bar is not None:
-                    bar.close()
-                print(problem)
+            if loop.diverged(step, loss, norm, lr=opt.lr, clip=args.clip):
                 return 1
             opt.step()  # the step is applied whole: signals are only looked at between steps
             pos += T
@@ -217,28 +212,20 @@ def train(args):
             ema = loss if ema is None else 0.95 * ema + 0.05 * loss
             history["step"].append(step)
             history["train"].append(loss)
-            if bar is not None:
-                speed = (step - start + 1) * T * N / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{ema:.3f}", chars_per_s=f"{speed:,.0f}", refresh=False)
-                bar.update(1)
+            speed = (step - start + 1) * T * N / (time.perf_counter() - t0)
+            loop.update(loss=f"{ema:.3f}", chars_per_s=f"{speed:,.0f}")
             if step % args.eval_every == 0 or step == args.steps:
                 val = evaluate()
                 history["val_step"].append(step)
                 history["val"].append(val)
                 sample = _sample(rnn, head, vocab, "The ", 120, 0.8, rng).replace("\n", " ")
-                msg = f"step {step}: train {ema:.3f}, validation {val:.3f} nats/char (unigram {H0:.3f})\n  The {sample}"
-                (bar.write if bar is not None else print)(msg)
-            if stop.requested or step % args.checkpoint_every == 0 or step == args.steps:
-                save(step)
-                saved_step = step
-            if stop.requested:
-                if bar is not None:
-                    bar.close()
-                report_interrupt(ck_path, f"step {step}", args.steps, args.argv)
+                loop.write(f"step {step}: train {ema:.3f}, validation {val:.3f} nats/char (unigram {H0:.3f})\n"
+                           f"  The {sample}")
+            code = loop.save_if_due(step)
+            if code is not None:
                 plot()
-                return stop.exit_code
-    if bar is not None:
-        bar.close()
+                return code
+        loop.close()
     if history["val"]:
         final = history["val"][-1]
         print(f"validation loss {final:.3f} nats/char against the unigram entropy {H0:.3f} "

@@ -1,18 +1,11 @@
-"""What the subcommands share: the progress bar, the line plots, the argument types and the help formatter."""
+"""What the subcommands share: the line plots, the argument types and the help formatter (the training loop's
+scaffolding is pylstm.training.Loop)."""
 
 from __future__ import annotations
 
 import argparse
 
 CELLS = ("lstm", "gru", "rnn")
-
-
-def _progress(total, desc, initial=0):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is a dependency; this only guards a broken install
-        return None
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5, initial=initial)
 
 
 def _plot(path, series, xlabel, ylabel, title, logy=False, baselines=()):

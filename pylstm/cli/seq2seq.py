@@ -10,9 +10,9 @@ import numpy as np
 
 from pylstm.checkpoint import Checkpoint, CheckpointError
 from pylstm.seq2seq import TASKS, Seq2Seq, baseline, make_pairs, scores, training_pairs
-from pylstm.training import Interrupts, check_finite, report_interrupt
+from pylstm.training import Interrupts, Loop
 
-from .common import _plot, _progress
+from .common import _plot
 
 
 def command(args):
@@ -74,39 +74,27 @@ def command(args):
               "training step", "accuracy", f"seq2seq {args.task} ({args.cell.upper()}, {args.hidden} units)",
               baselines=("baseline exact", "baseline per character"))
 
-    bar = _progress(args.steps, f"seq2seq {args.task}", initial=start - 1)
     t0, ema = time.perf_counter(), None
     with Interrupts() as stop:
-        for step in range(start, args.steps + 1):
+        loop = Loop(stop, start=start, total=args.steps, desc=f"seq2seq {args.task}", checkpoint=ck_path,
+                    every=args.checkpoint_every, save=save, argv=args.argv, saved_step=saved_step)
+        for step in loop:
             questions, answers = zip(*training_pairs(args.task, rng, args.batch, args.digits, held_q))
             loss, norm = model.gradients(questions, answers)
-            problem = check_finite(step, loss, norm, lr=model.opt.lr, clip=args.clip, checkpoint=ck_path,
-                                   checkpoint_step=saved_step)
-            if problem:
-                if bar is not None:
-                    bar.close()
-                print(problem)
+            if loop.diverged(step, loss, norm, lr=model.opt.lr, clip=args.clip):
                 return 1
             model.opt.step()
             ema = loss if ema is None else 0.95 * ema + 0.05 * loss
             history["step"].append(step)
             history["loss"].append(loss)
-            if bar is not None:
-                bar.set_postfix(loss=f"{ema:.3f}", refresh=False)
-                bar.update(1)
+            loop.update(loss=f"{ema:.3f}")
             if step % args.eval_every == 0 or step == args.steps:
-                (bar.write if bar is not None else print)(evaluate(step))
-            if stop.requested or step % args.checkpoint_every == 0 or step == args.steps:
-                save(step)
-                saved_step = step
-            if stop.requested:
-                if bar is not None:
-                    bar.close()
-                report_interrupt(ck_path, f"step {step}", args.steps, args.argv)
+                loop.write(evaluate(step))
+            code = loop.save_if_due(step)
+            if code is not None:
                 plot()
-                return stop.exit_code
-    if bar is not None:
-        bar.close()
+                return code
+        loop.close()
     if history["exact"]:
         print(f"held-out exact match {100 * history['exact'][-1]:.1f} %, per character {100 * history['char'][-1]:.1f} "
               f"% (baseline {100 * base[0]:.1f} / {100 * base[1]:.1f} %), {time.perf_counter() - t0:.0f} s")

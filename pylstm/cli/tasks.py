@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .common import CELLS, _plot, _progress
+from .common import CELLS, _plot
 
 
 def gradflow(args):
@@ -73,7 +73,7 @@ def task(args):
           f"{args.hidden}, gate bias {args.gate_bias:+g} on the LSTM's forget and the GRU's update gate; scored on "
           f"{tasks.DEFAULTS['eval_batch']} held-out sequences")
     from pylstm.checkpoint import Checkpoint, CheckpointError
-    from pylstm.training import Interrupts, check_finite, report_interrupt
+    from pylstm.training import Interrupts, Loop
 
     ck_path = os.path.join(args.out, f"task-{args.task}.npz")
     # What a resumed run must share with the one that wrote the checkpoint (--lr, --clip and --steps may change).
@@ -130,37 +130,26 @@ def task(args):
                            extra={"cell_index": i, "ema": np.nan if ema is None else ema,
                                   **{f"{c}/secs": progress[c]["secs"] for c in cells}}).save(ck_path)
 
-            bar = _progress(args.steps, f"{args.task} {cell}", initial=start - 1)
+            loop = Loop(stop, start=start, total=args.steps, desc=f"{args.task} {cell}", checkpoint=ck_path,
+                        every=args.checkpoint_every, save=save, argv=args.argv, saved_step=saved_step,
+                        where=lambda step: f"{cell} step {step}")
             t0 = time.perf_counter() - p["secs"]
-            for step in range(start, args.steps + 1):
+            for step in loop:
                 loss, norm = run.gradients()
-                problem = check_finite(step, loss, norm, lr=run.opt.lr, clip=args.clip, checkpoint=ck_path,
-                                       checkpoint_step=saved_step)
-                if problem:
-                    if bar is not None:
-                        bar.close()
-                    print(f"{cell}: {problem}")
+                if loop.diverged(step, loss, norm, lr=run.opt.lr, clip=args.clip, prefix=f"{cell}: "):
                     return 1
                 run.opt.step()
                 ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-                if bar is not None:
-                    bar.set_postfix(loss=f"{ema:.4f}", refresh=False)
-                    bar.update(1)
+                loop.update(loss=f"{ema:.4f}")
                 if step % args.eval_every == 0 or step == args.steps:
                     p["steps"].append(step)
                     for key, value in zip(("loss", "score"), run.evaluate()):
                         p[key].append(value)
                 p["secs"] = time.perf_counter() - t0
-                if stop.requested or step % args.checkpoint_every == 0 or step == args.steps:
-                    save(step)
-                    saved_step = step
-                if stop.requested:
-                    if bar is not None:
-                        bar.close()
-                    report_interrupt(ck_path, f"{cell} step {step}", args.steps, args.argv)
-                    return stop.exit_code
-            if bar is not None:
-                bar.close()
+                code = loop.save_if_due(step)
+                if code is not None:
+                    return code
+            loop.close()
             results[cell] = (p["loss"][-1], p["score"][-1], p["secs"])
             series[cell.upper()] = (p["steps"], p["loss"])
             saved_step = 0
