@@ -6,6 +6,11 @@ recurrent layer of the same cell with a Linear and softmax head. Training uses t
 stream (the streaming path of the layers), and stops at "$". The tasks are Keras's addition example ("535+61" ->
 "596"), reversing and sorting a string; with ``reverse_input`` the question is read backwards (Sutskever et al.
 2014), which shortens the path from the first digits of the question to the first digits of the answer.
+
+With ``attention``, the decoder also looks back at every encoder output at each step: Luong et al. (2015)'s global
+attention with dot scores, a_s = h_t · e_s, weights softmax(a), context c_t = Σ_s α_s e_s, and the attentional
+state tanh(W_c [c_t; h_t] + b_c) feeding the head (without their input feeding, so that the decoder alone is still
+a stream).
 """
 
 from __future__ import annotations
@@ -51,10 +56,44 @@ class Vocab:
         return len(self.chars)
 
 
+class LuongAttention:
+    """Global dot-product attention (Luong et al. 2015) over encoder outputs, with an explicit backward. Its one
+    parameterised piece is `combine`, a Linear (2H -> H) of [context; decoder state]."""
+
+    def __init__(self, hidden, *, seed=None, dtype="float32"):
+        self.combine = nn.Linear(2 * hidden, hidden, seed=seed, dtype=dtype)
+        self._cache = None
+
+    def __call__(self, dec, enc):
+        """dec (T, N, H) decoder states, enc (S, N, H) encoder outputs -> (T, N, H) attentional states; keeps what
+        backward needs."""
+        scores = np.einsum("tnh,snh->tns", dec, enc)
+        alpha = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        alpha /= alpha.sum(axis=-1, keepdims=True)              # (T, N, S)
+        context = np.einsum("tns,snh->tnh", alpha, enc)
+        out = np.tanh(self.combine(np.concatenate([context, dec], axis=-1)))
+        self._cache = (dec, enc, alpha, out)
+        return out
+
+    def backward(self, dout):
+        """Adds the gradients of `combine`; returns (d dec, d enc)."""
+        dec, enc, alpha, out = self._cache
+        H = dec.shape[-1]
+        dcat = self.combine.backward(dout * (1 - out * out))
+        dcontext, ddec = dcat[..., :H], dcat[..., H:].copy()
+        dalpha = np.einsum("tnh,snh->tns", dcontext, enc)
+        denc = np.einsum("tns,tnh->snh", alpha, dcontext)
+        dscores = alpha * (dalpha - (alpha * dalpha).sum(axis=-1, keepdims=True))  # through the softmax
+        ddec += np.einsum("tns,snh->tnh", dscores, enc)
+        denc += np.einsum("tns,tnh->snh", dscores, dec)
+        return ddec, denc
+
+
 class Seq2Seq:
     """Encoder, decoder and head, with an explicit forward and backward (as the layers have) and greedy decoding."""
 
-    def __init__(self, task, cell="lstm", hidden=128, digits=3, reverse_input=False, seed=0, lr=3e-3, clip=1.0):
+    def __init__(self, task, cell="lstm", hidden=128, digits=3, reverse_input=False, seed=0, lr=3e-3, clip=1.0,
+                 attention=False, dtype="float32"):
         if task not in TASKS:
             raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
         if cell not in ("lstm", "gru"):
@@ -64,14 +103,17 @@ class Seq2Seq:
         V = len(self.vocab)
         self.q_len = 2 * digits + 1 if task == "add" else digits  # the longest question
         self.a_len = digits + 1 if task == "add" else digits      # the longest answer
-        s = nn.seeds(seed, 3)
+        s = nn.seeds(seed, 4)
         layer = LSTM if cell == "lstm" else GRU
-        self.encoder = layer(V, hidden, seed=s[0])
-        self.decoder = layer(V, hidden, seed=s[1])
-        self.head = nn.Linear(hidden, V, seed=s[2])
+        self.encoder = layer(V, hidden, seed=s[0], dtype=dtype)
+        self.decoder = layer(V, hidden, seed=s[1], dtype=dtype)
+        self.head = nn.Linear(hidden, V, seed=s[2], dtype=dtype)
         self.modules = {"encoder": self.encoder, "decoder": self.decoder, "head": self.head}
+        self.attention = LuongAttention(hidden, seed=s[3], dtype=dtype) if attention else None
+        if attention:
+            self.modules["attention"] = self.attention.combine
         self.opt = optim.Adam(list(self.modules.values()), lr=lr)
-        self._eye = np.eye(V, dtype=np.float32)
+        self._eye = np.eye(V, dtype=dtype)
 
     # ---- encoding -----------------------------------------------------------------------------------------------
     def encode_questions(self, questions):
@@ -101,14 +143,23 @@ class Seq2Seq:
         for m in self.modules.values():
             m.train()
         self.opt.zero_grad()
+        loss = self._loss(q, dec_in, target, mask, backward=True)
+        return loss, optim.clip_grad_norm(list(self.modules.values()), self.clip)
+
+    def _loss(self, q, dec_in, target, mask, backward):
         enc_out, state = self.encoder(self._eye[q])
         out, _ = self.decoder(self._eye[dec_in], state)
-        logits = self.head(out)
+        logits = self.head(out if self.attention is None else self.attention(out, enc_out))
         loss, dlogits = masked_cross_entropy(logits, target, mask)
+        if not backward:
+            return loss
         dout = self.head.backward(dlogits)
+        denc = np.zeros_like(enc_out)
+        if self.attention is not None:
+            dout, denc = self.attention.backward(dout)
         _, dstate = self.decoder.backward(dout, input_grad=False)
-        self.encoder.backward(np.zeros_like(enc_out), dstate, input_grad=False)
-        return loss, optim.clip_grad_norm(list(self.modules.values()), self.clip)
+        self.encoder.backward(denc, dstate, input_grad=False)
+        return loss
 
     # ---- generation ---------------------------------------------------------------------------------------------
     def answer(self, questions):
@@ -117,13 +168,14 @@ class Seq2Seq:
         for m in self.modules.values():
             m.eval()
         q = self.encode_questions(questions)
-        _, state = self.encoder(self._eye[q])
+        enc_out, state = self.encoder(self._eye[q])
         stream = self.decoder.stream(state)
         N = len(questions)
         prev = np.full(N, self.vocab.index[START])
         written = np.zeros((self.a_len + 1, N), np.int64)
         for t in range(self.a_len + 1):
-            logits = self.head(stream.step(self._eye[prev]))
+            h = stream.step(self._eye[prev])
+            logits = self.head(h if self.attention is None else self.attention(h[None], enc_out)[0])
             prev = logits.argmax(axis=-1)
             written[t] = prev
         answers = []

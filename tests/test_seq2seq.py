@@ -55,6 +55,78 @@ def test_learns_to_reverse():
     assert exact > 0.5 and char > base[1] + 0.3, (exact, char, base)
 
 
+def test_attention_backward_against_finite_differences():
+    rng = np.random.default_rng(2)
+    att = s2.LuongAttention(4, seed=1, dtype="float64")
+    dec, enc = rng.standard_normal((3, 2, 4)), rng.standard_normal((5, 2, 4))
+    weights = rng.standard_normal((3, 2, 4))
+
+    def loss():
+        return float((att(dec, enc) * weights).sum())
+
+    loss()
+    att.combine.zero_grad()
+    ddec, denc = att.backward(weights)
+    assert np.max(np.abs(ddec - numerical_gradient(loss, dec))) < 1e-8
+    assert np.max(np.abs(denc - numerical_gradient(loss, enc))) < 1e-8
+    with att.combine.edit_parameters() as p:
+        for key in ("weight", "bias"):
+            num = numerical_gradient(loss, p[key])
+            assert np.max(np.abs(att.combine.grads[key] - num)) < 1e-8, key
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_model_gradients_with_attention_against_finite_differences(cell):
+    m = s2.Seq2Seq("add", cell, hidden=5, digits=2, seed=3, clip=1e9, attention=True, dtype="float64")
+    pairs = s2.make_pairs("add", np.random.default_rng(4), 3, 2)
+    q = m.encode_questions([a for a, _ in pairs])
+    dec_in, target, mask = m.encode_answers([b for _, b in pairs])
+    m.gradients(*zip(*pairs))
+    rng = np.random.default_rng(5)
+    for name, module in m.modules.items():
+        with module.edit_parameters() as p:
+            for key, value in p.items():
+                for idx in [tuple(rng.integers(0, n) for n in value.shape) for _ in range(3)]:
+                    orig = value[idx]
+                    value[idx] = orig + 1e-6
+                    up = m._loss(q, dec_in, target, mask, backward=False)
+                    value[idx] = orig - 1e-6
+                    down = m._loss(q, dec_in, target, mask, backward=False)
+                    value[idx] = orig
+                    assert abs(module.grads[key][idx] - (up - down) / 2e-6) < 1e-7, (name, key, idx)
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_greedy_decoding_agrees_with_the_teacher_forced_pass(attention):
+    """The stream (one step at a time) and the whole-sequence pass give the same next character, so the decoder's
+    streaming path with attention computes what training trains."""
+    m = s2.Seq2Seq("add", hidden=16, digits=2, seed=6, attention=attention, dtype="float64")
+    questions = [q for q, _ in s2.make_pairs("add", np.random.default_rng(7), 20, 2)]
+    written = m.answer(questions)
+    T = m.a_len + 1
+    dec_in = np.zeros((T, len(questions)), np.int64)
+    for n, a in enumerate(written):
+        ids = [m.vocab.index[c] for c in s2.START + a][:T]
+        dec_in[:len(ids), n] = ids
+    enc_out, state = m.encoder(m._eye[m.encode_questions(questions)])
+    out, _ = m.decoder(m._eye[dec_in], state)
+    logits = m.head(out if m.attention is None else m.attention(out, enc_out))
+    for n, a in enumerate(written):
+        want = [m.vocab.index[c] for c in a + s2.END][:T]
+        assert list(logits[:len(want), n].argmax(-1)) == want, (questions[n], a)
+
+
+def test_learns_to_reverse_with_attention():
+    m = s2.Seq2Seq("reverse", hidden=48, digits=5, seed=0, lr=1e-2, attention=True)
+    rng = np.random.default_rng(0)
+    held = s2.make_pairs("reverse", np.random.default_rng(1), 200, 5)
+    for _ in range(300):
+        m.gradients(*zip(*s2.make_pairs("reverse", rng, 64, 5)))
+        m.opt.step()
+    exact, char = s2.scores(m.answer([q for q, _ in held]), [a for _, a in held])
+    assert exact > 0.5 and char > 0.8, (exact, char)
+
+
 def interrupt_at(monkeypatch, k):
     real, calls = optim.clip_grad_norm, [0]
 

@@ -104,6 +104,8 @@ def build_parser():
     positive(q, "--digits", int, 3, "most digits of each number (add) or letters of the string")
     q.add_argument("--reverse-input", action="store_true", help="read the question backwards (Sutskever et al. 2014)")
     q.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="encoder and decoder cell")
+    q.add_argument("--attention", action="store_true", help="the decoder attends to every encoder output at each "
+                   "step (Luong et al. 2015's global attention, dot scores)")
     positive(q, "--hidden", int, 128, "hidden units of encoder and decoder")
     positive(q, "--batch", int, 128, "questions per step")
     positive(q, "--steps", int, 6000, "training steps")

@@ -19,7 +19,7 @@ def command(args):
     """`pylstm seq2seq`: trains, reports held-out accuracy against the baseline, writes the curve and checkpoint."""
     try:
         model = Seq2Seq(args.task, args.cell, args.hidden, args.digits, args.reverse_input, args.seed, args.lr,
-                        args.clip)
+                        args.clip, attention=args.attention)
     except ValueError as e:
         raise SystemExit(f"pylstm seq2seq: {e}") from None
     held = make_pairs(args.task, np.random.default_rng([args.seed, 1]), args.held_out, args.digits)
@@ -30,12 +30,13 @@ def command(args):
                                                   args.digits, held_q)], held_answers)
     print(f"task {args.task}: {TASKS[args.task][1].format(digits=args.digits)}"
           f"{'; the question is read reversed' if args.reverse_input else ''}. {args.cell.upper()} encoder and "
-          f"decoder, {args.hidden} units; {args.held_out} held-out questions, never trained on")
+          f"decoder, {args.hidden} units{', Luong attention' if args.attention else ''}; {args.held_out} held-out questions, never trained on")
     print(f"baseline (one answer for every question, from the training answers' commonest characters): exact "
           f"{100 * base[0]:.1f} %, per character {100 * base[1]:.1f} %")
     ck_path = os.path.join(args.out, f"seq2seq-{args.task}.npz")
     config = dict(task=args.task, cell=args.cell, hidden=args.hidden, digits=args.digits, batch=args.batch,
-                  reverse_input=bool(args.reverse_input), held_out=args.held_out, seed=args.seed)
+                  reverse_input=bool(args.reverse_input), held_out=args.held_out, seed=args.seed,
+                  attention=bool(args.attention))
     history = {"step": [], "loss": [], "eval_step": [], "exact": [], "char": []}
     start, saved_step = 1, 0
     if args.resume:
