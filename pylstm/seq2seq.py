@@ -225,6 +225,39 @@ def baseline(train_answers, held_out_answers):
     return scores([guess] * len(held_out_answers), held_out_answers)
 
 
+def _kind(task, question):
+    """What kind of question it is: for add the digit counts of the two numbers, for reverse and sort the length."""
+    return tuple(len(part) for part in question.split("+")) if task == "add" else len(question)
+
+
+def _kind_size(task, kind):
+    """How many distinct questions a kind has: 10 one-digit numbers and 9·10^(k-1) of k digits; 10^k strings."""
+    if task == "add":
+        return int(np.prod([10 if k == 1 else 9 * 10 ** (k - 1) for k in kind]))
+    return 10 ** kind
+
+
+def held_out_pairs(task, rng, n, digits, share=0.1):
+    """n distinct held-out pairs drawn from the task's distribution, taking at most `share` of the questions of any
+    kind, so that training still sees the rest of every kind. Without the cap, a small kind (the 100 sums of two
+    one-digit numbers, the 10 one-letter strings) would be held out whole and never trained on."""
+    kinds = ([(a, b) for a in range(1, digits + 1) for b in range(1, digits + 1)] if task == "add"
+             else range(1, digits + 1))
+    room = sum(int(share * _kind_size(task, kind)) for kind in kinds)
+    if n > room // 2:
+        raise ValueError(f"--held-out {n} is too many for {task} with --digits {digits}: at most {room // 2} "
+                         f"distinct questions can be held out while training keeps {1 - share:.0%} of every kind")
+    taken, count, out = set(), {}, []
+    while len(out) < n:
+        for q, a in make_pairs(task, rng, n, digits):
+            kind = _kind(task, q)
+            if q not in taken and count.get(kind, 0) < int(share * _kind_size(task, kind)) and len(out) < n:
+                taken.add(q)
+                count[kind] = count.get(kind, 0) + 1
+                out.append((q, a))
+    return out
+
+
 def training_pairs(task, rng, n, digits, held_out):
     """n training pairs, none of whose questions is in the held-out set."""
     out = []

@@ -36,6 +36,25 @@ def test_masked_cross_entropy_gradient():
     assert not d[2].any()  # masked positions get no gradient
 
 
+@pytest.mark.parametrize("task, digits, n", [("add", 3, 2000), ("reverse", 10, 2000), ("sort", 3, 40)])
+def test_held_out_questions_are_distinct_and_leave_every_kind_to_training(task, digits, n):
+    held = s2.held_out_pairs(task, np.random.default_rng(0), n, digits)
+    questions = [q for q, _ in held]
+    assert len(held) == n and len(set(questions)) == n
+    kinds = {}
+    for q in questions:
+        kinds[s2._kind(task, q)] = kinds.get(s2._kind(task, q), 0) + 1
+    for kind, count in kinds.items():
+        assert count <= 0.1 * s2._kind_size(task, kind), (kind, count)
+    # Every kind of question still reaches training, the smallest ones too.
+    train = s2.training_pairs(task, np.random.default_rng(1), 20000, digits, set(questions))
+    assert not set(q for q, _ in train) & set(questions)
+    assert {s2._kind(task, q) for q, _ in train} >= set(kinds)
+    assert s2._kind_size("add", (1, 1)) == 100 and s2._kind_size("add", (2, 3)) == 90 * 900
+    with pytest.raises(ValueError, match="--held-out 100 is too many for reverse with --digits 2"):
+        s2.held_out_pairs("reverse", np.random.default_rng(0), 100, 2)
+
+
 def test_scores_and_baseline():
     assert s2.scores(["12", "7", "100"], ["12", "8", "10"]) == (1 / 3, 4 / 6)  # characters right: 2 + 0 + 2 of 2 + 1 + 3
     exact, char = s2.baseline(["10", "12", "13"], ["12", "99"])
@@ -161,3 +180,6 @@ def test_command_errors(tmp_path):
         cli.main(SMALL + ["--out", str(tmp_path), "--resume"])
     with pytest.raises(SystemExit):
         cli.main(["seq2seq", "--hidden", "0"])
+    with pytest.raises(SystemExit, match="pylstm seq2seq: --held-out 100 is too many for reverse with --digits 2: "
+                       "at most 5 distinct questions"):
+        cli.main(["seq2seq", "--task", "reverse", "--digits", "2", "--held-out", "100", "--out", str(tmp_path)])

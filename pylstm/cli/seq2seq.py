@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from pylstm.checkpoint import Checkpoint, CheckpointError
-from pylstm.seq2seq import TASKS, Seq2Seq, baseline, make_pairs, scores, training_pairs
+from pylstm.seq2seq import TASKS, Seq2Seq, baseline, held_out_pairs, scores, training_pairs
 from pylstm.training import Interrupts, Loop
 
 from .common import _plot
@@ -22,7 +22,10 @@ def command(args):
                         args.clip, attention=args.attention)
     except ValueError as e:
         raise SystemExit(f"pylstm seq2seq: {e}") from None
-    held = make_pairs(args.task, np.random.default_rng([args.seed, 1]), args.held_out, args.digits)
+    try:
+        held = held_out_pairs(args.task, np.random.default_rng([args.seed, 1]), args.held_out, args.digits)
+    except ValueError as e:
+        raise SystemExit(f"pylstm seq2seq: {e}") from None
     held_q = {q for q, _ in held}
     held_answers = [a for _, a in held]
     rng = np.random.default_rng([args.seed, 2])
@@ -30,7 +33,8 @@ def command(args):
                                                   args.digits, held_q)], held_answers)
     print(f"task {args.task}: {TASKS[args.task][1].format(digits=args.digits)}"
           f"{'; the question is read reversed' if args.reverse_input else ''}. {args.cell.upper()} encoder and "
-          f"decoder, {args.hidden} units{', Luong attention' if args.attention else ''}; {args.held_out} held-out questions, never trained on")
+          f"decoder, {args.hidden} units{', Luong attention' if args.attention else ''}; {args.held_out} distinct "
+          "held-out questions (at most 10 % of each kind), never trained on")
     print(f"baseline (one answer for every question, from the training answers' commonest characters): exact "
           f"{100 * base[0]:.1f} %, per character {100 * base[1]:.1f} %")
     ck_path = os.path.join(args.out, f"seq2seq-{args.task}.npz")
