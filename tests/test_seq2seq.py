@@ -61,19 +61,6 @@ def test_scores_and_baseline():
     assert exact == 0.0 and 0 < char < 1
 
 
-def test_learns_to_reverse():
-    """A small model learns to reverse 3-letter strings well above the baseline within a few hundred steps."""
-    m = s2.Seq2Seq("reverse", hidden=48, digits=3, seed=0, lr=1e-2)
-    rng = np.random.default_rng(0)
-    held = s2.make_pairs("reverse", np.random.default_rng(1), 200, 3)
-    for _ in range(300):
-        m.gradients(*zip(*s2.make_pairs("reverse", rng, 64, 3)))
-        m.opt.step()
-    exact, char = s2.scores(m.answer([q for q, _ in held]), [a for _, a in held])
-    base = s2.baseline([a for _, a in s2.make_pairs("reverse", rng, 1000, 3)], [a for _, a in held])
-    assert exact > 0.5 and char > base[1] + 0.3, (exact, char, base)
-
-
 def test_attention_backward_against_finite_differences():
     rng = np.random.default_rng(2)
     att = s2.LuongAttention(4, seed=1, dtype="float64")
@@ -135,15 +122,19 @@ def test_greedy_decoding_agrees_with_the_teacher_forced_pass(attention):
         assert list(logits[:len(want), n].argmax(-1)) == want, (questions[n], a)
 
 
-def test_learns_to_reverse_with_attention():
-    m = s2.Seq2Seq("reverse", hidden=48, digits=5, seed=0, lr=1e-2, attention=True)
+@pytest.mark.parametrize("attention, digits", [(False, 3), (True, 5)])
+def test_learns_to_reverse(attention, digits):
+    """A small model learns to reverse short strings well above the baseline within a few hundred steps; with
+    attention, longer ones."""
+    m = s2.Seq2Seq("reverse", hidden=48, digits=digits, seed=0, lr=1e-2, attention=attention)
     rng = np.random.default_rng(0)
-    held = s2.make_pairs("reverse", np.random.default_rng(1), 200, 5)
+    held = s2.make_pairs("reverse", np.random.default_rng(1), 200, digits)
     for _ in range(300):
-        m.gradients(*zip(*s2.make_pairs("reverse", rng, 64, 5)))
+        m.gradients(*zip(*s2.make_pairs("reverse", rng, 64, digits)))
         m.opt.step()
     exact, char = s2.scores(m.answer([q for q, _ in held]), [a for _, a in held])
-    assert exact > 0.5 and char > 0.8, (exact, char)
+    base = s2.baseline([a for _, a in s2.make_pairs("reverse", rng, 1000, digits)], [a for _, a in held])
+    assert exact > 0.5 and char > base[1] + 0.3, (exact, char, base)
 
 
 def interrupt_at(monkeypatch, k):
