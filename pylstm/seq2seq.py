@@ -237,16 +237,21 @@ def _kind_size(task, kind):
     return 10 ** kind
 
 
+def held_out_room(task, digits, share=0.1):
+    """How many distinct questions can be held out when at most `share` of each kind is."""
+    kinds = ([(a, b) for a in range(1, digits + 1) for b in range(1, digits + 1)] if task == "add"
+             else range(1, digits + 1))
+    return sum(int(share * _kind_size(task, kind)) for kind in kinds)
+
+
 def held_out_pairs(task, rng, n, digits, share=0.1):
     """n distinct held-out pairs drawn from the task's distribution, taking at most `share` of the questions of any
     kind, so that training still sees the rest of every kind. Without the cap, a small kind (the 100 sums of two
     one-digit numbers, the 10 one-letter strings) would be held out whole and never trained on."""
-    kinds = ([(a, b) for a in range(1, digits + 1) for b in range(1, digits + 1)] if task == "add"
-             else range(1, digits + 1))
-    room = sum(int(share * _kind_size(task, kind)) for kind in kinds)
-    if n > room // 2:
-        raise ValueError(f"--held-out {n} is too many for {task} with --digits {digits}: at most {room // 2} "
-                         f"distinct questions can be held out while training keeps {1 - share:.0%} of every kind")
+    room = held_out_room(task, digits, share)
+    if n > room:
+        raise ValueError(f"--held-out {n} is too many for {task} with --digits {digits}: at most {room} distinct "
+                         f"questions can be held out while training keeps {1 - share:.0%} of every kind")
     taken, count, out = set(), {}, []
     while len(out) < n:
         for q, a in make_pairs(task, rng, n, digits):

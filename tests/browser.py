@@ -7,7 +7,10 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
 import zlib
 
 import numpy as np
@@ -39,13 +42,23 @@ class Browser:
             os.dup2(src, 3)
             os.dup2(dst, 4)
 
-        self.proc = subprocess.Popen(
-            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--remote-debugging-pipe",
-             "--no-first-run", "--no-default-browser-check", f"--window-size={width},{height}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=on_fds,
-            close_fds=False)
-        os.close(to_browser)
+        # Its own profile folder, and its own process group, so that close() can end the renderers too.
+        self._profile = tempfile.TemporaryDirectory(prefix="pylstm-chromium-")
+        try:
+            self.proc = subprocess.Popen(
+                [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--remote-debugging-pipe",
+                 "--no-first-run", "--no-default-browser-check", f"--user-data-dir={self._profile.name}",
+                 f"--window-size={width},{height}", "about:blank"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=on_fds,
+                close_fds=False, start_new_session=True)
+        except BaseException:
+            for fd in (to_browser, from_browser, self._write, self._read):
+                os.close(fd)
+            self._profile.cleanup()
+            raise
+        os.close(to_browser)  # the browser's ends; ours stay open
         os.close(from_browser)
+        self._closed = False
         self._buf = b""
         self._id = 0
         self._events = []
@@ -59,13 +72,14 @@ class Browser:
             self.close()
             raise
 
-    def _message(self):
+    def _message(self, deadline=None):
         import select
 
         while b"\0" not in self._buf:
-            ready, _, _ = select.select([self._read], [], [], self.timeout)
+            wait = self.timeout if deadline is None else deadline - time.monotonic()
+            ready, _, _ = select.select([self._read], [], [], max(wait, 0))
             if not ready:
-                raise TimeoutError(f"chromium said nothing for {self.timeout} s")
+                raise TimeoutError(f"no answer from chromium within {self.timeout} s")
             chunk = os.read(self._read, 1 << 20)
             if not chunk:
                 raise RuntimeError("chromium closed the pipe")
@@ -80,8 +94,9 @@ class Browser:
         if session:
             msg["sessionId"] = self.session
         os.write(self._write, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + self.timeout
         while True:
-            m = self._message()
+            m = self._message(deadline)
             if m.get("id") == self._id:
                 if "error" in m:
                     raise RuntimeError(f"{method}: {m['error']}")
@@ -89,12 +104,13 @@ class Browser:
             self._events.append(m)
 
     def wait_for(self, event):
+        deadline = time.monotonic() + self.timeout
         while True:
             for n, m in enumerate(self._events):
                 if m.get("method") == event:
                     del self._events[n]
                     return m.get("params", {})
-            self._events.append(self._message())
+            self._events.append(self._message(deadline))
 
     def open(self, url):
         self._events.clear()
@@ -116,6 +132,9 @@ class Browser:
         return decode_png(data)
 
     def close(self):
+        if self._closed:
+            return
+        self._closed = True
         try:
             if self.proc.poll() is None:
                 try:
@@ -123,14 +142,19 @@ class Browser:
                     os.write(self._write, json.dumps({"id": self._id, "method": "Browser.close"}).encode() + b"\0")
                     self.proc.wait(timeout=10)
                 except (OSError, subprocess.TimeoutExpired):
-                    self.proc.kill()
-                    self.proc.wait()
+                    pass
+            try:  # the renderers and helpers too
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.proc.wait()
         finally:
             for fd in (self._read, self._write):
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+            self._profile.cleanup()
 
     def __enter__(self):
         return self

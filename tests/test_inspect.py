@@ -15,6 +15,7 @@ from pylstm.checkpoint import Checkpoint
 from pylstm.cli import inspect
 
 TEXT = "call(x, y) now\nand (a b) then\n" * 12 + 'say "hi" (once)\n'
+START = __import__("time").time()
 
 
 def page_data(path):
@@ -205,14 +206,43 @@ def test_the_page_in_headless_chromium(planted_page):
         assert br.evaluate("document.getElementById('unit').value") == unit
 
 
+def test_a_text_with_markup_and_astral_characters(tmp_path):
+    """Text that could end the page's script ("</script>", "<!--<script>") is data, and characters outside the
+    BMP (which JavaScript strings count twice) keep every later character's colour in place."""
+    from browser import Browser, chromium
+
+    text = "a (b) <!--<script> c\n</script> & \U0001f600 (d)\n\u2028e\n" * 3
+    ck = planted(str(tmp_path / "p.npz"), text)
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    assert cli.main(["inspect", "--checkpoint", ck, "--text", str(tmp_path / "t.txt"), "--out", str(tmp_path),
+                     "--unit", "1"]) == 0
+    html = (tmp_path / "inspect.html").read_text(encoding="utf-8")
+    script = html[html.index("const DATA = "):]
+    assert "</script>" not in script[:script.index("(function")] and "<!--" not in script[:script.index("(function")]
+    assert page_data(tmp_path / "inspect.html")["text"] == text
+    if chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium); the page was not rendered")
+    with Browser(width=800, height=600) as br:
+        br.open((tmp_path / "inspect.html").as_uri())
+        assert br.evaluate("document.body.dataset.view") == "0/c/1"
+        spans = br.evaluate("Array.from(document.querySelectorAll('#text span')).map(s => s.textContent)")
+        assert len(spans) == len(text)
+        assert "".join("\n" if s == "\u21b5" else s for s in spans) == text
+        styles = br.evaluate("Array.from(document.querySelectorAll('#text span')).map("
+                             "s => getComputedStyle(s).backgroundColor)")
+        inside = inspect.text_features(text)["inside brackets"] > 0
+        rgb = np.array([[int(v) for v in s[s.index("(") + 1:s.index(")")].split(",")[:3]] for s in styles])
+        assert (rgb[inside, 0] == 255).all() and (rgb[inside, 1] < 130).all() and (rgb[~inside] > 245).all()
+
+
 def test_errors_are_clear(tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text(TEXT)
     with pytest.raises(SystemExit, match="is not a file"):
-        cli.main(["inspect", "--checkpoint", str(tmp_path / "none.npz"), "--text", str(text)])
+        cli.main(["inspect", "--checkpoint", str(tmp_path / "none.npz"), "--text", str(text), "--out", str(tmp_path)])
     ck = planted(str(tmp_path / "p.npz"))
     with pytest.raises(SystemExit, match="--text .* is not a readable file"):
-        cli.main(["inspect", "--checkpoint", ck, "--text", str(tmp_path / "missing.txt")])
+        cli.main(["inspect", "--checkpoint", ck, "--text", str(tmp_path / "missing.txt"), "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--unit 4 is out of range: the layers have 4 units, 0..3"):
         cli.main(["inspect", "--checkpoint", ck, "--text", str(text), "--unit", "4", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"--layer 1 is out of range: the model has 1 layer\(s\)"):
@@ -226,8 +256,9 @@ def test_errors_are_clear(tmp_path, capsys):
                extra=dict(vocab=np.array([ord(c) for c in "abcde"], np.int32), config=np.array([4, 1], np.int64),
                           cell=np.array("gru"))).save(str(tmp_path / "gru.npz"))
     with pytest.raises(SystemExit, match="holds a GRU model; inspect reads LSTM checkpoints"):
-        cli.main(["inspect", "--checkpoint", str(tmp_path / "gru.npz"), "--text", str(text)])
+        cli.main(["inspect", "--checkpoint", str(tmp_path / "gru.npz"), "--text", str(text), "--out", str(tmp_path)])
     (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match="pylstm inspect: "):
-        cli.main(["inspect", "--checkpoint", str(tmp_path / "bad.npz"), "--text", str(text)])
+        cli.main(["inspect", "--checkpoint", str(tmp_path / "bad.npz"), "--text", str(text), "--out", str(tmp_path)])
     assert not os.path.exists(tmp_path / "inspect.html")  # nothing was written by the failed calls
+    assert not os.path.exists("pylstm-out/inspect.html") or os.path.getmtime("pylstm-out/inspect.html") < START

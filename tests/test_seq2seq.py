@@ -51,6 +51,7 @@ def test_held_out_questions_are_distinct_and_leave_every_kind_to_training(task, 
     assert not set(q for q, _ in train) & set(questions)
     assert {s2._kind(task, q) for q, _ in train} >= set(kinds)
     assert s2._kind_size("add", (1, 1)) == 100 and s2._kind_size("add", (2, 3)) == 90 * 900
+    assert s2.held_out_room("reverse", 2) == 1 + 10 and s2.held_out_room("add", 2) == 10 + 90 + 90 + 810
     with pytest.raises(ValueError, match="--held-out 100 is too many for reverse with --digits 2"):
         s2.held_out_pairs("reverse", np.random.default_rng(0), 100, 2)
 
@@ -164,6 +165,14 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, k, 
             assert np.array_equal(f[key], g[key]), key
 
 
+@pytest.mark.parametrize("task, held", [("sort", 111), ("reverse", 111), ("add", 2000)])
+def test_every_task_runs_with_its_defaults(task, held, tmp_path, capsys):
+    assert cli.main(["seq2seq", "--task", task, "--steps", "2", "--hidden", "8", "--batch", "8", "--eval-every", "2",
+                     "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{held} distinct held-out questions (at most 10 % of each kind)" in out and "held-out exact match" in out
+
+
 def test_command_errors(tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["seq2seq", "--task", "divide"])
@@ -172,5 +181,5 @@ def test_command_errors(tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["seq2seq", "--hidden", "0"])
     with pytest.raises(SystemExit, match="pylstm seq2seq: --held-out 100 is too many for reverse with --digits 2: "
-                       "at most 5 distinct questions"):
+                       "at most 11 distinct questions"):
         cli.main(["seq2seq", "--task", "reverse", "--digits", "2", "--held-out", "100", "--out", str(tmp_path)])

@@ -111,7 +111,8 @@ def build_parser():
     positive(q, "--steps", int, 6000, "training steps")
     positive(q, "--lr", float, 3e-3, "Adam learning rate")
     positive(q, "--clip", float, 1.0, "max gradient norm")
-    positive(q, "--held-out", int, 2000, "held-out questions")
+    q.add_argument("--held-out", type=_positive(int), help="distinct held-out questions, at most 10 %% of each kind "
+                   "(digit counts, length) (default: 2000, or all that allows: 111 for reverse and sort at --digits 3)")
     positive(q, "--eval-every", int, 500, "steps between held-out scores")
     positive(q, "--checkpoint-every", int, 500, "steps between checkpoints")
     q.add_argument("--resume", action="store_true", help="continue the run saved in OUT/seq2seq-TASK.npz")
@@ -132,8 +133,9 @@ def build_parser():
     n.add_argument("--layer", type=_non_negative_int, help="the layer shown first (default: that of the unit "
                    "most correlated with a feature)")
     n.add_argument("--signal", choices=("c", "h", "i", "f", "o"), default=None,
-                   help="the signal shown first (default: that of the most correlated unit)")
-    n.add_argument("--unit", type=_non_negative_int, help="the unit shown first (default: the most correlated one)")
+                   help="the signal shown first (default: c, the cell state)")
+    n.add_argument("--unit", type=_non_negative_int, help="the unit shown first (default: the one whose cell state "
+                   "is most correlated with a feature, within --layer when given)")
     n.add_argument("--out", default="pylstm-out", help="output folder")
     g = command("gradflow", "the vanishing-gradient picture: |dL/dx_t| for RNN, GRU and LSTM",
                 "For RNN, GRU and LSTM of the same size on random input (float64), prints and plots the norm of "

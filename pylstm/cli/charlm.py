@@ -3,7 +3,6 @@ Python standard library's docstrings), and text generated from its checkpoint.""
 
 from __future__ import annotations
 
-import argparse
 import ast
 import hashlib
 import math

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -106,8 +107,10 @@ def page(text, acts, corr, sat, view, source, checkpoint):
                 corr=np.round(corr, 3).tolist(), saturation=np.round(sat, 4).tolist(),
                 top={name: [dict(layer=k, signal=s, unit=u, r=round(r, 3)) for k, s, u, r in rows]
                      for name, rows in top_units(corr).items()})
-    # "</" cannot appear inside the inline script: the text may hold "</script>".
-    blob = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    # Inside an inline script the text must not open or close tags or comments ("</script>", "<!--"): every <, >
+    # and & goes in as a JSON escape, which JSON.parse and the script read back as the character.
+    blob = (json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
     template = resources.files("pylstm.cli").joinpath("inspect.html").read_text(encoding="utf-8")
     marker = "/*PYLSTM-DATA*/null"
     if marker not in template:  # a broken install, not a user error
@@ -174,11 +177,11 @@ def figure(text, acts, corr, sat, view, max_chars=1200, width=100):
     return fig
 
 
-def _default_view(corr):
-    """The unit whose cell state is most correlated (in |r|) with any of the features."""
-    c = np.abs(corr[:, 0])
+def _default_view(corr, layer=None):
+    """The unit whose cell state is most correlated (in |r|) with any of the features (within `layer` if given)."""
+    c = np.abs(corr[:, 0]) if layer is None else np.abs(corr[layer:layer + 1, 0])
     k, u, _ = np.unravel_index(np.argmax(c), c.shape)
-    return dict(layer=int(k), signal="c", unit=int(u))
+    return dict(layer=int(k) if layer is None else layer, signal="c", unit=int(u))
 
 
 def command(args):
@@ -203,8 +206,12 @@ def command(args):
         text = corpus[int(len(corpus) * 0.95):]
         source = "the held-out end of the Python standard library's docstrings"
     index = {ch: i for i, ch in enumerate(vocab)}
-    unknown = sorted(set(text[:args.chars * 2]) - set(index))
-    text = "".join(ch for ch in text if ch in index)[:args.chars]
+    kept, unknown = [], set()
+    for ch in text:  # the first --chars characters the model knows; the others are left out
+        if len(kept) == args.chars:
+            break
+        (kept.append if ch in index else unknown.add)(ch)
+    text, unknown = "".join(kept), sorted(unknown)
     if unknown:
         print(f"note: the checkpoint's vocabulary has no {', '.join(map(repr, unknown[:10]))}"
               f"{' ...' if len(unknown) > 10 else ''}; those characters are left out of the text")
@@ -214,13 +221,13 @@ def command(args):
     features = text_features(text)
     corr = correlations(acts, features)
     sat = saturation(acts)
-    view = _default_view(corr)
-    for key in ("layer", "signal", "unit"):
+    if args.layer is not None and args.layer >= rnn.num_layers:
+        raise SystemExit(f"pylstm inspect: --layer {args.layer} is out of range: the model has "
+                         f"{rnn.num_layers} layer(s), 0..{rnn.num_layers - 1}")
+    view = _default_view(corr, args.layer)
+    for key in ("signal", "unit"):
         if getattr(args, key) is not None:
             view[key] = getattr(args, key)
-    if view["layer"] >= rnn.num_layers:
-        raise SystemExit(f"pylstm inspect: --layer {view['layer']} is out of range: the model has "
-                         f"{rnn.num_layers} layer(s), 0..{rnn.num_layers - 1}")
     if view["unit"] >= rnn.hidden_size:
         raise SystemExit(f"pylstm inspect: --unit {view['unit']} is out of range: the layers have "
                          f"{rnn.hidden_size} units, 0..{rnn.hidden_size - 1}")
@@ -245,7 +252,9 @@ def command(args):
 
     png_path = os.path.join(args.out, "inspect.png")
     try:
-        save_figure(png_path, fig, dpi=100)
+        with warnings.catch_warnings():  # a character the font lacks is drawn as a box; that needs no warning
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            save_figure(png_path, fig, dpi=100)
     finally:
         plt.close(fig)
     print(f"saved {png_path}")

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from pylstm.checkpoint import Checkpoint, CheckpointError
-from pylstm.seq2seq import TASKS, Seq2Seq, baseline, held_out_pairs, scores, training_pairs
+from pylstm.seq2seq import TASKS, Seq2Seq, baseline, held_out_pairs, held_out_room, scores, training_pairs
 from pylstm.training import Interrupts, Loop
 
 from .common import _plot
@@ -22,6 +22,8 @@ def command(args):
                         args.clip, attention=args.attention)
     except ValueError as e:
         raise SystemExit(f"pylstm seq2seq: {e}") from None
+    if args.held_out is None:  # 2000, or all that 10 % of each kind allows (reverse and sort with few letters)
+        args.held_out = min(2000, held_out_room(args.task, args.digits))
     try:
         held = held_out_pairs(args.task, np.random.default_rng([args.seed, 1]), args.held_out, args.digits)
     except ValueError as e:
@@ -40,7 +42,7 @@ def command(args):
     ck_path = os.path.join(args.out, f"seq2seq-{args.task}.npz")
     config = dict(task=args.task, cell=args.cell, hidden=args.hidden, digits=args.digits, batch=args.batch,
                   reverse_input=bool(args.reverse_input), held_out=args.held_out, seed=args.seed,
-                  attention=bool(args.attention))
+                  attention=bool(args.attention), held_out_set="distinct, at most 10 % of each kind")
     history = {"step": [], "loss": [], "eval_step": [], "exact": [], "char": []}
     start, saved_step = 1, 0
     if args.resume:
@@ -53,6 +55,9 @@ def command(args):
         start, saved_step = ck.step + 1, ck.step
         history = {k: ck.history[k].tolist() for k in history}
         print(f"resuming from {ck_path} at step {ck.step}")
+        if ck.step >= args.steps:
+            print(f"the run is already at step {ck.step}: raise --steps (now {args.steps}) to train on")
+            return 0
 
     def save(step):
         Checkpoint(model.modules, model.opt, step=step, generators={"data": rng}, history=history, config=config,

@@ -3,13 +3,7 @@ picture of RNN, GRU and LSTM."""
 
 from __future__ import annotations
 
-import argparse
-import ast
-import hashlib
-import math
 import os
-import sys
-import sysconfig
 import time
 
 import numpy as np
@@ -83,7 +77,7 @@ def task(args):
     # Per cell: the held-out curve so far, the time spent, the running loss; the cells before the current one are
     # finished.
     progress = {cell: {"steps": [], "loss": [], "score": [], "secs": 0.0} for cell in cells}
-    first_cell, first_step, ema, resumed = 0, 1, None, None
+    first_cell, ema, resumed = 0, None, None
     if args.resume:
         try:
             resumed = Checkpoint.load(ck_path, {}, None, config=config, kind="pylstm task", resume=True,
