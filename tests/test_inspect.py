@@ -235,6 +235,52 @@ def test_a_text_with_markup_and_astral_characters(tmp_path):
         assert (rgb[inside, 0] == 255).all() and (rgb[inside, 1] < 130).all() and (rgb[~inside] > 245).all()
 
 
+def save_model(path, cell, vocab, hidden, layers, seed=0):
+    rnn, head = nn.recurrent_model(cell, len(vocab), hidden, len(vocab), layers, seed=seed)
+    Checkpoint({"rnn": rnn, "head": head}, None, step=0, kind="pylstm train",
+               extra=dict(vocab=np.array([ord(c) for c in vocab], np.int32), config=np.array([hidden, layers], np.int64),
+                          cell=np.array(cell))).save(str(path))
+    return rnn
+
+
+@pytest.mark.parametrize("cell, signals, gates", [("gru", ["h", "r", "z", "n"], ["r", "z"]), ("rnn", ["h"], [])])
+def test_gru_and_rnn_checkpoints(cell, signals, gates, tmp_path, capsys):
+    vocab = sorted(set(TEXT))
+    rnn = save_model(tmp_path / "m.npz", cell, vocab, 6, 2)
+    (tmp_path / "t.txt").write_text(TEXT)
+    args = ["inspect", "--checkpoint", str(tmp_path / "m.npz"), "--text", str(tmp_path / "t.txt"), "--out",
+            str(tmp_path)]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"{cell.upper()} with 2 layer(s) of 6 units" in printed and ("gate saturation" in printed) == bool(gates)
+    data = page_data(tmp_path / "inspect.html")
+    assert data["cell"] == cell.upper() and data["signals"] == signals and data["gates"] == gates
+    assert data["initial"]["signal"] == "h"
+    assert np.array(data["saturation"]).shape == ((2, len(gates), 6, 2) if gates else (2, 0))
+    ids = np.array([vocab.index(ch) for ch in TEXT])
+    acts = inspect.activations(rnn, ids, len(vocab))
+    rnn.eval()
+    out, h_n = rnn(np.eye(len(vocab), dtype=np.float32)[ids][:, None, :])
+    np.testing.assert_allclose(acts[1, 0].T, out[:, 0], atol=1e-5)      # the top layer's h at every step
+    np.testing.assert_allclose(acts[:, 0, :, -1], h_n[:, 0], atol=1e-5)  # each layer's last h
+    if cell == "gru":  # h_t = (1 - z) n + z h_{t-1}
+        h, z, n = acts[:, 0], acts[:, 2], acts[:, 3]
+        np.testing.assert_allclose(h[..., 1:], (1 - z[..., 1:]) * n[..., 1:] + z[..., 1:] * h[..., :-1], atol=1e-6)
+        assert ((acts[:, 1:3] > 0) & (acts[:, 1:3] < 1)).all()
+    with pytest.raises(SystemExit, match=f"--signal c is not one of the {cell.upper()}'s: {', '.join(signals)}"):
+        cli.main(args + ["--signal", "c"])
+    from browser import Browser, chromium
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium); the page was not rendered")
+    with Browser(width=900, height=700) as br:
+        br.open((tmp_path / "inspect.html").as_uri() + "#layer=1&signal=h&unit=3")
+        assert br.evaluate("document.body.dataset.view") == "1/h/3"
+        assert br.evaluate("document.getElementById('title').textContent") == f"What the {cell.upper()}'s units do"
+        assert br.evaluate("document.querySelectorAll('#plots svg').length") == len(gates)
+        assert coloured(br.screenshot()) > 0.01
+
+
 def test_errors_are_clear(tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text(TEXT)
@@ -251,12 +297,6 @@ def test_errors_are_clear(tmp_path, capsys):
     other.write_text("\u00e9\u00e8\u00ea")
     with pytest.raises(SystemExit, match="the text has 0 characters the model knows"):
         cli.main(["inspect", "--checkpoint", ck, "--text", str(other), "--out", str(tmp_path)])
-    rnn, head = nn.recurrent_model("gru", 5, 4, 5, 1, seed=0)
-    Checkpoint({"rnn": rnn, "head": head}, None, step=0, kind="pylstm train",
-               extra=dict(vocab=np.array([ord(c) for c in "abcde"], np.int32), config=np.array([4, 1], np.int64),
-                          cell=np.array("gru"))).save(str(tmp_path / "gru.npz"))
-    with pytest.raises(SystemExit, match="holds a GRU model; inspect reads LSTM checkpoints"):
-        cli.main(["inspect", "--checkpoint", str(tmp_path / "gru.npz"), "--text", str(text), "--out", str(tmp_path)])
     (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match="pylstm inspect: "):
         cli.main(["inspect", "--checkpoint", str(tmp_path / "bad.npz"), "--text", str(text), "--out", str(tmp_path)])

@@ -117,25 +117,26 @@ def build_parser():
     positive(q, "--checkpoint-every", int, 500, "steps between checkpoints")
     q.add_argument("--resume", action="store_true", help="continue the run saved in OUT/seq2seq-TASK.npz")
     seed_and_out(q)
-    n = command("inspect", "a web page (and a PNG) of what a trained LSTM's units do on a text",
-                "Runs a `pylstm train` LSTM checkpoint over a text and writes OUT/inspect.html, one self-contained "
-                "page (no network): the text with each character coloured by a chosen unit's cell state (tanh c), "
-                "hidden state or input, forget or output gate, with a picker over layers, signals and units whose "
+    n = command("inspect", "a web page (and a PNG) of what a trained LSTM's (GRU's, RNN's) units do on a text",
+                "Runs a `pylstm train` checkpoint over a text and writes OUT/inspect.html, one self-contained page "
+                "(no network): the text with each character coloured by a chosen unit's signal (LSTM: cell state "
+                "tanh c, hidden state h, input, forget and output gates; GRU: h, reset and update gates, candidate "
+                "n; RNN: h), with a picker over layers, signals and units whose "
                 "choice is kept in the address (#layer=0&signal=c&unit=5); the units most correlated with simple "
                 "features of the text (inside double quotes, inside brackets, position in the line, just after a "
                 "newline); and how often each unit's gates are saturated (below 0.1 or above 0.9), as in Karpathy, "
                 "Johnson and Fei-Fei, \"Visualizing and Understanding Recurrent Networks\" (2015). Also writes "
                 "OUT/inspect.png, the same view for people without a browser (with matplotlib).")
-    n.add_argument("--checkpoint", default=os.path.join("pylstm-out", "lstm.npz"), help="a `pylstm train` LSTM .npz")
+    n.add_argument("--checkpoint", default=os.path.join("pylstm-out", "lstm.npz"), help="a `pylstm train` .npz")
     n.add_argument("--text", help="a UTF-8 text file to run the model over (default: the end of the standard "
                    "library's docstrings, the part `pylstm train` holds out)")
     positive(n, "--chars", int, 2000, "characters of the text to show (from its start)")
     n.add_argument("--layer", type=_non_negative_int, help="the layer shown first (default: that of the unit "
                    "most correlated with a feature)")
-    n.add_argument("--signal", choices=("c", "h", "i", "f", "o"), default=None,
-                   help="the signal shown first (default: c, the cell state)")
-    n.add_argument("--unit", type=_non_negative_int, help="the unit shown first (default: the one whose cell state "
-                   "is most correlated with a feature, within --layer when given)")
+    n.add_argument("--signal", choices=("c", "h", "i", "f", "o", "r", "z", "n"), default=None,
+                   help="the signal shown first (default: the state, the LSTM's c or the GRU's and RNN's h)")
+    n.add_argument("--unit", type=_non_negative_int, help="the unit shown first (default: the one whose state is "
+                   "most correlated with a feature, within --layer when given)")
     n.add_argument("--out", default="pylstm-out", help="output folder")
     g = command("gradflow", "the vanishing-gradient picture: |dL/dx_t| for RNN, GRU and LSTM",
                 "For RNN, GRU and LSTM of the same size on random input (float64), prints and plots the norm of "

@@ -1,7 +1,7 @@
-"""`pylstm inspect`: what a trained character-level LSTM's units do on a text, as one self-contained web page and a
-PNG of the same view (after Karpathy, Johnson and Fei-Fei, "Visualizing and Understanding Recurrent Networks",
-2015): the text coloured by one unit's cell state or gate, the units most correlated with simple features of the
-text, and how often each unit's gates are saturated."""
+"""`pylstm inspect`: what a trained character-level LSTM's (or GRU's, RNN's) units do on a text, as one self-contained
+web page and a PNG of the same view (after Karpathy, Johnson and Fei-Fei, "Visualizing and Understanding Recurrent
+Networks", 2015): the text coloured by one unit's state or gate, the units most correlated with simple features of
+the text, and how often each unit's gates are saturated."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ from importlib import resources
 
 import numpy as np
 
-SIGNALS = ("c", "h", "i", "f", "o")  # the order of the signal axis in the page's data
+# Per cell: its signals (the order of the signal axis in the page's data), its gates, and the state whose units the
+# page opens on. The gates are in [0, 1]; the other signals in [-1, 1] (the cell state c shown as tanh c).
+CELLS = {"LSTM": (("c", "h", "i", "f", "o"), ("i", "f", "o"), "c"),
+         "GRU": (("h", "r", "z", "n"), ("r", "z"), "h"),
+         "RNN": (("h",), (), "h")}
 SIGNAL_NAMES = {"c": "cell state, tanh(c)", "h": "hidden state h", "i": "input gate i", "f": "forget gate f",
-                "o": "output gate o"}
-GATES = ("i", "f", "o")
+                "o": "output gate o", "r": "reset gate r", "z": "update gate z", "n": "candidate n"}
+GATE_SIGNALS = {"i", "f", "o", "r", "z"}
 FEATURES = ("inside double quotes", "inside brackets", "position in the line", "just after a newline")
 SATURATED = (0.1, 0.9)  # a gate is left-saturated below the first, right-saturated above the second (as in 2015)
 
@@ -40,23 +44,34 @@ def text_features(text):
 
 
 def activations(rnn, ids, vocab_size):
-    """(L, 5, H, T) float32: for each layer the cell state c, hidden state h and gates i, f, o (SIGNALS order) after
-    each character, from the NumPy reference run over the one-hot ids (batch 1, from zero state)."""
+    """(L, S, H, T) float32: for each layer the cell's signals (CELLS order: LSTM c, h, i, f, o; GRU h, r, z, n; RNN
+    h) after each character, from the NumPy reference run over the one-hot ids (batch 1, from zero state)."""
     from pylstm import reference
 
+    cell = type(rnn).__name__
     params = rnn.state_dict()
     T, H = len(ids), rnn.hidden_size
     x = np.eye(vocab_size, dtype=rnn.dtype)[ids][:, None, :]
-    out = np.empty((rnn.num_layers, len(SIGNALS), H, T), np.float32)
+    out = np.empty((rnn.num_layers, len(CELLS[cell][0]), H, T), np.float32)
     for k in range(rnn.num_layers):
         w = [params.get(f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        x, _, _, cache = reference.lstm_forward(x, None, None, *w, training=True)
-        # The training cache holds what backward differentiates from: the activated gates and c (layout shared with
-        # the compiled kernels, see reference.lstm_cache_size).
-        gates, c, _ = reference._cache_views(cache, T, 1, H)
-        gates = gates[:, 0]
-        out[k, 0], out[k, 1] = c[:, 0].T, x[:, 0].T
-        out[k, 2], out[k, 3], out[k, 4] = gates[:, :H].T, gates[:, H:2 * H].T, gates[:, 3 * H:].T
+        # The training caches hold what backward differentiates from (layouts shared with the compiled kernels, see
+        # reference.lstm_cache_size): the LSTM's activated gates and c, the GRU's r, z, n (and its recurrent n-term).
+        if cell == "LSTM":
+            x, _, _, cache = reference.lstm_forward(x, None, None, *w, training=True)
+            gates, c, _ = reference._cache_views(cache, T, 1, H)
+            gates = gates[:, 0]
+            parts = [c[:, 0], x[:, 0], gates[:, :H], gates[:, H:2 * H], gates[:, 3 * H:]]
+        elif cell == "GRU":
+            x, _, cache = reference.gru_forward(x, None, *w, linear_before_reset=rnn.linear_before_reset,
+                                                training=True)
+            rows = cache.reshape(T, 4 * H)
+            parts = [x[:, 0], rows[:, :H], rows[:, H:2 * H], rows[:, 2 * H:3 * H]]
+        else:
+            x, _, _ = reference.rnn_forward(x, None, *w, nonlinearity=rnn.nonlinearity, training=False)
+            parts = [x[:, 0]]
+        for j, part in enumerate(parts):
+            out[k, j] = part.T
     return out
 
 
@@ -71,42 +86,48 @@ def correlations(acts, features):
     return np.divide(num, den, out=np.zeros_like(num), where=den > 1e-12)
 
 
-def saturation(acts):
-    """(L, 3, H, 2): for the gates i, f, o of every unit, the fraction of steps below 0.1 and above 0.9."""
-    g = acts[:, [SIGNALS.index(s) for s in GATES]]
+def saturation(acts, cell="LSTM"):
+    """(L, gates, H, 2): for each gate of the cell (LSTM i, f, o; GRU r, z; RNN none) of every unit, the fraction of
+    steps below 0.1 and above 0.9."""
+    signals, gates, _ = CELLS[cell]
+    g = acts[:, [signals.index(s) for s in gates]]
     return np.stack([(g < SATURATED[0]).mean(-1), (g > SATURATED[1]).mean(-1)], axis=-1)
 
 
-def top_units(corr, signals=("c", "h"), n=8):
-    """{feature: [(layer, signal, unit, r)]}: the n units of the given signals with the largest |r| per feature."""
+def top_units(corr, cell="LSTM", n=8):
+    """{feature: [(layer, signal, unit, r)]}: the n units of the cell's states (LSTM c and h; GRU, RNN h) with the
+    largest |r| per feature."""
+    all_signals = CELLS[cell][0]
+    signals = [s for s in ("c", "h") if s in all_signals]
     out = {}
     for j, name in enumerate(FEATURES):
-        rows = [(k, s, u, float(corr[k, SIGNALS.index(s), u, j])) for k in range(corr.shape[0]) for s in signals
+        rows = [(k, s, u, float(corr[k, all_signals.index(s), u, j])) for k in range(corr.shape[0]) for s in signals
                 for u in range(corr.shape[2])]
         out[name] = sorted((r for r in rows if r[3] != 0), key=lambda r: -abs(r[3]))[:n]
     return out
 
 
-def quantize(acts):
-    """uint8 of the displayed values: tanh(c) and h in [-1, 1] as (v + 1)·127.5, the gates in [0, 1] as v·255."""
-    shown = acts.copy()
-    shown[:, 0] = np.tanh(shown[:, 0])
+def quantize(acts, cell="LSTM"):
+    """uint8 of the displayed values: the gates in [0, 1] as v·255, the rest (tanh c, h, n) in [-1, 1] as
+    (v + 1)·127.5."""
     q = np.empty(acts.shape, np.uint8)
-    q[:, :2] = np.rint((np.clip(shown[:, :2], -1, 1) + 1) * 127.5)
-    q[:, 2:] = np.rint(np.clip(shown[:, 2:], 0, 1) * 255)
+    for j, s in enumerate(CELLS[cell][0]):
+        v = np.tanh(acts[:, j]) if s == "c" else acts[:, j]
+        q[:, j] = np.rint(np.clip(v, 0, 1) * 255) if s in GATE_SIGNALS else np.rint((np.clip(v, -1, 1) + 1) * 127.5)
     return q
 
 
-def page(text, acts, corr, sat, view, source, checkpoint):
+def page(text, acts, corr, sat, view, source, checkpoint, cell="LSTM"):
     """The HTML: the template shipped with the package with the data in one JSON object."""
     L, S, H, T = acts.shape
-    data = dict(text=text, layers=L, units=H, steps=T, signals=list(SIGNALS), signalNames=SIGNAL_NAMES,
-                features=list(FEATURES), saturated=list(SATURATED), initial=view, source=source,
-                checkpoint=checkpoint,
-                values=base64.b64encode(quantize(acts).tobytes()).decode("ascii"),
+    signals, gates, _ = CELLS[cell]
+    data = dict(cell=cell, text=text, layers=L, units=H, steps=T, signals=list(signals), gates=list(gates),
+                gateSignals=sorted(GATE_SIGNALS), signalNames=SIGNAL_NAMES, features=list(FEATURES),
+                saturated=list(SATURATED), initial=view, source=source, checkpoint=checkpoint,
+                values=base64.b64encode(quantize(acts, cell).tobytes()).decode("ascii"),
                 corr=np.round(corr, 3).tolist(), saturation=np.round(sat, 4).tolist(),
                 top={name: [dict(layer=k, signal=s, unit=u, r=round(r, 3)) for k, s, u, r in rows]
-                     for name, rows in top_units(corr).items()})
+                     for name, rows in top_units(corr, cell).items()})
     # Inside an inline script the text must not open or close tags or comments ("</script>", "<!--"): every <, >
     # and & goes in as a JSON escape, which JSON.parse and the script read back as the character.
     blob = (json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
@@ -118,7 +139,7 @@ def page(text, acts, corr, sat, view, source, checkpoint):
     return template.replace(marker, blob)
 
 
-def figure(text, acts, corr, sat, view, max_chars=1200, width=100):
+def figure(text, acts, corr, sat, view, cell="LSTM", max_chars=1200, width=100):
     """The same view for people without a browser: the start of the text coloured by the chosen unit, its
     correlations, and the three gates' saturation plots. Returns a matplotlib Figure, or None without matplotlib."""
     try:
@@ -130,9 +151,10 @@ def figure(text, acts, corr, sat, view, max_chars=1200, width=100):
         return None
     width = min(width, max(len(line) for line in text[:max_chars].split("\n")) + 1)  # no wider than the text
     k, s, u = view["layer"], view["signal"], view["unit"]
-    si = SIGNALS.index(s)
+    signals, gates, _ = CELLS[cell]
+    si = signals.index(s)
     values = acts[k, si, u]
-    shown = np.tanh(values) if s == "c" else (values if s == "h" else 2 * values - 1)
+    shown = np.tanh(values) if s == "c" else (2 * values - 1 if s in GATE_SIGNALS else values)
     # Lay the text out as the page does: a new row at each newline and every `width` characters.
     cells, row, col = [], 0, 0
     for t, ch in enumerate(text[:max_chars]):
@@ -147,8 +169,10 @@ def figure(text, acts, corr, sat, view, max_chars=1200, width=100):
     grid = np.full((rows, width), np.nan)
     for r, c_, _, v in cells:
         grid[r, c_] = v
-    fig = plt.figure(figsize=(max(9.0, 0.13 * width), 0.19 * rows + 4.2))
-    top = fig.add_axes([0.02, 3.9 / (0.19 * rows + 4.2), 0.96, 1 - 4.3 / (0.19 * rows + 4.2)])
+    below = 4.2 if gates else 0.3  # inches under the text: the saturation plots
+    height = 0.19 * rows + below + 0.4
+    fig = plt.figure(figsize=(max(9.0, 0.13 * width), height))
+    top = fig.add_axes([0.02, (below - 0.3 if gates else below) / height, 0.96, 0.19 * rows / height])
     top.imshow(grid, cmap="coolwarm", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
     for r, c_, ch, _ in cells:
         if ch not in " \n\t":
@@ -160,8 +184,8 @@ def figure(text, acts, corr, sat, view, max_chars=1200, width=100):
     rs = ", ".join(f"{name} {corr[k, si, u, j]:+.2f}" for j, name in enumerate(FEATURES))
     top.set_title(f"layer {k}, {SIGNAL_NAMES[s]}, unit {u} (blue low, red high)\nr with: {rs}", fontsize=9)
     colours = plt.get_cmap("tab10")
-    for j, gate in enumerate(GATES):
-        ax = fig.add_axes([0.06 + 0.32 * j, 0.09 * 4.2 / (0.19 * rows + 4.2), 0.25, 2.9 / (0.19 * rows + 4.2)])
+    for j, gate in enumerate(gates):
+        ax = fig.add_axes([0.06 + 0.32 * j, 0.4 / height, 0.25, 2.9 / height])
         for layer in range(sat.shape[0]):
             ax.scatter(sat[layer, j, :, 0], sat[layer, j, :, 1], s=8, alpha=0.7, color=colours(layer),
                        label=f"layer {layer}")
@@ -177,24 +201,26 @@ def figure(text, acts, corr, sat, view, max_chars=1200, width=100):
     return fig
 
 
-def _default_view(corr, layer=None):
-    """The unit whose cell state is most correlated (in |r|) with any of the features (within `layer` if given)."""
-    c = np.abs(corr[:, 0]) if layer is None else np.abs(corr[layer:layer + 1, 0])
+def _default_view(corr, cell="LSTM", layer=None):
+    """The unit whose state (the LSTM's c; the GRU's and RNN's h) is most correlated (in |r|) with any of the
+    features, within `layer` if given."""
+    signals, _, state = CELLS[cell]
+    si = signals.index(state)
+    c = np.abs(corr[:, si]) if layer is None else np.abs(corr[layer:layer + 1, si])
     k, u, _ = np.unravel_index(np.argmax(c), c.shape)
-    return dict(layer=int(k) if layer is None else layer, signal="c", unit=int(u))
+    return dict(layer=int(k) if layer is None else layer, signal=state, unit=int(u))
 
 
 def command(args):
-    from pylstm import LSTM
     from pylstm.checkpoint import save_figure, save_text
 
     from .charlm import load_model, stdlib_docstrings
 
     rnn, _, vocab = load_model(args.checkpoint, "inspect")
-    if not isinstance(rnn, LSTM):
-        raise SystemExit(f"pylstm inspect: {args.checkpoint} holds a {type(rnn).__name__} model; inspect reads LSTM "
-                         "checkpoints (their cell state and input, forget and output gates): train one with "
-                         "`pylstm train --cell lstm`")
+    cell = type(rnn).__name__
+    signals, gates, _ = CELLS[cell]
+    if args.signal is not None and args.signal not in signals:
+        raise SystemExit(f"pylstm inspect: --signal {args.signal} is not one of the {cell}'s: {', '.join(signals)}")
     if args.text is not None:
         if not os.path.isfile(args.text):
             raise SystemExit(f"pylstm inspect: --text {args.text!r} is not a readable file")
@@ -220,11 +246,11 @@ def command(args):
     acts = activations(rnn, np.array([index[ch] for ch in text]), len(vocab))
     features = text_features(text)
     corr = correlations(acts, features)
-    sat = saturation(acts)
+    sat = saturation(acts, cell)
     if args.layer is not None and args.layer >= rnn.num_layers:
         raise SystemExit(f"pylstm inspect: --layer {args.layer} is out of range: the model has "
                          f"{rnn.num_layers} layer(s), 0..{rnn.num_layers - 1}")
-    view = _default_view(corr, args.layer)
+    view = _default_view(corr, cell, args.layer)
     for key in ("signal", "unit"):
         if getattr(args, key) is not None:
             view[key] = getattr(args, key)
@@ -232,19 +258,22 @@ def command(args):
         raise SystemExit(f"pylstm inspect: --unit {view['unit']} is out of range: the layers have "
                          f"{rnn.hidden_size} units, 0..{rnn.hidden_size - 1}")
 
-    print(f"{len(text):,} characters of {source}; LSTM with {rnn.num_layers} layer(s) of {rnn.hidden_size} units")
-    print("units most correlated with each feature (cell state c or hidden state h; Pearson r over the text):")
-    for name, rows in top_units(corr, n=3).items():
+    print(f"{len(text):,} characters of {source}; {cell} with {rnn.num_layers} layer(s) of {rnn.hidden_size} units")
+    states = "cell state c or hidden state h" if cell == "LSTM" else "hidden state h"
+    print(f"units most correlated with each feature ({states}; Pearson r over the text):")
+    for name, rows in top_units(corr, cell, n=3).items():
         shown = ", ".join(f"layer {k} {s} unit {u}: {r:+.2f}" for k, s, u, r in rows) or "(constant in this text)"
         print(f"  {name:22} {shown}")
-    print(f"gate saturation (fraction of units' steps below {SATURATED[0]} / above {SATURATED[1]}, mean over units):")
-    for j, gate in enumerate(GATES):
+    if gates:
+        print(f"gate saturation (fraction of units' steps below {SATURATED[0]} / above {SATURATED[1]}, mean over "
+              "units):")
+    for j, gate in enumerate(gates):
         print("  " + gate + ": " + "; ".join(f"layer {k} {sat[k, j, :, 0].mean():.2f} / {sat[k, j, :, 1].mean():.2f}"
                                               for k in range(sat.shape[0])))
     html_path = os.path.join(args.out, "inspect.html")
-    save_text(html_path, page(text, acts, corr, sat, view, source, os.path.basename(args.checkpoint)))
+    save_text(html_path, page(text, acts, corr, sat, view, source, os.path.basename(args.checkpoint), cell))
     print(f"saved {html_path} (opens at layer {view['layer']}, signal {view['signal']}, unit {view['unit']})")
-    fig = figure(text, acts, corr, sat, view)
+    fig = figure(text, acts, corr, sat, view, cell)
     if fig is None:
         print('matplotlib is not installed: pip install "pylstm[plot]" to get the PNG')
         return 0
