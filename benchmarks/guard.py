@@ -73,7 +73,8 @@ def main():
             ok = ref / ours >= FLOOR
             if not ok:
                 failed.append(f"{cell} {mode}")
-            print(f"{cell:5} {mode:6} {1e3 * ours:10.2f} {1e3 * ref:13.2f} {ref / ours:8.2f}x  {'ok' if ok else 'FAIL'}")
+            verdict = "ok" if ok else "FAIL"
+            print(f"{cell:5} {mode:6} {1e3 * ours:10.2f} {1e3 * ref:13.2f} {ref / ours:8.2f}x  {verdict}")
     if failed:
         print(f"guard FAILED at isa {cfg['isa']}: {', '.join(failed)} slower than {FLOOR}x the reference")
         return 1

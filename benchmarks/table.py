@@ -94,7 +94,8 @@ def _ptorch_table(rows):
     both = [(key, r) for key, r in rows.items() if "ptorch" in r and "torch" in r]
     if not both:
         return
-    print("\n| cell | case | pass | torch.nn ms | pylstm.torch ms | pylstm.torch vs torch | pylstm (NumPy API) vs torch |")
+    print("\n| cell | case | pass | torch.nn ms | pylstm.torch ms | pylstm.torch vs torch "
+          "| pylstm (NumPy API) vs torch |")
     print("|---|---|---|---|---|---|---|")
     for (cell, case, mode), r in sorted(both, key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]), kv[0][2])):
         t, p = r["torch"][0], r["ptorch"][0]

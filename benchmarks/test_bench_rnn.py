@@ -4,9 +4,9 @@ Runtime (inference only), in one run.
     pytest benchmarks --benchmark-enable --benchmark-json=bench.json && python benchmarks/table.py bench.json
 
 Each case is (T, N, I=H); pylstm runs in float32 and, as "pylstm64", in float64; "ptorch" is torch's benchmark with
-pylstm.torch's module in place of torch.nn's. "infer" is an eval-mode forward; "train" is forward plus backward through time with the
-gradients of the input and all weights. Without --benchmark-enable (as in the test suite) each runs once, as a smoke
-test.
+pylstm.torch's module in place of torch.nn's. "infer" is an eval-mode forward; "train" is forward plus backward
+through time with the gradients of the input and all weights. Without --benchmark-enable (as in the test suite)
+each runs once, as a smoke test.
 """
 
 import time

@@ -1,7 +1,8 @@
 """Streaming inference: a 2-layer LSTM (I = H = 256, float32, batch 1) called once per time step with the state
 carried, pylstm against torch and ONNX Runtime in one run.
 
-    pytest benchmarks -k stream --benchmark-enable --benchmark-json=stream.json && python benchmarks/table.py stream.json
+    pytest benchmarks -k stream --benchmark-enable --benchmark-json=stream.json
+    python benchmarks/table.py stream.json
 
 "pylstm-stream" is ``layer.stream().step(x_t)``; "pylstm-call" is ``out, state = layer(x_t, state)`` on a one-step
 sequence; "torch" is nn.LSTM(256, 256, 2) on a one-step sequence under inference_mode; "ort" is one session run

@@ -106,7 +106,8 @@ class _Module:
         unexpected = sorted(keys - set(self._params))
         missing = sorted(set(self._params) - keys)
         if unexpected or (strict and missing):
-            raise ValueError(f"state_dict does not match this {type(self).__name__}: missing keys {missing}, unexpected keys {unexpected}")
+            raise ValueError(f"state_dict does not match this {type(self).__name__}: missing keys {missing}, "
+                             f"unexpected keys {unexpected}")
         staged = {}
         for name in keys:
             try:

@@ -133,7 +133,8 @@ class Checkpoint:
     """Everything a training loop needs to continue bit for bit, for people writing their own loops.
 
     ``modules`` (name -> module) and ``optimizer`` are saved through their state_dicts. ``step`` counts the steps
-    taken (None: a weights-only file, which cannot be resumed); ``generators`` (name -> numpy.random.Generator) are saved with their exact states; ``carried`` (name ->
+    taken (None: a weights-only file, which cannot be resumed); ``generators`` (name -> numpy.random.Generator)
+    are saved with their exact states; ``carried`` (name ->
     list of arrays, or None) holds states carried between steps (truncated BPTT); ``history`` (name -> 1-D array)
     the loss curves; ``config`` (name -> number or string) the options that must match on resume; ``extra``
     (name -> array) anything else. :meth:`save` writes atomically and refuses non-finite weights; :meth:`load`

@@ -50,7 +50,6 @@ class Stream:
     @property
     def state(self):
         """The carried state after the last step, as forward returns it (None before the first step without one)."""
-        layer = self._layer
         if self._h is not None:  # the fused path keeps h and c in its own buffers
             self._state = [self._h[0].copy(), self._c.copy()]
             states = self._state

@@ -92,7 +92,8 @@ def test_each_level_can_be_forced_and_matches_the_reference(level):
     assert out["config"]["isa_lanes"] == LANES[level]
     if "OPENBLAS_CORETYPE" not in os.environ and level in ("avx2", "sse2"):
         # PYLSTM_ISA caps pylstm's OpenBLAS too (Prescott is reported under the name of its SSE kernels, Katmai).
-        assert any(core in out["config"]["blas"] for core in {"avx2": ["Haswell"], "sse2": ["Prescott", "Katmai"]}[level])
+        cores = {"avx2": ["Haswell"], "sse2": ["Prescott", "Katmai"]}[level]
+        assert any(core in out["config"]["blas"] for core in cores)
     for key, err in out["errs"].items():
         assert err <= (1e-5 if "float32" in key else 1e-10), (level, key, err)
 

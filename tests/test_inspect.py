@@ -238,8 +238,8 @@ def test_a_text_with_markup_and_astral_characters(tmp_path):
 def save_model(path, cell, vocab, hidden, layers, seed=0):
     rnn, head = nn.recurrent_model(cell, len(vocab), hidden, len(vocab), layers, seed=seed)
     Checkpoint({"rnn": rnn, "head": head}, None, step=0, kind="pylstm train",
-               extra=dict(vocab=np.array([ord(c) for c in vocab], np.int32), config=np.array([hidden, layers], np.int64),
-                          cell=np.array(cell))).save(str(path))
+               extra=dict(vocab=np.array([ord(c) for c in vocab], np.int32),
+                          config=np.array([hidden, layers], np.int64), cell=np.array(cell))).save(str(path))
     return rnn
 
 

@@ -1,4 +1,5 @@
-"""Every output and gradient of the compiled LSTM kernels (pylstm._core) against the NumPy reference, per layer direction."""
+"""Every output and gradient of the compiled LSTM kernels (pylstm._core) against the NumPy reference, per layer
+direction."""
 
 import numpy as np
 import pytest

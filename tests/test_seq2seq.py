@@ -57,7 +57,8 @@ def test_held_out_questions_are_distinct_and_leave_every_kind_to_training(task, 
 
 
 def test_scores_and_baseline():
-    assert s2.scores(["12", "7", "100"], ["12", "8", "10"]) == (1 / 3, 4 / 6)  # characters right: 2 + 0 + 2 of 2 + 1 + 3
+    # characters right: 2 + 0 + 2 of 2 + 1 + 3
+    assert s2.scores(["12", "7", "100"], ["12", "8", "10"]) == (1 / 3, 4 / 6)
     exact, char = s2.baseline(["10", "12", "13"], ["12", "99"])
     assert exact == 0.0 and 0 < char < 1
 

@@ -248,7 +248,8 @@ def load_model(path, command):
             hidden, layers = (int(v) for v in data["extra/config"])
             cell = str(data["extra/cell"])
         except (KeyError, ValueError, TypeError):
-            raise CheckpointError(f"{path} is not a `pylstm train` checkpoint (no vocabulary and sizes in it)") from None
+            raise CheckpointError(f"{path} is not a `pylstm train` checkpoint (no vocabulary and sizes in "
+                                  "it)") from None
         if cell not in CELLS:
             raise CheckpointError(f"{path} names an unknown cell {cell!r}")
         rnn, head = _model(cell, len(vocab), hidden, layers, 0)
