@@ -25,40 +25,6 @@ def _check_installed():
 _check_installed()
 
 
-def rel_err(a, b):
-    """max |a - b| / max |b|: one number per array, robust to entries near zero."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
-
-
-TOL = {"float64": 1e-10, "float32": 1e-5}
-
-
-def assert_all_close(got, want, dt):
-    """Two dicts of results have the same keys, `got` has dtype `dt`, and each entry is within TOL[dt] of `want`."""
-    assert got.keys() == want.keys()
-    for k in want:
-        assert got[k].dtype == np.dtype(dt), k
-        err = rel_err(got[k], want[k])
-        assert err <= TOL[dt], f"{k}: relative error {err:.2e} > {TOL[dt]:.0e}"
-
-
-def numerical_gradient(loss, value, eps=1e-6):
-    """Central finite differences of loss() with respect to every element of `value`, which is perturbed in place
-    and restored."""
-    num = np.zeros_like(value)
-    for idx in np.ndindex(value.shape):
-        orig = value[idx]
-        value[idx] = orig + eps
-        up = loss()
-        value[idx] = orig - eps
-        down = loss()
-        value[idx] = orig
-        num[idx] = (up - down) / (2 * eps)
-    return num
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -3,7 +3,7 @@
 
 import numpy as np
 import pytest
-from conftest import TOL, rel_err
+from helpers import TOL, rel_err
 
 import pylstm
 

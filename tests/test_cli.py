@@ -162,3 +162,11 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
         p.stdout.close()
         err = p.stderr.read().decode()
         assert p.wait(timeout=120) == 1 and "Traceback" not in err, err
+
+
+def test_the_version_has_one_source():
+    import importlib.metadata
+
+    import pylstm
+
+    assert importlib.metadata.version("pylstm") == pylstm.__version__  # pyproject reads it from pylstm/__init__.py

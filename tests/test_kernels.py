@@ -3,7 +3,7 @@ direction."""
 
 import numpy as np
 import pytest
-from conftest import TOL, assert_all_close, rel_err
+from helpers import TOL, assert_all_close, rel_err
 
 from pylstm import _core
 from pylstm import reference as ref

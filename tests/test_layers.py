@@ -2,74 +2,9 @@
 
 import numpy as np
 import pytest
-from conftest import TOL, rel_err
+from helpers import KINDS, layer_case, ref_model, rel_err, TOL
 
 import pylstm
-from pylstm import reference as ref
-
-KINDS = {  # name: (constructor, reference kernel prefix, keyword arguments for the kernels, number of states)
-    "lstm": (pylstm.LSTM, "lstm", {}, 2),
-    "gru": (pylstm.GRU, "gru", {"linear_before_reset": True}, 1),
-    "gru-original": (lambda *a, **k: pylstm.GRU(*a, linear_before_reset=False, **k), "gru",
-                     {"linear_before_reset": False}, 1),
-    "rnn-relu": (lambda *a, **k: pylstm.RNN(*a, nonlinearity="relu", **k), "rnn", {"nonlinearity": "relu"}, 1),
-}
-
-
-def _ref_model(m, prefix, kw, x, s0, dout, ds_n, masks=()):
-    """A multi-layer, bidirectional model from reference.<prefix>_forward/backward, all in (T, N, .) layout. The
-    reverse direction is run forwards on the time-flipped sequence, so the layer's `reverse` path is checked too.
-    s0 and ds_n are lists with one (D*L, N, H) array per state."""
-    fwd, bwd = getattr(ref, prefix + "_forward"), getattr(ref, prefix + "_backward")
-    p = {k: v.astype(np.float64) for k, v in m.state_dict().items()}
-    H, D, L = m.hidden_size, m.num_directions, m.num_layers
-    T, N, _ = x.shape
-    g = {k: np.zeros_like(v) for k, v in p.items()}
-    inp, saved, s_n = x, [], [np.zeros((L * D, N, H)) for _ in s0]
-    for layer in range(L):
-        outs = []
-        for d in range(D):
-            k, sfx = layer * D + d, f"_l{layer}" + ("_reverse" if d else "")
-            xi = inp[::-1].copy() if d else inp
-            W = [p.get(n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            y, *fin, cache = fwd(xi, *[s[k] for s in s0], *W, **kw)
-            for dst, src in zip(s_n, fin):
-                dst[k] = src
-            saved.append((xi, W, y, cache, sfx))
-            outs.append(y[::-1] if d else y)
-        inp = np.concatenate(outs, axis=2)
-        if layer < len(masks):
-            inp = inp * masks[layer]
-    out = inp
-    dy, ds0 = dout, [np.zeros_like(s) for s in s_n]
-    for layer in reversed(range(L)):
-        dx = 0
-        for d in range(D):
-            k = layer * D + d
-            xi, W, y, cache, sfx = saved[k]
-            dyk = dy[:, :, d * H:(d + 1) * H]
-            dyk = dyk[::-1].copy() if d else dyk.copy()
-            gd = [g.get(n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            dxk, *firsts = bwd(dyk, *[s[k] for s in ds_n], xi, *[s[k] for s in s0], W[0], W[1], y, cache, *gd, **kw)
-            for dst, src in zip(ds0, firsts):
-                dst[k] = src
-            dx = dx + (dxk[::-1] if d else dxk)
-        dy = dx * masks[layer - 1] if 0 < layer <= len(masks) else dx
-    return out, s_n, dy, ds0, g
-
-
-def layer_case(rng, kind, T, N, I, H, L, bi, batch_first, given_state, dtype, seed):
-    """A layer of `kind` and random (T, N, .) inputs, states and output gradients, with what the reference composition
-    gives for them: (module, number of states, x, s0, dout, ds_n, (out, s_n, dx, ds0, grads))."""
-    make, prefix, kw, S = KINDS[kind]
-    m = make(I, H, L, bidirectional=bi, batch_first=batch_first, dtype=dtype, seed=seed)
-    D = 2 if bi else 1
-    x = rng.standard_normal((T, N, I))
-    s0 = [rng.standard_normal((L * D, N, H)) if given_state else np.zeros((L * D, N, H)) for _ in range(S)]
-    dout = rng.standard_normal((T, N, D * H))
-    ds_n = [rng.standard_normal((L * D, N, H)) for _ in range(S)]
-    return m, S, x, s0, dout, ds_n, _ref_model(m, prefix, kw, x, s0, dout, ds_n)
-
 
 CONFIGS = [  # (T, N, I, H, layers, bidirectional)
     (1, 1, 1, 1, 1, False),
@@ -309,7 +244,7 @@ def test_dropout_between_layers_matches_reference_with_the_same_masks(rng, kind)
     assert 0.2 < np.mean([(mk == 0).mean() for mk in masks]) < 0.6
     dx, _ = m.backward(dout)
     zeros = [np.zeros((2 * L, N, H))] * S
-    want_out, _, want_dx, _, want_g = _ref_model(m, prefix, kw, x, zeros, dout, zeros, masks)
+    want_out, _, want_dx, _, want_g = ref_model(m, prefix, kw, x, zeros, dout, zeros, masks)
     assert rel_err(out, want_out) < 1e-10 and rel_err(dx, want_dx) < 1e-10
     for k, g in want_g.items():
         assert rel_err(m.grads[k], g) < 1e-10, k

@@ -3,7 +3,7 @@ the original form (linear_before_reset=0), the one torch does not have: this is 
 
 import numpy as np
 import pytest
-from conftest import rel_err
+from helpers import rel_err
 
 import pylstm
 

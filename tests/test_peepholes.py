@@ -3,7 +3,7 @@ forms, every ISA level CI runs) against the reference, lengths, the layers and t
 
 import numpy as np
 import pytest
-from conftest import TOL, numerical_gradient, rel_err
+from helpers import TOL, numerical_gradient, rel_err
 
 import pylstm
 from pylstm import _core

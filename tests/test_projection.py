@@ -3,7 +3,7 @@ reference, and the layer against torch.nn.LSTM(proj_size=...) when torch is inst
 
 import numpy as np
 import pytest
-from conftest import TOL, numerical_gradient, rel_err
+from helpers import TOL, numerical_gradient, rel_err
 
 import pylstm
 from pylstm import _core

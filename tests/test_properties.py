@@ -2,10 +2,9 @@
 lengths against the reference composition, with a bounded number of examples so the suite stays fast."""
 
 import numpy as np
-from conftest import rel_err
+from helpers import KINDS, layer_case, rel_err
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_layers import KINDS, layer_case
 
 
 @settings(max_examples=40, deadline=None)

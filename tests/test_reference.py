@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import numerical_gradient
+from helpers import numerical_gradient
 
 from pylstm import reference as ref
 

@@ -5,7 +5,7 @@ import signal
 
 import numpy as np
 import pytest
-from conftest import numerical_gradient
+from helpers import numerical_gradient
 
 from pylstm import cli, optim
 from pylstm import seq2seq as s2

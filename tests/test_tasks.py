@@ -3,7 +3,7 @@ differences, and a short run on a short length learns far beyond a model without
 
 import numpy as np
 import pytest
-from conftest import numerical_gradient
+from helpers import numerical_gradient
 
 from pylstm import nn, tasks
 

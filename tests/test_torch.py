@@ -3,7 +3,7 @@ torch)."""
 
 import numpy as np
 import pytest
-from conftest import rel_err
+from helpers import rel_err
 
 import pylstm
 

@@ -3,7 +3,7 @@ torch.optim, checkpoints that round-trip, and a short run whose loss falls."""
 
 import numpy as np
 import pytest
-from conftest import numerical_gradient
+from helpers import numerical_gradient
 
 import pylstm
 from pylstm import nn, optim

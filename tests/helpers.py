@@ -1,0 +1,106 @@
+"""What the tests share: error measures and tolerances, finite differences, and the layer cases that the layer and
+property tests compare with a composition of the NumPy reference's kernels. (Test set-up and fixtures are in
+conftest.py; the browser helpers for the page tests in browser.py.)"""
+
+import numpy as np
+
+import pylstm
+from pylstm import reference as ref
+
+
+def rel_err(a, b):
+    """max |a - b| / max |b|: one number per array, robust to entries near zero."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+TOL = {"float64": 1e-10, "float32": 1e-5}
+
+
+def assert_all_close(got, want, dt):
+    """Two dicts of results have the same keys, `got` has dtype `dt`, and each entry is within TOL[dt] of `want`."""
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k].dtype == np.dtype(dt), k
+        err = rel_err(got[k], want[k])
+        assert err <= TOL[dt], f"{k}: relative error {err:.2e} > {TOL[dt]:.0e}"
+
+
+def numerical_gradient(loss, value, eps=1e-6):
+    """Central finite differences of loss() with respect to every element of `value`, which is perturbed in place
+    and restored."""
+    num = np.zeros_like(value)
+    for idx in np.ndindex(value.shape):
+        orig = value[idx]
+        value[idx] = orig + eps
+        up = loss()
+        value[idx] = orig - eps
+        down = loss()
+        value[idx] = orig
+        num[idx] = (up - down) / (2 * eps)
+    return num
+
+
+KINDS = {  # name: (constructor, reference kernel prefix, keyword arguments for the kernels, number of states)
+    "lstm": (pylstm.LSTM, "lstm", {}, 2),
+    "gru": (pylstm.GRU, "gru", {"linear_before_reset": True}, 1),
+    "gru-original": (lambda *a, **k: pylstm.GRU(*a, linear_before_reset=False, **k), "gru",
+                     {"linear_before_reset": False}, 1),
+    "rnn-relu": (lambda *a, **k: pylstm.RNN(*a, nonlinearity="relu", **k), "rnn", {"nonlinearity": "relu"}, 1),
+}
+
+
+def ref_model(m, prefix, kw, x, s0, dout, ds_n, masks=()):
+    """A multi-layer, bidirectional model from reference.<prefix>_forward/backward, all in (T, N, .) layout. The
+    reverse direction is run forwards on the time-flipped sequence, so the layer's `reverse` path is checked too.
+    s0 and ds_n are lists with one (D*L, N, H) array per state."""
+    fwd, bwd = getattr(ref, prefix + "_forward"), getattr(ref, prefix + "_backward")
+    p = {k: v.astype(np.float64) for k, v in m.state_dict().items()}
+    H, D, L = m.hidden_size, m.num_directions, m.num_layers
+    T, N, _ = x.shape
+    g = {k: np.zeros_like(v) for k, v in p.items()}
+    inp, saved, s_n = x, [], [np.zeros((L * D, N, H)) for _ in s0]
+    for layer in range(L):
+        outs = []
+        for d in range(D):
+            k, sfx = layer * D + d, f"_l{layer}" + ("_reverse" if d else "")
+            xi = inp[::-1].copy() if d else inp
+            W = [p.get(n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            y, *fin, cache = fwd(xi, *[s[k] for s in s0], *W, **kw)
+            for dst, src in zip(s_n, fin):
+                dst[k] = src
+            saved.append((xi, W, y, cache, sfx))
+            outs.append(y[::-1] if d else y)
+        inp = np.concatenate(outs, axis=2)
+        if layer < len(masks):
+            inp = inp * masks[layer]
+    out = inp
+    dy, ds0 = dout, [np.zeros_like(s) for s in s_n]
+    for layer in reversed(range(L)):
+        dx = 0
+        for d in range(D):
+            k = layer * D + d
+            xi, W, y, cache, sfx = saved[k]
+            dyk = dy[:, :, d * H:(d + 1) * H]
+            dyk = dyk[::-1].copy() if d else dyk.copy()
+            gd = [g.get(n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            dxk, *firsts = bwd(dyk, *[s[k] for s in ds_n], xi, *[s[k] for s in s0], W[0], W[1], y, cache, *gd, **kw)
+            for dst, src in zip(ds0, firsts):
+                dst[k] = src
+            dx = dx + (dxk[::-1] if d else dxk)
+        dy = dx * masks[layer - 1] if 0 < layer <= len(masks) else dx
+    return out, s_n, dy, ds0, g
+
+
+def layer_case(rng, kind, T, N, I, H, L, bi, batch_first, given_state, dtype, seed):
+    """A layer of `kind` and random (T, N, .) inputs, states and output gradients, with what the reference composition
+    gives for them: (module, number of states, x, s0, dout, ds_n, (out, s_n, dx, ds0, grads))."""
+    make, prefix, kw, S = KINDS[kind]
+    m = make(I, H, L, bidirectional=bi, batch_first=batch_first, dtype=dtype, seed=seed)
+    D = 2 if bi else 1
+    x = rng.standard_normal((T, N, I))
+    s0 = [rng.standard_normal((L * D, N, H)) if given_state else np.zeros((L * D, N, H)) for _ in range(S)]
+    dout = rng.standard_normal((T, N, D * H))
+    ds_n = [rng.standard_normal((L * D, N, H)) for _ in range(S)]
+    return m, S, x, s0, dout, ds_n, ref_model(m, prefix, kw, x, s0, dout, ds_n)
