@@ -293,6 +293,13 @@ def test_errors_are_clear(tmp_path, capsys):
         cli.main(["inspect", "--checkpoint", ck, "--text", str(text), "--unit", "4", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"--layer 1 is out of range: the model has 1 layer\(s\)"):
         cli.main(["inspect", "--checkpoint", ck, "--text", str(text), "--layer", "1", "--out", str(tmp_path)])
+    inspect.MAX_PAGE_BYTES, real = 2000, inspect.MAX_PAGE_BYTES  # 4 units × 5 signals × 4/3 bytes per character
+    try:
+        with pytest.raises(SystemExit, match="would hold 0 MB of activations, more than a browser handles well; use "
+                           "--chars 75 or fewer"):
+            cli.main(["inspect", "--checkpoint", ck, "--text", str(text), "--out", str(tmp_path)])
+    finally:
+        inspect.MAX_PAGE_BYTES = real
     other = tmp_path / "other.txt"
     other.write_text("\u00e9\u00e8\u00ea")
     with pytest.raises(SystemExit, match="the text has 0 characters the model knows"):

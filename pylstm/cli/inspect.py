@@ -22,6 +22,7 @@ SIGNAL_NAMES = {"c": "cell state, tanh(c)", "h": "hidden state h", "i": "input g
                 "o": "output gate o", "r": "reset gate r", "z": "update gate z", "n": "candidate n"}
 GATE_SIGNALS = {"i", "f", "o", "r", "z"}
 FEATURES = ("inside double quotes", "inside brackets", "position in the line", "just after a newline")
+MAX_PAGE_BYTES = 64e6  # the activations a page may carry
 SATURATED = (0.1, 0.9)  # a gate is left-saturated below the first, right-saturated above the second (as in 2015)
 
 
@@ -243,6 +244,12 @@ def command(args):
               f"{' ...' if len(unknown) > 10 else ''}; those characters are left out of the text")
     if len(text) < 2:
         raise SystemExit(f"pylstm inspect: the text has {len(text)} characters the model knows; it needs at least 2")
+    per_char = len(signals) * rnn.num_layers * rnn.hidden_size * 4 / 3  # bytes of base64 per character of text
+    if len(text) * per_char > MAX_PAGE_BYTES:
+        size = len(text) * per_char / 1e6
+        raise SystemExit(f"pylstm inspect: a page of {len(text):,} characters would hold {size:.0f} MB of "
+                         f"activations, more than a browser handles well; use --chars "
+                         f"{int(MAX_PAGE_BYTES // per_char):,} or fewer")
     acts = activations(rnn, np.array([index[ch] for ch in text]), len(vocab))
     features = text_features(text)
     corr = correlations(acts, features)
