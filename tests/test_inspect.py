@@ -296,7 +296,7 @@ def test_errors_are_clear(tmp_path, capsys):
     inspect.MAX_PAGE_BYTES, real = 2000, inspect.MAX_PAGE_BYTES  # 4 units × 5 signals × 4/3 bytes per character
     try:
         with pytest.raises(SystemExit, match="would hold 0 MB of activations, more than a browser handles well; use "
-                           "--chars 75 or fewer"):
+                           "--chars 74 or fewer"):
             cli.main(["inspect", "--checkpoint", ck, "--text", str(text), "--out", str(tmp_path)])
     finally:
         inspect.MAX_PAGE_BYTES = real
