@@ -212,8 +212,7 @@ class _Unscriptable:
         # Without this, torch.jit.script would compile torch's own recurrent code paths around our forward and give
         # a module that fails (or differs) when run: refuse at scripting time instead.
         raise RuntimeError(f"pylstm.torch.{type(self).__name__} cannot be compiled by torch.jit.script: its kernels "
-                           "are "
-                           "C++ called through NumPy, which TorchScript cannot express. torch.compile works (the "
+                           "are C++ called through NumPy, which TorchScript cannot express. torch.compile works (the "
                            "kernels run as a graph break); for TorchScript use torch.nn with the same state_dict")
 
 

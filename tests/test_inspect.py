@@ -274,11 +274,23 @@ def test_gru_and_rnn_checkpoints(cell, signals, gates, tmp_path, capsys):
     if chromium() is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium); the page was not rendered")
     with Browser(width=900, height=700) as br:
-        br.open((tmp_path / "inspect.html").as_uri() + "#layer=1&signal=h&unit=3")
-        assert br.evaluate("document.body.dataset.view") == "1/h/3"
+        br.open((tmp_path / "inspect.html").as_uri())  # the first view: the unit most correlated with a feature
+        first = data["initial"]
+        assert br.evaluate("document.body.dataset.view") == f"{first['layer']}/h/{first['unit']}"
         assert br.evaluate("document.getElementById('title').textContent") == f"What the {cell.upper()}'s units do"
         assert br.evaluate("document.querySelectorAll('#plots svg').length") == len(gates)
-        assert coloured(br.screenshot()) > 0.01
+        # Every character's colour is its value's: h in [-1, 1] from white to red (above 0) or blue (below).
+        styles = br.evaluate("Array.from(document.querySelectorAll('#text span')).map("
+                             "s => getComputedStyle(s).backgroundColor)")
+        got = np.array([[int(v) for v in c[c.index("(") + 1:c.index(")")].split(",")[:3]] for c in styles])
+        q = np.frombuffer(__import__("base64").b64decode(data["values"]), np.uint8)
+        q = q.reshape(2, len(signals), 6, len(TEXT))[first["layer"], 0, first["unit"]]
+        a = np.minimum(1, np.abs(q / 127.5 - 1))
+        pos = q / 127.5 - 1 >= 0
+        want = np.where(pos[:, None], np.stack([255 + 0 * a, 255 - 210 * a, 255 - 210 * a], 1),
+                        np.stack([255 - 215 * a, 255 - 165 * a, 255 + 0 * a], 1))
+        assert np.abs(got - want).max() <= 1 and np.ptp(got) > 20  # and not all one colour
+        assert coloured(br.screenshot()) > 0
 
 
 def test_errors_are_clear(tmp_path, capsys):

@@ -77,7 +77,7 @@ def activations(rnn, ids, vocab_size):
 
 
 def correlations(acts, features):
-    """(L, 5, H, F): the Pearson correlation of every unit's signal with every feature over the text; 0 where either
+    """(L, S, H, F): the Pearson correlation of every unit's signal with every feature over the text; 0 where either
     is constant (a text without quotes, a gate that never moves)."""
     a = acts - acts.mean(axis=-1, keepdims=True)
     f = np.stack([features[name] for name in FEATURES])
