@@ -64,13 +64,26 @@ class LuongAttention:
         self.combine = nn.Linear(2 * hidden, hidden, seed=seed, dtype=dtype)
         self._cache = None
 
+    # Batched over the batch axis n with matmul (several times faster than the equivalent einsum here):
+    @staticmethod
+    def _dots(a, b):  # a (T, N, H), b (S, N, H) -> Σ_h a[t,n,h] b[s,n,h], (T, N, S)
+        return np.matmul(a.transpose(1, 0, 2), b.transpose(1, 2, 0)).transpose(1, 0, 2)
+
+    @staticmethod
+    def _mix(w, b):  # w (T, N, S), b (S, N, H) -> Σ_s w[t,n,s] b[s,n,h], (T, N, H)
+        return np.matmul(w.transpose(1, 0, 2), b.transpose(1, 0, 2)).transpose(1, 0, 2)
+
+    @staticmethod
+    def _mix_back(w, a):  # w (T, N, S), a (T, N, H) -> Σ_t w[t,n,s] a[t,n,h], (S, N, H)
+        return np.matmul(w.transpose(1, 2, 0), a.transpose(1, 0, 2)).transpose(1, 0, 2)
+
     def __call__(self, dec, enc):
         """dec (T, N, H) decoder states, enc (S, N, H) encoder outputs -> (T, N, H) attentional states; keeps what
         backward needs."""
-        scores = np.einsum("tnh,snh->tns", dec, enc)
+        scores = self._dots(dec, enc)
         alpha = np.exp(scores - scores.max(axis=-1, keepdims=True))
         alpha /= alpha.sum(axis=-1, keepdims=True)              # (T, N, S)
-        context = np.einsum("tns,snh->tnh", alpha, enc)
+        context = self._mix(alpha, enc)
         out = np.tanh(self.combine(np.concatenate([context, dec], axis=-1)))
         self._cache = (dec, enc, alpha, out)
         return out
@@ -81,11 +94,11 @@ class LuongAttention:
         H = dec.shape[-1]
         dcat = self.combine.backward(dout * (1 - out * out))
         dcontext, ddec = dcat[..., :H], dcat[..., H:].copy()
-        dalpha = np.einsum("tnh,snh->tns", dcontext, enc)
-        denc = np.einsum("tns,tnh->snh", alpha, dcontext)
+        dalpha = self._dots(dcontext, enc)
+        denc = self._mix_back(alpha, dcontext)
         dscores = alpha * (dalpha - (alpha * dalpha).sum(axis=-1, keepdims=True))  # through the softmax
-        ddec += np.einsum("tns,snh->tnh", dscores, enc)
-        denc += np.einsum("tns,tnh->snh", dscores, dec)
+        ddec += self._mix(dscores, enc)
+        denc += self._mix_back(dscores, dec)
         return ddec, denc
 
 
