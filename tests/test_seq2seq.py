@@ -164,6 +164,12 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch, k, 
     with np.load(tmp_path / "a" / "seq2seq-add.npz") as f, np.load(signal_out / "seq2seq-add.npz") as g:
         for key in f.files:
             assert np.array_equal(f[key], g[key]), key
+    if k == 7:  # a finished run resumed at its own --steps says so and leaves the checkpoint alone
+        before = (signal_out / "seq2seq-add.npz").read_bytes()
+        capsys.readouterr()
+        assert cli.main(args + ["--out", str(signal_out), "--resume"]) == 0
+        assert "the run is already at step 30: raise --steps (now 30) to train on" in capsys.readouterr().out
+        assert (signal_out / "seq2seq-add.npz").read_bytes() == before
 
 
 @pytest.mark.parametrize("task, held", [("sort", 111), ("reverse", 111), ("add", 2000)])
