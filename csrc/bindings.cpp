@@ -659,6 +659,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &pylstm::get_num_threads, "Threads the kernels use.");
   m.def("set_num_threads", &pylstm::set_num_threads, py::arg("n"), "Sets the threads the kernels use (n >= 1).");
   m.def("blas_config", &pylstm::blas_config, "The build and core of the OpenBLAS in use.");
+  m.def("share_pool_with_openblas", &pylstm::share_pool_with_openblas, py::arg("on"),
+        "Other OpenBLAS libraries in the process (NumPy's) run their parallel work on pylstm's pool (on=True) or on "
+        "their own threads (on=False); returns the paths of those that now run on the pool.");
   m.def("_set_fused_loops", &pylstm::set_fused_loops, py::arg("on"),
         "Tests only: True (the default) runs the fused time loops, False the BLAS-per-step reference shape.");
   m.def("_fused_loops", &pylstm::fused_loops, "Whether the fused time loops are on.");

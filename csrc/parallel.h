@@ -9,8 +9,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace pylstm {
 
@@ -19,6 +21,17 @@ using ParallelFn = void (*)(void* ctx, int tid, int nt);
 void parallel_run(ParallelFn fn, void* ctx);
 void parallel_barrier();
 bool in_parallel_region();
+
+// fn on exactly nt concurrent threads, for work whose parts wait for each other by themselves (OpenBLAS's threaded
+// GEMM): on the pool when it is free, whatever its size; on threads of their own when another caller holds it.
+// parallel_barrier() is not for such work.
+void parallel_run_exactly(ParallelFn fn, void* ctx, int nt);
+
+// The other OpenBLAS libraries loaded in the process (NumPy's, SciPy's), when they take a threading callback
+// (OpenBLAS >= 0.3.27), run their parallel work on this pool instead of on worker threads of their own, which spin
+// for about 0.1 s after every call on the cores the pool needs (neighbours.cpp). on = false gives them their own
+// threads back. Returns the paths of the libraries that now run on the pool.
+std::vector<std::string> share_pool_with_openblas(bool on);
 
 // Whether the time loops take their fused form (the default) or the BLAS-per-step reference shape, which the tests
 // switch to in order to check both against the reference. Process-wide; not for use while kernels run.

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "blas.h"
 #include "parallel.h"
@@ -44,9 +45,9 @@ inline void wait_for(Done done) {
 constexpr auto kSpinTime = std::chrono::microseconds(300);
 
 struct alignas(64) Pool {
-  std::mutex busy;  // held by the caller that owns the pool for one region
-  int size = 1;     // threads of a region, the caller included
-  int started = 1;  // workers started so far, plus the caller
+  std::mutex busy;               // held by the caller that owns the pool for one region
+  std::atomic<int> size{1};      // threads of a region, the caller included (set_num_threads)
+  int started = 1;               // workers started so far, plus the caller (under `busy`)
 
   // The current region: set by the caller before `generation` is bumped, read by the workers after.
   ParallelFn fn = nullptr;
@@ -62,7 +63,10 @@ struct alignas(64) Pool {
   std::atomic<int> sleepers{0};
 
   void worker(int tid, unsigned long seen);
-  void start_workers();
+  void start_workers(int n);
+  // Runs fn on exactly `threads` threads (the caller as tid 0) if the pool is free; false, having run nothing, if
+  // another caller holds it.
+  bool try_run(ParallelFn fn, void* ctx, int threads);
 };
 
 // Leaked on purpose: detached workers may still be spinning on it while the process exits, and a forked child gets
@@ -101,46 +105,66 @@ void Pool::worker(int tid, unsigned long seen) {
   }
 }
 
-void Pool::start_workers() {
-  for (; started < size; ++started) {
+void Pool::start_workers(int n) {
+  for (; started < n; ++started) {
     const int tid = started;
     const unsigned long seen = generation.load();
     std::thread([this, tid, seen] { worker(tid, seen); }).detach();
   }
 }
 
+bool Pool::try_run(ParallelFn f, void* c, int threads) {
+  std::unique_lock<std::mutex> lock(busy, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  start_workers(threads);
+  fn = f;
+  ctx = c;
+  nt = threads;
+  pending.store(threads - 1, std::memory_order_relaxed);
+  generation.fetch_add(1);  // seq_cst: pairs with the sleepers' check (no lost wake-up)
+  if (sleepers.load() > 0) {
+    std::lock_guard<std::mutex> g(sleep_mutex);
+    wake.notify_all();
+  }
+  tl_in_region = true;
+  tl_pool = this;
+  tl_sense = barrier_sense.load(std::memory_order_relaxed);
+  tl_nt = threads;
+  f(c, 0, threads);
+  tl_in_region = false;
+  wait_for([this] { return pending.load(std::memory_order_acquire) == 0; });
+  return true;
+}
+
+// fn on the calling thread alone, as a region of one thread.
+void run_inline(ParallelFn fn, void* ctx) {
+  const bool outer = tl_in_region;
+  const int outer_nt = tl_nt;
+  tl_in_region = true;
+  tl_nt = 1;
+  fn(ctx, 0, 1);
+  tl_in_region = outer;
+  tl_nt = outer_nt;
+}
+
 }  // namespace
 
 void parallel_run(ParallelFn fn, void* ctx) {
   Pool* pool = g_pool;
-  std::unique_lock<std::mutex> lock(pool->busy, std::defer_lock);
-  if (tl_in_region || pool->size == 1 || !lock.try_lock()) {
-    const bool outer = tl_in_region;
-    const int outer_nt = tl_nt;
-    tl_in_region = true;
-    tl_nt = 1;
-    fn(ctx, 0, 1);
-    tl_in_region = outer;
-    tl_nt = outer_nt;
-    return;
-  }
-  pool->start_workers();
-  pool->fn = fn;
-  pool->ctx = ctx;
-  pool->nt = pool->size;
-  pool->pending.store(pool->size - 1, std::memory_order_relaxed);
-  pool->generation.fetch_add(1);  // seq_cst: pairs with the sleepers' check (no lost wake-up)
-  if (pool->sleepers.load() > 0) {
-    std::lock_guard<std::mutex> g(pool->sleep_mutex);
-    pool->wake.notify_all();
-  }
-  tl_in_region = true;
-  tl_pool = pool;
-  tl_sense = pool->barrier_sense.load(std::memory_order_relaxed);
-  tl_nt = pool->nt;
-  fn(ctx, 0, pool->nt);
-  tl_in_region = false;
-  wait_for([pool] { return pool->pending.load(std::memory_order_acquire) == 0; });
+  const int size = pool->size.load(std::memory_order_relaxed);
+  if (tl_in_region || size == 1 || !pool->try_run(fn, ctx, size)) run_inline(fn, ctx);
+}
+
+void parallel_run_exactly(ParallelFn fn, void* ctx, int nt) {
+  if (nt <= 1) return run_inline(fn, ctx);
+  if (!tl_in_region && g_pool->try_run(fn, ctx, nt)) return;
+  // The pool is taken (another caller's region, or this thread's own): threads of their own for this one region.
+  // They never meet pylstm's barrier, so they need none of the region's thread-locals.
+  std::vector<std::thread> extra;
+  extra.reserve(nt - 1);
+  for (int tid = 1; tid < nt; ++tid) extra.emplace_back([fn, ctx, tid, nt] { fn(ctx, tid, nt); });
+  fn(ctx, 0, nt);
+  for (auto& t : extra) t.join();
 }
 
 void parallel_barrier() {
@@ -166,13 +190,13 @@ std::atomic<bool> g_fused_loops{true};
 bool fused_loops() { return g_fused_loops.load(std::memory_order_relaxed); }
 void set_fused_loops(bool on) { g_fused_loops.store(on, std::memory_order_relaxed); }
 
-int get_num_threads() { return g_pool->size; }
+int get_num_threads() { return g_pool->size.load(std::memory_order_relaxed); }
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
   scipy_openblas_set_num_threads(1);  // every parallel piece of work runs on this pool instead
-  std::lock_guard<std::mutex> lock(g_pool->busy);
-  g_pool->size = n;
+  std::lock_guard<std::mutex> lock(g_pool->busy);  // not while a region runs on the old size
+  g_pool->size.store(n, std::memory_order_relaxed);
 }
 
 const char* blas_config() { return scipy_openblas_get_config(); }
@@ -182,9 +206,9 @@ struct ForkGuard {
   ForkGuard() {
     scipy_openblas_set_num_threads(1);
     pthread_atfork(nullptr, nullptr, [] {
-      const int size = g_pool->size;
+      const int size = g_pool->size.load();
       g_pool = new Pool;  // the parent's workers are not in the child
-      g_pool->size = size;
+      g_pool->size.store(size);
       tl_in_region = false;
       tl_pool = nullptr;
     });

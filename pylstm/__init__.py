@@ -92,6 +92,32 @@ def _available_cpus():
 _core.set_num_threads(_available_cpus())
 
 
+def _env_off(name):
+    return __import__("os").environ.get(name, "").strip().lower() in ("0", "false", "no", "off")
+
+
+# NumPy's OpenBLAS runs its multi-threaded products on pylstm's pool (csrc/neighbours.cpp says why); the variable
+# PYLSTM_SHARE_NUMPY_THREADS=0, or share_threads_with_numpy(False), leaves NumPy its own threads.
+_numpy_blas_on_pool = [] if _env_off("PYLSTM_SHARE_NUMPY_THREADS") else list(_core.share_pool_with_openblas(True))
+
+
+def share_threads_with_numpy(on: bool = True) -> list:
+    """Whether the OpenBLAS libraries already loaded besides pylstm's own (NumPy's, SciPy's) run their
+    multi-threaded products on pylstm's thread pool (the default since import) or on their own worker threads.
+
+    On their own threads, each NumPy product leaves its workers spinning for about 0.1 s, on the cores pylstm's pool
+    needs: an LSTM step right after a NumPy product then ran at half speed on a 2-core machine. On pylstm's pool,
+    NumPy keeps its thread count (``threadpoolctl`` and ``OPENBLAS_NUM_THREADS`` still set it) and its results; only
+    the threads that run the work change. Returns the paths of the libraries that now run on the pool (``[]`` when
+    ``on`` is False, or when none takes a threading callback: OpenBLAS before 0.3.27, or NumPy over another BLAS).
+    Setting the environment variable ``PYLSTM_SHARE_NUMPY_THREADS=0`` before import turns it off from the start."""
+    if not isinstance(on, bool):
+        raise TypeError(f"on must be a bool, got {type(on).__name__}")
+    global _numpy_blas_on_pool
+    _numpy_blas_on_pool = list(_core.share_pool_with_openblas(on))
+    return list(_numpy_blas_on_pool)
+
+
 def get_num_threads() -> int:
     """Threads the compiled kernels use."""
     return _core.get_num_threads()
@@ -115,11 +141,14 @@ def config() -> dict:
     - ``isa_lanes``: float32 lanes of the level's vectors;
     - ``isa_cap``: the value of ``PYLSTM_ISA`` at import, or None;
     - ``threads``: threads of pylstm's pool (see :func:`set_num_threads`);
-    - ``blas``: OpenBLAS's own description of itself, with the core it dispatched to.
+    - ``blas``: OpenBLAS's own description of itself, with the core it dispatched to;
+    - ``numpy_blas_threads``: ``"pylstm pool"`` when NumPy's OpenBLAS runs its parallel work on pylstm's pool (see
+      :func:`share_threads_with_numpy`), else ``"own"``; ``numpy_blas_on_pool`` lists the libraries that do.
     """
     return {"isa": _core.isa(), "isa_available": list(_core.isa_available()), "isa_lanes": _core.isa_lanes(),
             "isa_cap": _ISA_CAP, "threads": _core.get_num_threads(), "blas": _core.blas_config(),
-            "version": __version__}
+            "numpy_blas_threads": "pylstm pool" if _numpy_blas_on_pool else "own",
+            "numpy_blas_on_pool": list(_numpy_blas_on_pool), "version": __version__}
 
 
 def show_config(file=None) -> None:
@@ -133,4 +162,4 @@ def show_config(file=None) -> None:
 
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "reference", "nn", "optim", "tasks",
-           "clip_grad_norm", "get_num_threads", "set_num_threads", "config", "show_config", "__version__"]
+           "clip_grad_norm", "get_num_threads", "set_num_threads", "share_threads_with_numpy", "config", "show_config", "__version__"]
