@@ -662,6 +662,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("share_pool_with_openblas", &pylstm::share_pool_with_openblas, py::arg("on"),
         "Other OpenBLAS libraries in the process (NumPy's) run their parallel work on pylstm's pool (on=True) or on "
         "their own threads (on=False); returns the paths of those that now run on the pool.");
+  m.def("_openblas_products_on_pool", &pylstm::openblas_products_on_pool,
+        "Tests only: how many multi-threaded products of other OpenBLAS libraries ran on the pool.");
   m.def("_set_fused_loops", &pylstm::set_fused_loops, py::arg("on"),
         "Tests only: True (the default) runs the fused time loops, False the BLAS-per-step reference shape.");
   m.def("_fused_loops", &pylstm::fused_loops, "Whether the fused time loops are on.");

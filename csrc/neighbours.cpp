@@ -34,6 +34,7 @@ using SetCallback = void (*)(ThreadsCallback);
 // wheels' builds) for as long as it runs.
 constexpr int kSlots = 64;
 std::atomic<std::uint64_t> g_slots{0};
+std::atomic<long> g_products{0};  // products run here, for the tests
 
 int take_slots(int n) {
   const std::uint64_t want = n >= 64 ? ~0ull : ((1ull << n) - 1);
@@ -72,6 +73,7 @@ void run_jobs(void* ctx, int tid, int) {
 // they must all run at once, one thread each.
 void openblas_jobs(int /*sync*/, DoJob dojob, int numjobs, std::size_t elsize, void* jobdata, int dispatch) {
   if (numjobs <= 0) return;
+  g_products.fetch_add(1, std::memory_order_relaxed);
   if (numjobs > kSlots) numjobs = kSlots;  // OpenBLAS never asks for more than its MAX_CPU_NUMBER
   Jobs jobs{dojob, static_cast<char*>(jobdata), elsize, dispatch, take_slots(numjobs)};
   parallel_run_exactly(run_jobs, &jobs, numjobs);
@@ -121,6 +123,8 @@ std::string own_openblas() {
 std::mutex g_share_mutex;
 
 }  // namespace
+
+long openblas_products_on_pool() { return g_products.load(std::memory_order_relaxed); }
 
 std::vector<std::string> share_pool_with_openblas(bool on) {
   std::lock_guard<std::mutex> lock(g_share_mutex);

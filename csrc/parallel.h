@@ -32,6 +32,8 @@ void parallel_run_exactly(ParallelFn fn, void* ctx, int nt);
 // for about 0.1 s after every call on the cores the pool needs (neighbours.cpp). on = false gives them their own
 // threads back. Returns the paths of the libraries that now run on the pool.
 std::vector<std::string> share_pool_with_openblas(bool on);
+// How many multi-threaded products of other OpenBLAS libraries the pool has run (for the tests).
+long openblas_products_on_pool();
 
 // Whether the time loops take their fused form (the default) or the BLAS-per-step reference shape, which the tests
 // switch to in order to check both against the reference. Process-wide; not for use while kernels run.
