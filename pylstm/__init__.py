@@ -162,4 +162,5 @@ def show_config(file=None) -> None:
 
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "reference", "nn", "optim", "tasks",
-           "clip_grad_norm", "get_num_threads", "set_num_threads", "share_threads_with_numpy", "config", "show_config", "__version__"]
+           "clip_grad_norm", "get_num_threads", "set_num_threads", "share_threads_with_numpy", "config", "show_config",
+           "__version__"]
