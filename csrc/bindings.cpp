@@ -662,6 +662,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("share_pool_with_openblas", &pylstm::share_pool_with_openblas, py::arg("on"),
         "Other OpenBLAS libraries in the process (NumPy's) run their parallel work on pylstm's pool (on=True) or on "
         "their own threads (on=False); returns the paths of those that now run on the pool.");
+  m.def("share_pool_with_openmp", &pylstm::share_pool_with_openmp, py::arg("on"),
+        "pylstm's parallel regions run on the team of the OpenMP runtime torch loaded (on=True) or on pylstm's own "
+        "threads (on=False); returns the runtime's path, or an empty string.");
+  m.def("openmp_team", &pylstm::openmp_team, "The path of the OpenMP runtime whose team runs the pool's regions, "
+        "or an empty string.");
   m.def("_openblas_products_on_pool", &pylstm::openblas_products_on_pool,
         "Tests only: how many multi-threaded products of other OpenBLAS libraries ran on the pool.");
   m.def("_set_fused_loops", &pylstm::set_fused_loops, py::arg("on"),

@@ -32,6 +32,12 @@ void parallel_run_exactly(ParallelFn fn, void* ctx, int nt);
 // for about 0.1 s after every call on the cores the pool needs (neighbours.cpp). on = false gives them their own
 // threads back. Returns the paths of the libraries that now run on the pool.
 std::vector<std::string> share_pool_with_openblas(bool on);
+// The pool's regions run on the team of an OpenMP runtime already loaded in the process (torch's libgomp), so that
+// its workers, which spin for milliseconds after each of torch's parallel operations, are the pool's own threads
+// instead of competitors for the cores. Returns the runtime's path ("" when none is loaded, or on = false: the
+// pool's own threads again).
+std::string share_pool_with_openmp(bool on);
+std::string openmp_team();  // the adopted runtime's path, or "" (also in a forked child, which runs its own pool)
 // How many multi-threaded products of other OpenBLAS libraries the pool has run (for the tests).
 long openblas_products_on_pool();
 

@@ -1,4 +1,6 @@
 // Process-wide runtime of the core: the thread pool, the thread count, and what BLAS it runs on.
+#include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 
 #include <atomic>
@@ -53,6 +55,7 @@ struct alignas(64) Pool {
   ParallelFn fn = nullptr;
   void* ctx = nullptr;
   int nt = 1;
+  bool on_openmp = false;  // the current region runs on the adopted OpenMP runtime's team
   alignas(64) std::atomic<unsigned long> generation{0};
   alignas(64) std::atomic<int> pending{0};
   alignas(64) std::atomic<int> barrier_count{0};
@@ -64,6 +67,7 @@ struct alignas(64) Pool {
 
   void worker(int tid, unsigned long seen);
   void start_workers(int n);
+  void enter(int tid);  // runs this thread's part of the current region
   // Runs fn on exactly `threads` threads (the caller as tid 0) if the pool is free; false, having run nothing, if
   // another caller holds it.
   bool try_run(ParallelFn fn, void* ctx, int threads);
@@ -94,15 +98,19 @@ void Pool::worker(int tid, unsigned long seen) {
     }
     seen = g;
     if (tid < nt) {
-      tl_in_region = true;
-      tl_pool = this;
-      tl_sense = barrier_sense.load(std::memory_order_relaxed);
-      tl_nt = nt;
-      fn(ctx, tid, nt);
-      tl_in_region = false;
+      enter(tid);
       pending.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
+}
+
+void Pool::enter(int tid) {
+  tl_in_region = true;
+  tl_pool = this;
+  tl_sense = barrier_sense.load(std::memory_order_relaxed);
+  tl_nt = nt;
+  fn(ctx, tid, nt);
+  tl_in_region = false;
 }
 
 void Pool::start_workers(int n) {
@@ -113,25 +121,49 @@ void Pool::start_workers(int n) {
   }
 }
 
+// The OpenMP runtime whose team runs the pool's regions, once adopted (share_pool_with_openmp): GOMP_parallel, the
+// entry point the compiler emits for `#pragma omp parallel`, found in the runtime torch loaded. Never freed.
+struct OpenMP {
+  void (*parallel)(void (*)(void*), void*, unsigned, unsigned);
+  int (*thread_num)();
+  int (*num_threads)();
+  std::string path;
+};
+std::atomic<const OpenMP*> g_openmp{nullptr};
+
+// One team member's part of a region run on OpenMP. A team smaller than asked for (the runtime's thread limit) is
+// completed by threads of its own, so that every region still runs its `nt` parts at once.
+void openmp_body(void* data) {
+  Pool* pool = static_cast<Pool*>(data);
+  const OpenMP* omp = g_openmp.load(std::memory_order_acquire);
+  const int tid = omp->thread_num(), team = omp->num_threads();
+  std::vector<std::thread> extra;
+  if (tid == 0)
+    for (int t = team; t < pool->nt; ++t) extra.emplace_back([pool, t] { pool->enter(t); });
+  if (tid < pool->nt) pool->enter(tid);
+  for (auto& t : extra) t.join();
+}
+
 bool Pool::try_run(ParallelFn f, void* c, int threads) {
   std::unique_lock<std::mutex> lock(busy, std::try_to_lock);
   if (!lock.owns_lock()) return false;
-  start_workers(threads);
   fn = f;
   ctx = c;
   nt = threads;
+  const OpenMP* omp = g_openmp.load(std::memory_order_acquire);
+  on_openmp = omp != nullptr;
+  if (omp != nullptr) {  // the region's end is the runtime's own barrier
+    omp->parallel(openmp_body, this, static_cast<unsigned>(threads), 0);
+    return true;
+  }
+  start_workers(threads);
   pending.store(threads - 1, std::memory_order_relaxed);
   generation.fetch_add(1);  // seq_cst: pairs with the sleepers' check (no lost wake-up)
   if (sleepers.load() > 0) {
     std::lock_guard<std::mutex> g(sleep_mutex);
     wake.notify_all();
   }
-  tl_in_region = true;
-  tl_pool = this;
-  tl_sense = barrier_sense.load(std::memory_order_relaxed);
-  tl_nt = threads;
-  f(c, 0, threads);
-  tl_in_region = false;
+  enter(0);
   wait_for([this] { return pending.load(std::memory_order_acquire) == 0; });
   return true;
 }
@@ -202,6 +234,48 @@ void set_num_threads(int n) {
 const char* blas_config() { return scipy_openblas_get_config(); }
 
 namespace {
+int find_openmp(struct dl_phdr_info* info, std::size_t, void* out) {
+  if (info->dlpi_name == nullptr || info->dlpi_name[0] == '\0') return 0;
+  const std::string name = info->dlpi_name;
+  const std::string base = name.substr(name.find_last_of('/') + 1);
+  if (base.rfind("libgomp", 0) != 0 && base.rfind("libiomp", 0) != 0 && base.rfind("libomp", 0) != 0) return 0;
+  void* h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+  if (h == nullptr) return 0;
+  auto* omp = new OpenMP{reinterpret_cast<void (*)(void (*)(void*), void*, unsigned, unsigned)>(
+                             dlsym(h, "GOMP_parallel")),
+                         reinterpret_cast<int (*)()>(dlsym(h, "omp_get_thread_num")),
+                         reinterpret_cast<int (*)()>(dlsym(h, "omp_get_num_threads")), name};
+  dlclose(h);  // the library stays loaded: torch holds it
+  if (omp->parallel && omp->thread_num && omp->num_threads) {
+    *static_cast<OpenMP**>(out) = omp;
+    return 1;  // the first one found
+  }
+  delete omp;
+  return 0;
+}
+std::mutex g_openmp_mutex;
+}  // namespace
+
+std::string openmp_team() {
+  const OpenMP* omp = g_openmp.load(std::memory_order_acquire);
+  return omp ? omp->path : std::string();
+}
+
+std::string share_pool_with_openmp(bool on) {
+  std::lock_guard<std::mutex> adopt(g_openmp_mutex);
+  std::lock_guard<std::mutex> no_region(g_pool->busy);  // not while a region runs
+  if (!on) {
+    g_openmp.store(nullptr, std::memory_order_release);  // leaked: a thread may still read the old one
+    return {};
+  }
+  if (const OpenMP* omp = g_openmp.load()) return omp->path;
+  OpenMP* found = nullptr;
+  dl_iterate_phdr(find_openmp, &found);
+  g_openmp.store(found, std::memory_order_release);
+  return found ? found->path : std::string();
+}
+
+namespace {
 struct ForkGuard {
   ForkGuard() {
     scipy_openblas_set_num_threads(1);
@@ -209,6 +283,8 @@ struct ForkGuard {
       const int size = g_pool->size.load();
       g_pool = new Pool;  // the parent's workers are not in the child
       g_pool->size.store(size);
+      // Nor is the OpenMP team: GNU libgomp hangs in a child that starts a region after the parent had a team.
+      g_openmp.store(nullptr);
       tl_in_region = false;
       tl_pool = nullptr;
     });

@@ -101,6 +101,30 @@ def _env_off(name):
 _numpy_blas_on_pool = [] if _env_off("PYLSTM_SHARE_NUMPY_THREADS") else list(_core.share_pool_with_openblas(True))
 
 
+def share_threads_with_torch(on: bool = True) -> str:
+    """Whether pylstm's parallel work runs on the threads of the OpenMP runtime torch loaded (on) or on pylstm's
+    own pool. ``import pylstm.torch`` turns it on, and so does ``import pylstm`` when torch is already imported;
+    the environment variable ``PYLSTM_SHARE_TORCH_THREADS=0`` keeps it off.
+
+    torch runs its operations on an OpenMP team whose workers spin for milliseconds after each parallel operation
+    before they sleep. Beside them, a pool of pylstm's own, whose threads meet once per time step, lost its cores to
+    them: a small model's training step through pylstm.torch took 6 times as long. On torch's team, the threads
+    that spin are the ones that run pylstm's next step. Returns the runtime's path, or ``""`` when it is off or no
+    OpenMP runtime is loaded."""
+    if not isinstance(on, bool):
+        raise TypeError(f"on must be a bool, got {type(on).__name__}")
+    return _core.share_pool_with_openmp(on)
+
+
+def _share_with_torch_unless_opted_out():
+    if not _env_off("PYLSTM_SHARE_TORCH_THREADS"):
+        share_threads_with_torch(True)
+
+
+if "torch" in __import__("sys").modules:
+    _share_with_torch_unless_opted_out()
+
+
 def share_threads_with_numpy(on: bool = True) -> list:
     """Whether the OpenBLAS libraries already loaded besides pylstm's own (NumPy's, SciPy's) run their
     multi-threaded products on pylstm's thread pool (the default since import) or on their own worker threads.
@@ -143,12 +167,16 @@ def config() -> dict:
     - ``threads``: threads of pylstm's pool (see :func:`set_num_threads`);
     - ``blas``: OpenBLAS's own description of itself, with the core it dispatched to;
     - ``numpy_blas_threads``: ``"pylstm pool"`` when NumPy's OpenBLAS runs its parallel work on pylstm's pool (see
-      :func:`share_threads_with_numpy`), else ``"own"``; ``numpy_blas_on_pool`` lists the libraries that do.
+      :func:`share_threads_with_numpy`), else ``"own"``; ``numpy_blas_on_pool`` lists the libraries that do;
+    - ``pool``: ``"own threads"``, or ``"OpenMP team of <path>"`` when the pool's work runs on torch's OpenMP
+      threads (see :func:`share_threads_with_torch`).
     """
     return {"isa": _core.isa(), "isa_available": list(_core.isa_available()), "isa_lanes": _core.isa_lanes(),
             "isa_cap": _ISA_CAP, "threads": _core.get_num_threads(), "blas": _core.blas_config(),
             "numpy_blas_threads": "pylstm pool" if _numpy_blas_on_pool else "own",
-            "numpy_blas_on_pool": list(_numpy_blas_on_pool), "version": __version__}
+            "numpy_blas_on_pool": list(_numpy_blas_on_pool),
+            "pool": f"OpenMP team of {_core.openmp_team()}" if _core.openmp_team() else "own threads",
+            "version": __version__}
 
 
 def show_config(file=None) -> None:
@@ -162,5 +190,5 @@ def show_config(file=None) -> None:
 
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "reference", "nn", "optim", "tasks",
-           "clip_grad_norm", "get_num_threads", "set_num_threads", "share_threads_with_numpy", "config", "show_config",
-           "__version__"]
+           "clip_grad_norm", "get_num_threads", "set_num_threads", "share_threads_with_numpy",
+           "share_threads_with_torch", "config", "show_config", "__version__"]

@@ -22,7 +22,9 @@ import numpy as np
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _core
+from . import _core, _share_with_torch_unless_opted_out
+
+_share_with_torch_unless_opted_out()  # pylstm's parallel work on torch's OpenMP threads: see share_threads_with_torch
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
 

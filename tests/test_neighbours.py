@@ -154,3 +154,57 @@ def test_opt_out_by_environment():
     r = subprocess.run([sys.executable, "-c", code], cwd="/", env=env, timeout=120, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["own", "0"]
+
+
+# ---- torch's OpenMP team runs pylstm's regions (pylstm.share_threads_with_torch) ----
+
+def _run(code, **env):
+    r = subprocess.run([sys.executable, "-c", code], cwd="/", env=dict(os.environ, **env), timeout=300,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+_TORCH = "import importlib.util, sys\nif importlib.util.find_spec('torch') is None: print('no-torch'); sys.exit()\n"
+
+
+def test_importing_pylstm_torch_moves_the_pool_onto_torchs_openmp_team():
+    out = _run(_TORCH + "import pylstm\nprint(pylstm.config()['pool'].split()[0])\n"
+               "import pylstm.torch\nprint(pylstm.config()['pool'].split()[0])\n")
+    if out == ["no-torch"]:
+        pytest.skip("torch is not installed")
+    assert out == ["own", "OpenMP"]
+    out = _run(_TORCH + "import pylstm.torch, pylstm\nprint(pylstm.config()['pool'].split()[0])",
+               PYLSTM_SHARE_TORCH_THREADS="0")
+    assert out == ["own"]
+
+
+def test_results_on_torchs_team_equal_the_own_pools_bitwise_and_survive_fork():
+    code = _TORCH + (
+        "import os, numpy as np, pylstm, pylstm.torch\n"
+        "rng = np.random.default_rng(0)\n"
+        "def run():\n"
+        "    outs = []\n"
+        "    for cls in (pylstm.LSTM, pylstm.GRU, pylstm.RNN):\n"
+        "        m = cls(24, 48, num_layers=2, bidirectional=True, seed=0).train()\n"
+        "        x = np.random.default_rng(1).standard_normal((30, 8, 24)).astype('f4')\n"
+        "        y, _ = m(x, lengths=[30, 29, 17, 30, 1, 5, 30, 8])\n"
+        "        dx = m.backward(np.ones_like(y))[0]\n"
+        "        outs += [y, dx] + [m.grads[k] for k in sorted(m.grads)]\n"
+        "    return outs\n"
+        "team = pylstm.config()['pool'].split()[0]\n"
+        "a = run()\n"
+        "pylstm.share_threads_with_torch(False)\n"
+        "b = run()\n"
+        "pylstm.share_threads_with_torch(True)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    c = run()\n"
+        "    os._exit(0 if all(np.array_equal(u, v) for u, v in zip(a, c)) else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(team, all(np.array_equal(u, v) for u, v in zip(a, b)), os.waitstatus_to_exitcode(status))\n"
+    )
+    out = _run(code)
+    if out == ["no-torch"]:
+        pytest.skip("torch is not installed")
+    assert out == ["OpenMP", "True", "0"]
