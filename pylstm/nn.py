@@ -1,11 +1,13 @@
-"""The small NumPy pieces a recurrent model needs around its layers: a Linear output layer, softmax cross-entropy,
-a layer-plus-head builder with independent seeds, and saving / loading models and optimizers to .npz. Not hot
-paths: plain NumPy, tested against finite differences."""
+"""The pieces a recurrent model needs around its layers: a Linear output layer, softmax cross-entropy, a
+layer-plus-head builder with independent seeds, and saving / loading models and optimizers to .npz. Linear and
+softmax_cross_entropy run in the core, on pylstm's pool and BLAS (their NumPy twins are in pylstm.reference, and the
+tests compare the two)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import _core
 from ._module import _Module, _size
 from .checkpoint import Checkpoint, CheckpointError, WriteError  # noqa: F401  (re-exported: pylstm.nn.Checkpoint)
 from .layers import GRU, LSTM, RNN
@@ -53,17 +55,21 @@ class Linear(_Module):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must have shape (..., {self.in_features}), got {x.shape}")
         self._x = x
-        return x @ self._params["weight"].T + self._params["bias"]
+        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        y = _core.linear_forward(x2, self._params["weight"], self._params["bias"])
+        return y.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, dy):
         """Adds dL/dW and dL/db into grads; returns dL/dx. Uses the input of the latest call."""
         if self._x is None:
             raise RuntimeError("backward needs a forward first")
-        x = self._x.reshape(-1, self.in_features)
-        dy = np.asarray(dy, self.dtype).reshape(-1, self.out_features)
-        self.grads["weight"] += dy.T @ x
-        self.grads["bias"] += dy.sum(axis=0)
-        return (dy @ self._params["weight"]).reshape(self._x.shape)
+        dy = np.asarray(dy, self.dtype)
+        if dy.shape != self._x.shape[:-1] + (self.out_features,):
+            raise ValueError(f"dy must have shape {self._x.shape[:-1] + (self.out_features,)}, got {dy.shape}")
+        x = np.ascontiguousarray(self._x.reshape(-1, self.in_features))
+        dy = np.ascontiguousarray(dy.reshape(-1, self.out_features))
+        dx = _core.linear_backward(dy, x, self._params["weight"], self.grads["weight"], self.grads["bias"])
+        return dx.reshape(self._x.shape)
 
 
 def softmax_cross_entropy(logits, targets):
@@ -75,19 +81,16 @@ def softmax_cross_entropy(logits, targets):
         raise ValueError(f"targets must have shape {logits.shape[:-1]}, got {targets.shape}")
     if not np.issubdtype(targets.dtype, np.integer):
         raise TypeError(f"targets must hold integers, got {targets.dtype}")
-    C = logits.shape[-1]
-    if targets.size and (targets.min() < 0 or targets.max() >= C):
+    if logits.dtype not in (np.float32, np.float64):
+        raise TypeError(f"logits must have dtype float32 or float64, got {logits.dtype}")
+    C = logits.shape[-1] if logits.ndim else 0
+    if C < 1 or targets.size == 0:
+        raise ValueError(f"logits must have shape (..., C) with C >= 1 and at least one row, got {logits.shape}")
+    if targets.min() < 0 or targets.max() >= C:
         raise ValueError(f"targets must be in [0, {C}), got values in [{targets.min()}, {targets.max()}]")
-    z = logits.reshape(-1, C).astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    t = targets.ravel()
-    rows = np.arange(t.size)
-    loss = -logp[rows, t].mean()
-    d = np.exp(logp)
-    d[rows, t] -= 1
-    d /= t.size
-    return float(loss), d.reshape(logits.shape).astype(logits.dtype)
+    loss, d = _core.softmax_cross_entropy(np.ascontiguousarray(logits.reshape(-1, C)),
+                                          np.ascontiguousarray(targets.ravel(), dtype=np.int64))
+    return loss, d.reshape(logits.shape)
 
 
 def save(path, modules, optimizer=None, **extra):

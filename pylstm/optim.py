@@ -1,10 +1,15 @@
-"""Optimizers over a module's live parameters (`state_dict()`) and their gradients (`grads`), and gradient clipping."""
+"""Optimizers over a module's live parameters (`state_dict()`) and their gradients (`grads`), and gradient clipping.
+
+Each runs as one pass over all of a model's tensors in the core, on pylstm's pool (their NumPy twins are
+pylstm.reference's adam_step, sgd_step, grad_norm and scale_grads; the tests compare the two)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from . import _core
 
 
 def _pairs(modules):
@@ -25,20 +30,28 @@ def _modules(modules):
     return list(modules) if isinstance(modules, (list, tuple)) else [modules]
 
 
+def _by_dtype(pairs, *states):
+    """Lists of parameters, gradients and states, one group per dtype (the core takes one dtype per call)."""
+    groups = {}
+    for k, (_, p, g) in enumerate(pairs):
+        group = groups.setdefault(p.dtype, [[], []] + [[] for _ in states])
+        group[0].append(p)
+        group[1].append(g)
+        for j, state in enumerate(states):
+            group[2 + j].append(state[k])
+    return list(groups.values())
+
+
 def clip_grad_norm(modules, max_norm):
     """Scales all gradients of `modules` in place so that their joint L2 norm is at most max_norm; returns the norm
     before clipping (as torch.nn.utils.clip_grad_norm_). A non-finite norm leaves the gradients unchanged."""
     if not (isinstance(max_norm, (int, float)) and max_norm > 0):
         raise ValueError(f"max_norm must be a number > 0, got {max_norm!r}")
-    pairs = _pairs(modules)
-    # einsum's own loop, not a BLAS dot: a large numpy BLAS call wakes numpy's OpenBLAS threads, which then spin on
-    # the cores pylstm's pool needs for the next step (see the README's note on threads).
-    total = math.sqrt(sum(float(np.einsum("i,i->", g64, g64))
-                          for g64 in (g.astype(np.float64, copy=False).ravel() for _, _, g in pairs)))
+    groups = _by_dtype(_pairs(modules))
+    total = math.sqrt(sum(_core.grad_norm(grads) ** 2 for _, grads in groups))
     if math.isfinite(total) and total > max_norm:
-        scale = max_norm / (total + 1e-6)
-        for _, _, g in pairs:
-            g *= g.dtype.type(scale)
+        for _, grads in groups:
+            _core.scale_grads(grads, max_norm / (total + 1e-6))
     return total
 
 
@@ -94,13 +107,9 @@ class SGD(_Optimizer):
             self.state = {f"v.{name}": np.zeros_like(p) for name, p, _ in self._pairs}
 
     def _update(self):
-        for name, p, g in self._pairs:
-            if self.momentum:
-                v = self.state[f"v.{name}"]
-                v *= self.momentum
-                v += g
-                g = v
-            p -= p.dtype.type(self.lr) * g
+        bufs = [self.state[f"v.{name}"] for name, _, _ in self._pairs] if self.momentum else None
+        for group in _by_dtype(self._pairs, *([bufs] if bufs else [])):
+            _core.sgd_step(group[0], group[1], group[2] if bufs else None, lr=self.lr, momentum=self.momentum)
         self.steps += 1
 
 
@@ -123,11 +132,7 @@ class Adam(_Optimizer):
     def _update(self):
         self.steps += 1
         b1, b2 = self.betas
-        c1, c2 = 1 - b1**self.steps, 1 - b2**self.steps
-        for name, p, g in self._pairs:
-            m, v = self.state[f"m.{name}"], self.state[f"v.{name}"]
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * g * g
-            p -= (self.lr / c1) * m / (np.sqrt(v / c2) + self.eps)
+        ms = [self.state[f"m.{name}"] for name, _, _ in self._pairs]
+        vs = [self.state[f"v.{name}"] for name, _, _ in self._pairs]
+        for params, grads, m, v in _by_dtype(self._pairs, ms, vs):
+            _core.adam_step(params, grads, m, v, lr=self.lr, b1=b1, b2=b2, eps=self.eps, step=self.steps)

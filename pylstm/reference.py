@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["lstm_cache_size", "lstm_forward", "lstm_backward", "gru_cache_size", "gru_forward", "gru_backward",
-           "rnn_cache_size", "rnn_forward", "rnn_backward", "sigmoid"]
+           "rnn_cache_size", "rnn_forward", "rnn_backward", "sigmoid", "linear_forward", "linear_backward",
+           "softmax_cross_entropy", "adam_step", "sgd_step", "grad_norm", "scale_grads"]
 
 
 def sigmoid(a):
@@ -280,3 +281,66 @@ def rnn_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_
             db_hh += da.sum(axis=0)
         dh = da @ W_hh
     return dx, dh
+
+
+# ---- the training step's pieces around the layers (the core's train.h) ----
+
+def linear_forward(x, W, b):
+    """y = x Wᵀ + b for x (N, I), W (O, I), b (O,) or None."""
+    y = x @ W.T
+    return y if b is None else y + b
+
+
+def linear_backward(dy, x, W, dW, db, *, input_grad=True):
+    """dW += dyᵀ x and db += Σ_rows dy (db may be None), in place; returns dx = dy W, or None."""
+    dW += dy.T @ x
+    if db is not None:
+        db += dy.sum(axis=0)
+    return dy @ W if input_grad else None
+
+
+def softmax_cross_entropy(logits, targets):
+    """(mean cross-entropy of softmax(logits) against integer targets, dL/dlogits) for logits (N, C), targets (N,).
+    The loss is computed in float64, the gradient returned in the logits' dtype."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    rows = np.arange(targets.size)
+    loss = -logp[rows, targets].mean()
+    d = np.exp(logp)
+    d[rows, targets] -= 1
+    d /= targets.size
+    return float(loss), d.astype(logits.dtype)
+
+
+def adam_step(params, grads, m, v, *, lr, b1, b2, eps, step):
+    """One Adam step (torch.optim.Adam, weight_decay = 0; `step` counted from 1) over lists of arrays, in place."""
+    c1, c2 = 1 - b1**step, 1 - b2**step
+    for p, g, mk, vk in zip(params, grads, m, v):
+        mk *= b1
+        mk += (1 - b1) * g
+        vk *= b2
+        vk += (1 - b2) * g * g
+        p -= (lr / c1) * mk / (np.sqrt(vk / c2) + eps)
+
+
+def sgd_step(params, grads, momentum_buffers, *, lr, momentum):
+    """p -= lr · b with b = momentum · b + g (momentum_buffers None: b = g), over lists of arrays, in place."""
+    for k, (p, g) in enumerate(zip(params, grads)):
+        if momentum_buffers is not None:
+            b = momentum_buffers[k]
+            b *= momentum
+            b += g
+            g = b
+        p -= p.dtype.type(lr) * g
+
+
+def grad_norm(grads):
+    """√(Σ g²) over a list of arrays, accumulated in float64."""
+    return float(np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads)))
+
+
+def scale_grads(grads, scale):
+    """g *= scale over a list of arrays, in place."""
+    for g in grads:
+        g *= g.dtype.type(scale)

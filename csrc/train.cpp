@@ -1,0 +1,216 @@
+// The training step's pieces around the layers (train.h): one pass each, split across pylstm's pool.
+#include "train.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "blas.h"
+#include "parallel.h"
+
+namespace pylstm {
+namespace {
+
+// A partition of the concatenation of all slots' elements into `parts` even runs; f(slot, begin, end) on each piece
+// of part `part`. The parts depend on the thread setting only, so results do too.
+template <typename Real, typename F>
+void for_slot_pieces(const std::vector<TensorSlot<Real>>& slots, index_t total, int part, int parts, F&& f) {
+  const auto [lo, hi] = split_range(total, part, parts);
+  index_t start = 0;
+  for (size_t s = 0; s < slots.size() && start < hi; start += slots[s].n, ++s) {
+    const index_t b = std::max(lo, start), e = std::min(hi, start + slots[s].n);
+    if (b < e) f(slots[s], b - start, e - start);
+  }
+}
+
+template <typename Real>
+index_t total_of(const std::vector<TensorSlot<Real>>& slots) {
+  index_t t = 0;
+  for (const auto& s : slots) t += s.n;
+  return t;
+}
+
+// Below this many elements a pass runs on the calling thread: a region would cost more than it saves.
+constexpr index_t kSplitElements = 1 << 15;
+
+template <typename Real, typename F>
+void run_pieces(const std::vector<TensorSlot<Real>>& slots, F&& f) {
+  const index_t total = total_of(slots);
+  const int parts = total < kSplitElements ? 1 : get_num_threads();
+  if (parts == 1) return for_slot_pieces(slots, total, 0, 1, f);
+  parallel([&](int tid, int nt) {
+    for (int part = tid; part < parts; part += nt) for_slot_pieces(slots, total, part, parts, f);
+  });
+}
+
+// e^x for x <= 0 in float, written as plain arithmetic so that the compiler vectorises the row loops: x = k ln2 + r
+// with |r| <= ln2/2, e^r by its degree-6 Taylor polynomial (relative error < 2e-7 on that interval), 2^k built in
+// the exponent bits. Below -87 (e^x under float's normal range) it returns 0.
+inline float exp_nonpositive(float x) {
+  x = std::max(x, -87.0f);
+  constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer
+  const float k = (x * 1.44269504f + kRound) - kRound;
+  const float r = (x - k * 0.693145752f) - k * 1.42860677e-6f;
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const std::int32_t bits = (static_cast<std::int32_t>(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+inline double exp_nonpositive(double x) { return std::exp(x); }
+
+}  // namespace
+
+template <typename Real>
+void linear_forward(Real* y, const Real* x, const Real* W, const Real* b, index_t N, index_t I, index_t O) {
+  if (b)
+    for (index_t n = 0; n < N; ++n) std::copy(b, b + O, y + n * O);
+  gemm<Real>(false, true, N, O, I, Real(1), x, I, W, I, b ? Real(1) : Real(0), y, O);
+}
+
+template <typename Real>
+void linear_backward(Real* dx, Real* dW, Real* db, const Real* dy, const Real* x, const Real* W, index_t N,
+                     index_t I, index_t O) {
+  gemm<Real>(true, false, O, I, N, Real(1), dy, O, x, I, Real(1), dW, I);
+  if (db)
+    for (index_t n = 0; n < N; ++n)
+      for (index_t o = 0; o < O; ++o) db[o] += dy[n * O + o];
+  if (dx) gemm<Real>(false, false, N, I, O, Real(1), dy, O, W, I, Real(0), dx, I);
+}
+
+template <typename Real>
+double softmax_cross_entropy(Real* dlogits, const Real* logits, const std::int64_t* targets, index_t N, index_t C) {
+  const int parts = N * C < kSplitElements ? 1 : get_num_threads();
+  std::vector<double> partial(parts, 0.0);
+  const Real inv_n = Real(1) / static_cast<Real>(N);
+  auto rows = [&](index_t r0, index_t r1, double& loss) {
+    for (index_t r = r0; r < r1; ++r) {
+      const Real* z = logits + r * C;
+      Real* d = dlogits + r * C;
+      Real mx = z[0];
+      for (index_t c = 1; c < C; ++c) mx = std::max(mx, z[c]);
+      Real sum = 0;
+      for (index_t c = 0; c < C; ++c) {
+        const Real e = exp_nonpositive(z[c] - mx);
+        d[c] = e;
+        sum += e;
+      }
+      const index_t t = targets[r];
+      // log softmax of the target: z_t − max − log Σ
+      loss -= static_cast<double>(z[t] - mx) - std::log(static_cast<double>(sum));
+      const Real scale = inv_n / sum;
+      for (index_t c = 0; c < C; ++c) d[c] *= scale;
+      d[t] -= inv_n;
+    }
+  };
+  auto part_rows = [&](int part) {
+    const auto [r0, r1] = split_range(N, part, parts);
+    rows(r0, r1, partial[part]);
+  };
+  if (parts == 1) {
+    part_rows(0);
+  } else {
+    parallel([&](int tid, int nt) {
+      for (int part = tid; part < parts; part += nt) part_rows(part);
+    });
+  }
+  double loss = 0;
+  for (double p : partial) loss += p;
+  return loss / static_cast<double>(N);
+}
+
+template <typename Real>
+void adam_step(const std::vector<TensorSlot<Real>>& slots, double lr, double b1, double b2, double eps, long step) {
+  const Real rb1 = Real(b1), rb2 = Real(b2), a1 = Real(1 - b1), a2 = Real(1 - b2);
+  const Real step_size = Real(lr / (1 - std::pow(b1, step)));
+  const Real c2 = Real(1 - std::pow(b2, step));
+  const Real e = Real(eps);
+  run_pieces(slots, [&](const TensorSlot<Real>& s, index_t b, index_t end) {
+    Real* __restrict p = s.p;
+    Real* __restrict m = s.m;
+    Real* __restrict v = s.v;
+    const Real* __restrict g = s.g;
+    for (index_t k = b; k < end; ++k) {
+      m[k] = rb1 * m[k] + a1 * g[k];
+      v[k] = rb2 * v[k] + a2 * g[k] * g[k];
+      p[k] -= step_size * m[k] / (std::sqrt(v[k] / c2) + e);
+    }
+  });
+}
+
+template <typename Real>
+void sgd_step(const std::vector<TensorSlot<Real>>& slots, double lr, double momentum) {
+  const Real rl = Real(lr), mu = Real(momentum);
+  run_pieces(slots, [&](const TensorSlot<Real>& s, index_t b, index_t end) {
+    Real* __restrict p = s.p;
+    Real* __restrict m = s.m;
+    const Real* __restrict g = s.g;
+    if (m) {
+      for (index_t k = b; k < end; ++k) {
+        m[k] = mu * m[k] + g[k];
+        p[k] -= rl * m[k];
+      }
+    } else {
+      for (index_t k = b; k < end; ++k) p[k] -= rl * g[k];
+    }
+  });
+}
+
+template <typename Real>
+double grad_norm(const std::vector<TensorSlot<Real>>& slots) {
+  const index_t total = total_of(slots);
+  const int parts = total < kSplitElements ? 1 : get_num_threads();
+  std::vector<double> partial(parts, 0.0);
+  auto part_sum = [&](int part) {
+    double acc = 0;
+    for_slot_pieces(slots, total, part, parts, [&](const TensorSlot<Real>& s, index_t b, index_t end) {
+      double a[4] = {0, 0, 0, 0};  // four running sums: the loop vectorises without reassociation flags
+      index_t k = b;
+      for (; k + 4 <= end; k += 4)
+        for (int j = 0; j < 4; ++j) a[j] += static_cast<double>(s.g[k + j]) * s.g[k + j];
+      for (; k < end; ++k) a[0] += static_cast<double>(s.g[k]) * s.g[k];
+      acc += (a[0] + a[1]) + (a[2] + a[3]);
+    });
+    partial[part] = acc;
+  };
+  if (parts == 1) {
+    part_sum(0);
+  } else {
+    parallel([&](int tid, int nt) {
+      for (int part = tid; part < parts; part += nt) part_sum(part);
+    });
+  }
+  double total_sq = 0;
+  for (double p : partial) total_sq += p;
+  return std::sqrt(total_sq);
+}
+
+template <typename Real>
+void scale_grads(const std::vector<TensorSlot<Real>>& slots, Real scale) {
+  run_pieces(slots, [&](const TensorSlot<Real>& s, index_t b, index_t end) {
+    for (index_t k = b; k < end; ++k) s.g[k] *= scale;
+  });
+}
+
+#define PYLSTM_TRAIN(Real)                                                                                        \
+  template void linear_forward<Real>(Real*, const Real*, const Real*, const Real*, index_t, index_t, index_t);    \
+  template void linear_backward<Real>(Real*, Real*, Real*, const Real*, const Real*, const Real*, index_t,        \
+                                      index_t, index_t);                                                          \
+  template double softmax_cross_entropy<Real>(Real*, const Real*, const std::int64_t*, index_t, index_t);         \
+  template void adam_step<Real>(const std::vector<TensorSlot<Real>>&, double, double, double, double, long);      \
+  template void sgd_step<Real>(const std::vector<TensorSlot<Real>>&, double, double);                             \
+  template double grad_norm<Real>(const std::vector<TensorSlot<Real>>&);                                          \
+  template void scale_grads<Real>(const std::vector<TensorSlot<Real>>&, Real);
+PYLSTM_TRAIN(float)
+PYLSTM_TRAIN(double)
+#undef PYLSTM_TRAIN
+
+}  // namespace pylstm
