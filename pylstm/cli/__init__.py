@@ -174,14 +174,8 @@ def _run(argv):
     run = {"selfcheck": bench.selfcheck_command, "train": charlm.train, "sample": charlm.sample, "task": tasks.task,
            "gradflow": tasks.gradflow, "bench": bench.bench, "seq2seq": seq2seq.command,
            "inspect": inspect.command}[args.command]
-    if args.command in ("bench", "selfcheck"):  # they time numpy as it comes
-        return run(args)
-    # numpy's own OpenBLAS threads keep spinning for about 0.1 s after each numpy product (the output layer, here),
-    # and on a small machine they take the cores pylstm's pool needs: `pylstm train` ran 2.5x slower with them.
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        return run(args)
+    # No thread limit is needed around the commands: NumPy's products run on pylstm's pool (share_threads_with_numpy).
+    return run(args)
 
 
 def main(argv=None):
