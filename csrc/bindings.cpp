@@ -14,6 +14,7 @@
 #include "gru.h"
 #include "kernels.h"
 #include "lstm.h"
+#include "memory.h"
 #include "parallel.h"
 #include "rnn.h"
 #include "train.h"
@@ -111,15 +112,15 @@ class Workspace {
   explicit Workspace(index_t n) {
     const size_t bytes = static_cast<size_t>(n > 0 ? n : 1) * sizeof(Real);
     if (bytes > kKeptWorkspaceBytes) {
-      own_.reset(new Real[bytes / sizeof(Real)]);
+      own_ = pylstm::make_large<Real>(bytes / sizeof(Real));
       ptr_ = own_.get();
       return;
     }
-    thread_local std::unique_ptr<double[]> kept;  // double: aligned for both element types
+    thread_local pylstm::LargeBuffer<double> kept;  // double: aligned for both element types
     thread_local size_t kept_bytes = 0;
     if (kept_bytes < bytes) {
       kept.reset();  // release the old buffer before taking the larger one
-      kept.reset(new double[(bytes + sizeof(double) - 1) / sizeof(double)]);
+      kept = pylstm::make_large<double>((bytes + sizeof(double) - 1) / sizeof(double));
       kept_bytes = bytes;
     }
     ptr_ = reinterpret_cast<Real*>(kept.get());
@@ -127,7 +128,7 @@ class Workspace {
   Real* get() const { return ptr_; }
 
  private:
-  std::unique_ptr<Real[]> own_;
+  pylstm::LargeBuffer<Real> own_;
   Real* ptr_ = nullptr;
 };
 
@@ -259,9 +260,10 @@ const index_t* batch_sizes_arg(py::handle obj, index_t T, index_t N) {
 // A float32 LSTM layer direction's packed weights, kept by the Python layer between calls (see LstmPacked).
 struct PackedLstm {
   index_t I, H;
-  std::unique_ptr<float[]> data;
+  pylstm::LargeBuffer<float> data;
   bool ready = false;
-  PackedLstm(index_t I_, index_t H_) : I(I_), H(H_), data(new float[pylstm::lstm_packed_size(I_, H_)]) {}
+  PackedLstm(index_t I_, index_t H_)
+      : I(I_), H(H_), data(pylstm::make_large<float>(pylstm::lstm_packed_size(I_, H_))) {}
 };
 
 PackedLstm& packed_for(py::handle obj, index_t I, index_t H) {

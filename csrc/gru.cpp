@@ -63,7 +63,7 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
     F.gru = true, F.linear_before_reset = linear_before_reset, F.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().single_fused;
-    parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
+    parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * GH * (H + I));
     detail::final_rows(h_n, H, y, ldy, batch_sizes, T, N, reverse);
     return;
   }
@@ -123,7 +123,7 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     B.reverse = reverse, B.gru = true, B.linear_before_reset = linear_before_reset, B.dk = dk;
     B.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().single_fused_backward;
-    parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
+    parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * H);
   }
   for (index_t s = 0; s < T && !fused; ++s) {
     const index_t t = reverse ? s : T - 1 - s;

@@ -137,7 +137,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     F.parts = get_num_threads(), F.reverse = reverse, F.prepacked = prepacked, F.batch_sizes = batch_sizes;
     F.peep = peep;
     const auto run = kernels().pointwise<Real>().lstm_fused;
-    parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
+    parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * GH * (P + I));
     if (packed_keep) packed_keep->ready = true;
     detail::final_rows(h_n, P, y, ldy, batch_sizes, T, N, reverse);  // inference: c_n is final in place
     if (cache) detail::final_rows(c_n, H, cs, H, batch_sizes, T, N, reverse);
@@ -202,7 +202,7 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
     B.T = T, B.N = N, B.H = H, B.P = P, B.parts = get_num_threads(), B.reverse = reverse;
     B.batch_sizes = batch_sizes, B.peep = peep, B.dpeep = dpeep;
     const auto run = kernels().pointwise<Real>().lstm_fused_backward;
-    parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
+    parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * P);
   }
   for (index_t s = 0; s < T && !fused; ++s) {
     const index_t t = reverse ? s : T - 1 - s;

@@ -53,6 +53,21 @@ void parallel(F&& f) {
                const_cast<void*>(static_cast<const void*>(&f)));
 }
 
+// Below this much work between two barriers, a time loop's region runs on the calling thread alone, with the same
+// parts (so with the same results): a barrier costs about a microsecond, more than a second thread saves on less.
+constexpr double kMinStepFlops = 1 << 16;
+
+// f(tid, nt) for a time loop whose threads meet once per step, each step doing about `step_flops` of work: on the
+// pool, or on the calling thread alone when a step is too small to share.
+void parallel_run_inline(ParallelFn fn, void* ctx);
+template <typename F>
+void parallel_steps(F&& f, double step_flops) {
+  auto body = [](void* c, int tid, int nt) { (*static_cast<std::remove_reference_t<F>*>(c))(tid, nt); };
+  void* ctx = const_cast<void*>(static_cast<const void*>(&f));
+  if (step_flops < kMinStepFlops) parallel_run_inline(body, ctx);
+  else parallel_run(body, ctx);
+}
+
 // [begin, end) of part `tid` of `n` items split as evenly as possible into `nt` parts.
 inline std::pair<std::int64_t, std::int64_t> split_range(std::int64_t n, int tid, int nt) {
   return {n * tid / nt, n * (tid + 1) / nt};

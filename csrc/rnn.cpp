@@ -62,7 +62,7 @@ void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
     F.gru = false, F.nl = nl, F.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().single_fused;
-    parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
+    parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * H * (H + I));
     detail::final_rows(h_n, H, y, ldy, batch_sizes, T, N, reverse);
     return;
   }
@@ -104,7 +104,7 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
     B.reverse = reverse, B.gru = false, B.nl = nl, B.batch_sizes = batch_sizes;
     const auto run = kernels().pointwise<Real>().single_fused_backward;
-    parallel([&B, run](int tid, int nt) { run(B, tid, nt); });
+    parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * H * H);
   }
   for (index_t s = 0; s < T && !fused; ++s) {
     const index_t t = reverse ? s : T - 1 - s;

@@ -187,6 +187,8 @@ void parallel_run(ParallelFn fn, void* ctx) {
   if (tl_in_region || size == 1 || !pool->try_run(fn, ctx, size)) run_inline(fn, ctx);
 }
 
+void parallel_run_inline(ParallelFn fn, void* ctx) { run_inline(fn, ctx); }
+
 void parallel_run_exactly(ParallelFn fn, void* ctx, int nt) {
   if (nt <= 1) return run_inline(fn, ctx);
   if (!tl_in_region && g_pool->try_run(fn, ctx, nt)) return;

@@ -92,11 +92,16 @@ class _Recurrent(_Module):
         """The width of each state, in the order of ``_states``."""
         return [self._out if name == "h" else self.hidden_size for name in self._states]
 
+    _PARAM_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch")
+
     def _layer_params(self, layer, d, grads=None):
-        sfx = f"_l{layer}" + ("_reverse" if d else "")
+        names = self.__dict__.get("_param_names")  # built once: the call is on every layer call's path
+        if names is None:
+            names = self._param_names = {
+                (k, r): tuple(f"{kind}_l{k}" + ("_reverse" if r else "") for kind in self._PARAM_KINDS)
+                for k in range(self.num_layers) for r in range(self.num_directions)}
         p, g = self._params, self.grads if grads is None else grads
-        names = ("weight_ih" + sfx, "weight_hh" + sfx, "bias_ih" + sfx, "bias_hh" + sfx, "weight_hr" + sfx,
-                 "weight_ch" + sfx)
+        names = names[layer, d]
         return [p.get(n) for n in names], [g.get(n) for n in names]
 
     # ---- streaming --------------------------------------------------------------------------------------
