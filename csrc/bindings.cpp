@@ -16,6 +16,7 @@
 #include "lstm.h"
 #include "memory.h"
 #include "parallel.h"
+#include "profile.h"
 #include "rnn.h"
 #include "train.h"
 
@@ -875,6 +876,20 @@ PYBIND11_MODULE(_core, m) {
         "threads (on=False); returns the runtime's path, or an empty string.");
   m.def("openmp_team", &pylstm::openmp_team, "The path of the OpenMP runtime whose team runs the pool's regions, "
         "or an empty string.");
+  m.def(
+      "_profile",
+      []() -> py::object {
+        if (!pylstm::profiling_build()) return py::none();
+        std::uint64_t ns[pylstm::kPhases];
+        pylstm::profile_read(ns);
+        const char* names[] = {"pack", "projection", "recurrent", "gates", "barrier", "gradient_gemm"};
+        static_assert(sizeof(names) / sizeof(names[0]) == pylstm::kPhases, "a name per phase");
+        py::dict d;
+        for (int p = 0; p < pylstm::kPhases; ++p) d[names[p]] = ns[p] * 1e-9;
+        return d;
+      },
+      "Profiling build only (PYLSTM_PROFILE): seconds of thread-time per phase since the last reset; None otherwise.");
+  m.def("_profile_reset", &pylstm::profile_reset, "Profiling build only: sets the phase totals to zero.");
   m.def("_openblas_products_on_pool", &pylstm::openblas_products_on_pool,
         "Tests only: how many multi-threaded products of other OpenBLAS libraries ran on the pool.");
   m.def("_set_fused_loops", &pylstm::set_fused_loops, py::arg("on"),

@@ -7,6 +7,7 @@
 #include "blas.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "profile.h"
 #include "sequence.h"
 
 namespace pylstm {
@@ -142,6 +143,7 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     }
   }
   const index_t rows = T * N;
+  PYLSTM_PHASE(kPhaseGradientGemm);
   detail::input_gradients(dx, dW_ih, cache, lda, x, W_ih, rows, I, GH);
   detail::recurrent_weight_gradient(dW_hh, cache, lda, y, ldy, h0, T, N, H, 2 * H, reverse);  // r, z blocks
   const bool late_starts = batch_sizes && reverse && h0;  // rows whose h_prev was h0 at a later step

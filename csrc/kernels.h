@@ -154,6 +154,12 @@ inline index_t lstm_fused_packed_size(index_t I, index_t H, index_t P) {
   return blocks * L * 4 * (P + 1 + I) + (P < H ? H * P : 0) + L;
 }
 
+// One Adam step's coefficients (train.h): m = b1 m + a1 g; v = b2 v + a2 g²; p −= step_size m / (√(v / c2) + eps).
+template <typename Real>
+struct AdamCoefficients {
+  Real b1, b2, a1, a2, step_size, c2, eps;
+};
+
 }  // namespace detail
 
 // The element-wise passes of every cell for one element type; each is documented where the cell declares its
@@ -194,6 +200,10 @@ struct PointwiseKernels {
   void (*lstm_backward_peep)(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
                              const Real* c_prev, Real* tc, const Real* c, const Real* peep, Real* dpeep, index_t N,
                              index_t H);
+  // The training step's passes (train.h). adam: n elements of one tensor. softmax_xent_rows: rows [0, rows) of
+  // logits z [rows][C] against targets t, writing d = (softmax − onehot)·inv_n; returns Σ −log softmax(z)[t].
+  void (*adam)(Real* p, Real* m, Real* v, const Real* g, index_t n, const detail::AdamCoefficients<Real>& c);
+  double (*softmax_xent_rows)(Real* d, const Real* z, const std::int64_t* t, index_t rows, index_t C, Real inv_n);
 };
 
 struct KernelTable {

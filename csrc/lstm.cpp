@@ -8,6 +8,7 @@
 #include "blas.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "profile.h"
 #include "sequence.h"
 
 namespace pylstm {
@@ -228,6 +229,7 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   }
 
   // The rest are sums over all steps, each one GEMM over the stacked T·N rows; both biases enter a identically.
+  PYLSTM_PHASE(kPhaseGradientGemm);
   detail::input_gradients(dx, dW_ih, da, GH, x, W_ih, T * N, I, GH);
   detail::recurrent_weight_gradient(dW_hh, da, GH, y, ldy, h0, T, N, P, GH, reverse);
   if (batch_sizes && reverse && h0)

@@ -7,6 +7,7 @@
 #include "blas.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "profile.h"
 #include "sequence.h"
 
 namespace pylstm {
@@ -112,6 +113,7 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     rnn_pointwise_backward(dat, dh0, dys.at(t), dys.ld, y + t * N * ldy, ldy, N, H, nl);
     gemm(false, false, N, H, H, Real(1), dat, H, W_hh, H, Real(0), dh0, H);  // dh_{t-1} = da_t W_hh
   }
+  PYLSTM_PHASE(kPhaseGradientGemm);
   detail::input_gradients(dx, dW_ih, da, H, x, W_ih, T * N, I, H);
   detail::recurrent_weight_gradient(dW_hh, da, H, y, ldy, h0, T, N, H, H, reverse);
   if (batch_sizes && reverse && h0)

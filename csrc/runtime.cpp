@@ -14,6 +14,7 @@
 
 #include "blas.h"
 #include "parallel.h"
+#include "profile.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -203,6 +204,7 @@ void parallel_run_exactly(ParallelFn fn, void* ctx, int nt) {
 
 void parallel_barrier() {
   if (!tl_in_region || tl_nt == 1) return;
+  PYLSTM_PHASE(kPhaseBarrier);
   Pool* pool = tl_pool;
   const int nt = tl_nt;
   tl_sense ^= 1;
@@ -234,6 +236,28 @@ void set_num_threads(int n) {
 }
 
 const char* blas_config() { return scipy_openblas_get_config(); }
+
+namespace {
+std::atomic<std::uint64_t> g_phase_ns[kPhases];
+}  // namespace
+
+#ifdef PYLSTM_PROFILE
+bool profiling_build() { return true; }
+#else
+bool profiling_build() { return false; }
+#endif
+void profile_read(std::uint64_t out[kPhases]) {
+  for (int p = 0; p < kPhases; ++p) out[p] = g_phase_ns[p].load(std::memory_order_relaxed);
+}
+void profile_reset() {
+  for (auto& v : g_phase_ns) v.store(0, std::memory_order_relaxed);
+}
+void profile_add(Phase phase, std::uint64_t ns) { g_phase_ns[phase].fetch_add(ns, std::memory_order_relaxed); }
+std::uint64_t profile_now_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
 
 namespace {
 int find_openmp(struct dl_phdr_info* info, std::size_t, void* out) {

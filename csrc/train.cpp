@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 
 #include "blas.h"
+#include "kernels.h"
 #include "parallel.h"
 
 namespace pylstm {
@@ -45,27 +45,6 @@ void run_pieces(const std::vector<TensorSlot<Real>>& slots, F&& f) {
   });
 }
 
-// e^x for x <= 0 in float, written as plain arithmetic so that the compiler vectorises the row loops: x = k ln2 + r
-// with |r| <= ln2/2, e^r by its degree-6 Taylor polynomial (relative error < 2e-7 on that interval), 2^k built in
-// the exponent bits. Below -87 (e^x under float's normal range) it returns 0.
-inline float exp_nonpositive(float x) {
-  x = std::max(x, -87.0f);
-  constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer
-  const float k = (x * 1.44269504f + kRound) - kRound;
-  const float r = (x - k * 0.693145752f) - k * 1.42860677e-6f;
-  float p = 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const std::int32_t bits = (static_cast<std::int32_t>(k) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-inline double exp_nonpositive(double x) { return std::exp(x); }
 
 }  // namespace
 
@@ -91,25 +70,9 @@ double softmax_cross_entropy(Real* dlogits, const Real* logits, const std::int64
   const int parts = N * C < kSplitElements ? 1 : get_num_threads();
   std::vector<double> partial(parts, 0.0);
   const Real inv_n = Real(1) / static_cast<Real>(N);
+  const auto rows_kernel = kernels().pointwise<Real>().softmax_xent_rows;
   auto rows = [&](index_t r0, index_t r1, double& loss) {
-    for (index_t r = r0; r < r1; ++r) {
-      const Real* z = logits + r * C;
-      Real* d = dlogits + r * C;
-      Real mx = z[0];
-      for (index_t c = 1; c < C; ++c) mx = std::max(mx, z[c]);
-      Real sum = 0;
-      for (index_t c = 0; c < C; ++c) {
-        const Real e = exp_nonpositive(z[c] - mx);
-        d[c] = e;
-        sum += e;
-      }
-      const index_t t = targets[r];
-      // log softmax of the target: z_t − max − log Σ
-      loss -= static_cast<double>(z[t] - mx) - std::log(static_cast<double>(sum));
-      const Real scale = inv_n / sum;
-      for (index_t c = 0; c < C; ++c) d[c] *= scale;
-      d[t] -= inv_n;
-    }
+    loss = rows_kernel(dlogits + r0 * C, logits + r0 * C, targets + r0, r1 - r0, C, inv_n);
   };
   auto part_rows = [&](int part) {
     const auto [r0, r1] = split_range(N, part, parts);
@@ -129,20 +92,12 @@ double softmax_cross_entropy(Real* dlogits, const Real* logits, const std::int64
 
 template <typename Real>
 void adam_step(const std::vector<TensorSlot<Real>>& slots, double lr, double b1, double b2, double eps, long step) {
-  const Real rb1 = Real(b1), rb2 = Real(b2), a1 = Real(1 - b1), a2 = Real(1 - b2);
-  const Real step_size = Real(lr / (1 - std::pow(b1, step)));
-  const Real c2 = Real(1 - std::pow(b2, step));
-  const Real e = Real(eps);
+  const detail::AdamCoefficients<Real> c{Real(b1),     Real(b2), Real(1 - b1), Real(1 - b2),
+                                         Real(lr / (1 - std::pow(b1, step))), Real(1 - std::pow(b2, step)),
+                                         Real(eps)};
+  const auto update = kernels().pointwise<Real>().adam;
   run_pieces(slots, [&](const TensorSlot<Real>& s, index_t b, index_t end) {
-    Real* __restrict p = s.p;
-    Real* __restrict m = s.m;
-    Real* __restrict v = s.v;
-    const Real* __restrict g = s.g;
-    for (index_t k = b; k < end; ++k) {
-      m[k] = rb1 * m[k] + a1 * g[k];
-      v[k] = rb2 * v[k] + a2 * g[k] * g[k];
-      p[k] -= step_size * m[k] / (std::sqrt(v[k] / c2) + e);
-    }
+    update(s.p + b, s.m + b, s.v + b, s.g + b, end - b, c);
   });
 }
 
