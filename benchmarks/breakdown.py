@@ -6,7 +6,8 @@
 With the profiling build (csrc/profile.h), the fused loops time their phases on every thread: packing the weights,
 the input projection, the per-step recurrent products, the per-step gate math, the waits at the per-step barrier,
 and (training) the gradient GEMMs after the backward loop. The table gives each phase's thread-time per call, its
-share of all threads' time, and the rate its flops ran at. Beside it, the same shapes as single GEMMs through
+share of all threads' time, and the rate its flops ran at per second of thread-time (a core's rate: compare it with
+the sgemm rate divided by the threads). Beside it, the same shapes as single GEMMs through
 pylstm's BLAS (split across its pool as the kernels split theirs): what the input projection, the recurrent
 products (T products of N rows) and the gradient GEMMs would take at OpenBLAS's rate, and a 2048² product for the
 machine's sgemm rate. In an ordinary build only the call's total and the GEMM rates are printed.
@@ -86,6 +87,9 @@ def main(argv=None):
         for _ in range(args.rounds):
             call()
         prof = {k: v / args.rounds for k, v in _core._profile().items()}
+        # The gradient GEMMs are timed on the calling thread around products that the pool splits: their
+        # thread-time is that wall time on every thread.
+        prof["gradient_gemm"] *= cfg["threads"]
         threads = cfg["threads"] * wall
         print(f"\nthread-time per call by phase ({cfg['threads']} threads x {1e3 * wall:.2f} ms wall = "
               f"{1e3 * threads:.2f} ms)")

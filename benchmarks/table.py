@@ -43,7 +43,7 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-ORDER = ["latency", "small", "medium", "large"]
+ORDER = ["latency", "speech", "small", "tall", "medium", "wide", "large"]
 
 
 def main(path):
@@ -72,7 +72,7 @@ def main(path):
     print(f"pylstm isa: {first.get('isa', '?')}; its OpenBLAS: {first.get('blas', '?')}")
     peak = sgemm_gflops()
     print(f"sgemm 2048^3 (pylstm's OpenBLAS, {pylstm.get_num_threads()} threads): {peak:.0f} GFLOP/s\n")
-    print("| cell | case (T, N, I=H) | pass | pylstm ms | numpy ms | torch ms | ORT ms | vs numpy | vs torch | vs ORT "
+    print("| cell | case (T, N, I, H) | pass | pylstm ms | numpy ms | torch ms | ORT ms | vs numpy | vs torch | vs ORT "
           "| pylstm GFLOP/s | % of sgemm | float64 ms | float64 / float32 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (cell, case, mode), r in sorted(rows.items(), key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]), kv[0][2])):
@@ -83,7 +83,7 @@ def main(path):
         ratios = " | ".join("—" if p is None else f"{p / ms:.2f}x" for p in peers)
         gf = flops / ms / 1e6
         f64 = f"{r['pylstm64'][0]:.2f} | {r['pylstm64'][0] / ms:.2f}x" if "pylstm64" in r else "— | —"
-        print(f"| {cell} | {case} ({e['T']}, {e['N']}, {e['H']}) | {mode} | {ms:.2f} | {times} | {ratios} | "
+        print(f"| {cell} | {case} ({e['T']}, {e['N']}, {e['I']}, {e['H']}) | {mode} | {ms:.2f} | {times} | {ratios} | "
               f"{gf:.0f} | {100 * gf / peak:.0f} | {f64} |")
     _ptorch_table(rows)
     _varlen_table(varlen)

@@ -3,7 +3,7 @@ Runtime (inference only), in one run.
 
     pytest benchmarks --benchmark-enable --benchmark-json=bench.json && python benchmarks/table.py bench.json
 
-Each case is (T, N, I=H); pylstm runs in float32 and, as "pylstm64", in float64; "ptorch" is torch's benchmark with
+Each case is (T, N, I, H); pylstm runs in float32 and, as "pylstm64", in float64; "ptorch" is torch's benchmark with
 pylstm.torch's module in place of torch.nn's. "infer" is an eval-mode forward; "train" is forward plus backward
 through time with the gradients of the input and all weights. Without --benchmark-enable (as in the test suite)
 each runs once, as a smoke test.
@@ -16,7 +16,9 @@ import pytest
 
 import pylstm
 
-CASES = {"latency": (100, 1, 256), "small": (100, 16, 128), "medium": (100, 32, 256), "large": (50, 64, 1024)}
+CASES = {"latency": (100, 1, 256, 256), "small": (100, 16, 128, 128), "medium": (100, 32, 256, 256),
+         "large": (50, 64, 1024, 1024), "tall": (400, 4, 64, 128), "wide": (20, 256, 512, 512),
+         "speech": (63, 1, 24, 32)}
 THREADS = 2
 
 
@@ -32,9 +34,9 @@ CELLS = {"lstm": ("LSTM", 4), "gru": ("GRU", 3), "rnn": ("RNN", 1)}
 SETTLE_S = 0.5
 
 
-def _pylstm(cell, T, N, H, train, dtype=np.float32):
-    m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0, dtype=dtype).train(train)
-    x = np.random.default_rng(0).standard_normal((T, N, H)).astype(dtype)
+def _pylstm(cell, T, N, I, H, train, dtype=np.float32):
+    m = getattr(pylstm, CELLS[cell][0])(I, H, seed=0, dtype=dtype).train(train)
+    x = np.random.default_rng(0).standard_normal((T, N, I)).astype(dtype)
     dout = np.ones((T, N, H), dtype)
 
     def run():
@@ -44,10 +46,10 @@ def _pylstm(cell, T, N, H, train, dtype=np.float32):
     return run
 
 
-def _numpy(cell, T, N, H, train):
-    m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0)
+def _numpy(cell, T, N, I, H, train):
+    m = getattr(pylstm, CELLS[cell][0])(I, H, seed=0)
     W = [m.state_dict()[k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
-    x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((T, N, I)).astype(np.float32)
     dy = np.ones((T, N, H), np.float32)
     fwd = getattr(pylstm.reference, cell + "_forward")
     bwd = getattr(pylstm.reference, cell + "_backward")
@@ -61,11 +63,11 @@ def _numpy(cell, T, N, H, train):
     return run
 
 
-def _torch(cell, T, N, H, train, modules=None):
+def _torch(cell, T, N, I, H, train, modules=None):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(THREADS)
-    m = getattr(modules or torch.nn, CELLS[cell][0])(H, H).train(train)
-    x = torch.randn(T, N, H, requires_grad=train)
+    m = getattr(modules or torch.nn, CELLS[cell][0])(I, H).train(train)
+    x = torch.randn(T, N, I, requires_grad=train)
 
     def run():
         if train:
@@ -78,31 +80,31 @@ def _torch(cell, T, N, H, train, modules=None):
     return run
 
 
-def _ort(cell, T, N, H, train):
+def _ort(cell, T, N, I, H, train):
     pytest.importorskip("onnxruntime")
     from pylstm.onnx import layer_model as onnx_model, ort_session
 
-    m = getattr(pylstm, CELLS[cell][0])(H, H, seed=0)
+    m = getattr(pylstm, CELLS[cell][0])(I, H, seed=0)
     p = m.state_dict()
     sess = ort_session(onnx_model(cell, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]),
                        threads=THREADS)
-    x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((T, N, I)).astype(np.float32)
 
     def run():
         sess.run(None, {"X": x})
     return run
 
 
-def _ptorch(cell, T, N, H, train):
+def _ptorch(cell, T, N, I, H, train):
     """torch's own benchmark with pylstm.torch's module in place of torch.nn's (autograd and all)."""
     pytest.importorskip("torch")
     import pylstm.torch
 
-    return _torch(cell, T, N, H, train, modules=pylstm.torch)
+    return _torch(cell, T, N, I, H, train, modules=pylstm.torch)
 
 
-def _pylstm64(cell, T, N, H, train):
-    return _pylstm(cell, T, N, H, train, np.float64)
+def _pylstm64(cell, T, N, I, H, train):
+    return _pylstm(cell, T, N, I, H, train, np.float64)
 
 
 IMPLS = {"pylstm": _pylstm, "pylstm64": _pylstm64, "numpy": _numpy, "torch": _torch, "ptorch": _ptorch, "ort": _ort}
@@ -114,11 +116,11 @@ RUNS = [(impl, mode) for mode in ("infer", "train") for impl in IMPLS if not (im
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_rnn(benchmark, cell, impl, mode, case):
-    T, N, H = CASES[case]
+    T, N, I, H = CASES[case]
     pylstm.set_num_threads(THREADS)
-    run = IMPLS[impl](cell, T, N, H, mode == "train")
+    run = IMPLS[impl](cell, T, N, I, H, mode == "train")
     benchmark.group = f"{cell}-{mode}-{case}"
-    benchmark.extra_info.update(cell=cell, impl=impl, mode=mode, case=case, T=T, N=N, I=H, H=H, G=CELLS[cell][1],
+    benchmark.extra_info.update(cell=cell, impl=impl, mode=mode, case=case, T=T, N=N, I=I, H=H, G=CELLS[cell][1],
                                 threads=THREADS, isa=pylstm.config()["isa"], blas=pylstm.config()["blas"])
     if benchmark.enabled:
         time.sleep(SETTLE_S)
@@ -131,7 +133,7 @@ def test_rnn(benchmark, cell, impl, mode, case):
 def test_lengths(benchmark, cell, mode, lengths):
     """Medium case with sequence lengths drawn from 1..T (the longest = T) against the same batch at full length:
     padding should cost nothing, so "mixed" should not be slower."""
-    T, N, H = CASES["medium"]
+    T, N, _, H = CASES["medium"]
     pylstm.set_num_threads(THREADS)
     rng = np.random.default_rng(0)
     lens = rng.integers(1, T + 1, N)
