@@ -18,25 +18,15 @@ Wall time per call is the median of --rounds calls after one warm-up; no thread 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 import pylstm
 from pylstm import _core
+from timing import median_s
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 LAYERS = {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}
-
-
-def median_s(fn, rounds):
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def gemm_s(M, K, Nc, rounds):

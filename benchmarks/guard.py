@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 # Under PYLSTM_ISA, pylstm's OpenBLAS runs the kernels of that level (pylstm/__init__.py); NumPy's OpenBLAS, loaded
 # with numpy below, is capped the same way, so that the reference runs on what a CPU of that level would run.
@@ -32,6 +31,7 @@ import numpy as np  # noqa: E402
 
 import pylstm  # noqa: E402
 from pylstm.cli.bench import _median_ms  # noqa: E402  (idles first, then the median of timed calls)
+from timing import median_s  # noqa: E402
 
 FLOOR = 0.5  # pylstm must run at least half as fast as the reference
 NEIGHBOUR_CEILING = 1.3  # the step with a NumPy product between forward and backward, over the step without
@@ -84,19 +84,9 @@ def neighbour_ratio(rounds=15):
             out @ w.T
         lstm.backward(dy, input_grad=False)
 
-    def median(fn):
-        for _ in range(3):
-            fn()
-        times = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times))
-
-    product = median(lambda: out @ w.T)
-    plain = median(lambda: step(False))
-    mixed = median(lambda: step(True))
+    product = median_s(lambda: out @ w.T, rounds, warmup=3)
+    plain = median_s(lambda: step(False), rounds, warmup=3)
+    mixed = median_s(lambda: step(True), rounds, warmup=3)
     return plain, mixed, product, (mixed - product) / plain
 
 

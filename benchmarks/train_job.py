@@ -4,12 +4,12 @@
 
 One training step of `pylstm train`'s defaults: a character LSTM (vocabulary 96, one layer of 256 units) and a
 Linear head, softmax cross-entropy over T = 64 steps of N = 32 streams, backward, gradient clipping at 1.0 and Adam
-at 3e-3, with the state carried from one chunk to the next (truncated BPTT). pylstm runs it with the calls the
-command makes; torch runs nn.LSTM, nn.Linear, cross_entropy, clip_grad_norm_ and Adam on 2 threads, and
-"pylstm.torch" runs that same torch loop with only torch.nn.LSTM replaced by pylstm.torch.LSTM. The data are random
-characters: speed does not depend on them. No thread limit is set and no pause is made. Each round runs one untimed
-step of each contender and then times --steps steps of it, alternating; the table gives the median characters per
-second.
+at 3e-3, with the state carried from one chunk to the next (truncated BPTT): the loops of user_loop.py, reported in
+characters per second. pylstm runs it with pylstm's NumPy API; torch runs nn.LSTM, nn.Linear, cross_entropy,
+clip_grad_norm_ and Adam on 2 threads, and "pylstm.torch" runs that same torch loop with only torch.nn.LSTM replaced
+by pylstm.torch.LSTM. The data are random characters: speed does not depend on them. No thread limit is set and no
+pause is made. Each round runs one untimed step of each contender and then times --steps steps of it, alternating;
+the table gives the median characters per second.
 """
 
 from __future__ import annotations
@@ -20,55 +20,13 @@ import time
 import numpy as np
 
 import pylstm
-from pylstm import nn, optim
-
-V, H, T, N, LR, CLIP = 96, 256, 64, 32, 3e-3, 1.0
+from user_loop import N, T, V, H, numpy_loop, torch_loop  # noqa: E402  (the same loops, step by step)
 
 
-def pylstm_steps(steps, seed=0):
-    rng = np.random.default_rng(seed)
-    rnn, head = nn.recurrent_model("lstm", V, H, V, 1, seed=seed)
-    opt = optim.Adam([rnn, head], lr=LR)
-    eye = np.eye(V, dtype=np.float32)
-    ids = rng.integers(0, V, (steps + 1, T + 1, N))
-    state = None
-
-    def run(steps=steps):
-        nonlocal state
-        for s in range(steps):
-            x, y = eye[ids[s, :T]], ids[s, 1:]
-            opt.zero_grad()
-            out, state = rnn(x, state)
-            loss, dlogits = nn.softmax_cross_entropy(head(out), y)
-            rnn.backward(head.backward(dlogits), input_grad=False)
-            optim.clip_grad_norm([rnn, head], CLIP)
-            opt.step()
-    return run
-
-
-def torch_steps(steps, seed=0, lstm=None):
-    """The torch loop; ``lstm`` is the LSTM class (torch.nn.LSTM by default; pylstm.torch.LSTM drops in)."""
-    import torch
-
-    torch.set_num_threads(2)
-    torch.manual_seed(seed)
-    rnn, head = (lstm or torch.nn.LSTM)(V, H), torch.nn.Linear(H, V)
-    params = list(rnn.parameters()) + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=LR)
-    ids = torch.randint(0, V, (steps + 1, T + 1, N))
-    state = None
-
-    def run(steps=steps):
-        nonlocal state
-        for s in range(steps):
-            x = torch.nn.functional.one_hot(ids[s, :T], V).float()
-            opt.zero_grad()
-            out, state = rnn(x, state)
-            state = tuple(st.detach() for st in state)
-            loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, V), ids[s, 1:].reshape(-1))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, CLIP)
-            opt.step()
+def steps_of(step, steps):
+    def run(n=steps):
+        for _ in range(n):
+            step()
     return run
 
 
@@ -79,13 +37,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     pylstm.set_num_threads(2)
     pylstm.show_config()
-    runs = {"pylstm": pylstm_steps(args.steps)}
+    runs = {"pylstm": steps_of(numpy_loop(), args.steps)}
     try:
-        runs["torch"] = torch_steps(args.steps)
+        runs["torch"] = steps_of(torch_loop(), args.steps)
         from pylstm import torch as pylstm_torch
 
         # The same torch loop, with only torch.nn.LSTM replaced by pylstm.torch.LSTM.
-        runs["pylstm.torch"] = torch_steps(args.steps, lstm=pylstm_torch.LSTM)
+        runs["pylstm.torch"] = steps_of(torch_loop(pylstm_torch.LSTM), args.steps)
     except ImportError:
         print("torch is not installed: pylstm only")
     speeds = {k: [] for k in runs}
