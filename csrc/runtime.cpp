@@ -56,7 +56,6 @@ struct alignas(64) Pool {
   ParallelFn fn = nullptr;
   void* ctx = nullptr;
   int nt = 1;
-  bool on_openmp = false;  // the current region runs on the adopted OpenMP runtime's team
   alignas(64) std::atomic<unsigned long> generation{0};
   alignas(64) std::atomic<int> pending{0};
   alignas(64) std::atomic<int> barrier_count{0};
@@ -152,7 +151,6 @@ bool Pool::try_run(ParallelFn f, void* c, int threads) {
   ctx = c;
   nt = threads;
   const OpenMP* omp = g_openmp.load(std::memory_order_acquire);
-  on_openmp = omp != nullptr;
   if (omp != nullptr) {  // the region's end is the runtime's own barrier
     omp->parallel(openmp_body, this, static_cast<unsigned>(threads), 0);
     return true;
