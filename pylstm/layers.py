@@ -173,19 +173,17 @@ class _Recurrent(_Module):
             # Padding may hold anything (NaN from np.empty, say): the weight gradients multiply every row of the
             # input by its gradient, zero there, and 0 · NaN would be NaN.
             inp[np.arange(T)[:, None] >= lens[perm][None, :]] = 0
-        s_n = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
         forward = (partial(self._kernel_forward, batch_sizes=batch_sizes) if segments is None
                    else partial(self._segments_forward, segments=segments))
-        inputs, outputs, caches, masks = [], [], [], []
+        inputs, outputs, caches, masks, finals_all = [], [], [], [], []
         for layer in range(L):
             out = (np.zeros if lengths is not None else np.empty)((T, N, D * H), self.dtype)  # padding outputs zeros
             for d in range(D):
                 k = layer * D + d
                 W, _ = self._layer_params(layer, d)
                 finals, cache = forward(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
-                                        training=training, y=out[:, :, d * H:(d + 1) * H])
-                for dst, src in zip(s_n, finals):
-                    dst[k] = src
+                                        training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H])
+                finals_all.append(finals)
                 caches.append(cache)
             inputs.append(inp)
             outputs.append(out)
@@ -195,6 +193,8 @@ class _Recurrent(_Module):
                 mask = (self._dropout_rng.random(out.shape) >= self.dropout) / (1 - self.dropout)
                 masks.append(mask.astype(self.dtype))
                 inp = out * masks[-1]
+        # The final states, (L*D, N, w) each: the kernels' own fresh arrays when there is one layer direction.
+        s_n = [f[None] for f in finals_all[0]] if L * D == 1 else [np.stack(f) for f in zip(*finals_all)]
         if training:
             self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, masks=masks, s0=s0,
                                unbatched=unbatched, shape=(T, N), perm=perm, segments=segments,
