@@ -1,10 +1,11 @@
 // Large scratch and packed-weight buffers, backed by transparent huge pages where the OS offers them.
 //
 // The fused loops keep each thread's packed weights and gate rows in its L2 cache, which they nearly fill at the
-// benchmark sizes (1.4 MB of packed weights for an LSTM with I = 96, H = 256). With 4 KB pages the buffers' physical
-// pages land in L2 sets at random, and whole processes ran 35 % slower when they collided (2-core Zen 5, 2026-12-04:
-// the same LSTM forward + backward took 16.9 ms in some processes and 12.2 ms in others). A 2 MB page is
-// physically contiguous, so the buffer fills the sets evenly, in every process. Linux gives one to an aligned region
+// benchmark sizes (1.4 MB of packed weights for an LSTM with I = 96, H = 256). Measured on a 2-core Zen 5 guest
+// (2026-12-04): with 4 KB pages six processes in a row ran that LSTM's forward + backward at 16.9 ms; with huge pages
+// four in a row ran at 12.1-12.4 ms. The suspected mechanism is L2 set conflicts between 4 KB pages placed at
+// random, which a physically contiguous 2 MB page avoids; it is not proven, and slow stretches of the same size still
+// occur on that machine with huge pages (benchmarks/README.md, "Noise"). Linux gives a huge page to an aligned region
 // that asks for it with madvise when transparent huge pages are "always" or "madvise" (the common default).
 #pragma once
 
