@@ -8,7 +8,9 @@
 // (openblas_set_threads_callback_function): NumPy's products then run on pylstm's pool, on as many threads as NumPy's
 // own setting asks for, and NumPy's workers, given nothing to do, go to sleep for good.
 #include <dlfcn.h>
+#if defined(__linux__)
 #include <link.h>
+#endif
 
 #include <atomic>
 #include <cstdint>
@@ -93,6 +95,7 @@ struct Found {
   SetCallback set;
 };
 
+#if defined(__linux__)
 int visit(struct dl_phdr_info* info, std::size_t, void* out) {
   if (info->dlpi_name == nullptr || info->dlpi_name[0] == '\0') return 0;
   void* h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
@@ -111,6 +114,7 @@ int visit(struct dl_phdr_info* info, std::size_t, void* out) {
   dlclose(h);  // drops only the reference taken above: the library stays loaded
   return 0;
 }
+#endif
 
 // The file of the OpenBLAS pylstm itself links: it runs single-threaded (the pool splits its products), so its
 // callback is never called and it is left alone.
@@ -129,7 +133,9 @@ long openblas_products_on_pool() { return g_products.load(std::memory_order_rela
 std::vector<std::string> share_pool_with_openblas(bool on) {
   std::lock_guard<std::mutex> lock(g_share_mutex);
   std::vector<Found> found;
-  dl_iterate_phdr(visit, &found);
+#if defined(__linux__)
+  dl_iterate_phdr(visit, &found);  // elsewhere no loaded library is looked at: NumPy keeps its own threads
+#endif
   const std::string own = own_openblas();
   std::vector<std::string> shared;
   for (const Found& f : found) {

@@ -1,6 +1,8 @@
 // Process-wide runtime of the core: the thread pool, the thread count, and what BLAS it runs on.
 #include <dlfcn.h>
+#if defined(__linux__)
 #include <link.h>
+#endif
 #include <pthread.h>
 
 #include <atomic>
@@ -258,6 +260,7 @@ std::uint64_t profile_now_ns() {
 }
 
 namespace {
+#if defined(__linux__)
 int find_openmp(struct dl_phdr_info* info, std::size_t, void* out) {
   if (info->dlpi_name == nullptr || info->dlpi_name[0] == '\0') return 0;
   const std::string name = info->dlpi_name;
@@ -277,6 +280,7 @@ int find_openmp(struct dl_phdr_info* info, std::size_t, void* out) {
   delete omp;
   return 0;
 }
+#endif
 std::mutex g_openmp_mutex;
 }  // namespace
 
@@ -294,7 +298,9 @@ std::string share_pool_with_openmp(bool on) {
   }
   if (const OpenMP* omp = g_openmp.load()) return omp->path;
   OpenMP* found = nullptr;
-  dl_iterate_phdr(find_openmp, &found);
+#if defined(__linux__)
+  dl_iterate_phdr(find_openmp, &found);  // elsewhere the pool keeps its own threads
+#endif
   g_openmp.store(found, std::memory_order_release);
   return found ? found->path : std::string();
 }
