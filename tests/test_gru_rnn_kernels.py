@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from helpers import TOL, assert_all_close, numerical_gradient, rel_err
 
+import pylstm
 from pylstm import _core
 from pylstm import reference as ref
 
@@ -123,3 +124,35 @@ def test_relu_gradient_is_zero_where_the_unit_is_off(rng):
     c = _case(rng, 1, "float64", 5, 4, 3, 6)
     got = _run(_core, "rnn", dict(nonlinearity="relu"), c, False, np.ones((5, 4, 6)), None)
     assert (got["y"] == 0).any() and (got["y"] > 0).any()
+
+
+@pytest.mark.parametrize("dtype, H", [(np.float32, 1024), (np.float64, 512)])
+def test_gru_long_rows_use_a_dense_buffer(dtype, H):
+    """A GRU whose recurrent-term rows lie a multiple of 4 KB apart over a long reduction takes the fused forward's
+    dense buffer (kernels.inc); forward and backward match the reference, and variable lengths match each sequence
+    run alone (one row: the in-place path)."""
+    rng = np.random.default_rng(5)
+    T, N, I = 4, 9, 24
+    m = pylstm.GRU(I, H, seed=0, dtype=np.dtype(dtype).name).train()
+    p = m.state_dict()
+    W = [p[k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
+    x = rng.standard_normal((T, N, I)).astype(dtype)
+    h0 = rng.standard_normal((1, N, H)).astype(dtype)
+    tol = 2e-5 if dtype == np.float32 else 1e-11
+    y, h_n = m(x, h0)
+    ry, rh, cache = ref.gru_forward(x, h0[0], *W, training=True)
+    np.testing.assert_allclose(y, ry, rtol=tol, atol=tol)
+    np.testing.assert_allclose(h_n[0], rh, rtol=tol, atol=tol)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, _ = m.backward(dy)
+    G = [np.zeros_like(w) for w in W]
+    rdx, _ = ref.gru_backward(dy, None, x, h0[0], W[0], W[1], ry, cache, *G)
+    np.testing.assert_allclose(dx, rdx, rtol=tol * 10, atol=tol * 10)
+    np.testing.assert_allclose(m.grads["weight_hh_l0"], G[1], rtol=tol * 10, atol=tol * 10)
+    lens = np.array([4, 1, 3, 4, 2, 4, 1, 3, 2])
+    m.eval()
+    y_len, h_len = m(x, h0, lengths=lens)
+    for n in range(N):
+        y1, h1 = m(x[: lens[n], n : n + 1], h0[:, n : n + 1])
+        np.testing.assert_allclose(y_len[: lens[n], n], y1[:, 0], rtol=tol, atol=tol)
+        np.testing.assert_allclose(h_len[0, n], h1[0, 0], rtol=tol, atol=tol)

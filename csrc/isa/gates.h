@@ -119,11 +119,11 @@ inline void lstm_row_backward_peep(Real* __restrict ai, Real* __restrict af, Rea
 template <typename Real>
 inline void lbr_forward_row(Real* __restrict h, Real* __restrict ar, Real* __restrict az, Real* __restrict an,
                             Real* __restrict k, const Real* __restrict g, const Real* __restrict p,
-                            const Real* __restrict bi, const Real* __restrict bh, index_t n, index_t S) {
+                            const Real* __restrict bi, const Real* __restrict bh, index_t n, index_t S, index_t Sg) {
   for (index_t j = 0; j < n; ++j) {
     const Real r = act_sigmoid(ar[j] + bi[j] + g[j] + bh[j]);
-    const Real z = act_sigmoid(az[j] + bi[S + j] + g[S + j] + bh[S + j]);
-    const Real kk = g[2 * S + j] + bh[2 * S + j];
+    const Real z = act_sigmoid(az[j] + bi[S + j] + g[Sg + j] + bh[S + j]);
+    const Real kk = g[2 * Sg + j] + bh[2 * S + j];
     const Real nn = act_tanh(an[j] + bi[2 * S + j] + r * kk);
     ar[j] = r;
     az[j] = z;
