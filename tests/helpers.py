@@ -104,3 +104,17 @@ def layer_case(rng, kind, T, N, I, H, L, bi, batch_first, given_state, dtype, se
     dout = rng.standard_normal((T, N, D * H))
     ds_n = [rng.standard_normal((L * D, N, H)) for _ in range(S)]
     return m, S, x, s0, dout, ds_n, ref_model(m, prefix, kw, x, s0, dout, ds_n)
+
+
+def assert_lengths_match_single_rows(m, x, state, lens, tol):
+    """m(x, state, lengths=lens) against each row run alone at its own length (one row: no batching path), for the
+    output and the final h; `state` is h0 (GRU, RNN) or the pair (h0, c0) (LSTM)."""
+    pair = isinstance(state, tuple)
+    y_len, s_len = m(x, state, lengths=lens)
+    h_len = s_len[0] if pair else s_len
+    for n in range(x.shape[1]):
+        s_n = tuple(s[:, n : n + 1] for s in state) if pair else state[:, n : n + 1]
+        y1, s1 = m(x[: lens[n], n : n + 1], s_n)
+        h1 = s1[0] if pair else s1
+        np.testing.assert_allclose(y_len[: lens[n], n], y1[:, 0], rtol=tol, atol=tol)
+        np.testing.assert_allclose(h_len[0, n], h1[0, 0], rtol=tol, atol=tol)
