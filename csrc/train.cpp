@@ -35,14 +35,23 @@ index_t total_of(const std::vector<TensorSlot<Real>>& slots) {
 // Below this many elements a pass runs on the calling thread: a region would cost more than it saves.
 constexpr index_t kSplitElements = 1 << 15;
 
+// The parts of a pass over `elements` elements: one below kSplitElements, else one per thread.
+inline int parts_for(index_t elements) { return elements < kSplitElements ? 1 : get_num_threads(); }
+
+// f(part) for every part in [0, parts): on the calling thread when there is one, else spread over the pool.
+template <typename F>
+void on_parts(int parts, F&& f) {
+  if (parts == 1) return f(0);
+  parallel([&](int tid, int nt) {
+    for (int part = tid; part < parts; part += nt) f(part);
+  });
+}
+
 template <typename Real, typename F>
 void run_pieces(const std::vector<TensorSlot<Real>>& slots, F&& f) {
   const index_t total = total_of(slots);
-  const int parts = total < kSplitElements ? 1 : get_num_threads();
-  if (parts == 1) return for_slot_pieces(slots, total, 0, 1, f);
-  parallel([&](int tid, int nt) {
-    for (int part = tid; part < parts; part += nt) for_slot_pieces(slots, total, part, parts, f);
-  });
+  const int parts = parts_for(total);
+  on_parts(parts, [&](int part) { for_slot_pieces(slots, total, part, parts, f); });
 }
 
 
@@ -67,24 +76,14 @@ void linear_backward(Real* dx, Real* dW, Real* db, const Real* dy, const Real* x
 
 template <typename Real>
 double softmax_cross_entropy(Real* dlogits, const Real* logits, const std::int64_t* targets, index_t N, index_t C) {
-  const int parts = N * C < kSplitElements ? 1 : get_num_threads();
-  std::vector<double> partial(parts, 0.0);
+  const int parts = parts_for(N * C);
+  std::vector<double> partial(parts, 0.0);  // summed in part order: the loss depends on the thread setting only
   const Real inv_n = Real(1) / static_cast<Real>(N);
   const auto rows_kernel = kernels().pointwise<Real>().softmax_xent_rows;
-  auto rows = [&](index_t r0, index_t r1, double& loss) {
-    loss = rows_kernel(dlogits + r0 * C, logits + r0 * C, targets + r0, r1 - r0, C, inv_n);
-  };
-  auto part_rows = [&](int part) {
+  on_parts(parts, [&](int part) {
     const auto [r0, r1] = split_range(N, part, parts);
-    rows(r0, r1, partial[part]);
-  };
-  if (parts == 1) {
-    part_rows(0);
-  } else {
-    parallel([&](int tid, int nt) {
-      for (int part = tid; part < parts; part += nt) part_rows(part);
-    });
-  }
+    partial[part] = rows_kernel(dlogits + r0 * C, logits + r0 * C, targets + r0, r1 - r0, C, inv_n);
+  });
   double loss = 0;
   for (double p : partial) loss += p;
   return loss / static_cast<double>(N);
@@ -122,9 +121,9 @@ void sgd_step(const std::vector<TensorSlot<Real>>& slots, double lr, double mome
 template <typename Real>
 double grad_norm(const std::vector<TensorSlot<Real>>& slots) {
   const index_t total = total_of(slots);
-  const int parts = total < kSplitElements ? 1 : get_num_threads();
+  const int parts = parts_for(total);
   std::vector<double> partial(parts, 0.0);
-  auto part_sum = [&](int part) {
+  on_parts(parts, [&](int part) {
     double acc = 0;
     for_slot_pieces(slots, total, part, parts, [&](const TensorSlot<Real>& s, index_t b, index_t end) {
       double a[4] = {0, 0, 0, 0};  // four running sums: the loop vectorises without reassociation flags
@@ -135,14 +134,7 @@ double grad_norm(const std::vector<TensorSlot<Real>>& slots) {
       acc += (a[0] + a[1]) + (a[2] + a[3]);
     });
     partial[part] = acc;
-  };
-  if (parts == 1) {
-    part_sum(0);
-  } else {
-    parallel([&](int tid, int nt) {
-      for (int part = tid; part < parts; part += nt) part_sum(part);
-    });
-  }
+  });
   double total_sq = 0;
   for (double p : partial) total_sq += p;
   return std::sqrt(total_sq);
