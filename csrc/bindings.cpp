@@ -360,6 +360,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &dW_hr, &dpeep},
                    {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &W_hr, &y, &cache, &dW_ih, &dW_hh, &db_ih,
                     &db_hh, &dW_hr, &peep, &dpeep});
+  const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
   py::array_t<Real> dh0({N, P}), dc0({N, H});
   auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H, P));
   {
@@ -367,7 +368,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
     pylstm::lstm_backward<Real>(dx.ptr, dh0.mutable_data(), dc0.mutable_data(), dW_ih.ptr, dW_hh.ptr, db_ih.ptr,
                                 db_hh.ptr, dW_hr.ptr, cache.ptr, work.get(), dy.ptr, dy.ld, dh_n.ptr, dc_n.ptr, x.ptr,
                                 y.ptr, y.ld, h0.ptr, c0.ptr, W_ih.ptr, W_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse,
-                                batch_sizes_arg(batch_sizes_, T, N), peep.ptr, dpeep.ptr);
+                                batch_sizes, peep.ptr, dpeep.ptr);
   }
   return py::make_tuple(dx_obj, dh0, dc0);
 }
@@ -808,10 +809,11 @@ PYBIND11_MODULE(_core, m) {
         const index_t L = static_cast<index_t>(packs.size());
         if (L < 1) throw py::value_error("packs must hold one PackedLstm per layer, got none");
         if (x_.ndim() != 2) throw py::value_error("x must have shape (N, I), got " + shape_of(x_));
+        for (const PackedLstm* p : packs)
+          if (!p) throw py::type_error("packs must hold PackedLstm objects, got None");
         const index_t N = x_.shape(0), I0 = x_.shape(1), H = packs[0]->H, GH = pylstm::kLstmGates * H;
         for (index_t l = 0; l < L; ++l) {
           const PackedLstm* p = packs[static_cast<size_t>(l)];
-          if (!p) throw py::type_error("packs must hold PackedLstm objects, got None");
           const index_t want_I = l == 0 ? I0 : H;
           if (p->I != want_I || p->H != H)
             throw py::value_error("packs[" + std::to_string(l) + "] was made for (I, H) = (" + std::to_string(p->I) +

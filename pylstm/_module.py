@@ -58,6 +58,24 @@ class _Module:
     def _param_shapes(self):
         raise NotImplementedError
 
+    # ---- copies: copy.deepcopy and pickle ----------------------------------------------------------------
+    # What a module derives and keeps for speed is private to it and not copied: its lock (a copy gets its own) and
+    # its packed weights (keyed by the id of its own arrays; a copy packs its own on its first call). Everything
+    # else, parameters, gradients, mode, a training forward's cache and the dropout stream, is copied, so that a
+    # copy computes what the original would and then changes independently of it.
+    def __getstate__(self):
+        with self._lock:  # not in the middle of another thread's call
+            state = dict(self.__dict__)
+        del state["_lock"]
+        state["_editing"] = 0  # a copy made inside edit_parameters() is not itself being edited
+        if "_packs" in state:
+            state["_packs"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     def _init_bound(self):
         """Parameters start uniform in ±this bound: torch.nn's 1/√hidden_size for the recurrent modules."""
         return 1.0 / math.sqrt(self.hidden_size)

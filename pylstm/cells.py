@@ -91,12 +91,14 @@ class _Cell(_Module):
         xs, s0, y, cache, unbatched = self._tape[-1]
         N = xs.shape[1]
         ds = [None if v is None else self._check(name, v, N, unbatched) for name, v in zip(("dh", "dc"), dstates)]
-        self._tape.pop()
         g = self.grads
+        # One kernel call, which checks every argument before it writes anything: it either adds the whole step's
+        # gradients into grads or raises with grads untouched. The tape entry goes only once it has succeeded.
         out = getattr(_core, self._kernel + "_backward")(
             None, *ds, xs, *(s0 if s0 is not None else [None] * self._n_states), self._params["weight_ih"],
             self._params["weight_hh"], y, cache, g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"),
             **self._variant(), **self._backward_extra())
+        self._tape.pop()
         dx, firsts = out[0][0], list(out[1:])
         if unbatched:
             return dx[0], [f[0] for f in firsts]

@@ -27,6 +27,13 @@ class Stream:
         self._layer = layer
         self.reset(state)
 
+    def __getstate__(self):
+        """copy.deepcopy and pickle copy the carried state and the layer; the packed weights are the layer's own,
+        so a copy packs again on its first step."""
+        state = dict(self.__dict__)
+        state["_packs"] = state["_packs_version"] = None
+        return state
+
     def reset(self, state=None):
         """Starts again from ``state`` (as forward takes it; None for zeros). Checks it before changing anything."""
         layer = self._layer

@@ -117,3 +117,28 @@ def test_cells_match_torch_cells(rng, kind):
         assert rel_err(a, b.grad.numpy()) < 1e-12
     for k, p in tc.named_parameters():
         assert rel_err(c.grads[k], p.grad.numpy()) < 1e-12, k
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_failed_cell_backward_changes_nothing(kind, rng):
+    """A cell backward that fails (here: a gradient array made read-only, which the kernel call refuses) leaves
+    grads and the tape as they were: the next backward gives what it gives without the failure."""
+    cell_cls, _, kw, n_states = KINDS[kind]
+    cells = [cell_cls(3, 4, seed=0, **kw) for _ in range(2)]
+    x = rng.standard_normal((2, 3)).astype("f4")
+    dh = np.ones((2, 4), "f4")
+    for cell in cells:
+        cell(x)
+        cell.grads["weight_hh"] += 0.5
+    grads = cells[0].grads
+    before = {k: v.copy() for k, v in grads.items()}
+    grads["bias_hh"].flags.writeable = False
+    with pytest.raises(ValueError, match="db_hh must be writable"):
+        cells[0].backward(dh)
+    grads["bias_hh"].flags.writeable = True
+    for k in before:
+        np.testing.assert_array_equal(grads[k], before[k])
+    got, want = cells[0].backward(dh), cells[1].backward(dh)  # the tape entry is still there
+    np.testing.assert_array_equal(got[0], want[0])
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], cells[1].grads[k])

@@ -204,3 +204,54 @@ def test_a_backward_that_fails_midway_adds_no_gradient(rng, monkeypatch):
         np.testing.assert_array_equal(m.grads[k], before[k])
     with pytest.raises(RuntimeError, match="forward"):  # the cache is clearly gone
         m.backward(np.ones_like(out))
+
+
+@pytest.mark.parametrize("counts", [(2, 2), (1, 2)], ids=["same-count", "changing-count"])
+def test_set_num_threads_while_other_threads_run_layers(rng, counts):
+    """A stress test (issue 24, bug 3): one Python thread calls set_num_threads over and over while four others run
+    layers (with lengths, forward and backward). Setting the same count leaves every result bitwise equal to the
+    serial run, as the README promises; switching between counts changes only the float rounding. The race this
+    once had, on the pool's size, shows only under a thread sanitizer; here the results and the absence of a
+    crash or hang are checked."""
+    before = pylstm.get_num_threads()
+    kinds = [(pylstm.LSTM, {}), (pylstm.GRU, {}), (pylstm.RNN, {}), (pylstm.LSTM, {"bidirectional": True})]
+    jobs = [(cls(16, 64, seed=i, **kw), rng.standard_normal((30, 6, 16)).astype("f4"), rng.integers(1, 31, 6))
+            for i, (cls, kw) in enumerate(kinds)]
+
+    def run(m, x, lengths):
+        m.zero_grad()
+        out, _ = m(x, lengths=lengths)
+        dx, _ = m.backward(np.ones_like(out))
+        return [out, dx] + [m.grads[k].copy() for k in sorted(m.grads)]
+
+    pylstm.set_num_threads(counts[-1])
+    serial = [run(*job) for job in jobs]
+    stop, problems = threading.Event(), []
+
+    def flip():
+        k = 0
+        while not stop.is_set():
+            pylstm.set_num_threads(counts[k % 2])
+            k += 1
+
+    def work(i):
+        for _ in range(10):
+            for a, b in zip(run(*jobs[i]), serial[i]):
+                same = np.array_equal(a, b) if counts[0] == counts[1] else np.allclose(a, b, rtol=1e-4, atol=1e-5)
+                if not same:
+                    problems.append(i)
+
+    flipper = threading.Thread(target=flip)
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    try:
+        flipper.start()
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(300)
+    finally:
+        stop.set()
+        flipper.join(60)
+        pylstm.set_num_threads(before)
+    assert not any(t.is_alive() for t in workers), "a worker hung"
+    assert not problems, problems[:10]

@@ -250,3 +250,26 @@ def test_kernel_refuses_dx_without_input_grad(rng):
     with pytest.raises(ValueError, match="input_grad"):
         _core.rnn_backward(np.ones_like(y), None, x, None, W[0], W[1], y, cache, *[np.zeros_like(g) for g in G[:4]],
                            dx=np.zeros_like(x), input_grad=False)
+
+
+def test_stream_step_refuses_none_for_a_pack():
+    """_core.lstm_stream_step read packs[0] before checking it for None: a null dereference (issue 24, bug 2). Run
+    in a child process, so that a crash fails this test instead of ending the run."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import numpy as np
+        from pylstm import _core
+        x, h, c = np.zeros((1, 3), np.float32), np.zeros((2, 1, 4), np.float32), np.zeros((2, 1, 4), np.float32)
+        for packs in ([None], [None, None]):
+            try:
+                _core.lstm_stream_step(x, h, h.copy(), c, packs)
+            except TypeError as e:
+                assert "PackedLstm" in str(e), e
+            else:
+                raise AssertionError("no error")
+        print("ok")
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stdout, r.stderr[-2000:])
