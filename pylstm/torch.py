@@ -198,8 +198,11 @@ def _check_run(module, tensors):
         if t.device.type != "cpu":
             raise ValueError(f"pylstm.torch.{name} runs on the CPU only: {what} is on {t.device}")
         if t.dtype != dtype:
-            raise TypeError(f"pylstm.torch.{name}: {what} has dtype {t.dtype}, but the parameters are {dtype} "
-                            f"(convert the input with .to({dtype}) or the module with .to({t.dtype}))")
+            # torch.nn's classes: ValueError for a sequence module's input, RuntimeError for its states and for the
+            # cells' tensors (the errors of the GEMMs they would reach).
+            cls = ValueError if what == "input" and isinstance(module, _Sequence) else RuntimeError
+            raise cls(f"pylstm.torch.{name}: {what} has dtype {t.dtype}, but the parameters are {dtype} "
+                      f"(convert the input with .to({dtype}) or the module with .to({t.dtype}))")
 
 
 def _packed_index(batch_sizes):
@@ -266,15 +269,15 @@ class _Sequence(_Unscriptable):
             x = input.unsqueeze(1) if unbatched else input.transpose(0, 1) if self.batch_first else input
             T, N = x.shape[:2]
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"{type(self).__name__}: input.size(-1) must be input_size = {self.input_size}, "
-                             f"got {x.shape[-1]}")
+            raise RuntimeError(f"{type(self).__name__}: input.size(-1) must be input_size = {self.input_size}, "
+                               f"got {x.shape[-1]}")  # torch.nn raises RuntimeError for every size mismatch
         if states:
             fixed = []
             for i, (s, w) in enumerate(zip(states, widths)):
                 want = (L * D, w) if unbatched else (L * D, N, w)
                 if tuple(s.shape) != want:
-                    raise ValueError(f"{type(self).__name__}: expected hidden state {i} of shape {want}, "
-                                     f"got {tuple(s.shape)}")
+                    raise RuntimeError(f"{type(self).__name__}: expected hidden state {i} of shape {want}, "
+                                       f"got {tuple(s.shape)}")
                 s = s.unsqueeze(1) if unbatched else s
                 if sorted_indices is not None:
                     s = s.index_select(1, sorted_indices)
@@ -379,13 +382,16 @@ class _Cell(_Unscriptable):
     @torch.compiler.disable
     def _step(self, input, states):
         name = type(self).__name__
+        # The numbers of dimensions first, then dtypes and sizes: torch.nn's cells check in this order.
+        for what, t in [("input", input)] + [(f"hx[{i}]", s) for i, s in enumerate(states)]:
+            if isinstance(t, torch.Tensor) and t.dim() not in (1, 2):
+                raise ValueError(f"{name}: {what} must be 2-D (batch, size) or 1-D unbatched, got "
+                                 f"{t.dim()}-D with shape {tuple(t.shape)}")
         _check_run(self, [("input", input)] + [(f"hx[{i}]" if len(states) > 1 else "hx", s)
                                                for i, s in enumerate(states)])
-        if input.dim() not in (1, 2):
-            raise ValueError(f"{name}: input must be 2-D (batch, input_size) or 1-D unbatched, got "
-                             f"{input.dim()}-D with shape {tuple(input.shape)}")
         if input.shape[-1] != self.input_size:
-            raise ValueError(f"{name}: input.size(-1) must be input_size = {self.input_size}, got {input.shape[-1]}")
+            raise RuntimeError(f"{name}: input.size(-1) must be input_size = {self.input_size}, "
+                               f"got {input.shape[-1]}")  # torch.nn's class for a size mismatch
         unbatched = input.dim() == 1
         x = input.reshape(1, 1, -1) if unbatched else input.unsqueeze(0)
         N = x.shape[1]
@@ -393,7 +399,7 @@ class _Cell(_Unscriptable):
         for i, s in enumerate(states):
             want = (self.hidden_size,) if unbatched else (N, self.hidden_size)
             if tuple(s.shape) != want:
-                raise ValueError(f"{name}: expected hidden state {i} of shape {want}, got {tuple(s.shape)}")
+                raise RuntimeError(f"{name}: expected hidden state {i} of shape {want}, got {tuple(s.shape)}")
             fixed.append(s.reshape(1, N, -1).contiguous())
         spec = _Spec(self._cell, self._variant(), 1, self.hidden_size, self.hidden_size, bool(self.bias), False, None)
         weights = [w.contiguous() for w in [self.weight_ih, self.weight_hh]

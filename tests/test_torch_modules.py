@@ -439,13 +439,14 @@ def test_devices_and_dtypes_refused():
     with pytest.raises(TypeError, match="bfloat16"):
         m(torch.randn(2, 1, 3, dtype=torch.bfloat16))
     m = pt.LSTM(3, 4)
-    with pytest.raises(TypeError, match="float64.*float32"):
+    # The classes torch.nn raises (test_errors_are_torchs_classes checks them against torch's own test data).
+    with pytest.raises(ValueError, match="float64.*float32"):
         m(torch.randn(2, 1, 3, dtype=torch.float64))
-    with pytest.raises(TypeError, match="float64.*float32"):
+    with pytest.raises(RuntimeError, match="float64.*float32"):
         pt.LSTMCell(3, 4)(torch.randn(2, 3, dtype=torch.float64))
-    with pytest.raises(ValueError, match="input_size = 3"):
+    with pytest.raises(RuntimeError, match="input_size = 3"):
         m(torch.randn(2, 1, 5))
-    with pytest.raises(ValueError, match="hidden state 0 of shape"):
+    with pytest.raises(RuntimeError, match="hidden state 0 of shape"):
         m(torch.randn(2, 1, 3), (torch.zeros(1, 2, 4), torch.zeros(1, 1, 4)))
     with pytest.raises(TypeError, match=r"hx\[1\] must be a torch.Tensor"):
         m(torch.randn(2, 1, 3), (torch.zeros(1, 1, 4), None))
@@ -476,3 +477,52 @@ def test_import_pylstm_does_not_import_torch_and_missing_torch_is_explained():
            "    print(e)\nelse:\n    raise SystemExit('imported')"
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd="/", capture_output=True, text=True).stdout
     assert "pip install torch==2.13.0" in out
+
+
+def _torch_error_inputs():
+    """Every error input of torch's own module test data for the recurrent modules and cells, in both dtypes and
+    modes: (id, module name, ErrorModuleInput, training)."""
+    from torch.testing._internal.common_modules import module_db  # needs expecttest (in the test extra)
+
+    cases = []
+    for info in module_db:
+        name = info.module_cls.__name__
+        if name not in ("LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell") or not info.module_error_inputs_func:
+            continue
+        for dtype in (torch.float32, torch.float64):
+            for training in (True, False):
+                errs = info.module_error_inputs_func(info, device="cpu", dtype=dtype, requires_grad=False,
+                                                     training=training)
+                for k, e in enumerate(errs):
+                    cases.append((f"{name}-{str(dtype)[6:]}-{'train' if training else 'eval'}-{k}", name, e, training))
+    return cases
+
+
+def test_torch_error_inputs_are_found():
+    assert len(_torch_error_inputs()) >= 100  # the data the next test runs through is really there
+
+
+@pytest.mark.parametrize("name,err,training", [c[1:] for c in _torch_error_inputs()],
+                         ids=[c[0] for c in _torch_error_inputs()])
+def test_errors_are_torchs_classes(name, err, training):
+    """A drop-in raises what torch.nn raises for each error input of torch's own module tests (issue 24, bug 5):
+    the same class, checked by exact type."""
+    from torch.testing._internal.common_modules import ModuleErrorEnum
+
+    mi = err.module_error_input
+    c, f = mi.constructor_input, mi.forward_input
+
+    def raised(cls):
+        try:
+            m = cls(*c.args, **c.kwargs)
+            if err.error_on == ModuleErrorEnum.CONSTRUCTION_ERROR:
+                return None
+            m.train(training)
+            m(*f.args, **f.kwargs)
+        except Exception as e:  # noqa: BLE001  (the class is what is compared)
+            return e
+        return None
+
+    want, got = raised(getattr(torch.nn, name)), raised(getattr(pt, name))
+    assert want is not None and isinstance(want, err.error_type)
+    assert type(got) is type(want), f"torch.nn raises {type(want).__name__} ({want}), pylstm.torch {got!r}"
