@@ -22,13 +22,6 @@ def _check_lengths(lengths, N, T):
     return lens.astype(np.int64)
 
 
-def _segments(sorted_lens, T):
-    """[(t0, t1, M)]: the stretches of steps in which the first M rows (longest first) are the running ones."""
-    running = (sorted_lens[None, :] > np.arange(T)[:, None]).sum(axis=1)
-    bounds = [0] + [t for t in range(1, T) if running[t] != running[t - 1]] + [T]
-    return [(t0, t1, int(running[t0])) for t0, t1 in zip(bounds[:-1], bounds[1:]) if running[t0] > 0]
-
-
 class _Recurrent(_Module):
     """What the three layer types share: parameters, gradients, layouts, checks and the layer/direction loop.
 
@@ -116,13 +109,6 @@ class _Recurrent(_Module):
     def _fused(self):
         return False
 
-    def _lengths_in_kernel(self):
-        """Whether lengths= runs inside the kernels (the fused loops, in PyTorch's batch_sizes form) rather than as
-        one kernel call per stretch of steps with a constant number of running rows."""
-        return _core._fused_loops() and self._kernels_take_batch_sizes
-
-    _kernels_take_batch_sizes = False
-
     # ---- input checks -----------------------------------------------------------------------------------
     def _check_state(self, name, value, N, H, unbatched):  # H: this state's width
         want = (self.num_directions * self.num_layers,) + (() if unbatched else (N,)) + (H,)
@@ -151,18 +137,16 @@ class _Recurrent(_Module):
         if states is not None:
             s0 = [self._check_state(f"{name}0", v, N, w, unbatched)
                   for name, v, w in zip(self._states, states, self._widths())]
-        perm = segments = batch_sizes = None
+        perm = batch_sizes = None
         if lengths is not None:
             # Variable lengths: sort the batch longest first, so the rows still running at any step are a prefix,
-            # and run each stretch of steps with a constant number of running rows on just those rows.
+            # and hand the kernels PyTorch's batch_sizes form, the rows running at each step. (Only the fused loops
+            # take lengths; the BLAS-per-step loops, their reference shape, refuse them.)
             lens = _check_lengths(lengths, N, T)
             perm = np.argsort(-lens, kind="stable")
             seq = seq[:, perm]
             s0 = None if s0 is None else [np.ascontiguousarray(s[:, perm]) for s in s0]
-            if self._lengths_in_kernel():  # the kernels take PyTorch's batch_sizes form: rows running per step
-                batch_sizes = (lens[perm][None, :] > np.arange(T)[:, None]).sum(axis=1).astype(np.int64)
-            else:  # the BLAS-per-step loops: one kernel call per stretch of steps
-                segments = _segments(lens[perm], T)
+            batch_sizes = (lens[perm][None, :] > np.arange(T)[:, None]).sum(axis=1).astype(np.int64)
 
         training = self.training
         self._cache = None  # a new forward ends the previous one's claim to a backward
@@ -173,8 +157,7 @@ class _Recurrent(_Module):
             # Padding may hold anything (NaN from np.empty, say): the weight gradients multiply every row of the
             # input by its gradient, zero there, and 0 · NaN would be NaN.
             inp[np.arange(T)[:, None] >= lens[perm][None, :]] = 0
-        forward = (partial(self._kernel_forward, batch_sizes=batch_sizes) if segments is None
-                   else partial(self._segments_forward, segments=segments))
+        forward = partial(self._kernel_forward, batch_sizes=batch_sizes)
         inputs, outputs, caches, masks, finals_all = [], [], [], [], []
         for layer in range(L):
             out = (np.zeros if lengths is not None else np.empty)((T, N, D * H), self.dtype)  # padding outputs zeros
@@ -197,8 +180,7 @@ class _Recurrent(_Module):
         s_n = [f[None] for f in finals_all[0]] if L * D == 1 else [np.stack(f) for f in zip(*finals_all)]
         if training:
             self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, masks=masks, s0=s0,
-                               unbatched=unbatched, shape=(T, N), perm=perm, segments=segments,
-                               batch_sizes=batch_sizes)
+                               unbatched=unbatched, shape=(T, N), perm=perm, batch_sizes=batch_sizes)
         out = inp.copy() if training else inp
         if perm is not None:
             inv = np.argsort(perm)
@@ -226,7 +208,7 @@ class _Recurrent(_Module):
             ds_n = [self._check_state(f"d{name}_n", v, N, w, unbatched)
                     for name, v, w in zip(self._states, dstates, self._widths())]
         dy = np.ascontiguousarray(self._from_user(dout, unbatched))
-        perm, segments = cache["perm"], cache["segments"]
+        perm = cache["perm"]
         if perm is not None:
             dy = np.ascontiguousarray(dy[:, perm])
             ds_n = None if ds_n is None else [np.ascontiguousarray(s[:, perm]) for s in ds_n]
@@ -234,8 +216,7 @@ class _Recurrent(_Module):
         self._cache = None  # consumed, whatever happens below
         # Gradients go to fresh buffers first and into self.grads only once the whole backward has succeeded.
         fresh = {k: np.zeros_like(v) for k, v in self.grads.items()}
-        backward = (partial(self._kernel_backward, batch_sizes=cache["batch_sizes"]) if segments is None
-                    else partial(self._segments_backward, segments=segments))
+        backward = partial(self._kernel_backward, batch_sizes=cache["batch_sizes"])
         s0 = cache["s0"]
         ds0 = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
         for layer in reversed(range(L)):
@@ -260,73 +241,9 @@ class _Recurrent(_Module):
         return (None if dy is None else self._to_user(dy, unbatched)), [self._state_to_user(s, unbatched) for s in ds0]
 
     def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
-        """One layer direction, W = [W_ih, W_hh, b_ih, b_hh, W_hr] (None where absent): returns
-        ([final state arrays], cache). batch_sizes: see _lengths_in_kernel."""
+        """One layer direction, W = [W_ih, W_hh, b_ih, b_hh, W_hr, peepholes] (None where absent): returns
+        ([final state arrays], cache). batch_sizes: the rows running at each step (lengths), or None."""
         raise NotImplementedError
-
-    def _segments_forward(self, x, s0, W, *, reverse, training, y, segments):
-        """One layer direction over a batch sorted longest first, as ``segments`` [(t0, t1, M)]: steps t0..t1-1 run
-        rows 0..M-1 only. The forward direction carries each stretch's final states into the next for the rows
-        that go on, and keeps those of the rows that end; the reverse direction walks the stretches from the last,
-        and a row joins, from its s0 (or zero), at its own last step. Returns ([final states], cache)."""
-        N, widths, P = x.shape[1], self._widths(), self._out
-        finals = [np.zeros((N, w), self.dtype) for w in widths]
-        carried, parts = None, []
-        for i in (reversed(range(len(segments))) if reverse else range(len(segments))):
-            t0, t1, M = segments[i]
-            if carried is None:
-                init = None if s0 is None else [s[:M] for s in s0]
-            elif reverse:  # rows that start here (their last step) take their s0, the others go on
-                init = [np.concatenate([c, s[len(c):M] if s0 is not None else np.zeros((M - len(c), w), self.dtype)])
-                        for c, s, w in zip(carried, s0 or carried, widths)]
-            else:
-                init = [c[:M] for c in carried]
-            xs = np.ascontiguousarray(x[t0:t1, :M])
-            ys = np.empty((t1 - t0, M, P), self.dtype)
-            fin, cache = self._kernel_forward(xs, init, W, reverse=reverse, training=training, y=ys)
-            y[t0:t1, :M] = ys
-            if not reverse:  # rows M_next..M-1 end in this stretch
-                m_next = segments[i + 1][2] if i + 1 < len(segments) else 0
-                for dst, f in zip(finals, fin):
-                    dst[m_next:M] = f[m_next:M]
-            carried = fin
-            parts.append((i, xs, init, ys, cache))
-        if reverse:
-            finals = carried
-        return finals, parts
-
-    def _segments_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, segments):
-        """Backward of ``_segments_forward``: the stretches in the opposite order, each one's initial-state
-        gradient split between the stretch it came from and the rows' own s0."""
-        N, widths = dy.shape[1], self._widths()
-        ds0 = [np.zeros((N, w), self.dtype) for w in widths]
-        carried = None
-        for i, xs, init, ys, kcache in reversed(cache):
-            t0, t1, M = segments[i]
-            if not reverse:  # the rows that ended here take ds_n, the others the next stretch's gradient
-                m_next = segments[i + 1][2] if i + 1 < len(segments) else 0
-                if carried is None and ds_n is None:
-                    dfin = None
-                else:
-                    dfin = [np.concatenate([c[:m_next] if c is not None else np.zeros((m_next, w), self.dtype),
-                                            d[m_next:M] if d is not None else np.zeros((M - m_next, w), self.dtype)])
-                            for c, d, w in zip(carried or [None] * len(widths), ds_n or [None] * len(widths), widths)]
-            else:  # reverse: the stretch that ran last holds the final states of every row
-                dfin = (None if ds_n is None else [d[:M] for d in ds_n]) if carried is None else \
-                    [c[:M] for c in carried]
-            dys = np.ascontiguousarray(dy[t0:t1, :M])
-            dxs = None if dx is None else np.zeros((t1 - t0, M, x.shape[2]), self.dtype)
-            dinit = self._kernel_backward(dys, dfin, xs, init, W, G, ys, kcache, reverse=reverse, dx=dxs)
-            if dx is not None:
-                dx[t0:t1, :M] += dxs
-            if reverse:  # rows M_later..M-1 started here from s0
-                m_later = segments[i + 1][2] if i + 1 < len(segments) else 0
-                for dst, g in zip(ds0, dinit):
-                    dst[m_later:M] = g[m_later:M]
-            carried = dinit
-        if not reverse:
-            ds0 = carried
-        return ds0
 
     def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None):
         """One layer direction, G the gradients of W: accumulates into dx (None: not computed) and G; returns
@@ -489,8 +406,6 @@ class LSTM(_Recurrent):
         made while the kernel ran (another thread's optimizer step) then makes the next call pack again."""
         entry[1] = None if self._editing else version
 
-    _kernels_take_batch_sizes = True
-
     def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
         h0, c0 = (None, None) if s0 is None else s0
         entry, version = None, self._version
@@ -553,8 +468,6 @@ class _OneState(_Recurrent):
 
     def _variant(self):
         raise NotImplementedError
-
-    _kernels_take_batch_sizes = True
 
     def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
         fwd = getattr(_core, self._kernel + "_forward")

@@ -2,6 +2,8 @@
 property tests compare with a composition of the NumPy reference's kernels. (Test set-up and fixtures are in
 conftest.py; the browser helpers for the page tests in browser.py.)"""
 
+import contextlib
+
 import numpy as np
 
 import pylstm
@@ -106,11 +108,26 @@ def layer_case(rng, kind, T, N, I, H, L, bi, batch_first, given_state, dtype, se
     return m, S, x, s0, dout, ds_n, ref_model(m, prefix, kw, x, s0, dout, ds_n)
 
 
+@contextlib.contextmanager
+def fused_loops():
+    """Runs the block with the fused time loops, the only ones that take lengths, whichever loop form the test runs
+    under (the time_loops fixture): the BLAS-per-step reference shape has no lengths and refuses them."""
+    from pylstm import _core
+
+    was = _core._fused_loops()
+    _core._set_fused_loops(True)
+    try:
+        yield
+    finally:
+        _core._set_fused_loops(was)
+
+
 def assert_lengths_match_single_rows(m, x, state, lens, tol):
     """m(x, state, lengths=lens) against each row run alone at its own length (one row: no batching path), for the
     output and the final h; `state` is h0 (GRU, RNN) or the pair (h0, c0) (LSTM)."""
     pair = isinstance(state, tuple)
-    y_len, s_len = m(x, state, lengths=lens)
+    with fused_loops():
+        y_len, s_len = m(x, state, lengths=lens)
     h_len = s_len[0] if pair else s_len
     for n in range(x.shape[1]):
         s_n = tuple(s[:, n : n + 1] for s in state) if pair else state[:, n : n + 1]
