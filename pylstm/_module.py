@@ -184,7 +184,7 @@ class _Module:
         """A pylstm module with the configuration and weights of a torch.nn module of the same kind."""
         import torch
 
-        name = cls._torch_name
+        name = cls.__name__  # pylstm's classes have torch.nn's names
         if not isinstance(module, getattr(torch.nn, name)):
             raise TypeError(f"module must be a torch.nn.{name}, got {type(module).__name__}")
         dtypes = {p.dtype for p in module.parameters()}
@@ -206,14 +206,12 @@ class _Module:
 
 
 class _GRUForm:
-    """What GRU and GRUCell share: the ``linear_before_reset`` choice, handed to the kernels and to torch."""
-
-    def _variant(self):
-        return dict(linear_before_reset=self.linear_before_reset)
+    """What GRU and GRUCell share: the ``linear_before_reset`` choice (the kernels read it through the cell kind's
+    variant), refused by torch, which has only the True form."""
 
     def _torch_config(self):
         if not self.linear_before_reset:
-            raise ValueError(f"torch.nn.{self._torch_name} has no linear_before_reset=False form")
+            raise ValueError(f"torch.nn.{type(self).__name__} has no linear_before_reset=False form")
         return super()._torch_config()
 
 
@@ -224,9 +222,6 @@ class _RNNForm:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-
-    def _variant(self):
-        return dict(nonlinearity=self.nonlinearity)
 
     def _torch_config(self):
         name, kwargs = super()._torch_config()

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from . import _cells
 from ._module import _GRUForm, _Module, _RNNForm, _size
 
 
 class _Cell(_Module):
-    _gates = 0
-    _n_states = 1
-    _kernel = ""
+    _kind: _cells.CellKind  # the cell's description: gates, states, kernels
 
     def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None):
         self.input_size = _size("input_size", input_size)
@@ -25,7 +23,7 @@ class _Cell(_Module):
         super().__init__(dtype, seed)
 
     def _param_shapes(self):
-        G, H = self._gates, self.hidden_size
+        G, H = self._kind.G, self.hidden_size
         shapes = {"weight_ih": (G * H, self.input_size), "weight_hh": (G * H, H)}
         if self.bias:
             shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
@@ -34,9 +32,6 @@ class _Cell(_Module):
     def _forget(self):
         self._tape.clear()
 
-    def _variant(self):
-        return {}
-
     def _forward_extra(self):
         return {}
 
@@ -44,14 +39,14 @@ class _Cell(_Module):
         return {}
 
     def _torch_config(self):
-        return type(self)._torch_name, dict(input_size=self.input_size, hidden_size=self.hidden_size, bias=self.bias)
+        return type(self).__name__, dict(input_size=self.input_size, hidden_size=self.hidden_size, bias=self.bias)
 
     @classmethod
     def _config_from_torch(cls, module):
         return dict(input_size=module.input_size, hidden_size=module.hidden_size, bias=module.bias)
 
     def _step(self, x, states):
-        """One step. states: None or a list of _n_states arrays. Returns the new states in the caller's layout."""
+        """One step. states: None or a list of one array per state. Returns the new states in the caller's layout."""
         with self._lock:
             return self._step_locked(x, states)
 
@@ -72,9 +67,9 @@ class _Cell(_Module):
         p = self._params
         W = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
         xs = np.array(x2[None], order="C", copy=True)  # (T=1, N, I), private: the tape must not see later writes
-        out = getattr(_core, self._kernel + "_forward")(
-            xs, *(s0 if s0 is not None else [None] * self._n_states), *W, training=self.training, **self._variant(),
-            **self._forward_extra())
+        kind = self._kind
+        out = kind.forward(xs, *(s0 if s0 is not None else [None] * len(kind.states)), *W, training=self.training,
+                           **kind.variant(self), **self._forward_extra())
         finals, cache = list(out[1:-1]), out[-1]
         if self.training:
             self._tape.append((xs, s0, out[0], cache, unbatched))
@@ -94,10 +89,11 @@ class _Cell(_Module):
         g = self.grads
         # One kernel call, which checks every argument before it writes anything: it either adds the whole step's
         # gradients into grads or raises with grads untouched. The tape entry goes only once it has succeeded.
-        out = getattr(_core, self._kernel + "_backward")(
-            None, *ds, xs, *(s0 if s0 is not None else [None] * self._n_states), self._params["weight_ih"],
+        kind = self._kind
+        out = kind.backward(
+            None, *ds, xs, *(s0 if s0 is not None else [None] * len(kind.states)), self._params["weight_ih"],
             self._params["weight_hh"], y, cache, g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"),
-            **self._variant(), **self._backward_extra())
+            **kind.variant(self), **self._backward_extra())
         self._tape.pop()
         dx, firsts = out[0][0], list(out[1:])
         if unbatched:
@@ -118,10 +114,7 @@ class LSTMCell(_Cell):
     """``h, c = cell(x, (h, c))``; ``dx, (dh, dc) = cell.backward(dh_out, dc_out)``; x is (N, I) or (I,).
     ``peepholes=True`` adds ``weight_ch`` (3H,), as pylstm.LSTM's."""
 
-    _gates = 4
-    _n_states = 2
-    _kernel = "lstm"
-    _torch_name = "LSTMCell"
+    _kind = _cells.LSTM
 
     def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, dtype="float32", seed=None):
         if not isinstance(peepholes, (bool, np.bool_)):
@@ -179,9 +172,7 @@ class _OneStateCell(_Cell):
 class GRUCell(_GRUForm, _OneStateCell):
     """``h = cell(x, h)`` as torch.nn.GRUCell (gates r, z, n); ``linear_before_reset=False`` for the original form."""
 
-    _gates = 3
-    _kernel = "gru"
-    _torch_name = "GRUCell"
+    _kind = _cells.GRU
 
     def __init__(self, input_size, hidden_size, bias=True, *, linear_before_reset=True, dtype="float32", seed=None):
         self.linear_before_reset = bool(linear_before_reset)
@@ -192,9 +183,7 @@ class GRUCell(_GRUForm, _OneStateCell):
 class RNNCell(_RNNForm, _OneStateCell):
     """``h = cell(x, h)`` as torch.nn.RNNCell, with ``nonlinearity='tanh'`` or ``'relu'``."""
 
-    _gates = 1
-    _kernel = "rnn"
-    _torch_name = "RNNCell"
+    _kind = _cells.RNN
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, dtype="float32", seed=None):
         self._set_nonlinearity(nonlinearity)

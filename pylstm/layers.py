@@ -6,7 +6,7 @@ from functools import partial
 
 import numpy as np
 
-from . import _core
+from . import _cells, _core
 from ._module import _GRUForm, _Module, _RNNForm, _size
 
 def _check_lengths(lengths, N, T):
@@ -25,12 +25,16 @@ def _check_lengths(lengths, N, T):
 class _Recurrent(_Module):
     """What the three layer types share: parameters, gradients, layouts, checks and the layer/direction loop.
 
-    A subclass sets ``_gates`` and ``_states`` (the names of its states: ("h",) or ("h", "c")) and implements
-    ``_kernel_forward`` and ``_kernel_backward`` for one layer direction.
+    A subclass sets ``_kind``, its cell's description (pylstm._cells), and implements ``_kernel_forward`` and
+    ``_kernel_backward`` for one layer direction.
     """
 
-    _gates = 0
-    _states = ("h",)
+    _kind: _cells.CellKind
+
+    @property
+    def _states(self):
+        """The names of the states: ("h", "c") or ("h",)."""
+        return self._kind.states
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype="float32", seed=None):
@@ -61,12 +65,12 @@ class _Recurrent(_Module):
         return 2 if self.bidirectional else 1
 
     def _param_shapes(self):
-        H, G, D, P = self.hidden_size, self._gates, self.num_directions, self._out
+        H, G, D, P = self.hidden_size, self._kind.G, self.num_directions, self._out
         shapes = {}
         for layer in range(self.num_layers):
             fan_in = self.input_size if layer == 0 else D * P
             for d in range(D):
-                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                sfx = _cells.param_suffix(layer, d)
                 shapes["weight_ih" + sfx] = (G * H, fan_in)
                 shapes["weight_hh" + sfx] = (G * H, P)
                 if self.bias:
@@ -91,7 +95,7 @@ class _Recurrent(_Module):
         names = self.__dict__.get("_param_names")  # built once: the call is on every layer call's path
         if names is None:
             names = self._param_names = {
-                (k, r): tuple(f"{kind}_l{k}" + ("_reverse" if r else "") for kind in self._PARAM_KINDS)
+                (k, r): tuple(_cells.param_name(kind, k, r) for kind in self._PARAM_KINDS)
                 for k in range(self.num_layers) for r in range(self.num_directions)}
         p, g = self._params, self.grads if grads is None else grads
         names = names[layer, d]
@@ -146,7 +150,7 @@ class _Recurrent(_Module):
             perm = np.argsort(-lens, kind="stable")
             seq = seq[:, perm]
             s0 = None if s0 is None else [np.ascontiguousarray(s[:, perm]) for s in s0]
-            batch_sizes = (lens[perm][None, :] > np.arange(T)[:, None]).sum(axis=1).astype(np.int64)
+            batch_sizes = _cells.batch_sizes(lens[perm], T)
 
         training = self.training
         self._cache = None  # a new forward ends the previous one's claim to a backward
@@ -266,7 +270,7 @@ class _Recurrent(_Module):
         return state[:, 0, :] if unbatched else state
 
     def _torch_config(self):
-        return type(self)._torch_name, dict(
+        return type(self).__name__, dict(
             input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers, bias=self.bias,
             batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional)
 
@@ -306,9 +310,7 @@ class LSTM(_Recurrent):
     drawn like the other weights. Not with proj_size.
     """
 
-    _gates = 4
-    _states = ("h", "c")
-    _torch_name = "LSTM"
+    _kind = _cells.LSTM
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, peepholes=False, dtype="float32", seed=None):
@@ -414,7 +416,7 @@ class LSTM(_Recurrent):
             if not current:
                 entry[0].invalidate()
                 entry[1] = None
-        _, h_n, c_n, cache = _core.lstm_forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
+        _, h_n, c_n, cache = self._kind.forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
                                                 y=y, packed=None if entry is None else entry[0],
                                                 batch_sizes=batch_sizes, P=W[5])
         if entry is not None:
@@ -437,7 +439,7 @@ class LSTM(_Recurrent):
     def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None):
         dh_n, dc_n = (None, None) if ds_n is None else ds_n
         h0, c0 = (None, None) if s0 is None else s0
-        _, dh0, dc0 = _core.lstm_backward(dy, dh_n, dc_n, x, h0, c0, W[0], W[1], y, cache, *G[:4], W_hr=W[4],
+        _, dh0, dc0 = self._kind.backward(dy, dh_n, dc_n, x, h0, c0, W[0], W[1], y, cache, *G[:4], W_hr=W[4],
                                           dW_hr=G[4], reverse=reverse, dx=dx, input_grad=dx is not None,
                                           batch_sizes=batch_sizes, P=W[5], dP=G[5])
         return [dh0, dc0]
@@ -445,8 +447,6 @@ class LSTM(_Recurrent):
 
 class _OneState(_Recurrent):
     """GRU and RNN: one state h. ``out, h_n = layer(x, h0=None)``; ``dx, dh0 = layer.backward(dout, dh_n=None)``."""
-
-    _kernel = ""
 
     def __call__(self, x, h0=None, *, lengths=None):
         return self.forward(x, h0, lengths=lengths)
@@ -466,20 +466,17 @@ class _OneState(_Recurrent):
         dx, (dh0,) = self._run_backward(dout, None if dh_n is None else [dh_n], input_grad)
         return dx, dh0
 
-    def _variant(self):
-        raise NotImplementedError
-
     def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
-        fwd = getattr(_core, self._kernel + "_forward")
-        _, h_n, cache = fwd(x, None if s0 is None else s0[0], *W[:4], reverse=reverse, training=training, y=y,
-                            batch_sizes=batch_sizes, **self._variant())
+        kind = self._kind
+        _, h_n, cache = kind.forward(x, None if s0 is None else s0[0], *W[:4], reverse=reverse, training=training,
+                                     y=y, batch_sizes=batch_sizes, **kind.variant(self))
         return [h_n], cache
 
     def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None):
-        bwd = getattr(_core, self._kernel + "_backward")
-        _, dh0 = bwd(dy, None if ds_n is None else ds_n[0], x, None if s0 is None else s0[0], W[0], W[1], y, cache,
-                     *G[:4], reverse=reverse, dx=dx, input_grad=dx is not None, batch_sizes=batch_sizes,
-                     **self._variant())
+        kind = self._kind
+        _, dh0 = kind.backward(dy, None if ds_n is None else ds_n[0], x, None if s0 is None else s0[0], W[0], W[1],
+                               y, cache, *G[:4], reverse=reverse, dx=dx, input_grad=dx is not None,
+                               batch_sizes=batch_sizes, **kind.variant(self))
         return [dh0]
 
 
@@ -491,9 +488,7 @@ class GRU(_GRUForm, _OneState):
     the ONNX default).
     """
 
-    _gates = 3
-    _kernel = "gru"
-    _torch_name = "GRU"
+    _kind = _cells.GRU
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, linear_before_reset=True, dtype="float32", seed=None):
@@ -509,9 +504,7 @@ class GRU(_GRUForm, _OneState):
 class RNN(_RNNForm, _OneState):
     """Multi-layer Elman RNN, h' = φ(W_ih x + b_ih + W_hh h + b_hh) with φ = tanh or relu, as torch.nn.RNN."""
 
-    _gates = 1
-    _kernel = "rnn"
-    _torch_name = "RNN"
+    _kind = _cells.RNN
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32", seed=None):

@@ -12,7 +12,7 @@ from ._module import _Module, _size
 from .checkpoint import Checkpoint, CheckpointError, WriteError  # noqa: F401  (re-exported: pylstm.nn.Checkpoint)
 from .layers import GRU, LSTM, RNN
 
-LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+LAYERS = {cls._kind.name: cls for cls in (LSTM, GRU, RNN)}  # "lstm", "gru", "rnn"
 
 
 def seeds(seed, n):

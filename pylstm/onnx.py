@@ -18,14 +18,14 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without onnx
     raise ImportError('pylstm.onnx needs the onnx package: pip install "pylstm[onnx]" (or pip install onnx)') from exc
 
-from . import _core
+from . import _cells
 from .layers import GRU, LSTM, RNN
 
 __all__ = ["export", "run", "to_module"]
 
-# op type -> (pylstm cell, ONNX's gate blocks as PyTorch's block indices: onnx block k = torch block ORDER[k])
-_OPS = {"LSTM": ("lstm", (0, 3, 1, 2)), "GRU": ("gru", (1, 0, 2)), "RNN": ("rnn", (0,))}
-_CLASSES = {LSTM: "LSTM", GRU: "GRU", RNN: "RNN"}
+# ONNX's op types are the cell kinds' module names (pylstm._cells, which also holds ONNX's gate order).
+_OPS = _cells.BY_MODULE_NAME
+_LAYERS = {cls._kind: cls for cls in (LSTM, GRU, RNN)}
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 _ELEM = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
 
@@ -61,8 +61,7 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
     forward in eval mode does (dropout is a training-time operation and is not exported). One ONNX node per layer,
     joined by Transpose / Reshape / Slice / Concat; the result passes onnx.checker.
     """
-    op = _CLASSES.get(type(module))
-    if op is None:
+    if type(module) not in _LAYERS.values():
         raise TypeError(f"export takes a pylstm.LSTM, GRU or RNN module, got {type(module).__name__}")
     if getattr(module, "proj_size", 0):
         raise ValueError("an LSTM with proj_size has no ONNX form: ONNX's LSTM has no projection of h")
@@ -71,7 +70,8 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
     dt = module.dtype
     elem = _ELEM[dt]
     L, D, H = module.num_layers, module.num_directions, module.hidden_size
-    cell, order = _OPS[op]
+    kind = module._kind
+    op, order = kind.module_name, kind.onnx_order
     params = module.state_dict()
     nodes, inits = [], []
 
@@ -89,7 +89,7 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
     if lengths:
         inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, ["N"]))
         seq = "sequence_lens"
-    states = ["h0", "c0"] if op == "LSTM" else ["h0"]
+    states = [s + "0" for s in kind.states]
     if initial_state:
         inputs += [helper.make_tensor_value_info(s, elem, [L * D, "N", H]) for s in states]
         const("axis0", np.array([0], np.int64))
@@ -98,7 +98,7 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
     for layer in range(L):
         W, R, B = [], [], []
         for d in range(D):
-            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            sfx = _cells.param_suffix(layer, d)
             W.append(_to_onnx(params["weight_ih" + sfx], order, H))
             R.append(_to_onnx(params["weight_hh" + sfx], order, H))
             if module.bias:
@@ -117,7 +117,7 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
             node_in += [""] * len(states)
         if getattr(module, "peepholes", False):
             node_in.append(const(f"P_l{layer}", np.stack([
-                _peep_to_onnx(params[f"weight_ch_l{layer}" + ("_reverse" if d else "")], H) for d in range(D)])))
+                _peep_to_onnx(params[_cells.param_name("weight_ch", layer, d)], H) for d in range(D)])))
         while node_in and node_in[-1] == "":
             node_in.pop()
         outs = [f"Y_l{layer}"] + [f"{s[0]}n_l{layer}" for s in states]
@@ -144,7 +144,7 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
         nodes.append(helper.make_node("Concat", finals[s], [name], axis=0) if L > 1
                      else helper.make_node("Identity", finals[s], [name]))
         outputs.append(helper.make_tensor_value_info(name, elem, [L * D, "N", H]))
-    graph = helper.make_graph(nodes, f"pylstm_{cell}", inputs, outputs, initializer=inits)
+    graph = helper.make_graph(nodes, f"pylstm_{kind.name}", inputs, outputs, initializer=inits)
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="pylstm")
     model.ir_version = helper.find_min_ir_version_for(opsets)
@@ -175,6 +175,7 @@ class _Node:
 
     def __init__(self, node):
         self.op, self.name = node.op_type, node.name or node.op_type
+        self.kind = _OPS[self.op]
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         known = {"hidden_size", "direction", "layout", "activations", "clip", "activation_alpha",
                  "activation_beta"} | ({"input_forget"} if self.op == "LSTM" else set()) \
@@ -273,7 +274,7 @@ def run(model, inputs=None):
 
 def _execute(spec, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None):
     """(Y, Y_h[, Y_c]) of one ONNX recurrent node, in ONNX's shapes, through pylstm's kernels."""
-    cell, order = _OPS[spec.op]
+    kind, order = spec.kind, spec.kind.onnx_order
     if X.dtype not in _ELEM:
         raise TypeError(f"{spec.name}: X has dtype {X.dtype}; pylstm runs float32 and float64")
     dt = X.dtype
@@ -292,7 +293,7 @@ def _execute(spec, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_
             raise ValueError(f"{spec.name}: {name} must have shape {shape}, got {a.shape}")
         if a is not None and a.dtype != dt:
             raise TypeError(f"{spec.name}: {name} has dtype {a.dtype}, X has {dt}")
-    n_states = 2 if spec.op == "LSTM" else 1
+    n_states = len(kind.states)
     states = []
     for name, s in (("initial_h", initial_h), ("initial_c", initial_c))[:n_states]:
         if s is not None:
@@ -309,7 +310,7 @@ def _execute(spec, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_
             raise ValueError(f"{spec.name}: sequence_lens must hold {N} lengths from 1 to {T}, got {sequence_lens}")
         if lens.min() < T:  # variable lengths: the kernels want the batch sorted longest first
             perm = np.argsort(-lens, kind="stable")
-            batch_sizes = (lens[perm][None, :] > np.arange(T)[:, None]).sum(axis=1).astype(np.int64)
+            batch_sizes = _cells.batch_sizes(lens[perm], T)
             x = x[:, perm]
             states = [None if s is None else np.ascontiguousarray(s[:, perm]) for s in states]
     x = np.ascontiguousarray(x, dtype=dt)
@@ -323,15 +324,10 @@ def _execute(spec, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_
             b_hh = np.ascontiguousarray(_to_torch(B[d, G * H:], order, H))
         reverse = spec.direction == "reverse" or d == 1
         s0 = [None if s is None else s[d] for s in states]
-        kw = dict(reverse=reverse, training=False, batch_sizes=batch_sizes)
+        kw = dict(reverse=reverse, training=False, batch_sizes=batch_sizes, **kind.variant(spec))
         if P is not None:
             kw["P"] = _peep_to_pylstm(P[d], H)
-        if spec.op == "GRU":
-            kw["linear_before_reset"] = spec.linear_before_reset
-        elif spec.op == "RNN":
-            kw["nonlinearity"] = spec.nonlinearity
-        forward = {"lstm": _core.lstm_forward, "gru": _core.gru_forward, "rnn": _core.rnn_forward}[cell]
-        y, *fin, _ = forward(x, *s0, W_ih, W_hh, b_ih, b_hh, **kw)
+        y, *fin, _ = kind.forward(x, *s0, W_ih, W_hh, b_ih, b_hh, **kw)
         ys.append(y)
         for acc, f in zip(finals, fin):
             acc.append(f)
@@ -364,7 +360,8 @@ def to_module(model, inputs=None):
     values = _values(model, inputs or {})
     props = {p.key: p.value for p in model.metadata_props}
     batch_first = props.get("pylstm.batch_first", str(specs[0].layout)) == "1"
-    cell, order = _OPS[op]
+    kind = specs[0].kind
+    order = kind.onnx_order
     state, bias = {}, None
     input_size = hidden = None
     for layer, (node, spec) in enumerate(zip(nodes, specs)):
@@ -378,7 +375,7 @@ def to_module(model, inputs=None):
         elif H != hidden or (B is not None) != bias or (Pw is not None) != peepholes:
             raise ValueError("to_module needs the same hidden size, biases and peepholes in every layer")
         for d in range(spec.D):
-            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            sfx = _cells.param_suffix(layer, d)
             state["weight_ih" + sfx] = _to_torch(W[d], order, H)
             state["weight_hh" + sfx] = _to_torch(R[d], order, H)
             if bias:
@@ -387,14 +384,11 @@ def to_module(model, inputs=None):
             if peepholes:
                 state["weight_ch" + sfx] = _peep_to_pylstm(Pw[d], H)
     dtype = state["weight_ih_l0"].dtype
-    kw = dict(bias=bias, batch_first=batch_first, bidirectional=specs[0].D == 2, dtype=dtype.name)
-    if op == "GRU":
-        kw["linear_before_reset"] = specs[0].linear_before_reset
-    if op == "RNN":
-        kw["nonlinearity"] = specs[0].nonlinearity
+    kw = dict(bias=bias, batch_first=batch_first, bidirectional=specs[0].D == 2, dtype=dtype.name,
+              **kind.variant(specs[0]))
     if peepholes:
         kw["peepholes"] = True
-    module = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}[op](input_size, hidden, len(nodes), **kw)
+    module = _LAYERS[kind](input_size, hidden, len(nodes), **kw)
     module.load_state_dict(state)
     return module.eval()
 
@@ -405,8 +399,7 @@ def layer_model(kind, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, nonli
     it: input X (T, N, I), outputs Y (T, 1, N, H) and Y_h (1, N, H). Unlike `export` it also takes the original GRU
     form (``linear_before_reset=False``), which no torch module has. For `pylstm bench`, the tests and the
     benchmarks."""
-    op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[kind]
-    order = _OPS[op][1]
+    op, order = _cells.KINDS[kind].module_name, _cells.KINDS[kind].onnx_order
     H = W_hh.shape[1]
     dt = W_ih.dtype
     W = _to_onnx(W_ih, order, H)[None]

@@ -22,7 +22,7 @@ import numpy as np
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import _core, _share_with_torch_unless_opted_out
+from . import _cells, _share_with_torch_unless_opted_out
 
 _share_with_torch_unless_opted_out()  # pylstm's parallel work on torch's OpenMP threads: see share_threads_with_torch
 
@@ -33,22 +33,19 @@ _CACHE_LOCK = threading.Lock()
 
 
 class _Spec:
-    """What one layer's kernels need besides tensors: the cell, its variant, sizes and the running rows per step."""
+    """What one layer's kernels need besides tensors: the cell kind (pylstm._cells), its variant keyword, sizes and
+    the running rows per step."""
 
-    __slots__ = ("cell", "variant", "D", "H", "P", "bias", "proj", "batch_sizes")
+    __slots__ = ("kind", "variant", "D", "H", "P", "bias", "proj", "batch_sizes")
 
-    def __init__(self, cell, variant, D, H, P, bias, proj, batch_sizes):
-        self.cell, self.variant, self.D, self.H, self.P = cell, variant, D, H, P
+    def __init__(self, kind, variant, D, H, P, bias, proj, batch_sizes):
+        self.kind, self.variant, self.D, self.H, self.P = kind, variant, D, H, P
         self.bias, self.proj, self.batch_sizes = bias, proj, batch_sizes
 
     @property
     def per_direction(self):
         """Weights per direction, in torch's order: W_ih, W_hh[, b_ih, b_hh][, W_hr]."""
         return 2 + 2 * self.bias + self.proj
-
-
-_FORWARD = {"lstm": _core.lstm_forward, "gru": _core.gru_forward, "rnn": _core.rnn_forward}
-_BACKWARD = {"lstm": _core.lstm_backward, "gru": _core.gru_backward, "rnn": _core.rnn_backward}
 
 
 def _np(t):
@@ -78,15 +75,15 @@ def _layer_forward(spec, x, states, weights, training):
     D, P = spec.D, spec.P
     y = torch.empty((T, N, D * P), dtype=x.dtype)
     yn, xn = y.numpy(), _np(x)
-    finals = [[] for _ in (states or ([None] * (2 if spec.cell == "lstm" else 1)))]
+    finals = [[] for _ in spec.kind.states]
     caches = []
     for d, (W_ih, W_hh, b_ih, b_hh, W_hr) in enumerate(_split(spec, weights)):
         s0 = [None if s is None else _np(s)[d] for s in states] if states else [None] * len(finals)
         kw = dict(reverse=bool(d), training=training, y=yn[:, :, d * P:(d + 1) * P], batch_sizes=spec.batch_sizes,
                   **spec.variant)
-        if spec.cell == "lstm":
+        if spec.proj:
             kw["W_hr"] = _np(W_hr)
-        result = _FORWARD[spec.cell](xn, *s0, _np(W_ih), _np(W_hh), _np(b_ih), _np(b_hh), **kw)
+        result = spec.kind.forward(xn, *s0, _np(W_ih), _np(W_hh), _np(b_ih), _np(b_hh), **kw)
         for f, s in zip(finals, result[1:-1]):
             f.append(s)
         caches.append(result[-1])
@@ -142,9 +139,9 @@ class _Layer(torch.autograd.Function):
             s0 = [_np(s)[d] for s in states] if states else [None] * len(dfin)
             ds_n = [None if g is None else g[d] for g in dfin]
             kw = dict(reverse=bool(d), dx=_np(dx), input_grad=need_x, batch_sizes=spec.batch_sizes, **spec.variant)
-            if spec.cell == "lstm":
+            if spec.proj:
                 kw.update(W_hr=_np(W_hr), dW_hr=_np(G[4]))
-            result = _BACKWARD[spec.cell](None if dyn is None else dyn[:, :, cols], *ds_n, xn, *s0, _np(W_ih),
+            result = spec.kind.backward(None if dyn is None else dyn[:, :, cols], *ds_n, xn, *s0, _np(W_ih),
                                           _np(W_hh), yn[:, :, cols], caches[d], *(_np(g) for g in G[:4]), **kw)
             for acc, g in zip(dstates, result[1:]):
                 acc.append(g)
@@ -225,15 +222,12 @@ class _Unscriptable:
 class _Sequence(_Unscriptable):
     """The forward shared by LSTM, GRU and RNN (mixed into their torch.nn classes)."""
 
-    _cell = ""
-
-    def _variant(self):
-        return {}
+    _kind: _cells.CellKind
 
     def _weights(self, layer):
         names = []
         for d in range(2 if self.bidirectional else 1):
-            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            sfx = _cells.param_suffix(layer, d)
             names += ["weight_ih" + sfx, "weight_hh" + sfx]
             if self.bias:
                 names += ["bias_ih" + sfx, "bias_hh" + sfx]
@@ -243,7 +237,7 @@ class _Sequence(_Unscriptable):
 
     def _state_widths(self):
         P = getattr(self, "proj_size", 0) or self.hidden_size
-        return [P, self.hidden_size] if self._cell == "lstm" else [P]
+        return [P, self.hidden_size][:len(self._kind.states)]  # h (P wide with a projection), then c
 
     @torch.compiler.disable  # torch.compile runs the kernels eagerly, as a graph break, not traced through NumPy
     def _forward(self, input, hx):
@@ -284,7 +278,7 @@ class _Sequence(_Unscriptable):
                 fixed.append(s.contiguous())
             states = fixed
         bs = None if batch_sizes is None else np.ascontiguousarray(batch_sizes.numpy(), dtype=np.int64)
-        spec = _Spec(self._cell, self._variant(), D, self.hidden_size, widths[0], bool(self.bias),
+        spec = _Spec(self._kind, self._kind.variant(self), D, self.hidden_size, widths[0], bool(self.bias),
                      bool(getattr(self, "proj_size", 0)), bs)
         x = x.contiguous()
         finals = [[] for _ in widths]
@@ -308,9 +302,9 @@ class _Sequence(_Unscriptable):
         return out, finals
 
 
-class _GRUForm:
-    """What GRU and GRUCell share: the ``linear_before_reset`` keyword (not in torch), checked before torch builds
-    the module, handed to the kernels and shown in repr."""
+class _LinearBeforeResetOption:
+    """What pylstm.torch's GRU and GRUCell add to torch's: the ``linear_before_reset`` keyword, checked before torch
+    builds the module, handed to the kernels (the cell kind's variant) and shown in repr."""
 
     def __init__(self, *args, linear_before_reset=True, device=None, dtype=None, **kwargs):
         _check_factory(type(self).__name__, device, dtype)
@@ -319,9 +313,6 @@ class _GRUForm:
         self.linear_before_reset = linear_before_reset
         super().__init__(*args, device=device, dtype=dtype, **kwargs)
 
-    def _variant(self):
-        return dict(linear_before_reset=self.linear_before_reset)
-
     def extra_repr(self):
         return super().extra_repr() + ("" if self.linear_before_reset else ", linear_before_reset=False")
 
@@ -329,7 +320,7 @@ class _GRUForm:
 class LSTM(_Sequence, nn.LSTM):
     """torch.nn.LSTM, run by pylstm's kernels: same arguments, parameters, initialisation and call."""
 
-    _cell = "lstm"
+    _kind = _cells.LSTM
 
     def __init__(self, *args, device=None, dtype=None, **kwargs):
         _check_factory("LSTM", device, dtype)
@@ -342,11 +333,11 @@ class LSTM(_Sequence, nn.LSTM):
         return out, (h_n, c_n)
 
 
-class GRU(_GRUForm, _Sequence, nn.GRU):
+class GRU(_LinearBeforeResetOption, _Sequence, nn.GRU):
     """torch.nn.GRU, run by pylstm's kernels. ``linear_before_reset=False`` (not in torch) is the original GRU,
     with the reset gate applied to h before the recurrent product (the ONNX and Keras ``reset_after=False`` form)."""
 
-    _cell = "gru"
+    _kind = _cells.GRU
 
     def forward(self, input, hx=None):
         out, (h_n,) = self._forward(input, None if hx is None else [hx])
@@ -356,14 +347,11 @@ class GRU(_GRUForm, _Sequence, nn.GRU):
 class RNN(_Sequence, nn.RNN):
     """torch.nn.RNN (tanh or relu), run by pylstm's kernels."""
 
-    _cell = "rnn"
+    _kind = _cells.RNN
 
     def __init__(self, *args, device=None, dtype=None, **kwargs):
         _check_factory("RNN", device, dtype)
         super().__init__(*args, device=device, dtype=dtype, **kwargs)
-
-    def _variant(self):
-        return dict(nonlinearity=self.nonlinearity)
 
     def forward(self, input, hx=None):
         out, (h_n,) = self._forward(input, None if hx is None else [hx])
@@ -374,10 +362,7 @@ class RNN(_Sequence, nn.RNN):
 class _Cell(_Unscriptable):
     """The forward shared by the cells: one step of the one-layer kernels (T = 1)."""
 
-    _cell = ""
-
-    def _variant(self):
-        return {}
+    _kind: _cells.CellKind
 
     @torch.compiler.disable
     def _step(self, input, states):
@@ -401,7 +386,8 @@ class _Cell(_Unscriptable):
             if tuple(s.shape) != want:
                 raise RuntimeError(f"{name}: expected hidden state {i} of shape {want}, got {tuple(s.shape)}")
             fixed.append(s.reshape(1, N, -1).contiguous())
-        spec = _Spec(self._cell, self._variant(), 1, self.hidden_size, self.hidden_size, bool(self.bias), False, None)
+        spec = _Spec(self._kind, self._kind.variant(self), 1, self.hidden_size, self.hidden_size, bool(self.bias),
+                     False, None)
         weights = [w.contiguous() for w in [self.weight_ih, self.weight_hh]
                    + ([self.bias_ih, self.bias_hh] if self.bias else [])]
         _, finals = _run_layer(spec, x.contiguous(), fixed, weights)
@@ -411,7 +397,7 @@ class _Cell(_Unscriptable):
 class LSTMCell(_Cell, nn.LSTMCell):
     """torch.nn.LSTMCell, run by pylstm's kernels."""
 
-    _cell = "lstm"
+    _kind = _cells.LSTM
 
     def __init__(self, *args, device=None, dtype=None, **kwargs):
         _check_factory("LSTMCell", device, dtype)
@@ -424,10 +410,10 @@ class LSTMCell(_Cell, nn.LSTMCell):
         return h, c
 
 
-class GRUCell(_GRUForm, _Cell, nn.GRUCell):
+class GRUCell(_LinearBeforeResetOption, _Cell, nn.GRUCell):
     """torch.nn.GRUCell, run by pylstm's kernels; ``linear_before_reset=False`` as for :class:`GRU`."""
 
-    _cell = "gru"
+    _kind = _cells.GRU
 
     def forward(self, input, hx=None):
         (h,) = self._step(input, [] if hx is None else [hx])
@@ -437,14 +423,11 @@ class GRUCell(_GRUForm, _Cell, nn.GRUCell):
 class RNNCell(_Cell, nn.RNNCell):
     """torch.nn.RNNCell (tanh or relu), run by pylstm's kernels."""
 
-    _cell = "rnn"
+    _kind = _cells.RNN
 
     def __init__(self, *args, device=None, dtype=None, **kwargs):
         _check_factory("RNNCell", device, dtype)
         super().__init__(*args, device=device, dtype=dtype, **kwargs)
-
-    def _variant(self):
-        return dict(nonlinearity=self.nonlinearity)
 
     def forward(self, input, hx=None):
         (h,) = self._step(input, [] if hx is None else [hx])

@@ -1,12 +1,13 @@
 """Odd but valid memory layouts, IEEE specials, determinism, threads, and failures that must leave a module intact."""
 
+import dataclasses
 import threading
 
 import numpy as np
 import pytest
 
 import pylstm
-from pylstm import _core
+from pylstm import _cells
 
 
 def _layouts(a):
@@ -188,7 +189,7 @@ def test_a_backward_that_fails_midway_adds_no_gradient(rng, monkeypatch):
     out, _ = m(rng.standard_normal((5, 2, 3)).astype("f4"))
     m.grads["weight_hh_l0"] += 1.0
     before = {k: v.copy() for k, v in m.grads.items()}
-    real, calls = _core.lstm_backward, []
+    real, calls = _cells.LSTM.backward, []
 
     def fail_on_second(*a, **k):
         calls.append(1)
@@ -196,7 +197,7 @@ def test_a_backward_that_fails_midway_adds_no_gradient(rng, monkeypatch):
             raise MemoryError("simulated")
         return real(*a, **k)
 
-    monkeypatch.setattr(_core, "lstm_backward", fail_on_second)
+    monkeypatch.setattr(pylstm.LSTM, "_kind", dataclasses.replace(_cells.LSTM, backward=fail_on_second))
     with pytest.raises(MemoryError):
         m.backward(np.ones_like(out))
     assert len(calls) == 2

@@ -2,6 +2,7 @@
 training, serialisation, torch.compile, and the errors for what the kernels do not run (skipped without torch)."""
 
 import copy
+import dataclasses
 import io
 import subprocess
 import sys
@@ -14,6 +15,7 @@ pt = pytest.importorskip("pylstm.torch")
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence  # noqa: E402
 
 import pylstm  # noqa: E402
+from pylstm import _cells  # noqa: E402
 
 # torch.nn.LSTM warns that oneDNN lacks projections (and falls back); that is torch's business, not a failure here.
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
@@ -389,13 +391,13 @@ def test_torch_compile_works_and_jit_script_is_refused():
 
 def test_inference_mode_and_no_grad_run_without_a_cache(monkeypatch):
     modes = []
-    real = pt._FORWARD["lstm"]
+    real = _cells.LSTM.forward
 
     def spy(*args, training, **kw):
         modes.append(training)
         return real(*args, training=training, **kw)
 
-    monkeypatch.setitem(pt._FORWARD, "lstm", spy)
+    monkeypatch.setattr(pt.LSTM, "_kind", dataclasses.replace(_cells.LSTM, forward=spy))
     torch.manual_seed(0)
     m = pt.LSTM(4, 8, 2)
     x = torch.randn(6, 3, 4)
@@ -411,14 +413,14 @@ def test_inference_mode_and_no_grad_run_without_a_cache(monkeypatch):
 
 def test_tensors_reach_the_kernels_without_a_copy(monkeypatch):
     seen = []
-    real = pt._FORWARD["lstm"]
+    real = _cells.LSTM.forward
 
     def spy(x, h0, c0, W_ih, W_hh, *args, **kw):
         seen.append((x.__array_interface__["data"][0], W_ih.__array_interface__["data"][0],
                      W_hh.__array_interface__["data"][0]))
         return real(x, h0, c0, W_ih, W_hh, *args, **kw)
 
-    monkeypatch.setitem(pt._FORWARD, "lstm", spy)
+    monkeypatch.setattr(pt.LSTM, "_kind", dataclasses.replace(_cells.LSTM, forward=spy))
     m = pt.LSTM(4, 8)
     x = torch.randn(6, 3, 4)
     m(x)
