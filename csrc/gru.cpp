@@ -39,7 +39,7 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
-  const auto& K = kernels().pointwise<Real>();
+  const auto& K = kernels().of<Real>();
   const index_t GH = kGruGates * H;
   Real* bi = work;                      // [3H]
   Real* bh = bi + GH;                   // [3H]
@@ -62,8 +62,8 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
     F.packed = detail::align64(a_all == cache ? kbuf + N * H : a_all + block * N * lda);
     F.zeros = zeros, F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bi, F.bh = bh;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
-    F.gru = true, F.linear_before_reset = linear_before_reset, F.batch_sizes = batch_sizes;
-    const auto run = kernels().pointwise<Real>().single_fused;
+    F.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore, F.batch_sizes = batch_sizes;
+    const auto run = kernels().of<Real>().one_state_loop;
     parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * GH * (H + I));
     detail::final_rows(h_n, H, y, ldy, batch_sizes, T, N, reverse);
     return;
@@ -105,7 +105,7 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");
-  const auto& K = kernels().pointwise<Real>();
+  const auto& K = kernels().of<Real>();
   const index_t GH = kGruGates * H, lda = 4 * H;
   Real* colsum = work;                  // [4H]
   Real* dg = work + 6 * H;              // [N][3H]
@@ -121,9 +121,9 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     detail::FusedSingleBackwardT<Real> B{};
     B.a = cache, B.dh = dh0, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
-    B.reverse = reverse, B.gru = true, B.linear_before_reset = linear_before_reset, B.dk = dk;
+    B.reverse = reverse, B.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore, B.dk = dk;
     B.batch_sizes = batch_sizes;
-    const auto run = kernels().pointwise<Real>().single_fused_backward;
+    const auto run = kernels().of<Real>().one_state_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * H);
   }
   for (index_t s = 0; s < T && !fused; ++s) {

@@ -83,8 +83,22 @@ struct FusedLstmBackwardT {
   bool reverse;
 };
 
-// The fused forward of the one-state cells: the GRU (gru = true, 3 gates; both forms) and the RNN (1 gate), in
-// FusedLstmT's shape (see kernels.inc).
+// The cells with one state that the fused loops run: one value selects the cell and its form.
+enum class OneStateCell {
+  GruResetAfter,   // PyTorch's GRU, linear_before_reset = true (3 gates)
+  GruResetBefore,  // the original GRU, linear_before_reset = false (3 gates, two phases per step)
+  RnnTanh,         // the Elman RNN (1 gate)
+  RnnRelu,
+};
+inline constexpr bool is_gru(OneStateCell c) {
+  return c == OneStateCell::GruResetAfter || c == OneStateCell::GruResetBefore;
+}
+inline constexpr Nonlinearity nonlinearity_of(OneStateCell c) {
+  return c == OneStateCell::RnnRelu ? Nonlinearity::Relu : Nonlinearity::Tanh;
+}
+
+// The fused forward of the one-state cells, the GRU (both forms) and the RNN, in FusedLstmT's shape (see
+// isa/single_fused.inc).
 template <typename Real>
 struct FusedSingleT {
   Real* y;  index_t ldy;
@@ -102,13 +116,11 @@ struct FusedSingleT {
   index_t T, N, I, H, block;
   int parts;
   bool reverse;
-  bool gru;
-  bool linear_before_reset;  // GRU: the form (false: the original, two phases per step)
-  Nonlinearity nl;        // RNN
+  OneStateCell cell;
   const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
 };
 
-// The fused backward of the GRU (both forms) and the RNN: see kernels.inc.
+// The fused backward of the GRU (both forms) and the RNN: see isa/single_fused.inc.
 template <typename Real>
 struct FusedSingleBackwardT {
   Real* a;           // [T][N][lda] the cache (lda = 4H for the GRU: r, z, n, k; H for the RNN), overwritten with
@@ -123,9 +135,7 @@ struct FusedSingleBackwardT {
   index_t T, N, H;
   int parts;
   bool reverse;
-  bool gru;
-  bool linear_before_reset;
-  Nonlinearity nl;
+  OneStateCell cell;
   const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
 };
 
@@ -162,10 +172,11 @@ struct AdamCoefficients {
 
 }  // namespace detail
 
-// The element-wise passes of every cell for one element type; each is documented where the cell declares its
-// public wrapper (lstm.h, rnn.h) or where the GRU loop calls it (gru.cpp).
+// One ISA level's kernels for one element type: the N-row element-wise passes of every cell (each documented where
+// the cell declares its public wrapper, lstm.h and rnn.h, or where the GRU loop calls it, gru.cpp), the fused time
+// loops, and the training step's passes. Each level fills it by field name (isa/table.inc).
 template <typename Real>
-struct PointwiseKernels {
+struct Kernels {
   void (*lstm_forward)(Real* h, index_t ldh, Real* c, Real* tc, Real* gates, const Real* c_prev, const Real* bias,
                        index_t N, index_t H);
   void (*lstm_backward)(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy, const Real* c_prev,
@@ -187,13 +198,14 @@ struct PointwiseKernels {
                        index_t H, Nonlinearity nl);
   void (*sigmoid)(Real* out, const Real* x, index_t n);
   void (*tanh)(Real* out, const Real* x, index_t n);
-  // The fused loops: each runs one thread's share (tid of nt) of a parallel region (see the structs above).
-  void (*lstm_fused)(const detail::FusedLstmT<Real>& F, int tid, int nt);
-  // Packs thread tid's part of F's weights (W_ih, W_hh, bias) into F.packed, as lstm_fused does first.
-  void (*lstm_fused_pack)(const detail::FusedLstmT<Real>& F, int tid, int nt);
-  void (*lstm_fused_backward)(const detail::FusedLstmBackwardT<Real>& B, int tid, int nt);
-  void (*single_fused)(const detail::FusedSingleT<Real>& F, int tid, int nt);
-  void (*single_fused_backward)(const detail::FusedSingleBackwardT<Real>& B, int tid, int nt);
+  // The fused time loops: each runs one thread's share (tid of nt) of a parallel region over the whole sequence
+  // (see the structs above).
+  void (*lstm_loop)(const detail::FusedLstmT<Real>& F, int tid, int nt);
+  // Packs thread tid's part of F's weights (W_ih, W_hh, bias) into F.packed, as lstm_loop does first.
+  void (*lstm_pack_weights)(const detail::FusedLstmT<Real>& F, int tid, int nt);
+  void (*lstm_loop_backward)(const detail::FusedLstmBackwardT<Real>& B, int tid, int nt);
+  void (*one_state_loop)(const detail::FusedSingleT<Real>& F, int tid, int nt);
+  void (*one_state_loop_backward)(const detail::FusedSingleBackwardT<Real>& B, int tid, int nt);
   // The LSTM's N-row passes with peepholes (peep [3][H]; dpeep [3][H] accumulated; c [N][H] is c_t).
   void (*lstm_forward_peep)(Real* h, index_t ldh, Real* c, Real* tc, Real* gates, const Real* c_prev,
                             const Real* bias, const Real* peep, index_t N, index_t H);
@@ -209,11 +221,11 @@ struct PointwiseKernels {
 struct KernelTable {
   const char* isa;  // the level's name, as PYLSTM_ISA spells it
   int lanes;        // float32 lanes of its vectors
-  PointwiseKernels<float> f32;
-  PointwiseKernels<double> f64;
+  Kernels<float> f32;
+  Kernels<double> f64;
 
   template <typename Real>
-  const PointwiseKernels<Real>& pointwise() const {
+  const Kernels<Real>& of() const {
     if constexpr (std::is_same_v<Real, float>) return f32;
     else return f64;
   }

@@ -40,13 +40,13 @@ index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t 
 template <typename Real>
 void lstm_pointwise_forward(Real* h, index_t ldh, Real* c, Real* tc, Real* gates, const Real* c_prev,
                             const Real* bias, index_t N, index_t H) {
-  kernels().pointwise<Real>().lstm_forward(h, ldh, c, tc, gates, c_prev, bias, N, H);
+  kernels().of<Real>().lstm_forward(h, ldh, c, tc, gates, c_prev, bias, N, H);
 }
 
 template <typename Real>
 void lstm_pointwise_backward(Real* dgates, Real* dc, const Real* dh, const Real* dy, index_t lddy,
                              const Real* c_prev, Real* tc, index_t N, index_t H) {
-  kernels().pointwise<Real>().lstm_backward(dgates, dc, dh, dy, lddy, c_prev, tc, N, H);
+  kernels().of<Real>().lstm_backward(dgates, dc, dh, dy, lddy, c_prev, tc, N, H);
 }
 
 using detail::align64;
@@ -60,7 +60,7 @@ void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* 
   detail::FusedLstmT<float> F{};
   F.packed = align64(packed.data);
   F.W_ih = W_ih, F.W_hh = W_hh, F.bias = work, F.I = I, F.H = H, F.P = H, F.parts = get_num_threads();
-  const auto run = kernels().f32.lstm_fused_pack;
+  const auto run = kernels().f32.lstm_pack_weights;
   parallel([&F, run](int tid, int nt) { run(F, tid, nt); });
   packed.ready = true;
 }
@@ -68,9 +68,9 @@ void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* 
 void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const float* h_prev,
                       const float* const* packed, index_t L, index_t N, index_t I0, index_t H) {
   const int parts = get_num_threads();
-  const auto run = kernels().f32.lstm_fused;
+  const auto run = kernels().f32.lstm_loop;
   parallel([&](int tid, int nt) {
-    for (index_t l = 0; l < L; ++l) {  // lstm_fused ends each step with a barrier: layer l's h is complete
+    for (index_t l = 0; l < L; ++l) {  // lstm_loop ends each step with a barrier: layer l's h is complete
       float* h = h_new + l * N * H;
       float* cl = c + l * N * H;
       detail::FusedLstmT<float> F{};
@@ -137,7 +137,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     F.m = W_hr ? m : nullptr, F.T = T, F.N = N, F.I = I, F.H = H, F.P = P, F.block = block;
     F.parts = get_num_threads(), F.reverse = reverse, F.prepacked = prepacked, F.batch_sizes = batch_sizes;
     F.peep = peep;
-    const auto run = kernels().pointwise<Real>().lstm_fused;
+    const auto run = kernels().of<Real>().lstm_loop;
     parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * GH * (P + I));
     if (packed_keep) packed_keep->ready = true;
     detail::final_rows(h_n, P, y, ldy, batch_sizes, T, N, reverse);  // inference: c_n is final in place
@@ -156,7 +156,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
     Real* c = cache ? cs + t * N * H : (c_prev == c_n ? c_alt : c_n);
     // Without projection h_t = o ⊙ tanh(c_t) goes straight to y; with it, h_t = m W_hrᵀ.
     if (peep)
-      kernels().pointwise<Real>().lstm_forward_peep(yt, ldy, c, cache ? tcs + t * N * H : scratch, g, c_prev, bias,
+      kernels().of<Real>().lstm_forward_peep(yt, ldy, c, cache ? tcs + t * N * H : scratch, g, c_prev, bias,
                                                     peep, N, H);
     else
       lstm_pointwise_forward(W_hr ? m : yt, W_hr ? H : ldy, c, cache ? tcs + t * N * H : scratch, g, c_prev, bias,
@@ -202,7 +202,7 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.W_hr = W_hr, B.dm = dm, B.zeros = zeros;
     B.T = T, B.N = N, B.H = H, B.P = P, B.parts = get_num_threads(), B.reverse = reverse;
     B.batch_sizes = batch_sizes, B.peep = peep, B.dpeep = dpeep;
-    const auto run = kernels().pointwise<Real>().lstm_fused_backward;
+    const auto run = kernels().of<Real>().lstm_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * P);
   }
   for (index_t s = 0; s < T && !fused; ++s) {
@@ -219,7 +219,7 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
       gemm(false, false, N, H, P, Real(1), dht, H, W_hr, H, Real(0), dm, H);  // dm = dh_t W_hr
       lstm_pointwise_backward(dat, dc0, dm, zeros, 0, c_prev, tct, N, H);
     } else if (peep) {
-      kernels().pointwise<Real>().lstm_backward_peep(dat, dc0, dh0, dys.at(t), dys.ld, c_prev, tct, cs + t * N * H,
+      kernels().of<Real>().lstm_backward_peep(dat, dc0, dh0, dys.at(t), dys.ld, c_prev, tct, cs + t * N * H,
                                                      peep, dpeep, N, H);
     } else {
       lstm_pointwise_backward(dat, dc0, dh0, dys.at(t), dys.ld, c_prev, tct, N, H);

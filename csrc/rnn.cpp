@@ -33,13 +33,13 @@ index_t rnn_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H
 template <typename Real>
 void rnn_pointwise_forward(Real* h, index_t ldh, const Real* a, const Real* bias, index_t N, index_t H,
                            Nonlinearity nl) {
-  kernels().pointwise<Real>().rnn_forward(h, ldh, a, bias, N, H, nl);
+  kernels().of<Real>().rnn_forward(h, ldh, a, bias, N, H, nl);
 }
 
 template <typename Real>
 void rnn_pointwise_backward(Real* da, const Real* dh, const Real* dy, index_t lddy, const Real* h, index_t ldh,
                             index_t N, index_t H, Nonlinearity nl) {
-  kernels().pointwise<Real>().rnn_backward(da, dh, dy, lddy, h, ldh, N, H, nl);
+  kernels().of<Real>().rnn_backward(da, dh, dy, lddy, h, ldh, N, H, nl);
 }
 
 template <typename Real>
@@ -61,8 +61,8 @@ void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
     F.packed = detail::align64(cache ? work + H + N * H : a_all + block * N * H);
     F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bias;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
-    F.gru = false, F.nl = nl, F.batch_sizes = batch_sizes;
-    const auto run = kernels().pointwise<Real>().single_fused;
+    F.cell = nl == Nonlinearity::Relu ? detail::OneStateCell::RnnRelu : detail::OneStateCell::RnnTanh, F.batch_sizes = batch_sizes;
+    const auto run = kernels().of<Real>().one_state_loop;
     parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * H * (H + I));
     detail::final_rows(h_n, H, y, ldy, batch_sizes, T, N, reverse);
     return;
@@ -103,8 +103,8 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     detail::FusedSingleBackwardT<Real> B{};
     B.a = da, B.dh = dh0, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
-    B.reverse = reverse, B.gru = false, B.nl = nl, B.batch_sizes = batch_sizes;
-    const auto run = kernels().pointwise<Real>().single_fused_backward;
+    B.reverse = reverse, B.cell = nl == Nonlinearity::Relu ? detail::OneStateCell::RnnRelu : detail::OneStateCell::RnnTanh, B.batch_sizes = batch_sizes;
+    const auto run = kernels().of<Real>().one_state_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * H * H);
   }
   for (index_t s = 0; s < T && !fused; ++s) {

@@ -79,7 +79,7 @@ double softmax_cross_entropy(Real* dlogits, const Real* logits, const std::int64
   const int parts = parts_for(N * C);
   std::vector<double> partial(parts, 0.0);  // summed in part order: the loss depends on the thread setting only
   const Real inv_n = Real(1) / static_cast<Real>(N);
-  const auto rows_kernel = kernels().pointwise<Real>().softmax_xent_rows;
+  const auto rows_kernel = kernels().of<Real>().softmax_xent_rows;
   on_parts(parts, [&](int part) {
     const auto [r0, r1] = split_range(N, part, parts);
     partial[part] = rows_kernel(dlogits + r0 * C, logits + r0 * C, targets + r0, r1 - r0, C, inv_n);
@@ -94,7 +94,7 @@ void adam_step(const std::vector<TensorSlot<Real>>& slots, double lr, double b1,
   const detail::AdamCoefficients<Real> c{Real(b1),     Real(b2), Real(1 - b1), Real(1 - b2),
                                          Real(lr / (1 - std::pow(b1, step))), Real(1 - std::pow(b2, step)),
                                          Real(eps)};
-  const auto update = kernels().pointwise<Real>().adam;
+  const auto update = kernels().of<Real>().adam;
   run_pieces(slots, [&](const TensorSlot<Real>& s, index_t b, index_t end) {
     update(s.p + b, s.m + b, s.v + b, s.g + b, end - b, c);
   });

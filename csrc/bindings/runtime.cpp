@@ -23,7 +23,7 @@ py::array activation_dispatch(py::array x, bool sigmoid) {
   if (x.ndim() != 1) throw py::value_error("x must be 1-D, got shape " + shape_of(x));
   return with_real(x, [&](auto real) -> py::array {
     using Real = decltype(real);
-    const auto& table = pylstm::kernels().pointwise<Real>();
+    const auto& table = pylstm::kernels().of<Real>();
     return activation<Real>(x, sigmoid ? table.sigmoid : table.tanh);
   });
 }
