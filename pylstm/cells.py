@@ -129,10 +129,10 @@ class LSTMCell(_Cell):
         return shapes
 
     def _forward_extra(self):
-        return {"P": self._params["weight_ch"]} if self.peepholes else {}
+        return {"peep": self._params["weight_ch"]} if self.peepholes else {}
 
     def _backward_extra(self):
-        return {"P": self._params["weight_ch"], "dP": self.grads["weight_ch"]} if self.peepholes else {}
+        return {"peep": self._params["weight_ch"], "dpeep": self.grads["weight_ch"]} if self.peepholes else {}
 
     def _torch_config(self):
         if self.peepholes:

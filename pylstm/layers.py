@@ -418,7 +418,7 @@ class LSTM(_Recurrent):
                 entry[1] = None
         _, h_n, c_n, cache = self._kind.forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
                                                 y=y, packed=None if entry is None else entry[0],
-                                                batch_sizes=batch_sizes, P=W[5])
+                                                batch_sizes=batch_sizes, peep=W[5])
         if entry is not None:
             self._kept(entry, version)
         return [h_n, c_n], cache
@@ -441,7 +441,7 @@ class LSTM(_Recurrent):
         h0, c0 = (None, None) if s0 is None else s0
         _, dh0, dc0 = self._kind.backward(dy, dh_n, dc_n, x, h0, c0, W[0], W[1], y, cache, *G[:4], W_hr=W[4],
                                           dW_hr=G[4], reverse=reverse, dx=dx, input_grad=dx is not None,
-                                          batch_sizes=batch_sizes, P=W[5], dP=G[5])
+                                          batch_sizes=batch_sizes, peep=W[5], dpeep=G[5])
         return [dh0, dc0]
 
 

@@ -326,7 +326,7 @@ def _execute(spec, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_
         s0 = [None if s is None else s[d] for s in states]
         kw = dict(reverse=reverse, training=False, batch_sizes=batch_sizes, **kind.variant(spec))
         if P is not None:
-            kw["P"] = _peep_to_pylstm(P[d], H)
+            kw["peep"] = _peep_to_pylstm(P[d], H)  # ONNX's input P: the peepholes
         y, *fin, _ = kind.forward(x, *s0, W_ih, W_hh, b_ih, b_hh, **kw)
         ys.append(y)
         for acc, f in zip(finals, fin):

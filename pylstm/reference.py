@@ -47,16 +47,15 @@ def _cache_views(cache, T, N, H):
     return gates, c, tc
 
 
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False, training=True, y=None, P=None):
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False, training=True, y=None, peep=None):
     """One layer direction over a sequence; steps run T-1 … 0 when ``reverse``.
 
     h0, c0, b_ih, b_hh may be None (zeros / no bias). With ``W_hr`` (P, H), h_t = (o ⊙ tanh c_t) W_hrᵀ has P
     values (PyTorch's proj_size) and W_hh is (4H, P). ``y``, if given, is a (T, N, P) array to write the outputs
-    into (it may be a column slice of a wider array). ``P`` (3H: p_i, p_f, p_o), if given, adds peephole
+    into (it may be a column slice of a wider array). ``peep`` (3H: p_i, p_f, p_o), if given, adds peephole
     connections: i and f also see p ⊙ c_{t-1}, o sees p_o ⊙ c_t (not with W_hr). Returns (y, h_n, c_n, cache);
     cache is None unless ``training``.
     """
-    peep = P
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
     P = H if W_hr is None else W_hr.shape[0]
@@ -88,14 +87,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
 
 
 def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *,
-                  W_hr=None, dW_hr=None, reverse=False, dx=None, P=None, dP=None):
+                  W_hr=None, dW_hr=None, reverse=False, dx=None, peep=None, dpeep=None):
     """Backpropagates through one ``lstm_forward(training=True)``.
 
     dy, dh_n, dc_n may be None (zero gradient). Adds into dW_ih, dW_hh, db_ih, db_hh (the biases may be
-    None), dW_hr (with a projection), dP (with peepholes P) and dx (zeros when None); consumes ``cache``.
+    None), dW_hr (with a projection), dpeep (with peepholes peep) and dx (zeros when None); consumes ``cache``.
     Returns (dx, dh0, dc0).
     """
-    peep = P
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
     P = H if W_hr is None else W_hr.shape[0]
@@ -129,9 +127,9 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh,
         dc = dct * f
         if peep is not None:  # i's and f's peepholes read c_{t-1}
             dc = dc + da[:, :H] * peep[:H] + da[:, H:2 * H] * peep[H:2 * H]
-            dP[:H] += (da[:, :H] * c_prev).sum(axis=0)
-            dP[H:2 * H] += (da[:, H:2 * H] * c_prev).sum(axis=0)
-            dP[2 * H:] += (dao * c_all[t]).sum(axis=0)
+            dpeep[:H] += (da[:, :H] * c_prev).sum(axis=0)
+            dpeep[H:2 * H] += (da[:, H:2 * H] * c_prev).sum(axis=0)
+            dpeep[2 * H:] += (dao * c_all[t]).sum(axis=0)
         dh = da @ W_hh
         dx[t] += da @ W_ih
         dW_ih += da.T @ x[t]

@@ -14,7 +14,7 @@ def case(rng, dt, T, N, I, H, with_state=True, with_bias=True):
     d = dict(x=rng.standard_normal((T, N, I)), h0=rng.standard_normal((N, H)) if with_state else None,
              c0=rng.standard_normal((N, H)) if with_state else None, W_ih=rng.uniform(-0.6, 0.6, (4 * H, I)),
              W_hh=rng.uniform(-0.6, 0.6, (4 * H, H)), b_ih=rng.uniform(-0.6, 0.6, 4 * H) if with_bias else None,
-             b_hh=rng.uniform(-0.6, 0.6, 4 * H) if with_bias else None, P=rng.uniform(-0.8, 0.8, 3 * H))
+             b_hh=rng.uniform(-0.6, 0.6, 4 * H) if with_bias else None, peep=rng.uniform(-0.8, 0.8, 3 * H))
     return {k: None if v is None else v.astype(dt) for k, v in d.items()}
 
 
@@ -23,12 +23,12 @@ ARGS = ("x", "h0", "c0", "W_ih", "W_hh", "b_ih", "b_hh")
 
 def run(impl, c, reverse, dy, dh_n, dc_n, batch_sizes=None):
     kw = {} if batch_sizes is None else dict(batch_sizes=batch_sizes)
-    y, h_n, c_n, cache = impl.lstm_forward(*[c[k] for k in ARGS], reverse=reverse, training=True, P=c["P"], **kw)
+    y, h_n, c_n, cache = impl.lstm_forward(*[c[k] for k in ARGS], reverse=reverse, training=True, peep=c["peep"], **kw)
     grads = [None if c[k] is None else np.zeros_like(c[k]) for k in ("W_ih", "W_hh", "b_ih", "b_hh")]
-    dP = np.zeros_like(c["P"])
+    dpeep = np.zeros_like(c["peep"])
     dx, dh0, dc0 = impl.lstm_backward(dy, dh_n, dc_n, c["x"], c["h0"], c["c0"], c["W_ih"], c["W_hh"], y, cache,
-                                      *grads, reverse=reverse, P=c["P"], dP=dP, **kw)
-    out = dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0, dW_ih=grads[0], dW_hh=grads[1], dP=dP)
+                                      *grads, reverse=reverse, peep=c["peep"], dpeep=dpeep, **kw)
+    out = dict(y=y, h_n=h_n, c_n=c_n, dx=dx, dh0=dh0, dc0=dc0, dW_ih=grads[0], dW_hh=grads[1], dpeep=dpeep)
     if grads[2] is not None:
         out.update(db_ih=grads[2], db_hh=grads[3])
     return out
@@ -41,11 +41,11 @@ def test_reference_backward_matches_finite_differences(rng, reverse, with_state)
     Ry, Rh, Rc = rng.standard_normal((4, 2, 3)), rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
 
     def loss():
-        y, h_n, c_n, _ = ref.lstm_forward(*[c[k] for k in ARGS], reverse=reverse, training=False, P=c["P"])
+        y, h_n, c_n, _ = ref.lstm_forward(*[c[k] for k in ARGS], reverse=reverse, training=False, peep=c["peep"])
         return np.sum(y * Ry) + np.sum(h_n * Rh) + np.sum(c_n * Rc)
 
     got = run(ref, c, reverse, Ry, Rh, Rc)
-    names = {"x": "dx", "W_ih": "dW_ih", "W_hh": "dW_hh", "b_ih": "db_ih", "b_hh": "db_hh", "P": "dP"}
+    names = {"x": "dx", "W_ih": "dW_ih", "W_hh": "dW_hh", "b_ih": "db_ih", "b_hh": "db_hh", "peep": "dpeep"}
     if with_state:
         names.update(h0="dh0", c0="dc0")
     for name, gname in names.items():
@@ -54,7 +54,7 @@ def test_reference_backward_matches_finite_differences(rng, reverse, with_state)
         assert err < 1e-7, f"{gname}: {err:.2e}"
     # and the peepholes matter: zero P is another function
     base, _, _, _ = ref.lstm_forward(*[c[k] for k in ARGS], reverse=reverse, training=False)
-    with_p, _, _, _ = ref.lstm_forward(*[c[k] for k in ARGS], reverse=reverse, training=False, P=c["P"])
+    with_p, _, _, _ = ref.lstm_forward(*[c[k] for k in ARGS], reverse=reverse, training=False, peep=c["peep"])
     assert np.max(np.abs(base - with_p)) > 1e-2
 
 
@@ -72,7 +72,7 @@ def test_kernels_match_reference(rng, dt, shape, reverse, with_state):
     for k in want:
         err = rel_err(got[k], want[k])
         assert err <= TOL[dt] * (5 if dt == "float32" else 1), f"{k}: {err:.2e}"
-    inference = _core.lstm_forward(*[c[k] for k in ARGS], reverse=reverse, training=False, P=c["P"])
+    inference = _core.lstm_forward(*[c[k] for k in ARGS], reverse=reverse, training=False, peep=c["peep"])
     assert rel_err(inference[0], want["y"]) <= TOL[dt] and rel_err(inference[2], want["c_n"]) <= TOL[dt]
 
 
@@ -89,7 +89,7 @@ def test_lengths_match_each_sequence_alone(rng, dt, reverse):
     dy[np.arange(T)[:, None] >= lens[None, :]] = 0
     dh_n, dc_n = rng.standard_normal((N, H)).astype(dt), rng.standard_normal((N, H)).astype(dt)
     got = run(_core, c, reverse, dy, dh_n, dc_n, batch_sizes=bs)
-    dP = np.zeros_like(c["P"])
+    dpeep = np.zeros_like(c["peep"])
     for n, L in enumerate(lens):
         one = {k: None if v is None else v for k, v in c.items()}
         one["x"], one["h0"], one["c0"] = c["x"][:L, n:n + 1], c["h0"][n:n + 1], c["c0"][n:n + 1]
@@ -97,8 +97,8 @@ def test_lengths_match_each_sequence_alone(rng, dt, reverse):
         for k, g in (("y", got["y"][:L, n:n + 1]), ("h_n", got["h_n"][n:n + 1]), ("c_n", got["c_n"][n:n + 1]),
                      ("dx", got["dx"][:L, n:n + 1]), ("dh0", got["dh0"][n:n + 1]), ("dc0", got["dc0"][n:n + 1])):
             assert rel_err(g, want[k]) <= TOL[dt] * 5, (n, k)
-        dP += want["dP"]
-    assert rel_err(got["dP"], dP) <= TOL[dt] * 5
+        dpeep += want["dpeep"]
+    assert rel_err(got["dpeep"], dpeep) <= TOL[dt] * 5
     assert not got["y"][np.arange(T)[:, None] >= lens[None, :]].any()  # zero past each end
 
 
@@ -159,8 +159,8 @@ def test_refusals():
     with pytest.raises(ValueError, match="no peephole"):
         pylstm.LSTM(3, 4, peepholes=True)._torch_config()
     x, W_ih = np.zeros((2, 1, 3), np.float32), np.zeros((16, 3), np.float32)
-    with pytest.raises(ValueError, match=r"P \(peepholes\) and W_hr"):  # H = 4 projected to 2
+    with pytest.raises(ValueError, match=r"peep \(peepholes\) and W_hr"):  # H = 4 projected to 2
         _core.lstm_forward(x, None, None, W_ih, np.zeros((16, 2), np.float32), None, None,
-                           W_hr=np.zeros((2, 4), np.float32), P=np.zeros(12, np.float32))
-    with pytest.raises(ValueError, match="P"):
-        _core.lstm_forward(x, None, None, W_ih, np.zeros((16, 4), np.float32), None, None, P=np.zeros(5, np.float32))
+                           W_hr=np.zeros((2, 4), np.float32), peep=np.zeros(12, np.float32))
+    with pytest.raises(ValueError, match="peep must have shape"):
+        _core.lstm_forward(x, None, None, W_ih, np.zeros((16, 4), np.float32), None, None, peep=np.zeros(5, np.float32))

@@ -46,12 +46,12 @@ PackedLstm& packed_for(py::handle obj, index_t I, index_t H) {
 template <class Real>
 py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array W_ih_, py::array W_hh_,
                          py::object b_ih_, py::object b_hh_, py::object W_hr_, bool reverse, bool training,
-                         py::object y_, py::object packed_, py::object batch_sizes_, py::object P_) {
+                         py::object y_, py::object packed_, py::object batch_sizes_, py::object peep_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
-  auto peep = arg<Real>(P_, "P", {3 * H}, false, true);
-  if (peep.ptr && !W_hr_.is_none()) throw py::value_error("P (peepholes) and W_hr (a projection) cannot be combined");
+  auto peep = arg<Real>(peep_, "peep", {3 * H}, false, true);
+  if (peep.ptr && !W_hr_.is_none()) throw py::value_error("peep (peepholes) and W_hr (a projection) cannot be combined");
   auto h0 = arg<Real>(h0_, "h0", {N, P}, false, true);
   auto c0 = arg<Real>(c0_, "c0", {N, H}, false, true);
   auto W_ih = arg<Real>(W_ih_, "W_ih", {GH, I});
@@ -92,7 +92,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
                           py::object c0_, py::array W_ih_, py::array W_hh_, py::object y_, py::object cache_,
                           py::object dW_ih_, py::object dW_hh_, py::object db_ih_, py::object db_hh_,
                           py::object W_hr_, py::object dW_hr_, bool reverse, py::object dx_, bool input_grad,
-                          py::object batch_sizes_, py::object P_, py::object dP_) {
+                          py::object batch_sizes_, py::object peep_, py::object dpeep_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto dy = arg<Real>(dy_, "dy", {T, N, P}, false, true, true);
@@ -113,10 +113,10 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   auto dW_hr = arg<Real>(dW_hr_, "dW_hr", {P, H}, true, true);
   both_or_neither(db_ih, db_hh);
   both_or_neither(W_hr, dW_hr);
-  auto peep = arg<Real>(P_, "P", {3 * H}, false, true);
-  auto dpeep = arg<Real>(dP_, "dP", {3 * H}, true, true);
+  auto peep = arg<Real>(peep_, "peep", {3 * H}, false, true);
+  auto dpeep = arg<Real>(dpeep_, "dpeep", {3 * H}, true, true);
   both_or_neither(peep, dpeep);
-  if (peep.ptr && W_hr.ptr) throw py::value_error("P (peepholes) and W_hr (a projection) cannot be combined");
+  if (peep.ptr && W_hr.ptr) throw py::value_error("peep (peepholes) and W_hr (a projection) cannot be combined");
 
   // Without input_grad, ∂L/∂x is not computed (as torch skips it for an input that does not require a gradient).
   if (!input_grad && !dx_.is_none()) throw py::value_error("dx must be None when input_grad is False");
@@ -160,19 +160,19 @@ void bind_lstm(py::module_& m) {
       "lstm_forward",
       [](py::array x, py::object h0, py::object c0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh,
          py::object W_hr, bool reverse, bool training, py::object y, py::object packed, py::object batch_sizes,
-         py::object P) {
+         py::object peep) {
         return with_real(x, [&](auto real) {
           return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, reverse, training, y,
-                                                packed, batch_sizes, P);
+                                                packed, batch_sizes, peep);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
       py::kw_only(), py::arg("W_hr") = py::none(), py::arg("reverse") = false, py::arg("training") = true,
       py::arg("y") = py::none(), py::arg("packed") = py::none(), py::arg("batch_sizes") = py::none(),
-      py::arg("P") = py::none(),
+      py::arg("peep") = py::none(),
       "One LSTM layer direction over a sequence. Returns (y, h_n, c_n, cache); cache is None unless training. "
       "packed: a PackedLstm that the float32 loop without projection reuses when ready (the caller guarantees "
-      "the weights are those it was packed from) and packs into otherwise. P: peephole weights (3H,) = p_i, p_f, "
+      "the weights are those it was packed from) and packs into otherwise. peep: peephole weights (3H,) = p_i, p_f, "
       "p_o, or None.");
 
   m.def(
@@ -235,20 +235,20 @@ void bind_lstm(py::module_& m) {
       [](py::object dy, py::object dh_n, py::object dc_n, py::array x, py::object h0, py::object c0, py::array W_ih,
          py::array W_hh, py::object y, py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih,
          py::object db_hh, py::object W_hr, py::object dW_hr, bool reverse, py::object dx, bool input_grad,
-         py::object batch_sizes, py::object P, py::object dP) {
+         py::object batch_sizes, py::object peep, py::object dpeep) {
         return with_real(x, [&](auto real) {
           return lstm_backward_t<decltype(real)>(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
-                                                 db_hh, W_hr, dW_hr, reverse, dx, input_grad, batch_sizes, P, dP);
+                                                 db_hh, W_hr, dW_hr, reverse, dx, input_grad, batch_sizes, peep, dpeep);
         });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"),
       py::arg("W_hh"), py::arg("y"), py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"),
       py::arg("db_hh"), py::kw_only(), py::arg("W_hr") = py::none(), py::arg("dW_hr") = py::none(),
       py::arg("reverse") = false, py::arg("dx") = py::none(), py::arg("input_grad") = true,
-      py::arg("batch_sizes") = py::none(), py::arg("P") = py::none(), py::arg("dP") = py::none(),
-      "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_*, dP and dx (allocated as "
+      py::arg("batch_sizes") = py::none(), py::arg("peep") = py::none(), py::arg("dpeep") = py::none(),
+      "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_*, dpeep and dx (allocated as "
       "zeros when None); consumes cache. Returns (dx, dh0, dc0); dx is None (and not computed) with "
-      "input_grad=False. P and dP (peepholes): both or neither.");
+      "input_grad=False. peep and dpeep (peepholes): both or neither.");
   m.def("lstm_cache_size", &pylstm::lstm_cache_size, py::arg("T"), py::arg("N"), py::arg("H"));
 }
 
