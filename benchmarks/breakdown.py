@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from timing import median_s
 
 import pylstm
 from pylstm import _core
-from timing import median_s
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 LAYERS = {"lstm": pylstm.LSTM, "gru": pylstm.GRU, "rnn": pylstm.RNN}

@@ -28,10 +28,10 @@ if _BLAS_CORE and "OPENBLAS_CORETYPE" not in os.environ:
     os.environ["OPENBLAS_CORETYPE"] = _BLAS_CORE
 
 import numpy as np  # noqa: E402
+from timing import median_s  # noqa: E402
 
 import pylstm  # noqa: E402
 from pylstm.cli.bench import _median_ms  # noqa: E402  (idles first, then the median of timed calls)
-from timing import median_s  # noqa: E402
 
 FLOOR = 0.5  # pylstm must run at least half as fast as the reference
 

@@ -82,7 +82,8 @@ def _torch(cell, T, N, I, H, train, modules=None):
 
 def _ort(cell, T, N, I, H, train):
     pytest.importorskip("onnxruntime")
-    from pylstm.onnx import layer_model as onnx_model, ort_session
+    from pylstm.onnx import layer_model as onnx_model
+    from pylstm.onnx import ort_session
 
     m = getattr(pylstm, CELLS[cell][0])(I, H, seed=0)
     p = m.state_dict()

@@ -18,9 +18,9 @@ import argparse
 import time
 
 import numpy as np
+from user_loop import H, N, T, V, numpy_loop, torch_loop  # noqa: E402  (the same loops, step by step)
 
 import pylstm
-from user_loop import N, T, V, H, numpy_loop, torch_loop  # noqa: E402  (the same loops, step by step)
 
 
 def steps_of(step, steps):

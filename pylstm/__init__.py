@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 # PYLSTM_ISA caps OpenBLAS too, so that a capped run does on this CPU what a CPU of that level would do: OpenBLAS
 # reads OPENBLAS_CORETYPE once, when it is loaded. A coretype the user set wins.
 _ISA_BLAS_CORE = {"avx2": "Haswell", "sse2": "Prescott"}
@@ -68,9 +67,7 @@ except ImportError as e:
         f"pylstm's compiled extension is missing from {_os.path.dirname(__file__)}: this is probably the source "
         "tree, not the installed package. Install with `pip install .` and run from another directory."
     ) from e
-from . import reference  # noqa: E402
-from . import nn, optim  # noqa: E402
-from . import tasks  # noqa: E402  (after nn and optim, which it uses)
+from . import nn, optim, reference, tasks  # noqa: E402  (tasks uses nn and optim: alphabetical order suits it)
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .layers import GRU, LSTM, RNN  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402

@@ -9,6 +9,7 @@ import numpy as np
 from . import _cells, _core
 from ._module import _GRUForm, _Module, _RNNForm, _size
 
+
 def _check_lengths(lengths, N, T):
     if isinstance(lengths, (bool, float, str)) or lengths is None:
         raise TypeError(f"lengths must be a sequence of N ints, got {type(lengths).__name__}")

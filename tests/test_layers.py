@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import KINDS, layer_case, ref_model, rel_err, TOL
+from helpers import KINDS, TOL, layer_case, ref_model, rel_err
 
 import pylstm
 

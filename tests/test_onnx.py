@@ -9,7 +9,8 @@ import pylstm
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from pylstm.onnx import layer_model as onnx_model, ort_session  # noqa: E402  (after the skips: needs onnx)
+from pylstm.onnx import layer_model as onnx_model  # noqa: E402  (after the skips: needs onnx)
+from pylstm.onnx import ort_session
 
 
 @pytest.mark.parametrize("kind,kw", [("lstm", {}), ("gru", {"linear_before_reset": True}),

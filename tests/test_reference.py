@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from helpers import numerical_gradient
 
 from pylstm import reference as ref

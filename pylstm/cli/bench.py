@@ -108,7 +108,8 @@ def bench(args):
         import onnx  # noqa: F401  (the model builder needs it)
         import onnxruntime  # noqa: F401
 
-        from pylstm.onnx import layer_model as onnx_model, ort_session
+        from pylstm.onnx import layer_model as onnx_model
+        from pylstm.onnx import ort_session
         has_ort = True
     except ImportError:
         has_ort = False
