@@ -14,21 +14,38 @@ namespace pylstm {
 
 index_t gru_cache_size(index_t T, index_t N, index_t H) { return T * N * 4 * H; }
 
+namespace {
+
+// A GRU call's workspace, by slot.
+template <typename Real>
+struct GruWork {
+  Real* bias;    // [6H] b_ih then b_hh (forward); [4H] of it the bias-gradient column sums (backward)
+  Real* hg;      // [N][3H] one step's recurrent products (forward), or dg (backward)
+  Real* zeros;   // [N][H] zeros for an absent h0 or dy
+  Real* k;       // [N][H] k = h W_hnᵀ + b_hn (inference), or ∂L/∂k (backward, the original form)
+  Real* gates;   // [block][N][3H] inference: the input projections of one block of steps
+  Real* packed;  // the fused loop's packed weights (forward passes; 64-byte aligned at use)
+};
+
+// The one layout of that workspace: its size, and with `base` the slots' pointers in `w` (packed weights sized for
+// float32, as kernels.h's static_assert allows for float64).
+template <typename Real>
+index_t gru_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, Real* base = nullptr,
+                   GruWork<Real>* w = nullptr) {
+  const index_t GH = kGruGates * H, NH = N * H;
+  const bool inference = pass == Pass::Inference, forward = pass != Pass::Backward;
+  GruWork<Real> unused{};
+  GruWork<Real>& s = w ? *w : unused;
+  Real** const slots[] = {&s.bias, &s.hg, &s.zeros, &s.k, &s.gates, &s.packed};
+  const index_t sizes[] = {2 * GH, N * GH, NH, NH, inference ? detail::inference_block_steps(T, N) * N * GH : 0,
+                           forward ? detail::single_fused_packed_size<float>(kGruGates, I, H) : 0};
+  return detail::lay_out(base, slots, sizes);
+}
+
+}  // namespace
+
 index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H) {
-  // [3H] b_ih, [3H] b_hh (or [4H] bias-gradient sums), [N][3H] recurrent products, [N][H] zeros for an absent
-  // h0 / dy, [N][H] for k (inference) or ∂L/∂k (backward); inference adds a block of input projections, and both
-  // forward passes the fused loop's packed weights.
-  const index_t common = 6 * H + N * 3 * H + 2 * N * H;
-  const index_t packed = detail::single_fused_packed_size<float>(kGruGates, I, H);
-  switch (pass) {
-    case Pass::Inference:
-      return common + detail::inference_block_steps(T, N) * N * 3 * H + packed;
-    case Pass::TrainingForward:
-      return common + packed;
-    case Pass::Backward:
-      return common;
-  }
-  return common;
+  return gru_layout<float>(pass, T, N, I, H);
 }
 
 template <typename Real>
@@ -41,11 +58,11 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
   if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
   const auto& K = kernels().of<Real>();
   const index_t GH = kGruGates * H;
-  Real* bi = work;                      // [3H]
-  Real* bh = bi + GH;                   // [3H]
-  Real* hg = bh + GH;                   // [N][3H]
-  Real* zeros = hg + N * GH;            // [N][H]
-  Real* kbuf = zeros + N * H;           // [N][H], inference
+  GruWork<Real> w;
+  gru_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, work, &w);
+  Real* bi = w.bias;                    // [3H]
+  Real* bh = w.bias + GH;               // [3H]
+  Real *hg = w.hg, *zeros = w.zeros, *kbuf = w.k;
   for (index_t j = 0; j < GH; ++j) {
     bi[j] = b_ih ? b_ih[j] : Real(0);
     bh[j] = b_hh ? b_hh[j] : Real(0);
@@ -53,16 +70,17 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
   std::fill(zeros, zeros + N * H, Real(0));
   // Training: rows of the cache are [r z n k] (4H); inference: [block][N][3H] projections and k in kbuf.
   const index_t lda = cache ? 4 * H : GH;
-  Real* a_all = cache ? cache : kbuf + N * H;
+  Real* a_all = cache ? cache : w.gates;
   const index_t block = cache ? T : detail::inference_block_steps(T, N);
   if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(GH, "G*H"), blas_int(I, "I");
     detail::FusedSingleT<Real> F{};
     F.y = y, F.ldy = ldy, F.a = a_all, F.lda = lda, F.k = cache ? nullptr : kbuf, F.hg = hg;
-    F.packed = detail::align64(a_all == cache ? kbuf + N * H : a_all + block * N * lda);
+    F.packed = detail::align64(w.packed);
     F.zeros = zeros, F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bi, F.bh = bh;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
-    F.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore, F.batch_sizes = batch_sizes;
+    F.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore;
+    F.batch_sizes = batch_sizes;
     const auto run = kernels().of<Real>().one_state_loop;
     parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * GH * (H + I));
     detail::final_rows(h_n, H, y, ldy, batch_sizes, T, N, reverse);
@@ -107,10 +125,9 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
   blas_int(T * N, "T*N");
   const auto& K = kernels().of<Real>();
   const index_t GH = kGruGates * H, lda = 4 * H;
-  Real* colsum = work;                  // [4H]
-  Real* dg = work + 6 * H;              // [N][3H]
-  Real* zeros = dg + N * GH;            // [N][H]
-  Real* dk = zeros + N * H;             // [N][H]
+  GruWork<Real> w;
+  gru_layout(Pass::Backward, T, N, I, H, work, &w);
+  Real *colsum = w.bias, *dg = w.hg, *zeros = w.zeros, *dk = w.k;  // [4H], [N][3H], [N][H], [N][H]
   std::fill(zeros, zeros + N * H, Real(0));
   const auto dys = detail::step_rows(dy, lddy, N, static_cast<const Real*>(zeros));
   const index_t t_first = reverse ? T - 1 : 0;
@@ -121,7 +138,8 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     detail::FusedSingleBackwardT<Real> B{};
     B.a = cache, B.dh = dh0, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
-    B.reverse = reverse, B.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore, B.dk = dk;
+    B.reverse = reverse, B.dk = dk;
+    B.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore;
     B.batch_sizes = batch_sizes;
     const auto run = kernels().of<Real>().one_state_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * H);

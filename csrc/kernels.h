@@ -145,13 +145,51 @@ inline Real* align64(Real* p) {
   return reinterpret_cast<Real*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
 }
 
+// The packed weights, laid out once. Unit block b (lanes units, zeros beyond H) of a weight matrix with K columns is
+// packed as [K][gates][lanes] (pack.inc), and the blocks follow each other. The packers, the fused loops and the
+// size functions below all take their offsets (in elements) from these two functions.
+//
+// A one-state cell of G gates (the GRU's 3, the RNN's 1): W_hh [blocks][H][G][lanes], then W_ih [blocks][I][G][lanes].
+// The original GRU splits its W_hh part as r, z [blocks][H][2][lanes] and n [blocks][H][1][lanes].
+struct OneStatePackedLayout {
+  index_t hh, ih, size;
+};
+inline OneStatePackedLayout one_state_packed_layout(index_t lanes, index_t G, index_t I, index_t H) {
+  const index_t blocks = (H + lanes - 1) / lanes;
+  OneStatePackedLayout l{};
+  l.hh = 0;
+  l.ih = l.hh + blocks * H * G * lanes;
+  l.size = l.ih + blocks * I * G * lanes;
+  return l;
+}
+
+// An LSTM layer direction (4 gates, recurrent input P wide): W_hh [blocks][P][4][lanes], the summed bias
+// [blocks][4][lanes], W_ih [blocks][I][4][lanes], and with a projection (P < H) W_hrᵀ [H][P].
+struct LstmPackedLayout {
+  index_t hh, bias, ih, hr, size;
+};
+inline LstmPackedLayout lstm_packed_layout(index_t lanes, index_t I, index_t H, index_t P) {
+  const index_t blocks = (H + lanes - 1) / lanes, G = 4;
+  LstmPackedLayout l{};
+  l.hh = 0;
+  l.bias = l.hh + blocks * P * G * lanes;
+  l.ih = l.bias + blocks * G * lanes;
+  l.hr = l.ih + blocks * I * G * lanes;
+  l.size = l.hr + (P < H ? H * P : 0);
+  return l;
+}
+
+// The workspaces hold packed weights of either element type in room sized for float32 (the sizes below with
+// Real = float): float64 blocks have half the lanes, and H rounded up to a multiple of the double lanes is never
+// more than H rounded up to a multiple of the float lanes, so the float64 layout never needs more elements.
+static_assert(kMaxLanesOf<float> % kMaxLanesOf<double> == 0,
+              "packed float64 weights fit in room sized for float32 only if the double lanes divide the float lanes");
+
 // Elements of packed weights for a cell of G gates, input size I and hidden size H at any level, plus alignment
 // slack.
 template <typename Real>
 inline index_t single_fused_packed_size(index_t G, index_t I, index_t H) {
-  constexpr index_t L = kMaxLanesOf<Real>;
-  const index_t blocks = (H + L - 1) / L;
-  return blocks * L * G * (H + I) + L;
+  return one_state_packed_layout(kMaxLanesOf<Real>, G, I, H).size + kMaxLanesOf<Real>;
 }
 
 // Elements of packed W_hh, bias and W_ih for input size I and hidden size H at any level, plus slack to align the
@@ -159,9 +197,7 @@ inline index_t single_fused_packed_size(index_t G, index_t I, index_t H) {
 // With a projection (P < H) the recurrent weights have P columns, and W_hrᵀ [H][P] follows.
 template <typename Real>
 inline index_t lstm_fused_packed_size(index_t I, index_t H, index_t P) {
-  constexpr index_t L = kMaxLanesOf<Real>;
-  const index_t blocks = (H + L - 1) / L;
-  return blocks * L * 4 * (P + 1 + I) + (P < H ? H * P : 0) + L;
+  return lstm_packed_layout(kMaxLanesOf<Real>, I, H, P).size + kMaxLanesOf<Real>;
 }
 
 // One Adam step's coefficients (train.h): m = b1 m + a1 g; v = b2 v + a2 g²; p −= step_size m / (√(v / c2) + eps).

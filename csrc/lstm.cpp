@@ -18,23 +18,40 @@ index_t lstm_cache_size(index_t T, index_t N, index_t H) {
   return T * N * (kLstmGates * H + 2 * H);
 }
 
+namespace {
+
+// An LSTM call's workspace, by slot. Every pass has the first three, so that the element-wise kernels never test for
+// nullptr; the running dh and dc of backward live in its dh0 / dc0 outputs, and training's projections in the cache.
+template <typename Real>
+struct LstmWork {
+  Real* bias;     // [G*H] b_ih + b_hh (forward), the bias-gradient column sums (backward)
+  Real* m;        // [N][H] m = o ⊙ tanh(c), the projection's input (forward), or ∂L/∂m (backward)
+  Real* scratch;  // [N][H] zeros standing in for an absent c0 or dy; inference's discarded tanh(c)
+  Real* c_alt;    // [N][H] inference: the second cell-state buffer
+  Real* gates;    // [block][N][G*H] inference: the input projections of one block of steps
+  Real* packed;   // the fused loop's packed weights (forward passes; 64-byte aligned at use)
+};
+
+// The one layout of that workspace: its size, and with `base` the slots' pointers in `w`. The packed weights are
+// sized for float32 for both element types (the static_assert in kernels.h states why float64 fits).
+template <typename Real>
+index_t lstm_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, index_t P, Real* base = nullptr,
+                    LstmWork<Real>* w = nullptr) {
+  const index_t GH = kLstmGates * H, NH = N * H;
+  const bool inference = pass == Pass::Inference, forward = pass != Pass::Backward;
+  LstmWork<Real> unused{};
+  LstmWork<Real>& s = w ? *w : unused;
+  Real** const slots[] = {&s.bias, &s.m, &s.scratch, &s.c_alt, &s.gates, &s.packed};
+  const index_t sizes[] = {GH, NH, NH, inference ? NH : 0,
+                           inference ? detail::inference_block_steps(T, N) * N * GH : 0,
+                           forward ? detail::lstm_fused_packed_size<float>(I, H, P) : 0};
+  return detail::lay_out(base, slots, sizes);
+}
+
+}  // namespace
+
 index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H, index_t P) {
-  // Every pass starts with [G*H] (the summed bias, or the bias-gradient column sums) and an [N][H] block
-  // (zeros standing in for an absent c0 / dy, or the discarded tanh(c) of inference), so that the element-wise
-  // kernels never test for nullptr.
-  const index_t GH = kLstmGates * H;
-  const index_t common = GH + 2 * N * H;  // plus [N][H] for the projection's input m or its gradient
-  switch (pass) {
-    case Pass::Inference:  // plus a second cell-state buffer, the input projections of one block of steps and
-                           // the fused loop's packed weights
-      return common + N * H + detail::inference_block_steps(T, N) * N * GH +
-             detail::lstm_fused_packed_size<float>(I, H, P);
-    case Pass::TrainingForward:  // the projections live in the cache
-      return common + detail::lstm_fused_packed_size<float>(I, H, P);
-    case Pass::Backward:  // the running dh and dc live in the dh0 / dc0 outputs
-      return common;
-  }
-  return common;
+  return lstm_layout<float>(pass, T, N, I, H, P);
 }
 
 template <typename Real>
@@ -95,11 +112,10 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
   if (peep && W_hr) throw std::invalid_argument("peepholes and a projection cannot be combined");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, P, batch_sizes, T, N);
-  Real* bias = work;                                     // [GH]
-  Real* m = bias + GH;                                   // [N][H] o ⊙ tanh(c), the projection's input
-  Real* scratch = m + N * H;                             // [N][H]
-  Real* c_alt = scratch + N * H;                         // [N][H], inference only
-  Real* gates = cache ? cache : c_alt + N * H;           // [T][N][GH] training, [block][N][GH] inference
+  LstmWork<Real> w;
+  lstm_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, P, work, &w);
+  Real *bias = w.bias, *m = w.m, *scratch = w.scratch, *c_alt = w.c_alt;
+  Real* gates = cache ? cache : w.gates;                 // [T][N][GH] training, [block][N][GH] inference
   Real* cs = cache ? cache + T * N * GH : nullptr;       // [T][N][H], training only
   Real* tcs = cache ? cs + T * N * H : nullptr;          // [T][N][H], training only
   for (index_t j = 0; j < GH; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);
@@ -122,7 +138,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
   }
   if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(GH, "G*H"), blas_int(I, "I");
-    Real* packed = align64(cache ? scratch + N * H : gates + block * N * GH);
+    Real* packed = align64(w.packed);
     bool prepacked = false;
     if constexpr (std::is_same_v<Real, float>) {  // a kept packed copy (float32 only)
       if (packed_keep) {
@@ -185,9 +201,11 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   Real* cs = cache + T * N * GH;                 // [T][N][H] c_t; with projection, step t's slot then takes dh_t
   Real* tcs = cs + T * N * H;                    // [T][N][H] tanh(c_t), then o ⊙ tanh(c_t)
   const index_t t_first = reverse ? T - 1 : 0;   // the step the forward processed first
-  Real* colsum = work;                           // [GH]
-  Real* dm = colsum + GH;                        // [N][H] ∂L/∂m, with projection
-  Real* zeros = dm + N * H;                      // [N][H], stands in for an absent c0 or dy
+  LstmWork<Real> w;
+  lstm_layout(Pass::Backward, T, N, I, H, P, work, &w);
+  Real* colsum = w.bias;                         // [GH]
+  Real* dm = w.m;                                // [N][H] ∂L/∂m, with projection
+  Real* zeros = w.scratch;                       // [N][H], stands in for an absent c0 or dy
   std::fill(zeros, zeros + N * H, Real(0));
   const auto dys = detail::step_rows(dy, lddy, N, static_cast<const Real*>(zeros));
 

@@ -14,20 +14,35 @@ namespace pylstm {
 
 index_t rnn_cache_size(index_t T, index_t N, index_t H) { return T * N * H; }
 
+namespace {
+
+// An RNN call's workspace, by slot.
+template <typename Real>
+struct RnnWork {
+  Real* bias;    // [H] b_ih + b_hh (forward), the bias-gradient column sums (backward)
+  Real* zeros;   // [N][H] zeros for an absent dy (backward)
+  Real* gates;   // [block][N][H] inference: the input projections of one block of steps
+  Real* packed;  // the fused loop's packed weights (forward passes; 64-byte aligned at use)
+};
+
+// The one layout of that workspace: its size, and with `base` the slots' pointers in `w` (packed weights sized for
+// float32, as kernels.h's static_assert allows for float64).
+template <typename Real>
+index_t rnn_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, Real* base = nullptr,
+                   RnnWork<Real>* w = nullptr) {
+  const bool inference = pass == Pass::Inference, forward = pass != Pass::Backward;
+  RnnWork<Real> unused{};
+  RnnWork<Real>& s = w ? *w : unused;
+  Real** const slots[] = {&s.bias, &s.zeros, &s.gates, &s.packed};
+  const index_t sizes[] = {H, N * H, inference ? detail::inference_block_steps(T, N) * N * H : 0,
+                           forward ? detail::single_fused_packed_size<float>(1, I, H) : 0};
+  return detail::lay_out(base, slots, sizes);
+}
+
+}  // namespace
+
 index_t rnn_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H) {
-  // [H] summed bias or bias-gradient sums, [N][H] zeros for an absent dy; inference adds a projection block, and
-  // both forward passes the fused loop's packed weights.
-  const index_t common = H + N * H;
-  const index_t packed = detail::single_fused_packed_size<float>(1, I, H);
-  switch (pass) {
-    case Pass::Inference:
-      return common + detail::inference_block_steps(T, N) * N * H + packed;
-    case Pass::TrainingForward:
-      return common + packed;
-    case Pass::Backward:
-      return common;
-  }
-  return common;
+  return rnn_layout<float>(pass, T, N, I, H);
 }
 
 template <typename Real>
@@ -50,18 +65,21 @@ void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
-  Real* bias = work;                                      // [H]
-  Real* a_all = cache ? cache : work + H + N * H;         // [T][N][H] training, [block][N][H] inference
+  RnnWork<Real> w;
+  rnn_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, work, &w);
+  Real* bias = w.bias;                                    // [H]
+  Real* a_all = cache ? cache : w.gates;                  // [T][N][H] training, [block][N][H] inference
   for (index_t j = 0; j < H; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);
   const index_t block = cache ? T : detail::inference_block_steps(T, N);
   if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(H, "H"), blas_int(I, "I");
     detail::FusedSingleT<Real> F{};
     F.y = y, F.ldy = ldy, F.a = a_all, F.lda = H;
-    F.packed = detail::align64(cache ? work + H + N * H : a_all + block * N * H);
+    F.packed = detail::align64(w.packed);
     F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bias;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
-    F.cell = nl == Nonlinearity::Relu ? detail::OneStateCell::RnnRelu : detail::OneStateCell::RnnTanh, F.batch_sizes = batch_sizes;
+    F.cell = nl == Nonlinearity::Relu ? detail::OneStateCell::RnnRelu : detail::OneStateCell::RnnTanh;
+    F.batch_sizes = batch_sizes;
     const auto run = kernels().of<Real>().one_state_loop;
     parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * H * (H + I));
     detail::final_rows(h_n, H, y, ldy, batch_sizes, T, N, reverse);
@@ -92,8 +110,10 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");
   Real* da = cache;           // [T][N][H] pre-activation gradients
-  Real* colsum = work;        // [H]
-  Real* zeros = work + H;     // [N][H]
+  RnnWork<Real> w;
+  rnn_layout(Pass::Backward, T, N, I, H, work, &w);
+  Real* colsum = w.bias;      // [H]
+  Real* zeros = w.zeros;      // [N][H]
   std::fill(zeros, zeros + N * H, Real(0));
   const auto dys = detail::step_rows(dy, lddy, N, static_cast<const Real*>(zeros));
   // dh0 carries the running gradient w.r.t. h_t and ends as the one w.r.t. h0.
@@ -103,7 +123,8 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     detail::FusedSingleBackwardT<Real> B{};
     B.a = da, B.dh = dh0, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
-    B.reverse = reverse, B.cell = nl == Nonlinearity::Relu ? detail::OneStateCell::RnnRelu : detail::OneStateCell::RnnTanh, B.batch_sizes = batch_sizes;
+    B.reverse = reverse, B.batch_sizes = batch_sizes;
+    B.cell = nl == Nonlinearity::Relu ? detail::OneStateCell::RnnRelu : detail::OneStateCell::RnnTanh;
     const auto run = kernels().of<Real>().one_state_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * H * H);
   }

@@ -138,5 +138,18 @@ void final_rows(Real* dst, index_t H, const Real* y, index_t ld, const index_t* 
     copy_rows(dst, y + (reverse ? 0 : T - 1) * N * ld, ld, N, H);
 }
 
+// Lays a workspace out as consecutive slots of the given sizes (elements): points each slot into `base` when base is
+// given, and returns the total. Each cell's layout function (lstm.cpp, gru.cpp, rnn.cpp) lists its slots once, and
+// both its workspace-size function and its sequence functions go through it, so the two cannot disagree.
+template <typename Real, size_t K>
+index_t lay_out(Real* base, Real** const (&slots)[K], const index_t (&sizes)[K]) {
+  index_t offset = 0;
+  for (size_t k = 0; k < K; ++k) {
+    if (base) *slots[k] = base + offset;
+    offset += sizes[k];
+  }
+  return offset;
+}
+
 }  // namespace detail
 }  // namespace pylstm
