@@ -23,6 +23,68 @@ using index_t = std::int64_t;
 // Which call a workspace is sized for.
 enum class Pass { Inference, TrainingForward, Backward };
 
+// ---- the arguments of the sequence functions (lstm.h, gru.h, rnn.h), grouped ----
+
+// The sizes of one layer direction: T steps of N rows, I input features, H hidden units, and P, the width of h and
+// of each output row (an LSTM's proj_size with a projection; H otherwise, and always H for the GRU and the RNN).
+struct Dims {
+  index_t T, N, I, H, P;
+};
+
+// A layer direction's weights, as PyTorch stores them: W_ih [G*H][I], W_hh [G*H][P]; b_ih, b_hh [G*H] or nullptr
+// (both or neither). The LSTM's options: W_hr [P][H] (a projection) and peep [3][H] (peepholes p_i, p_f, p_o),
+// each nullptr when absent, and always for the GRU and the RNN.
+template <typename Real>
+struct Weights {
+  const Real* W_ih;
+  const Real* W_hh;
+  const Real* b_ih;
+  const Real* b_hh;
+  const Real* W_hr;
+  const Real* peep;
+};
+
+// The gradients of those weights, accumulated (+=), nullptr where the weight is absent (db_* may also be nullptr
+// when the caller wants no bias gradient).
+template <typename Real>
+struct Grads {
+  Real* dW_ih;
+  Real* dW_hh;
+  Real* db_ih;
+  Real* db_hh;
+  Real* dW_hr;
+  Real* dpeep;
+};
+
+// What a training forward read and wrote, which its backward reads again: x [T][N][I], y [T][N][ldy] (h_t in
+// columns [0, P)), and the initial state h0 [N][P] and c0 [N][H] (nullptr for zeros; c0 the LSTM's only).
+template <typename Real>
+struct Recorded {
+  const Real* x;
+  const Real* y;
+  index_t ldy;
+  const Real* h0;
+  const Real* c0;
+};
+
+// The gradients arriving at a layer direction's outputs: dy [T][N][lddy] (columns [0, P)), dh_n [N][P] and dc_n
+// [N][H] (the LSTM's only); each nullptr for zeros.
+template <typename Real>
+struct OutputGrads {
+  const Real* dy;
+  index_t lddy;
+  const Real* dh_n;
+  const Real* dc_n;
+};
+
+// How a call walks the sequence: reverse (t = T-1 … 0, the backward direction of a bidirectional layer), and
+// batch_sizes, variable lengths in PyTorch's packed form ([T] rows running per step of a batch sorted longest
+// first; nullptr: every row runs every step; fused loops only).
+struct Run {
+  bool reverse;
+  const index_t* batch_sizes;
+};
+
 }  // namespace pylstm
 
 namespace pylstm {

@@ -101,21 +101,22 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 }
 
 template <typename Real>
-void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
-                  const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
-                  const Real* b_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                  bool reverse, LstmPacked* packed_keep, const index_t* batch_sizes, const Real* peep) {
-  const index_t GH = kLstmGates * H;
+void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, const Real* c0, Real* y,
+                  index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, Run run, LstmPacked* packed_keep) {
+  const index_t T = d.T, N = d.N, I = d.I, H = d.H, P = d.P, GH = kLstmGates * H;
+  const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh, *W_hr = w.W_hr, *peep = w.peep;
+  const bool reverse = run.reverse;
+  const index_t* batch_sizes = run.batch_sizes;
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   if (packed_keep && W_hr) throw std::invalid_argument("packed weights are kept for LSTMs without projection only");
   if (peep && W_hr) throw std::invalid_argument("peepholes and a projection cannot be combined");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, P, batch_sizes, T, N);
-  LstmWork<Real> w;
-  lstm_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, P, work, &w);
-  Real *bias = w.bias, *m = w.m, *scratch = w.scratch, *c_alt = w.c_alt;
-  Real* gates = cache ? cache : w.gates;                 // [T][N][GH] training, [block][N][GH] inference
+  LstmWork<Real> ws;
+  lstm_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, P, work, &ws);
+  Real *bias = ws.bias, *m = ws.m, *scratch = ws.scratch, *c_alt = ws.c_alt;
+  Real* gates = cache ? cache : ws.gates;                 // [T][N][GH] training, [block][N][GH] inference
   Real* cs = cache ? cache + T * N * GH : nullptr;       // [T][N][H], training only
   Real* tcs = cache ? cs + T * N * H : nullptr;          // [T][N][H], training only
   for (index_t j = 0; j < GH; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);
@@ -138,7 +139,7 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
   }
   if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(GH, "G*H"), blas_int(I, "I");
-    Real* packed = align64(w.packed);
+    Real* packed = align64(ws.packed);
     bool prepacked = false;
     if constexpr (std::is_same_v<Real, float>) {  // a kept packed copy (float32 only)
       if (packed_keep) {
@@ -187,12 +188,16 @@ void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real*
 }
 
 template <typename Real>
-void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* dW_hr,
-                   Real* cache, Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n,
-                   const Real* x, const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih,
-                   const Real* W_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                   bool reverse, const index_t* batch_sizes, const Real* peep, Real* dpeep) {
-  const index_t GH = kLstmGates * H;
+void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
+                   const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* dc0, Real* cache, Real* work, Run run) {
+  const index_t T = d.T, N = d.N, I = d.I, H = d.H, P = d.P, GH = kLstmGates * H;
+  const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *W_hr = w.W_hr, *peep = w.peep;
+  Real *dW_ih = g.dW_ih, *dW_hh = g.dW_hh, *db_ih = g.db_ih, *db_hh = g.db_hh, *dW_hr = g.dW_hr, *dpeep = g.dpeep;
+  const Real *x = fwd.x, *y = fwd.y, *h0 = fwd.h0, *c0 = fwd.c0;
+  const Real *dy = out.dy, *dh_n = out.dh_n, *dc_n = out.dc_n;
+  const index_t ldy = fwd.ldy, lddy = out.lddy;
+  const bool reverse = run.reverse;
+  const index_t* batch_sizes = run.batch_sizes;
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   if (peep && (W_hr || !dpeep)) throw std::invalid_argument("peepholes need dpeep and no projection");
@@ -201,22 +206,24 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
   Real* cs = cache + T * N * GH;                 // [T][N][H] c_t; with projection, step t's slot then takes dh_t
   Real* tcs = cs + T * N * H;                    // [T][N][H] tanh(c_t), then o ⊙ tanh(c_t)
   const index_t t_first = reverse ? T - 1 : 0;   // the step the forward processed first
-  LstmWork<Real> w;
-  lstm_layout(Pass::Backward, T, N, I, H, P, work, &w);
-  Real* colsum = w.bias;                         // [GH]
-  Real* dm = w.m;                                // [N][H] ∂L/∂m, with projection
-  Real* zeros = w.scratch;                       // [N][H], stands in for an absent c0 or dy
+  LstmWork<Real> ws;
+  lstm_layout(Pass::Backward, T, N, I, H, P, work, &ws);
+  Real* colsum = ws.bias;                        // [GH]
+  Real* dm = ws.m;                               // [N][H] ∂L/∂m, with projection
+  Real* zeros = ws.scratch;                      // [N][H], stands in for an absent c0 or dy
   std::fill(zeros, zeros + N * H, Real(0));
   const auto dys = detail::step_rows(dy, lddy, N, static_cast<const Real*>(zeros));
 
-  // dh0 / dc0 carry the running gradients w.r.t. (h_t, c_t) and end as those w.r.t. (h0, c0).
-  detail::copy_or_zero(dh0, dh_n, N * P);
-  detail::copy_or_zero(dc0, dc_n, N * H);
+  // The running gradients ∂L/∂h_t and ∂L/∂c_t live in the dh0 / dc0 outputs, which they end as.
+  Real* const dh = dh0;
+  Real* const dc = dc0;
+  detail::copy_or_zero(dh, dh_n, N * P);
+  detail::copy_or_zero(dc, dc_n, N * H);
 
   const bool fused = fused_loops();
   if (fused) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     detail::FusedLstmBackwardT<Real> B{};
-    B.da = da, B.dh = dh0, B.dc = dc0, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dy = dys.p;
+    B.da = da, B.dh = dh, B.dc = dc, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dy = dys.p;
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.W_hr = W_hr, B.dm = dm, B.zeros = zeros;
     B.T = T, B.N = N, B.H = H, B.P = P, B.parts = get_num_threads(), B.reverse = reverse;
     B.batch_sizes = batch_sizes, B.peep = peep, B.dpeep = dpeep;
@@ -233,17 +240,17 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
       Real* dht = cs + t * N * H;
       const Real* dyt = dys.at(t);
       for (index_t n = 0; n < N; ++n)
-        for (index_t j = 0; j < P; ++j) dht[n * H + j] = dh0[n * P + j] + dyt[n * dys.ld + j];
+        for (index_t j = 0; j < P; ++j) dht[n * H + j] = dh[n * P + j] + dyt[n * dys.ld + j];
       gemm(false, false, N, H, P, Real(1), dht, H, W_hr, H, Real(0), dm, H);  // dm = dh_t W_hr
-      lstm_pointwise_backward(dat, dc0, dm, zeros, 0, c_prev, tct, N, H);
+      lstm_pointwise_backward(dat, dc, dm, zeros, 0, c_prev, tct, N, H);
     } else if (peep) {
-      kernels().of<Real>().lstm_backward_peep(dat, dc0, dh0, dys.at(t), dys.ld, c_prev, tct, cs + t * N * H,
+      kernels().of<Real>().lstm_backward_peep(dat, dc, dh, dys.at(t), dys.ld, c_prev, tct, cs + t * N * H,
                                                      peep, dpeep, N, H);
     } else {
-      lstm_pointwise_backward(dat, dc0, dh0, dys.at(t), dys.ld, c_prev, tct, N, H);
+      lstm_pointwise_backward(dat, dc, dh, dys.at(t), dys.ld, c_prev, tct, N, H);
     }
     // dh_{t-1} = da_t W_hh, (N × GH)·(GH × P)
-    gemm(false, false, N, P, GH, Real(1), dat, GH, W_hh, P, Real(0), dh0, P);
+    gemm(false, false, N, P, GH, Real(1), dat, GH, W_hh, P, Real(0), dh, P);
   }
 
   // The rest are sums over all steps, each one GEMM over the stacked T·N rows; both biases enter a identically.
@@ -261,15 +268,10 @@ void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Rea
                                              index_t, index_t);                                               \
   template void lstm_pointwise_backward<Real>(Real*, Real*, const Real*, const Real*, index_t, const Real*,     \
                                               Real*, index_t, index_t);                                       \
-  template void lstm_forward<Real>(Real*, index_t, Real*, Real*, Real*, Real*, const Real*, const Real*,       \
-                                   const Real*, const Real*, const Real*, const Real*, const Real*,           \
-                                   const Real*, index_t, index_t, index_t, index_t, index_t, bool,            \
-                                   LstmPacked*, const index_t*, const Real*);                                 \
-  template void lstm_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*,      \
-                                    const Real*, index_t, const Real*, const Real*, const Real*, const Real*,  \
-                                    index_t, const Real*, const Real*, const Real*, const Real*, const Real*, \
-                                    index_t, index_t, index_t, index_t, index_t, bool, const index_t*,         \
-                                    const Real*, Real*);
+  template void lstm_forward<Real>(const Dims&, const Weights<Real>&, const Real*, const Real*, const Real*, Real*,  \
+                                   index_t, Real*, Real*, Real*, Real*, Run, LstmPacked*);                         \
+  template void lstm_backward<Real>(const Dims&, const Weights<Real>&, const Grads<Real>&, const Recorded<Real>&,    \
+                                    const OutputGrads<Real>&, Real*, Real*, Real*, Real*, Real*, Run);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

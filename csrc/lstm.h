@@ -92,50 +92,38 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 
 // ---- a whole sequence ----
 
-// Runs T steps from (h0, c0). With reverse, step order is t = T-1 … 0 (the backward direction of a
+// Runs T steps from (h0, c0). With run.reverse, step order is t = T-1 … 0 (the backward direction of a
 // bidirectional layer); y[t] is always the state after consuming x[t]. With a projection (LSTMP, PyTorch's
-// proj_size), h_t = (o ⊙ tanh c_t) W_hrᵀ has P < H values; without one, W_hr is nullptr and P = H.
+// proj_size), h_t = (o ⊙ tanh c_t) W_hrᵀ has P < H values; without one, w.W_hr is nullptr and d.P = d.H.
+//   d, w     the sizes and weights (common.h); peepholes (w.peep) are not combined with a projection
+//   x        [T][N][I];  h0 [N][P], c0 [N][H], or nullptr for zeros
 //   y        [T][N][ldy]  out: h_t in columns [0, P); other columns are left untouched
 //   h_n [N][P], c_n [N][H]  out: the state after the last step processed (overwritten)
 //   cache    [lstm_cache_size(T, N, H)]  out, training only; nullptr for inference
 //   work     [lstm_workspace_size(cache ? TrainingForward : Inference, T, N, I, H, P)]
-//   x        [T][N][I]
-//   h0 [N][P], c0 [N][H], or nullptr for zeros
-//   W_ih [G*H][I], W_hh [G*H][P];  b_ih, b_hh [G*H] or nullptr (both or neither);  W_hr [P][H] or nullptr
+//   run      direction and variable lengths (common.h). With run.batch_sizes, y is zero on rows past their end; a
+//            row's final state is taken at its own last step, and in reverse a row starts at its last step from h0
+//            and c0. The backward reads x on running rows only for dx but on all rows for dW_ih: padding rows of x
+//            must be finite (the layers zero them).
 //   packed   the fused float32 loop's kept packed weights (see LstmPacked), or nullptr to pack into `work`; other
 //            paths leave it alone
-//   batch_sizes  variable lengths (PyTorch's packed form, fused loops only): [T] the rows running at each step of
-//            a batch sorted longest first (non-increasing), or nullptr for all N. y is zero on rows past their
-//            end; a row's final state is taken at its own last step, and in reverse a row starts at its last step
-//            from h0 and c0. The backward reads x on running rows only for dx but on all rows for dW_ih: padding
-//            rows of x must be finite (the layers zero them).
-//   peep     peephole weights [3][H] (p_i, p_f, p_o: i and f see c_{t-1}, o sees c_t; ONNX's P in pylstm's gate
-//            order), or nullptr for none. Not with a projection.
 template <typename Real>
-void lstm_forward(Real* y, index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, const Real* x,
-                  const Real* h0, const Real* c0, const Real* W_ih, const Real* W_hh, const Real* b_ih,
-                  const Real* b_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                  bool reverse, LstmPacked* packed = nullptr, const index_t* batch_sizes = nullptr,
-                  const Real* peep = nullptr);
+void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, const Real* c0, Real* y,
+                  index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, Run run, LstmPacked* packed = nullptr);
 
 // Backpropagates through the T steps of one lstm_forward(training) call, given the gradients of its outputs.
-//   dx          [T][N][I]   accumulated (+=), so both directions of a layer can share it; nullptr skips it
-//   dh0 [N][P], dc0 [N][H]  overwritten
-//   dW_ih [G*H][I], dW_hh [G*H][P]  accumulated;  db_ih, db_hh [G*H] accumulated, or nullptr
-//   dW_hr [P][H] accumulated, with a projection; nullptr without
+//   d, w        as given to the forward (w.b_ih and w.b_hh are not read)
+//   g           the weights' gradients, accumulated (g.dW_hr with a projection, g.dpeep with peepholes)
+//   fwd         the forward's x, y and initial state, exactly as it read and wrote them (with batch_sizes, y must
+//               be zero past each row's end, as the forward left it when given zeros)
+//   out         ∂L/∂y, ∂L/∂h_n, ∂L/∂c_n (each nullptr for zeros)
+//   dx          [T][N][I] accumulated (+=), so both directions of a layer can share it; nullptr skips it
+//   dh0 [N][P], dc0 [N][H]  overwritten with ∂L/∂h0, ∂L/∂c0 (the loop keeps its running ∂L/∂h_t, ∂L/∂c_t there)
 //   cache       consumed: the forward's cache, overwritten with the gates' pre-activation gradients
 //   work        [lstm_workspace_size(Backward, T, N, I, H, P)]
-//   dy          [T][N][lddy] ∂L/∂y in columns [0, P), or nullptr for zeros
-//   dh_n [N][P], dc_n [N][H]  ∂L/∂h_n, ∂L/∂c_n, or nullptr for zeros
-//   x, y, ldy, h0, c0, W_ih, W_hh, W_hr, P, reverse, batch_sizes: exactly as given to / returned by the forward
-//   (with batch_sizes, y must be zero past each row's end, as the forward left it when given zeros)
-//   peep        [3][H] as given to the forward, or nullptr;  dpeep [3][H] accumulated (with peep)
+//   run         as given to the forward
 template <typename Real>
-void lstm_backward(Real* dx, Real* dh0, Real* dc0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* dW_hr,
-                   Real* cache, Real* work, const Real* dy, index_t lddy, const Real* dh_n, const Real* dc_n,
-                   const Real* x, const Real* y, index_t ldy, const Real* h0, const Real* c0, const Real* W_ih,
-                   const Real* W_hh, const Real* W_hr, index_t T, index_t N, index_t I, index_t H, index_t P,
-                   bool reverse, const index_t* batch_sizes = nullptr, const Real* peep = nullptr,
-                   Real* dpeep = nullptr);
+void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
+                   const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* dc0, Real* cache, Real* work, Run run);
 
 }  // namespace pylstm

@@ -77,12 +77,12 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
     if constexpr (std::is_same_v<Real, float>) keep = {pk->data.get(), pk->ready};
     pk->ready = false;  // until the call has succeeded
   }
+  const pylstm::Dims d{T, N, I, H, P};
+  const pylstm::Weights<Real> w{W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, W_hr.ptr, peep.ptr};
+  const pylstm::Run run{reverse, batch_sizes};
   Real *hn = h_n.mutable_data(), *cn = c_n.mutable_data(), *wk = work.get();
   pylstm::LstmPacked* kp = keep.data ? &keep : nullptr;
-  without_gil([=] {
-    pylstm::lstm_forward<Real>(y.ptr, y.ld, hn, cn, cache, wk, x.ptr, h0.ptr, c0.ptr, W_ih.ptr, W_hh.ptr, b_ih.ptr,
-                               b_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse, kp, batch_sizes, peep.ptr);
-  });
+  without_gil([=] { pylstm::lstm_forward<Real>(d, w, x.ptr, h0.ptr, c0.ptr, y.ptr, y.ld, hn, cn, cache, wk, run, kp); });
   if (pk) pk->ready = keep.ready;
   return py::make_tuple(y_obj, h_n, c_n, cache_obj);
 }
@@ -128,12 +128,14 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
   py::array_t<Real> dh0({N, P}), dc0({N, H});
   auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H, P));
+  const pylstm::Dims d{T, N, I, H, P};
+  const pylstm::Weights<Real> w{W_ih.ptr, W_hh.ptr, nullptr, nullptr, W_hr.ptr, peep.ptr};
+  const pylstm::Grads<Real> g{dW_ih.ptr, dW_hh.ptr, db_ih.ptr, db_hh.ptr, dW_hr.ptr, dpeep.ptr};
+  const pylstm::Recorded<Real> fwd{x.ptr, y.ptr, y.ld, h0.ptr, c0.ptr};
+  const pylstm::OutputGrads<Real> out{dy.ptr, dy.ld, dh_n.ptr, dc_n.ptr};
+  const pylstm::Run run{reverse, batch_sizes};
   Real *d_h0 = dh0.mutable_data(), *d_c0 = dc0.mutable_data(), *wk = work.get();
-  without_gil([=] {
-    pylstm::lstm_backward<Real>(dx.ptr, d_h0, d_c0, dW_ih.ptr, dW_hh.ptr, db_ih.ptr, db_hh.ptr, dW_hr.ptr, cache.ptr,
-                                wk, dy.ptr, dy.ld, dh_n.ptr, dc_n.ptr, x.ptr, y.ptr, y.ld, h0.ptr, c0.ptr, W_ih.ptr,
-                                W_hh.ptr, W_hr.ptr, T, N, I, H, P, reverse, batch_sizes, peep.ptr, dpeep.ptr);
-  });
+  without_gil([=] { pylstm::lstm_backward<Real>(d, w, g, fwd, out, dx.ptr, d_h0, d_c0, cache.ptr, wk, run); });
   return py::make_tuple(dx_obj, dh0, dc0);
 }
 
