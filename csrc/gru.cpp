@@ -49,20 +49,23 @@ index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H
 }
 
 template <typename Real>
-void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const Real* x, const Real* h0,
-                 const Real* W_ih, const Real* W_hh, const Real* b_ih, const Real* b_hh, index_t T, index_t N,
-                 index_t I, index_t H, bool linear_before_reset, bool reverse, const index_t* batch_sizes) {
+void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, Real* y, index_t ldy,
+                 Real* h_n, Real* cache, Real* work, bool linear_before_reset, Run run) {
+  const index_t T = d.T, N = d.N, I = d.I, H = d.H;
+  const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh;
+  const bool reverse = run.reverse;
+  const index_t* batch_sizes = run.batch_sizes;
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
   const auto& K = kernels().of<Real>();
   const index_t GH = kGruGates * H;
-  GruWork<Real> w;
-  gru_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, work, &w);
-  Real* bi = w.bias;                    // [3H]
-  Real* bh = w.bias + GH;               // [3H]
-  Real *hg = w.hg, *zeros = w.zeros, *kbuf = w.k;
+  GruWork<Real> ws;
+  gru_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, work, &ws);
+  Real* bi = ws.bias;                    // [3H]
+  Real* bh = ws.bias + GH;               // [3H]
+  Real *hg = ws.hg, *zeros = ws.zeros, *kbuf = ws.k;
   for (index_t j = 0; j < GH; ++j) {
     bi[j] = b_ih ? b_ih[j] : Real(0);
     bh[j] = b_hh ? b_hh[j] : Real(0);
@@ -70,13 +73,13 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
   std::fill(zeros, zeros + N * H, Real(0));
   // Training: rows of the cache are [r z n k] (4H); inference: [block][N][3H] projections and k in kbuf.
   const index_t lda = cache ? 4 * H : GH;
-  Real* a_all = cache ? cache : w.gates;
+  Real* a_all = cache ? cache : ws.gates;
   const index_t block = cache ? T : detail::inference_block_steps(T, N);
   if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(GH, "G*H"), blas_int(I, "I");
     detail::FusedSingleT<Real> F{};
     F.y = y, F.ldy = ldy, F.a = a_all, F.lda = lda, F.k = cache ? nullptr : kbuf, F.hg = hg;
-    F.packed = detail::align64(w.packed);
+    F.packed = detail::align64(ws.packed);
     F.zeros = zeros, F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bi, F.bh = bh;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
     F.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore;
@@ -116,27 +119,34 @@ void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
 }
 
 template <typename Real>
-void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache, Real* work,
-                  const Real* dy, index_t lddy, const Real* dh_n, const Real* x, const Real* y, index_t ldy,
-                  const Real* h0, const Real* W_ih, const Real* W_hh, index_t T, index_t N, index_t I, index_t H,
-                  bool linear_before_reset, bool reverse, const index_t* batch_sizes) {
+void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
+                  const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* cache, Real* work, bool linear_before_reset,
+                  Run run) {
+  const index_t T = d.T, N = d.N, I = d.I, H = d.H;
+  const Real *W_ih = w.W_ih, *W_hh = w.W_hh;
+  Real *dW_ih = g.dW_ih, *dW_hh = g.dW_hh, *db_ih = g.db_ih, *db_hh = g.db_hh;
+  const Real *x = fwd.x, *y = fwd.y, *h0 = fwd.h0, *dy = out.dy, *dh_n = out.dh_n;
+  const index_t ldy = fwd.ldy, lddy = out.lddy;
+  const bool reverse = run.reverse;
+  const index_t* batch_sizes = run.batch_sizes;
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");
   const auto& K = kernels().of<Real>();
   const index_t GH = kGruGates * H, lda = 4 * H;
-  GruWork<Real> w;
-  gru_layout(Pass::Backward, T, N, I, H, work, &w);
-  Real *colsum = w.bias, *dg = w.hg, *zeros = w.zeros, *dk = w.k;  // [4H], [N][3H], [N][H], [N][H]
+  GruWork<Real> ws;
+  gru_layout(Pass::Backward, T, N, I, H, work, &ws);
+  Real *colsum = ws.bias, *dg = ws.hg, *zeros = ws.zeros, *dk = ws.k;  // [4H], [N][3H], [N][H], [N][H]
   std::fill(zeros, zeros + N * H, Real(0));
   const auto dys = detail::step_rows(dy, lddy, N, static_cast<const Real*>(zeros));
   const index_t t_first = reverse ? T - 1 : 0;
-  // dh0 carries the running gradient w.r.t. h_t and ends as the one w.r.t. h0.
-  detail::copy_or_zero(dh0, dh_n, N * H);
+  // The running gradient ∂L/∂h_t lives in the dh0 output, which it ends as.
+  Real* const dh = dh0;
+  detail::copy_or_zero(dh, dh_n, N * H);
   const bool fused = fused_loops();
   if (fused) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     detail::FusedSingleBackwardT<Real> B{};
-    B.a = cache, B.dh = dh0, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
+    B.a = cache, B.dh = dh, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
     B.reverse = reverse, B.dk = dk;
     B.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore;
@@ -151,13 +161,13 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
     const index_t ldp = t == t_first ? H : ldy;
     const Real* dyt = dys.at(t);
     if (linear_before_reset) {
-      K.gru_lbr_backward(a, lda, a + GH, lda, dg, dh0, dyt, dys.ld, hp, ldp, N, H);
-      gemm(false, false, N, H, GH, Real(1), dg, GH, W_hh, H, Real(1), dh0, H);  // dh_{t-1} += dg W_hh
+      K.gru_lbr_backward(a, lda, a + GH, lda, dg, dh, dyt, dys.ld, hp, ldp, N, H);
+      gemm(false, false, N, H, GH, Real(1), dg, GH, W_hh, H, Real(1), dh, H);  // dh_{t-1} += dg W_hh
     } else {
-      K.gru_orig_backward_nz(a, lda, dh0, dyt, dys.ld, hp, ldp, N, H);
+      K.gru_orig_backward_nz(a, lda, dh, dyt, dys.ld, hp, ldp, N, H);
       gemm(false, false, N, H, H, Real(1), a + 2 * H, lda, W_hh + 2 * H * H, H, Real(0), dk, H);  // dk = da_n W_hn
-      K.gru_orig_backward_r(a, lda, dh0, dk, hp, ldp, N, H);
-      gemm(false, false, N, H, 2 * H, Real(1), a, lda, W_hh, H, Real(1), dh0, H);  // += (da_r, da_z) W_h[rz]
+      K.gru_orig_backward_r(a, lda, dh, dk, hp, ldp, N, H);
+      gemm(false, false, N, H, 2 * H, Real(1), a, lda, W_hh, H, Real(1), dh, H);  // += (da_r, da_z) W_h[rz]
     }
   }
   const index_t rows = T * N;
@@ -184,12 +194,10 @@ void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
 }
 
 #define PYLSTM_INSTANTIATE(Real)                                                                                \
-  template void gru_forward<Real>(Real*, index_t, Real*, Real*, Real*, const Real*, const Real*, const Real*,     \
-                                  const Real*, const Real*, const Real*, index_t, index_t, index_t, index_t,      \
-                                  bool, bool, const index_t*);                                                   \
-  template void gru_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, const Real*, index_t,  \
-                                   const Real*, const Real*, const Real*, index_t, const Real*, const Real*,      \
-                                   const Real*, index_t, index_t, index_t, index_t, bool, bool, const index_t*);
+  template void gru_forward<Real>(const Dims&, const Weights<Real>&, const Real*, const Real*, Real*, index_t, \
+                                  Real*, Real*, Real*, bool, Run);                                          \
+  template void gru_backward<Real>(const Dims&, const Weights<Real>&, const Grads<Real>&, const Recorded<Real>&,  \
+                                   const OutputGrads<Real>&, Real*, Real*, Real*, Real*, bool, Run);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

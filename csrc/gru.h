@@ -31,16 +31,14 @@ index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H
 //   W_ih [3H][I], W_hh [3H][H];  b_ih, b_hh [3H] or nullptr (both or neither)
 //   batch_sizes: variable lengths, as lstm_forward takes them
 template <typename Real>
-void gru_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const Real* x, const Real* h0,
-                 const Real* W_ih, const Real* W_hh, const Real* b_ih, const Real* b_hh, index_t T, index_t N,
-                 index_t I, index_t H, bool linear_before_reset, bool reverse, const index_t* batch_sizes = nullptr);
+void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, Real* y, index_t ldy,
+                 Real* h_n, Real* cache, Real* work, bool linear_before_reset, Run run);
 
 // As lstm_backward, for the GRU: dx accumulated, dh0 overwritten, dW_* and db_* accumulated, cache consumed;
 // dy and dh_n may be nullptr (zeros). b_hh is needed by neither form's backward, so it is not an argument.
 template <typename Real>
-void gru_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache, Real* work,
-                  const Real* dy, index_t lddy, const Real* dh_n, const Real* x, const Real* y, index_t ldy,
-                  const Real* h0, const Real* W_ih, const Real* W_hh, index_t T, index_t N, index_t I, index_t H,
-                  bool linear_before_reset, bool reverse, const index_t* batch_sizes = nullptr);
+void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
+                  const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* cache, Real* work, bool linear_before_reset,
+                  Run run);
 
 }  // namespace pylstm

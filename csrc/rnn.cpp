@@ -58,24 +58,27 @@ void rnn_pointwise_backward(Real* da, const Real* dh, const Real* dy, index_t ld
 }
 
 template <typename Real>
-void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const Real* x, const Real* h0,
-                 const Real* W_ih, const Real* W_hh, const Real* b_ih, const Real* b_hh, index_t T, index_t N,
-                 index_t I, index_t H, Nonlinearity nl, bool reverse, const index_t* batch_sizes) {
+void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, Real* y, index_t ldy,
+                 Real* h_n, Real* cache, Real* work, Nonlinearity nl, Run run) {
+  const index_t T = d.T, N = d.N, I = d.I, H = d.H;
+  const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh;
+  const bool reverse = run.reverse;
+  const index_t* batch_sizes = run.batch_sizes;
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
-  RnnWork<Real> w;
-  rnn_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, work, &w);
-  Real* bias = w.bias;                                    // [H]
-  Real* a_all = cache ? cache : w.gates;                  // [T][N][H] training, [block][N][H] inference
+  RnnWork<Real> ws;
+  rnn_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, work, &ws);
+  Real* bias = ws.bias;                                    // [H]
+  Real* a_all = cache ? cache : ws.gates;                  // [T][N][H] training, [block][N][H] inference
   for (index_t j = 0; j < H; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);
   const index_t block = cache ? T : detail::inference_block_steps(T, N);
   if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(H, "H"), blas_int(I, "I");
     detail::FusedSingleT<Real> F{};
     F.y = y, F.ldy = ldy, F.a = a_all, F.lda = H;
-    F.packed = detail::align64(w.packed);
+    F.packed = detail::align64(ws.packed);
     F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bias;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
     F.cell = nl == Nonlinearity::Relu ? detail::OneStateCell::RnnRelu : detail::OneStateCell::RnnTanh;
@@ -102,26 +105,33 @@ void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const
 }
 
 template <typename Real>
-void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache, Real* work,
-                  const Real* dy, index_t lddy, const Real* dh_n, const Real* x, const Real* y, index_t ldy,
-                  const Real* h0, const Real* W_ih, const Real* W_hh, index_t T, index_t N, index_t I, index_t H,
-                  Nonlinearity nl, bool reverse, const index_t* batch_sizes) {
+void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
+                  const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* cache, Real* work, Nonlinearity nl,
+                  Run run) {
+  const index_t T = d.T, N = d.N, I = d.I, H = d.H;
+  const Real *W_ih = w.W_ih, *W_hh = w.W_hh;
+  Real *dW_ih = g.dW_ih, *dW_hh = g.dW_hh, *db_ih = g.db_ih, *db_hh = g.db_hh;
+  const Real *x = fwd.x, *y = fwd.y, *h0 = fwd.h0, *dy = out.dy, *dh_n = out.dh_n;
+  const index_t ldy = fwd.ldy, lddy = out.lddy;
+  const bool reverse = run.reverse;
+  const index_t* batch_sizes = run.batch_sizes;
   if (batch_sizes && !fused_loops())
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
   blas_int(T * N, "T*N");
   Real* da = cache;           // [T][N][H] pre-activation gradients
-  RnnWork<Real> w;
-  rnn_layout(Pass::Backward, T, N, I, H, work, &w);
-  Real* colsum = w.bias;      // [H]
-  Real* zeros = w.zeros;      // [N][H]
+  RnnWork<Real> ws;
+  rnn_layout(Pass::Backward, T, N, I, H, work, &ws);
+  Real* colsum = ws.bias;      // [H]
+  Real* zeros = ws.zeros;      // [N][H]
   std::fill(zeros, zeros + N * H, Real(0));
   const auto dys = detail::step_rows(dy, lddy, N, static_cast<const Real*>(zeros));
-  // dh0 carries the running gradient w.r.t. h_t and ends as the one w.r.t. h0.
-  detail::copy_or_zero(dh0, dh_n, N * H);
+  // The running gradient ∂L/∂h_t lives in the dh0 output, which it ends as.
+  Real* const dh = dh0;
+  detail::copy_or_zero(dh, dh_n, N * H);
   const bool fused = fused_loops();
   if (fused) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     detail::FusedSingleBackwardT<Real> B{};
-    B.a = da, B.dh = dh0, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
+    B.a = da, B.dh = dh, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
     B.reverse = reverse, B.batch_sizes = batch_sizes;
     B.cell = nl == Nonlinearity::Relu ? detail::OneStateCell::RnnRelu : detail::OneStateCell::RnnTanh;
@@ -131,8 +141,8 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
   for (index_t s = 0; s < T && !fused; ++s) {
     const index_t t = reverse ? s : T - 1 - s;
     Real* dat = da + t * N * H;
-    rnn_pointwise_backward(dat, dh0, dys.at(t), dys.ld, y + t * N * ldy, ldy, N, H, nl);
-    gemm(false, false, N, H, H, Real(1), dat, H, W_hh, H, Real(0), dh0, H);  // dh_{t-1} = da_t W_hh
+    rnn_pointwise_backward(dat, dh, dys.at(t), dys.ld, y + t * N * ldy, ldy, N, H, nl);
+    gemm(false, false, N, H, H, Real(1), dat, H, W_hh, H, Real(0), dh, H);  // dh_{t-1} = da_t W_hh
   }
   PYLSTM_PHASE(kPhaseGradientGemm);
   detail::input_gradients(dx, dW_ih, da, H, x, W_ih, T * N, I, H);
@@ -147,13 +157,10 @@ void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Re
                                             Nonlinearity);                                                       \
   template void rnn_pointwise_backward<Real>(Real*, const Real*, const Real*, index_t, const Real*, index_t,      \
                                              index_t, index_t, Nonlinearity);                                    \
-  template void rnn_forward<Real>(Real*, index_t, Real*, Real*, Real*, const Real*, const Real*, const Real*,     \
-                                  const Real*, const Real*, const Real*, index_t, index_t, index_t, index_t,      \
-                                  Nonlinearity, bool, const index_t*);                                           \
-  template void rnn_backward<Real>(Real*, Real*, Real*, Real*, Real*, Real*, Real*, Real*, const Real*, index_t,  \
-                                   const Real*, const Real*, const Real*, index_t, const Real*, const Real*,      \
-                                   const Real*, index_t, index_t, index_t, index_t, Nonlinearity, bool,           \
-                                   const index_t*);
+  template void rnn_forward<Real>(const Dims&, const Weights<Real>&, const Real*, const Real*, Real*, index_t, \
+                                  Real*, Real*, Real*, Nonlinearity, Run);                                          \
+  template void rnn_backward<Real>(const Dims&, const Weights<Real>&, const Grads<Real>&, const Recorded<Real>&,  \
+                                   const OutputGrads<Real>&, Real*, Real*, Real*, Real*, Nonlinearity, Run);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

@@ -33,16 +33,14 @@ void rnn_pointwise_backward(Real* da, const Real* dh, const Real* dy, index_t ld
 //   work [rnn_workspace_size(...)];  x [T][N][I];  h0 [N][H] or nullptr;  W_ih [H][I], W_hh [H][H];
 //   b_ih, b_hh [H] or nullptr (both or neither);  batch_sizes: variable lengths, as lstm_forward takes them
 template <typename Real>
-void rnn_forward(Real* y, index_t ldy, Real* h_n, Real* cache, Real* work, const Real* x, const Real* h0,
-                 const Real* W_ih, const Real* W_hh, const Real* b_ih, const Real* b_hh, index_t T, index_t N,
-                 index_t I, index_t H, Nonlinearity nl, bool reverse, const index_t* batch_sizes = nullptr);
+void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, Real* y, index_t ldy,
+                 Real* h_n, Real* cache, Real* work, Nonlinearity nl, Run run);
 
 // As lstm_backward, without the cell state: dx accumulated, dh0 overwritten, dW_* and db_* accumulated,
 // cache consumed; dy [T][N][lddy] and dh_n [N][H] may be nullptr (zeros).
 template <typename Real>
-void rnn_backward(Real* dx, Real* dh0, Real* dW_ih, Real* dW_hh, Real* db_ih, Real* db_hh, Real* cache, Real* work,
-                  const Real* dy, index_t lddy, const Real* dh_n, const Real* x, const Real* y, index_t ldy,
-                  const Real* h0, const Real* W_ih, const Real* W_hh, index_t T, index_t N, index_t I, index_t H,
-                  Nonlinearity nl, bool reverse, const index_t* batch_sizes = nullptr);
+void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
+                  const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* cache, Real* work, Nonlinearity nl,
+                  Run run);
 
 }  // namespace pylstm

@@ -16,14 +16,8 @@ struct Gru {
   static index_t workspace_size(Pass p, index_t T, index_t N, index_t I, index_t H) {
     return pylstm::gru_workspace_size(p, T, N, I, H);
   }
-  template <class Real, class... A>
-  static void forward(Variant linear_before_reset, bool reverse, const index_t* bs, A... a) {
-    pylstm::gru_forward<Real>(a..., linear_before_reset, reverse, bs);
-  }
-  template <class Real, class... A>
-  static void backward(Variant linear_before_reset, bool reverse, const index_t* bs, A... a) {
-    pylstm::gru_backward<Real>(a..., linear_before_reset, reverse, bs);
-  }
+  static constexpr auto forward = [](auto&&... a) { pylstm::gru_forward(a...); };
+  static constexpr auto backward = [](auto&&... a) { pylstm::gru_backward(a...); };
 };
 
 struct Rnn {
@@ -33,14 +27,8 @@ struct Rnn {
   static index_t workspace_size(Pass p, index_t T, index_t N, index_t I, index_t H) {
     return pylstm::rnn_workspace_size(p, T, N, I, H);
   }
-  template <class Real, class... A>
-  static void forward(Variant nonlinearity, bool reverse, const index_t* bs, A... a) {
-    pylstm::rnn_forward<Real>(a..., nonlinearity, reverse, bs);
-  }
-  template <class Real, class... A>
-  static void backward(Variant nonlinearity, bool reverse, const index_t* bs, A... a) {
-    pylstm::rnn_backward<Real>(a..., nonlinearity, reverse, bs);
-  }
+  static constexpr auto forward = [](auto&&... a) { pylstm::rnn_forward(a...); };
+  static constexpr auto backward = [](auto&&... a) { pylstm::rnn_backward(a...); };
 };
 
 pylstm::Nonlinearity nonlinearity(const std::string& s) {
@@ -71,10 +59,10 @@ py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::ar
   py::object cache_obj = new_cache(training, Cell::cache_size(T, N, H), cache);
   auto work = workspace<Real>(Cell::workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H));
   Real *hn = h_n.mutable_data(), *wk = work.get();
-  without_gil([=] {
-    Cell::template forward<Real>(variant, reverse, batch_sizes, y.ptr, y.ld, hn, cache, wk, x.ptr, h0.ptr, W_ih.ptr,
-                                 W_hh.ptr, b_ih.ptr, b_hh.ptr, T, N, I, H);
-  });
+  const pylstm::Dims d{T, N, I, H, H};
+  const pylstm::Weights<Real> w{W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, nullptr, nullptr};
+  const pylstm::Run run{reverse, batch_sizes};
+  without_gil([=] { Cell::forward(d, w, x.ptr, h0.ptr, y.ptr, y.ld, hn, cache, wk, variant, run); });
   return py::make_tuple(y_obj, h_n, cache_obj);
 }
 
@@ -108,11 +96,13 @@ py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::
   py::array_t<Real> dh0({N, H});
   auto work = workspace<Real>(Cell::workspace_size(Pass::Backward, T, N, I, H));
   Real *d_h0 = dh0.mutable_data(), *wk = work.get();
-  without_gil([=] {
-    Cell::template backward<Real>(variant, reverse, batch_sizes, dx.ptr, d_h0, dW_ih.ptr, dW_hh.ptr, db_ih.ptr,
-                                  db_hh.ptr, cache.ptr, wk, dy.ptr, dy.ld, dh_n.ptr, x.ptr, y.ptr, y.ld, h0.ptr,
-                                  W_ih.ptr, W_hh.ptr, T, N, I, H);
-  });
+  const pylstm::Dims d{T, N, I, H, H};
+  const pylstm::Weights<Real> w{W_ih.ptr, W_hh.ptr, nullptr, nullptr, nullptr, nullptr};
+  const pylstm::Grads<Real> g{dW_ih.ptr, dW_hh.ptr, db_ih.ptr, db_hh.ptr, nullptr, nullptr};
+  const pylstm::Recorded<Real> fwd{x.ptr, y.ptr, y.ld, h0.ptr, nullptr};
+  const pylstm::OutputGrads<Real> out{dy.ptr, dy.ld, dh_n.ptr, nullptr};
+  const pylstm::Run run{reverse, batch_sizes};
+  without_gil([=] { Cell::backward(d, w, g, fwd, out, dx.ptr, d_h0, cache.ptr, wk, variant, run); });
   return py::make_tuple(dx_obj, dh0);
 }
 
