@@ -8,9 +8,10 @@
 // Weights are stored as PyTorch stores them: W_ih [G*H][I], W_hh [G*H][H], b_ih and b_hh [G*H];
 // the G gate blocks are contiguous row ranges of H rows each.
 //
-// Signatures read: outputs, then inputs, then sizes. A gradient has a `d` prefix; each declaration
-// says whether it is overwritten or accumulated (+=). The caller owns all memory: kernels never allocate,
-// and each cell has one function that sizes its workspace and its training cache.
+// The element-wise passes' signatures read: outputs, then inputs, then sizes. The sequence functions take the sizes,
+// weights, gradients and run options as the structs below, then their arrays. A gradient has a `d` prefix; each
+// declaration says whether it is overwritten or accumulated (+=). The caller owns all memory: kernels never
+// allocate, and each cell has one function that lays out its workspace (and one that sizes its training cache).
 // Index arithmetic is 64-bit (`index_t`); sizes handed to BLAS are checked to fit its 32-bit ints.
 #pragma once
 
