@@ -89,12 +89,18 @@ enum class OneStateCell {
   GruResetBefore,  // the original GRU, linear_before_reset = false (3 gates, two phases per step)
   RnnTanh,         // the Elman RNN (1 gate)
   RnnRelu,
+  RnnSigmoid,
 };
 inline constexpr bool is_gru(OneStateCell c) {
   return c == OneStateCell::GruResetAfter || c == OneStateCell::GruResetBefore;
 }
 inline constexpr Nonlinearity nonlinearity_of(OneStateCell c) {
-  return c == OneStateCell::RnnRelu ? Nonlinearity::Relu : Nonlinearity::Tanh;
+  return c == OneStateCell::RnnRelu ? Nonlinearity::Relu
+         : c == OneStateCell::RnnSigmoid ? Nonlinearity::Sigmoid : Nonlinearity::Tanh;
+}
+inline constexpr OneStateCell rnn_cell(Nonlinearity nl) {
+  return nl == Nonlinearity::Relu ? OneStateCell::RnnRelu
+         : nl == Nonlinearity::Sigmoid ? OneStateCell::RnnSigmoid : OneStateCell::RnnTanh;
 }
 
 // The fused forward of the one-state cells, the GRU (both forms) and the RNN, in FusedLstmT's shape (see

@@ -81,7 +81,7 @@ void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
     F.packed = detail::align64(ws.packed);
     F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bias;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
-    F.cell = nl == Nonlinearity::Relu ? detail::OneStateCell::RnnRelu : detail::OneStateCell::RnnTanh;
+    F.cell = detail::rnn_cell(nl);
     F.batch_sizes = batch_sizes;
     const auto run = kernels().of<Real>().one_state_loop;
     parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * H * (H + I));
@@ -134,7 +134,7 @@ void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
     B.a = da, B.dh = dh, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
     B.reverse = reverse, B.batch_sizes = batch_sizes;
-    B.cell = nl == Nonlinearity::Relu ? detail::OneStateCell::RnnRelu : detail::OneStateCell::RnnTanh;
+    B.cell = detail::rnn_cell(nl);
     const auto run = kernels().of<Real>().one_state_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * H * H);
   }

@@ -1,11 +1,12 @@
 // Vanilla RNN (Elman): the fused element-wise kernels and the forward / backward-through-time loops over one layer
 // and one direction.
 //
-//   h_t = φ(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh),  φ = tanh or relu   (G = 1)
+//   h_t = φ(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh),  φ = tanh, relu or sigmoid   (G = 1)
 //
 // Same shape as lstm.h: one input-projection GEMM, then per step one recurrent GEMM and one element-wise pass; the
-// forward and backward run fused on pylstm's pool as the LSTM's do (kernels.inc).
-// φ' is taken from the output (1 - h² for tanh, [h > 0] for relu), so a training forward keeps only the T·N·H
+// forward and backward run fused on pylstm's pool as the LSTM's do (isa/single_fused.inc). Sigmoid is not in torch;
+// it is there to show why the hidden state uses tanh (pylstm activations), and ONNX's RNN takes it.
+// φ' is taken from the output (1 - h² for tanh, [h > 0] for relu, h (1 - h) for sigmoid), so a training forward keeps only the T·N·H
 // pre-activations' slots, which backward overwrites with their gradients.
 #pragma once
 
@@ -13,7 +14,7 @@
 
 namespace pylstm {
 
-enum class Nonlinearity { Tanh, Relu };
+enum class Nonlinearity { Tanh, Relu, Sigmoid };
 
 index_t rnn_cache_size(index_t T, index_t N, index_t H);
 index_t rnn_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H);

@@ -216,14 +216,18 @@ class _GRUForm:
 
 
 class _RNNForm:
-    """What RNN and RNNCell share: the nonlinearity, checked, handed to the kernels and to and from torch."""
+    """What RNN and RNNCell share: the nonlinearity, checked, handed to the kernels and to and from torch. sigmoid is
+    pylstm's own (torch has no such RNN): it shows why the hidden state uses tanh (`pylstm activations`)."""
 
     def _set_nonlinearity(self, nonlinearity):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        if nonlinearity not in ("tanh", "relu", "sigmoid"):
+            raise ValueError(f"nonlinearity must be 'tanh', 'relu' or 'sigmoid', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
 
     def _torch_config(self):
+        if self.nonlinearity == "sigmoid":
+            raise ValueError(f"torch.nn.{type(self).__name__} has no sigmoid nonlinearity (only 'tanh' and 'relu'): "
+                             "this module has no torch form")
         name, kwargs = super()._torch_config()
         return name, dict(kwargs, nonlinearity=self.nonlinearity)
 

@@ -27,6 +27,8 @@ __all__ = ["export", "run", "to_module"]
 _OPS = _cells.BY_MODULE_NAME
 _LAYERS = {cls._kind: cls for cls in (LSTM, GRU, RNN)}
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
+# The RNN's nonlinearity as ONNX's activation name, and back.
+_RNN_ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}
 _ELEM = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
 
 
@@ -125,7 +127,7 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
         if op == "GRU":
             attrs["linear_before_reset"] = int(module.linear_before_reset)
         if op == "RNN":
-            attrs["activations"] = ["Relu" if module.nonlinearity == "relu" else "Tanh"] * D
+            attrs["activations"] = [_RNN_ACTIVATIONS[module.nonlinearity]] * D
         nodes.append(helper.make_node(op, node_in, outs, name=f"{op.lower()}_l{layer}", **attrs))
         for s, o in zip(states, outs[1:]):
             finals[s].append(o)
@@ -207,9 +209,9 @@ class _Node:
         self.nonlinearity = "tanh"
         if self.op == "RNN":
             acts = acts or ["Tanh"] * self.D
-            if len(acts) != self.D or len(set(acts)) != 1 or acts[0] not in ("Tanh", "Relu"):
+            if len(acts) != self.D or len(set(acts)) != 1 or acts[0] not in _RNN_ACTIVATIONS.values():
                 raise ValueError(f"{self.name}: the attribute 'activations' {acts} is not supported: pylstm's RNN runs "
-                                 "Tanh or Relu, the same in both directions")
+                                 "Tanh, Relu or Sigmoid, the same in both directions")
             self.nonlinearity = acts[0].lower()
         elif acts and acts != _DEFAULT_ACTIVATIONS[self.op] * self.D:
             raise ValueError(f"{self.name}: the attribute 'activations' {acts} is not supported: pylstm's {self.op} "
@@ -409,7 +411,7 @@ def layer_model(kind, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, nonli
     if kind == "gru":
         attrs["linear_before_reset"] = int(linear_before_reset)
     if kind == "rnn":
-        attrs["activations"] = ["Relu" if nonlinearity == "relu" else "Tanh"]
+        attrs["activations"] = [_RNN_ACTIVATIONS[nonlinearity]]
     node = helper.make_node(op, ["X", "W", "R", "B"], ["Y", "Y_h"], **attrs)
     elem = _ELEM[np.dtype(dt)]
     graph = helper.make_graph(

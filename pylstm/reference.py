@@ -233,7 +233,9 @@ def _phi(nonlinearity):
         return np.tanh, lambda h: 1 - h * h
     if nonlinearity == "relu":
         return (lambda a: np.maximum(a, 0)), (lambda h: (h > 0).astype(h.dtype))
-    raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    if nonlinearity == "sigmoid":
+        return sigmoid, lambda h: h * (1 - h)
+    raise ValueError(f"nonlinearity must be 'tanh', 'relu' or 'sigmoid', got {nonlinearity!r}")
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh", reverse=False, training=True, y=None):

@@ -202,6 +202,15 @@ def _check_run(module, tensors):
                       f"(convert the input with .to({dtype}) or the module with .to({t.dtype}))")
 
 
+def _refuse_sigmoid(name, args, kwargs):
+    """torch.nn has no sigmoid RNN, so pylstm.torch's RNN and RNNCell (torch.nn subclasses) cannot hold one: say so
+    before torch does, and point to pylstm's own (its nonlinearity is the fourth argument of both)."""
+    nl = kwargs.get("nonlinearity", args[3] if len(args) > 3 else "tanh")
+    if nl == "sigmoid":
+        raise ValueError(f"pylstm.torch.{name} has no sigmoid nonlinearity, because torch.nn.{name} has none; "
+                         f"pylstm.{name}(..., nonlinearity='sigmoid') runs one with the NumPy API")
+
+
 def _packed_index(batch_sizes):
     """For PackedSequence data: the row of each packed element in the (T·N) rows of the padded, sorted batch."""
     bs = batch_sizes.numpy()
@@ -351,6 +360,7 @@ class RNN(_Sequence, nn.RNN):
 
     def __init__(self, *args, device=None, dtype=None, **kwargs):
         _check_factory("RNN", device, dtype)
+        _refuse_sigmoid("RNN", args, kwargs)
         super().__init__(*args, device=device, dtype=dtype, **kwargs)
 
     def forward(self, input, hx=None):
@@ -427,6 +437,7 @@ class RNNCell(_Cell, nn.RNNCell):
 
     def __init__(self, *args, device=None, dtype=None, **kwargs):
         _check_factory("RNNCell", device, dtype)
+        _refuse_sigmoid("RNNCell", args, kwargs)
         super().__init__(*args, device=device, dtype=dtype, **kwargs)
 
     def forward(self, input, hx=None):

@@ -50,6 +50,8 @@ KINDS = {  # name: (constructor, reference kernel prefix, keyword arguments for 
     "gru-original": (lambda *a, **k: pylstm.GRU(*a, linear_before_reset=False, **k), "gru",
                      {"linear_before_reset": False}, 1),
     "rnn-relu": (lambda *a, **k: pylstm.RNN(*a, nonlinearity="relu", **k), "rnn", {"nonlinearity": "relu"}, 1),
+    "rnn-sigmoid": (lambda *a, **k: pylstm.RNN(*a, nonlinearity="sigmoid", **k), "rnn", {"nonlinearity": "sigmoid"},
+                    1),
 }
 
 

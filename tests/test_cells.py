@@ -12,6 +12,7 @@ KINDS = {  # name: (cell, layer, keyword arguments, states)
     "gru": (pylstm.GRUCell, pylstm.GRU, {}, 1),
     "gru-original": (pylstm.GRUCell, pylstm.GRU, {"linear_before_reset": False}, 1),
     "rnn-relu": (pylstm.RNNCell, pylstm.RNN, {"nonlinearity": "relu"}, 1),
+    "rnn-sigmoid": (pylstm.RNNCell, pylstm.RNN, {"nonlinearity": "sigmoid"}, 1),
 }
 
 

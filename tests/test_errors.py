@@ -38,7 +38,7 @@ ROWS = [
     ("dropout str", lambda: pylstm.GRU(3, 4, dropout="0.5"), TypeError, "^dropout must be a number"),
     ("proj_size >= hidden", lambda: pylstm.LSTM(3, 4, proj_size=4), ValueError, "^proj_size must be smaller"),
     ("proj_size negative", lambda: pylstm.LSTM(3, 4, proj_size=-1), ValueError, "^proj_size must be >= 0"),
-    ("nonlinearity", lambda: pylstm.RNN(3, 4, nonlinearity="sigmoid"), ValueError, "^nonlinearity must be"),
+    ("nonlinearity", lambda: pylstm.RNN(3, 4, nonlinearity="softplus"), ValueError, "^nonlinearity must be"),
     ("dtype", lambda: pylstm.GRU(3, 4, dtype="int32"), ValueError, "^dtype must be"),
     ("seed", lambda: pylstm.LSTM(3, 4, seed="x"), TypeError, "^seed must be"),
     ("cell input_size", lambda: pylstm.LSTMCell(-1, 4), ValueError, "^input_size must be >= 1"),

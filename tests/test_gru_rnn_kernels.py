@@ -16,6 +16,7 @@ VARIANTS = {  # name: (kernel prefix, gates, keyword arguments)
     "gru-original": ("gru", 3, dict(linear_before_reset=False)),
     "rnn-tanh": ("rnn", 1, dict(nonlinearity="tanh")),
     "rnn-relu": ("rnn", 1, dict(nonlinearity="relu")),
+    "rnn-sigmoid": ("rnn", 1, dict(nonlinearity="sigmoid")),  # not in torch: pylstm activations' comparison
 }
 SHAPES = [(1, 1, 1, 1), (1, 3, 4, 3), (5, 1, 3, 17), (6, 4, 7, 3), (4, 2, 17, 16), (3, 5, 8, 33)]
 
@@ -117,7 +118,7 @@ def test_inference_in_blocks_matches_reference(rng, variant, reverse):
 def test_unknown_nonlinearity_is_a_value_error():
     x = np.zeros((2, 1, 3))
     with pytest.raises(ValueError, match="nonlinearity"):
-        _core.rnn_forward(x, None, np.zeros((2, 3)), np.zeros((2, 2)), None, None, nonlinearity="sigmoid")
+        _core.rnn_forward(x, None, np.zeros((2, 3)), np.zeros((2, 2)), None, None, nonlinearity="softplus")
 
 
 def test_relu_gradient_is_zero_where_the_unit_is_off(rng):

@@ -10,7 +10,8 @@ import pylstm
 # Lengths run in the fused loops only: the BLAS-per-step reference shape refuses them (test_errors).
 
 KINDS = {"lstm": (pylstm.LSTM, {}, 2), "gru": (pylstm.GRU, {}, 1), "gru-original":
-         (pylstm.GRU, {"linear_before_reset": False}, 1), "rnn": (pylstm.RNN, {"nonlinearity": "tanh"}, 1)}
+         (pylstm.GRU, {"linear_before_reset": False}, 1), "rnn": (pylstm.RNN, {"nonlinearity": "tanh"}, 1),
+         "rnn-sigmoid": (pylstm.RNN, {"nonlinearity": "sigmoid"}, 1)}
 
 
 def _call(m, S, x, s0, lengths=None):

@@ -15,7 +15,7 @@ from pylstm.onnx import ort_session
 
 @pytest.mark.parametrize("kind,kw", [("lstm", {}), ("gru", {"linear_before_reset": True}),
                                      ("gru", {"linear_before_reset": False}), ("rnn", {"nonlinearity": "tanh"}),
-                                     ("rnn", {"nonlinearity": "relu"})], ids=str)
+                                     ("rnn", {"nonlinearity": "relu"}), ("rnn", {"nonlinearity": "sigmoid"})], ids=str)
 def test_matches_onnx_runtime(rng, kind, kw):
     T, N, I, H = 7, 3, 5, 6
     m = getattr(pylstm, kind.upper())(I, H, **kw, seed=3)

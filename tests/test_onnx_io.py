@@ -164,7 +164,7 @@ def random_module(seed):
     if cls is pylstm.GRU:
         kw["linear_before_reset"] = bool(r.integers(2))
     if cls is pylstm.RNN:
-        kw["nonlinearity"] = ["tanh", "relu"][int(r.integers(2))]
+        kw["nonlinearity"] = ["tanh", "relu", "sigmoid"][int(r.integers(3))]
     if cls is pylstm.LSTM:
         kw["peepholes"] = bool(r.integers(2))
     return cls(int(r.integers(1, 6)), int(r.integers(1, 7)), **kw)

@@ -528,3 +528,15 @@ def test_errors_are_torchs_classes(name, err, training):
     want, got = raised(getattr(torch.nn, name)), raised(getattr(pt, name))
     assert want is not None and isinstance(want, err.error_type)
     assert type(got) is type(want), f"torch.nn raises {type(want).__name__} ({want}), pylstm.torch {got!r}"
+
+
+def test_a_sigmoid_rnn_has_no_torch_form():
+    """torch.nn has no sigmoid RNN: pylstm.torch refuses to build one (saying where it exists), and pylstm's own
+    RNN and RNNCell with nonlinearity='sigmoid' refuse to_torch."""
+    for name in ("RNN", "RNNCell"):
+        with pytest.raises(ValueError, match=f"pylstm.torch.{name} has no sigmoid"):
+            getattr(pt, name)(3, 4, nonlinearity="sigmoid")
+        with pytest.raises(ValueError, match=f"pylstm.torch.{name} has no sigmoid"):
+            getattr(pt, name)(3, 4, 1 if name == "RNN" else True, "sigmoid")  # positionally, as torch takes it
+        with pytest.raises(ValueError, match=f"torch.nn.{name} has no sigmoid"):
+            getattr(pylstm, name)(3, 4, nonlinearity="sigmoid").to_torch()

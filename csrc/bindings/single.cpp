@@ -34,7 +34,8 @@ struct Rnn {
 pylstm::Nonlinearity nonlinearity(const std::string& s) {
   if (s == "tanh") return pylstm::Nonlinearity::Tanh;
   if (s == "relu") return pylstm::Nonlinearity::Relu;
-  throw py::value_error("nonlinearity must be 'tanh' or 'relu', got '" + s + "'");
+  if (s == "sigmoid") return pylstm::Nonlinearity::Sigmoid;
+  throw py::value_error("nonlinearity must be 'tanh', 'relu' or 'sigmoid', got '" + s + "'");
 }
 
 template <class Cell, class Real>

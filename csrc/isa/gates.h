@@ -220,6 +220,8 @@ inline void rnn_row_forward(Real* __restrict h, const Real* __restrict a, const 
                             Nonlinearity nl) {
   if (nl == Nonlinearity::Tanh)
     for (index_t j = 0; j < H; ++j) h[j] = act_tanh(a[j] + b[j]);
+  else if (nl == Nonlinearity::Sigmoid)
+    for (index_t j = 0; j < H; ++j) h[j] = act_sigmoid(a[j] + b[j]);
   else
     for (index_t j = 0; j < H; ++j) h[j] = relu(a[j] + b[j]);
 }
@@ -229,6 +231,8 @@ inline void rnn_row_backward(Real* __restrict da, const Real* __restrict dh, con
                              const Real* __restrict h, index_t H, Nonlinearity nl) {
   if (nl == Nonlinearity::Tanh)
     for (index_t j = 0; j < H; ++j) da[j] = (dh[j] + dy[j]) * (Real(1) - h[j] * h[j]);
+  else if (nl == Nonlinearity::Sigmoid)  // σ' = σ (1 − σ), at most 1/4
+    for (index_t j = 0; j < H; ++j) da[j] = (dh[j] + dy[j]) * (h[j] * (Real(1) - h[j]));
   else
     for (index_t j = 0; j < H; ++j) da[j] = h[j] > Real(0) ? dh[j] + dy[j] : Real(0);
 }
