@@ -5,6 +5,7 @@ import importlib.util
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from pylstm.cli import main
@@ -130,7 +131,7 @@ def test_an_unknown_subcommand_is_an_error_that_lists_the_subcommands(typo, sugg
     r = _run(typo, "--help", cwd="/")
     assert r.returncode == 2 and r.stdout == ""
     assert f"pylstm: error: argument command: invalid choice: '{typo}' (choose from selfcheck, train, sample, task, " \
-           "seq2seq, inspect, gradflow, bench)" in r.stderr
+           "seq2seq, inspect, gradflow, activations, bench)" in r.stderr
     if suggestion:
         assert f"did you mean '{suggestion}'?" in r.stderr
     else:
@@ -170,3 +171,35 @@ def test_the_version_has_one_source():
     import pylstm
 
     assert importlib.metadata.version("pylstm") == pylstm.__version__  # pyproject reads it from pylstm/__init__.py
+
+
+def test_activations_prints_measured_numbers_and_a_picture(tmp_path):
+    """`pylstm activations` (issue 25): every number comes from the run. Sigmoid's derivative peaks at 1/4 and tanh's
+    at 1; sigmoid's gradient dies fastest with distance; its W_hh gradient rows share one sign far more often."""
+    r = _run("activations", "--steps", "300", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()
+            if line.split()[:1] and line.split()[0] in ("tanh", "sigmoid", "relu")}
+    assert set(rows) == {"tanh", "sigmoid", "relu"}
+    # per row: max φ', at a, the reach at 3 distances, train and held-out MSE, same-sign share, cosine
+    value = {name: [float(v) for v in row[1:]] for name, row in rows.items()}
+    assert abs(value["sigmoid"][0] - 0.25) < 1e-6 and abs(value["tanh"][0] - 1) < 1e-6
+    assert value["sigmoid"][4] < value["tanh"][4] / 100  # the gradient 9 steps back
+    assert value["sigmoid"][7] > 0.5 > value["tanh"][7]  # the same-sign share
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "out" / "activations.png").stat().st_size > 10_000
+    r = _run("activations", "--length", "1", "--out", str(tmp_path / "bad"), cwd=tmp_path)
+    assert r.returncode != 0 and "--length must be at least 2" in r.stderr and not (tmp_path / "bad").exists()
+
+
+def test_activations_compare_is_reproducible_and_sigmoid_learns_least():
+    """The comparison itself: the same seed gives the same numbers; with the defaults' task and 2000 steps, sigmoid's
+    held-out loss stays at the no-memory level while tanh's drops below it."""
+    from pylstm.cli.activations import compare
+    from pylstm.tasks import no_memory_score
+
+    a, b = compare(steps=2000), compare(steps=2000)
+    for name in a:
+        assert np.array_equal(a[name]["losses"], b[name]["losses"]) and a[name]["held_out"] == b[name]["held_out"]
+    baseline = no_memory_score("adding")[0]
+    assert a["sigmoid"]["held_out"] > 0.9 * baseline and a["tanh"]["held_out"] < 0.9 * baseline
