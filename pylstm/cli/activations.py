@@ -141,13 +141,10 @@ def command(args):
 
 
 def _picture(path, r, args):
-    try:
-        import matplotlib
+    from .common import _pyplot, _save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print('matplotlib is not installed: pip install "pylstm[plot]" to get the pictures')
+    plt = _pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
     a = np.linspace(-6, 6, 1201)
@@ -181,11 +178,5 @@ def _picture(path, r, args):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     fig.tight_layout()
-    from pylstm.checkpoint import save_figure
-
-    try:
-        save_figure(path, fig, dpi=100)
-    finally:
-        plt.close(fig)
-    print(f"saved {path}")
+    _save(plt, fig, path)
     return True

@@ -8,9 +8,8 @@ import argparse
 CELLS = ("lstm", "gru", "rnn")
 
 
-def _plot(path, series, xlabel, ylabel, title, logy=False, baselines=()):
-    """Saves a line plot, the series named in `baselines` dashed; returns False (and says how to get pictures) when
-    matplotlib is missing."""
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or None, after saying how to get pictures, when it is missing."""
     try:
         import matplotlib
 
@@ -18,6 +17,26 @@ def _plot(path, series, xlabel, ylabel, title, logy=False, baselines=()):
         import matplotlib.pyplot as plt
     except ImportError:
         print('matplotlib is not installed: pip install "pylstm[plot]" to get the pictures')
+        return None
+    return plt
+
+
+def _save(plt, fig, path):
+    """Writes the figure to path (atomically: pylstm.checkpoint.save_figure), closes it and says so."""
+    from pylstm.checkpoint import save_figure
+
+    try:
+        save_figure(path, fig, dpi=100)
+    finally:
+        plt.close(fig)
+    print(f"saved {path}")
+
+
+def _plot(path, series, xlabel, ylabel, title, logy=False, baselines=()):
+    """Saves a line plot, the series named in `baselines` dashed; returns False (and says how to get pictures) when
+    matplotlib is missing."""
+    plt = _pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, (x, y) in series.items():
@@ -30,13 +49,7 @@ def _plot(path, series, xlabel, ylabel, title, logy=False, baselines=()):
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    from pylstm.checkpoint import save_figure
-
-    try:
-        save_figure(path, fig, dpi=100)
-    finally:
-        plt.close(fig)
-    print(f"saved {path}")
+    _save(plt, fig, path)
     return True
 
 
