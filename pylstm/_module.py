@@ -76,6 +76,10 @@ class _Module:
         self.__dict__.update(state)
         self._lock = threading.RLock()
 
+    def __copy__(self):
+        raise TypeError(f"copy.copy of a {type(self).__name__} would share its parameters with the original while "
+                        "each kept its own packed copy of them; use copy.deepcopy")
+
     def _init_bound(self):
         """Parameters start uniform in ±this bound: torch.nn's 1/√hidden_size for the recurrent modules."""
         return 1.0 / math.sqrt(self.hidden_size)
@@ -171,6 +175,11 @@ class _Module:
         return np.array(value, order="C", copy=True).reshape(shape)
 
     # ---- PyTorch interop (torch is imported only here, when asked for) ---------------------------------------
+    @classmethod
+    def _torch_name(cls):
+        """The torch.nn class of the same kind ("LSTM", "GRUCell", ...), for subclasses too."""
+        raise NotImplementedError
+
     def _torch_config(self):
         """The torch.nn class name and constructor keyword arguments that build the same module."""
         raise NotImplementedError
@@ -184,7 +193,7 @@ class _Module:
         """A pylstm module with the configuration and weights of a torch.nn module of the same kind."""
         import torch
 
-        name = cls.__name__  # pylstm's classes have torch.nn's names
+        name = cls._torch_name()
         if not isinstance(module, getattr(torch.nn, name)):
             raise TypeError(f"module must be a torch.nn.{name}, got {type(module).__name__}")
         dtypes = {p.dtype for p in module.parameters()}
@@ -211,7 +220,7 @@ class _GRUForm:
 
     def _torch_config(self):
         if not self.linear_before_reset:
-            raise ValueError(f"torch.nn.{type(self).__name__} has no linear_before_reset=False form")
+            raise ValueError(f"torch.nn.{self._torch_name()} has no linear_before_reset=False form")
         return super()._torch_config()
 
 
@@ -226,7 +235,7 @@ class _RNNForm:
 
     def _torch_config(self):
         if self.nonlinearity == "sigmoid":
-            raise ValueError(f"torch.nn.{type(self).__name__} has no sigmoid nonlinearity (only 'tanh' and 'relu'): "
+            raise ValueError(f"torch.nn.{self._torch_name()} has no sigmoid nonlinearity (only 'tanh' and 'relu'): "
                              "this module has no torch form")
         name, kwargs = super()._torch_config()
         return name, dict(kwargs, nonlinearity=self.nonlinearity)

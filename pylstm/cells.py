@@ -38,8 +38,12 @@ class _Cell(_Module):
     def _backward_extra(self):
         return {}
 
+    @classmethod
+    def _torch_name(cls):
+        return cls._kind.module_name + "Cell"
+
     def _torch_config(self):
-        return type(self).__name__, dict(input_size=self.input_size, hidden_size=self.hidden_size, bias=self.bias)
+        return self._torch_name(), dict(input_size=self.input_size, hidden_size=self.hidden_size, bias=self.bias)
 
     @classmethod
     def _config_from_torch(cls, module):
@@ -181,7 +185,8 @@ class GRUCell(_GRUForm, _OneStateCell):
 
 
 class RNNCell(_RNNForm, _OneStateCell):
-    """``h = cell(x, h)`` as torch.nn.RNNCell, with ``nonlinearity='tanh'`` or ``'relu'``."""
+    """``h = cell(x, h)`` as torch.nn.RNNCell, with ``nonlinearity='tanh'`` or ``'relu'`` (or pylstm's own
+    ``'sigmoid'``, which has no torch form)."""
 
     _kind = _cells.RNN
 

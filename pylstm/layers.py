@@ -270,8 +270,12 @@ class _Recurrent(_Module):
     def _state_to_user(state, unbatched):
         return state[:, 0, :] if unbatched else state
 
+    @classmethod
+    def _torch_name(cls):
+        return cls._kind.module_name
+
     def _torch_config(self):
-        return type(self).__name__, dict(
+        return self._torch_name(), dict(
             input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers, bias=self.bias,
             batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional)
 
@@ -503,7 +507,8 @@ class GRU(_GRUForm, _OneState):
 
 
 class RNN(_RNNForm, _OneState):
-    """Multi-layer Elman RNN, h' = φ(W_ih x + b_ih + W_hh h + b_hh) with φ = tanh or relu, as torch.nn.RNN."""
+    """Multi-layer Elman RNN, h' = φ(W_ih x + b_ih + W_hh h + b_hh) with φ = tanh or relu, as torch.nn.RNN, or
+    sigmoid (pylstm's own: it shows why the hidden state uses tanh; no torch form)."""
 
     _kind = _cells.RNN
 

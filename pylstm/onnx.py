@@ -401,6 +401,10 @@ def layer_model(kind, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, nonli
     it: input X (T, N, I), outputs Y (T, 1, N, H) and Y_h (1, N, H). Unlike `export` it also takes the original GRU
     form (``linear_before_reset=False``), which no torch module has. For `pylstm bench`, the tests and the
     benchmarks."""
+    if kind not in _cells.KINDS:
+        raise ValueError(f"kind must be one of {sorted(_cells.KINDS)}, got {kind!r}")
+    if kind == "rnn" and nonlinearity not in _RNN_ACTIVATIONS:
+        raise ValueError(f"nonlinearity must be one of {sorted(_RNN_ACTIVATIONS)}, got {nonlinearity!r}")
     op, order = _cells.KINDS[kind].module_name, _cells.KINDS[kind].onnx_order
     H = W_hh.shape[1]
     dt = W_ih.dtype

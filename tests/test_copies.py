@@ -185,3 +185,11 @@ def test_stream_copies(make, how, roundtrip):
     for t in range(3, 6):
         np.testing.assert_array_equal(s2.step(xs[t]), s.step(xs[t]))
     assert s2._layer is not s._layer
+
+
+def test_a_shallow_copy_is_refused_clearly():
+    """copy.copy would share the parameters while each module kept its own packed copy of them (and its own version
+    counter): after a step on one, the other would compute with stale packed weights. It is refused with a message."""
+    for make in (lambda: pylstm.LSTM(3, 5, seed=0), lambda: pylstm.GRUCell(3, 5, seed=0), lambda: nn.Linear(3, 2)):
+        with pytest.raises(TypeError, match="use copy.deepcopy"):
+            copy.copy(make())

@@ -540,3 +540,22 @@ def test_a_sigmoid_rnn_has_no_torch_form():
             getattr(pt, name)(3, 4, 1 if name == "RNN" else True, "sigmoid")  # positionally, as torch takes it
         with pytest.raises(ValueError, match=f"torch.nn.{name} has no sigmoid"):
             getattr(pylstm, name)(3, 4, nonlinearity="sigmoid").to_torch()
+
+
+def test_subclasses_convert_to_and_from_torch():
+    """The torch class comes from the cell kind, not from the Python class name: a user's subclass converts too."""
+
+    class MyLSTM(pylstm.LSTM):
+        pass
+
+    class MyGRUCell(pylstm.GRUCell):
+        pass
+
+    for cls, tcls, args in ((MyLSTM, torch.nn.LSTM, (3, 4)), (MyGRUCell, torch.nn.GRUCell, (3, 4))):
+        m = cls(*args, seed=0)
+        t = m.to_torch()
+        assert type(t) is tcls
+        back = cls.from_torch(t)
+        assert type(back) is cls
+        for k, v in m.state_dict().items():
+            np.testing.assert_array_equal(back.state_dict()[k], v)
