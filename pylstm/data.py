@@ -1,0 +1,127 @@
+"""Reading a univariate time series from a CSV file (for `pylstm forecast`, and for anyone's own series).
+
+`read_series(path, column=None)` returns a `Series`: the times exactly as the file spells them (the first column),
+the values as float64, the season when the times are dates of a regular frequency, and notes on what was repaired.
+Every problem with the file is a `SeriesError` (a ValueError) whose one-line message names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class SeriesError(ValueError):
+    """A CSV file that holds no usable series; the message says which file and what is wrong, on one line."""
+
+
+@dataclass
+class Series:
+    name: str
+    times: list  # the first column's strings, as read
+    values: np.ndarray  # float64, no gaps (inner gaps interpolated)
+    season: int | None  # 12 monthly, 4 quarterly, 52 weekly, 7 daily; None when the times are not such dates
+    notes: list = field(default_factory=list)  # what was repaired, one sentence each
+
+
+_MISSING = {"", "na", "nan", "null", "none", "?", "-"}
+
+
+def _number(text):
+    t = text.strip()
+    if t.lower() in _MISSING:
+        return None
+    return float(t)  # ValueError for anything else that is not a number
+
+
+_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m", "%Y/%m/%d", "%Y/%m", "%d/%m/%Y", "%m/%d/%Y", "%Y-%m-%d %H:%M:%S", "%Y%m")
+
+
+def _dates(times):
+    """The times as dates when every one parses with one format, else None. Quarters ("1959Q1", "1959-Q1") count."""
+    for fmt in _DATE_FORMATS:
+        try:
+            return [_dt.datetime.strptime(t.strip(), fmt) for t in times]
+        except ValueError:
+            continue
+    out = []
+    for t in times:
+        s = t.strip().upper().replace("-", "")
+        if len(s) == 6 and s[4] == "Q" and s[:4].isdigit() and s[5] in "1234":
+            out.append(_dt.datetime(int(s[:4]), 3 * int(s[5]) - 2, 1))
+        else:
+            return None
+    return out
+
+
+def infer_season(times):
+    """12 (monthly), 4 (quarterly), 52 (weekly) or 7 (daily) when the times are dates that far apart (the median
+    gap), else None."""
+    dates = _dates(times) if len(times) > 2 else None
+    if dates is None:
+        return None
+    gaps = np.diff([d.toordinal() for d in dates])
+    if len(gaps) == 0 or (gaps <= 0).any():
+        return None
+    g = float(np.median(gaps))
+    for lo, hi, season in ((1, 1, 7), (7, 7, 52), (28, 31, 12), (89, 92, 4)):
+        if lo <= g <= hi:
+            return season
+    return None
+
+
+def read_series(path, column=None):
+    """The series in `path`: a CSV file with a header row, times in the first column and the values in `column` (a
+    header name; default: the second column). Inner missing values are filled by linear interpolation and counted in
+    the notes; missing values at either end are trimmed, with a note."""
+    name = str(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
+    except OSError as e:
+        raise SeriesError(f"{name}: cannot be read ({e.strerror or e})") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise SeriesError(f"{name}: is not a UTF-8 CSV file ({e})") from None
+    if not rows:
+        raise SeriesError(f"{name}: the file is empty")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    if len(header) < 2:
+        raise SeriesError(f"{name}: needs a header row and at least two columns (the time, then the values)")
+    if column is None:
+        k = 1
+    elif column in header[1:]:
+        k = header.index(column, 1)
+    else:
+        raise SeriesError(f"{name}: no column {column!r}; the columns are {', '.join(header[1:])}")
+    if not body:
+        raise SeriesError(f"{name}: has a header row but no data")
+    times, values = [], []
+    for i, r in enumerate(body, start=2):
+        if len(r) <= k:
+            raise SeriesError(f"{name}: line {i} has {len(r)} fields, column {header[k]!r} needs {k + 1}")
+        try:
+            v = _number(r[k])
+        except ValueError:
+            raise SeriesError(f"{name}: line {i}: {r[k].strip()!r} in column {header[k]!r} is not a number") from None
+        if v is not None and not np.isfinite(v):
+            raise SeriesError(f"{name}: line {i}: {r[k].strip()!r} in column {header[k]!r} is not a finite number")
+        times.append(r[0])
+        values.append(np.nan if v is None else v)
+    y = np.array(values, dtype=np.float64)
+    known = np.flatnonzero(~np.isnan(y))
+    if known.size == 0:
+        raise SeriesError(f"{name}: column {header[k]!r} holds no numbers")
+    notes = []
+    first, last = int(known[0]), int(known[-1])
+    if first > 0 or last < len(y) - 1:
+        notes.append(f"trimmed {first} missing value(s) at the start and {len(y) - 1 - last} at the end")
+        times, y = times[first:last + 1], y[first:last + 1]
+    gaps = np.isnan(y)
+    if gaps.any():
+        idx = np.arange(len(y))
+        y[gaps] = np.interp(idx[gaps], idx[~gaps], y[~gaps])
+        notes.append(f"filled {int(gaps.sum())} missing value(s) inside the series by linear interpolation")
+    return Series(name=header[k], times=times, values=y, season=infer_season(times), notes=notes)
