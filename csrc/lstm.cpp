@@ -107,8 +107,7 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh, *W_hr = w.W_hr, *peep = w.peep;
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
-  if (batch_sizes && !fused_loops())
-    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
+  detail::check_run(run);
   if (packed_keep && W_hr) throw std::invalid_argument("packed weights are kept for LSTMs without projection only");
   if (peep && W_hr) throw std::invalid_argument("peepholes and a projection cannot be combined");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
@@ -198,8 +197,7 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
   const index_t ldy = fwd.ldy, lddy = out.lddy;
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
-  if (batch_sizes && !fused_loops())
-    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
+  detail::check_run(run);
   if (peep && (W_hr || !dpeep)) throw std::invalid_argument("peepholes need dpeep and no projection");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* da = cache;                              // [T][N][GH] gates in, pre-activation gradients out

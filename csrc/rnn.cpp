@@ -64,8 +64,7 @@ void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh;
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
-  if (batch_sizes && !fused_loops())
-    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
+  detail::check_run(run);
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
   RnnWork<Real> ws;
@@ -115,8 +114,7 @@ void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
   const index_t ldy = fwd.ldy, lddy = out.lddy;
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
-  if (batch_sizes && !fused_loops())
-    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
+  detail::check_run(run);
   blas_int(T * N, "T*N");
   Real* da = cache;           // [T][N][H] pre-activation gradients
   RnnWork<Real> ws;

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "blas.h"
 #include "common.h"
+#include "parallel.h"  // fused_loops
 
 namespace pylstm {
 namespace detail {
@@ -136,6 +138,13 @@ void final_rows(Real* dst, index_t H, const Real* y, index_t ld, const index_t* 
     gather_final_rows(dst, H, y, ld, batch_sizes, T, N);
   else
     copy_rows(dst, y + (reverse ? 0 : T - 1) * N * ld, ld, N, H);
+}
+
+// Refuses variable lengths where only the fused loops take them (the BLAS-per-step loops, the reference shape, have
+// none): every sequence function checks its Run here first.
+inline void check_run(const Run& run) {
+  if (run.batch_sizes && !fused_loops())
+    throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
 }
 
 // Lays a workspace out as consecutive slots of the given sizes (elements): points each slot into `base` when base is
