@@ -110,10 +110,16 @@ def read_series(path, column=None):
             raise SeriesError(f"{name}: line {i}: {r[k].strip()!r} in column {header[k]!r} is not a finite number")
         times.append(r[0])
         values.append(np.nan if v is None else v)
+    return _repaired(name, header[k], times, values)
+
+
+def _repaired(where, column, times, values, season=None):
+    """The Series of (times, values with NaN for missing): gaps at either end trimmed, inner gaps interpolated, each
+    repair noted; the season inferred from the times unless given."""
     y = np.array(values, dtype=np.float64)
     known = np.flatnonzero(~np.isnan(y))
     if known.size == 0:
-        raise SeriesError(f"{name}: column {header[k]!r} holds no numbers")
+        raise SeriesError(f"{where}: column {column!r} holds no numbers")
     notes = []
     first, last = int(known[0]), int(known[-1])
     if first > 0 or last < len(y) - 1:
@@ -124,4 +130,42 @@ def read_series(path, column=None):
         idx = np.arange(len(y))
         y[gaps] = np.interp(idx[gaps], idx[~gaps], y[~gaps])
         notes.append(f"filled {int(gaps.sum())} missing value(s) inside the series by linear interpolation")
-    return Series(name=header[k], times=times, values=y, season=infer_season(times), notes=notes)
+    return Series(name=column, times=list(times), values=y, season=season or infer_season(times), notes=notes)
+
+
+# Real series shipped inside statsmodels (public domain; `pip install "pylstm[data]"`), read through its loaders:
+# name -> (module, what it is, season when the times do not give one).
+BUILTIN = {
+    "co2": ("co2", "atmospheric CO2 at Mauna Loa, ppm, weekly 1958-2001 (statsmodels)", None),
+    "elnino": ("elnino", "sea surface temperature off the Pacific coast of South America, deg C, monthly "
+               "1950-2010 (statsmodels)", 12),
+    "elec_equip": ("elec_equip", "euro-area electrical equipment orders, index, monthly 1995-2016 (statsmodels)",
+                   None),
+    "sunspots": ("sunspots", "yearly mean sunspot number, 1700-2008 (statsmodels); season 11, the solar cycle", 11),
+    "nile": ("nile", "yearly flow of the Nile at Aswan, 1871-1970 (statsmodels)", 1),
+}
+
+
+def builtin_series(name):
+    """One of BUILTIN's series, through statsmodels' own loader. ImportError (with the install command) when
+    statsmodels is missing."""
+    if name not in BUILTIN:
+        raise ValueError(f"name must be one of {', '.join(BUILTIN)}, got {name!r}")
+    import importlib
+
+    module, _, season = BUILTIN[name]
+    try:
+        d = importlib.import_module(f"statsmodels.datasets.{module}").load_pandas().data
+    except ImportError:
+        raise ImportError(f"the series {name!r} ships with statsmodels, which is not installed: "
+                          f"pip install \"pylstm[data]\" (or give your own with --data FILE.csv)") from None
+    if name == "elnino":  # one row per year, one column per month
+        times = [f"{int(year)}-{m:02d}" for year in d["YEAR"] for m in range(1, 13)]
+        values = d.iloc[:, 1:13].to_numpy(dtype=np.float64).ravel()
+    elif name in ("sunspots", "nile"):
+        times = [str(int(year)) for year in d.iloc[:, 0]]
+        values = d.iloc[:, 1].to_numpy(dtype=np.float64)
+    else:  # a date index, one column
+        times = [t.strftime("%Y-%m-%d") for t in d.index]
+        values = d.iloc[:, 0].to_numpy(dtype=np.float64)
+    return _repaired(f"statsmodels' {module}", name, times, values, season)

@@ -92,3 +92,75 @@ def baselines(y, test, horizon, season, order=None):
         out["seasonal naive"].append(seasonal_naive(history, steps, season or 1))
         out[f"linear AR({order})"].append(ar_forecast(coef, history, steps))
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+class Forecaster:
+    """A recurrent layer that reads `window` steps and writes the next `horizon` at once (the direct strategy: one
+    Linear head on the last hidden state, one output per step ahead).
+
+    Each window is made relative to its last value and divided by one scale fitted on the training part (the mean
+    absolute step-to-step change), so the model learns the shape of what comes next, not the level: a series whose
+    tail leaves the training range (a trend) is read the same way. When the series has a season the input also
+    carries the season's phase as a sine and a cosine."""
+
+    def __init__(self, train, *, season, window, horizon, cell="lstm", hidden=64, layers=1, lr=3e-3, clip=1.0,
+                 batch=64, seed=0, dtype="float32"):
+        from . import nn, optim
+
+        train = np.asarray(train, dtype=np.float64)
+        if window < 2 or horizon < 1:
+            raise ValueError(f"window must be >= 2 and horizon >= 1, got {window} and {horizon}")
+        if len(train) < window + horizon + 1:
+            raise ValueError(f"the training part ({len(train)} steps) is shorter than window + horizon + 1 = "
+                             f"{window + horizon + 1}")
+        self.train_values, self.season, self.window, self.horizon = train, season or 1, window, horizon
+        step = np.mean(np.abs(np.diff(train)))
+        self.scale = float(step) if step > 0 else 1.0
+        self.features = 1 + (2 if self.season > 1 else 0)
+        self.rnn, self.head = nn.recurrent_model(cell, self.features, hidden, horizon, layers, seed=seed, dtype=dtype)
+        self.opt = optim.Adam([self.rnn, self.head], lr=lr)
+        self.clip, self.batch, self.dtype = clip, batch, np.dtype(dtype)
+        self.rng = np.random.default_rng([seed, 7])
+        # The training windows: every origin o whose window y[o - window:o] and targets y[o:o + horizon] lie in it.
+        self.train_origins = np.arange(window, len(train) - horizon + 1)
+
+    def inputs(self, series, origins):
+        """(window, len(origins), features): each origin's window, relative to its last value, over the scale."""
+        y = np.asarray(series, dtype=np.float64)
+        idx = np.asarray(origins)[None, :] + np.arange(-self.window, 0)[:, None]  # (window, B)
+        last = y[np.asarray(origins) - 1]
+        x = np.empty((self.window, len(origins), self.features))
+        x[..., 0] = (y[idx] - last) / self.scale
+        if self.season > 1:
+            phase = 2 * np.pi * (idx % self.season) / self.season
+            x[..., 1], x[..., 2] = np.sin(phase), np.cos(phase)
+        return x.astype(self.dtype)
+
+    def targets(self, series, origins):
+        y = np.asarray(series, dtype=np.float64)
+        idx = np.asarray(origins)[:, None] + np.arange(self.horizon)[None, :]
+        return ((y[idx] - y[np.asarray(origins) - 1][:, None]) / self.scale).astype(self.dtype)
+
+    def gradients(self):
+        """MSE of a random batch of training windows; the clipped gradients, not yet applied; (loss, norm)."""
+        from . import optim
+
+        o = self.rng.choice(self.train_origins, size=self.batch)
+        self.opt.zero_grad()
+        out, _ = self.rnn(self.inputs(self.train_values, o))
+        pred = self.head(out[-1])
+        err = pred - self.targets(self.train_values, o)
+        self.rnn.backward(np.concatenate([np.zeros_like(out[:-1]), self.head.backward(2 * err / err.size)[None]]),
+                          input_grad=False)
+        return float(np.mean(err.astype(np.float64) ** 2)), optim.clip_grad_norm([self.rnn, self.head], self.clip)
+
+    def forecast(self, history, steps):
+        """The next `steps` ≤ horizon values after `history` (the true series up to the origin)."""
+        history = np.asarray(history, dtype=np.float64)
+        was = self.rnn.training
+        self.rnn.eval()
+        try:
+            out, _ = self.rnn(self.inputs(history, [len(history)]))
+        finally:
+            self.rnn.train(was)
+        return history[-1] + self.scale * self.head(out[-1])[0, :steps].astype(np.float64)

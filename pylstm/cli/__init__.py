@@ -1,5 +1,5 @@
 """The `pylstm` command: one parser over the subcommands, each family in its own module (charlm: train and sample;
-tasks: task and gradflow; seq2seq; inspect; bench: bench and selfcheck). `pylstm` alone runs the self-check."""
+tasks: task and gradflow; seq2seq; inspect; activations; forecast; bench: bench and selfcheck). `pylstm` alone runs the self-check."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from .charlm import stdlib_docstrings  # noqa: F401  (examples/ddp_charlm.py reads the corpus through pylstm.cli)
 from .common import CELLS, _HelpWithDefaults, _non_negative_int, _plot, _positive  # noqa: F401
 
-COMMANDS = ("selfcheck", "train", "sample", "task", "seq2seq", "inspect", "gradflow", "activations", "bench")
+COMMANDS = ("selfcheck", "train", "sample", "task", "seq2seq", "inspect", "gradflow", "activations", "forecast", "bench")
 
 
 def build_parser():
@@ -146,9 +146,10 @@ def build_parser():
     positive(g, "--hidden", int, 64, "input and hidden size")
     positive(g, "--batch", int, 16, "batch")
     seed_and_out(g)
-    from . import activations
+    from . import activations, forecast
 
     activations.register(sub, command, positive, seed_and_out)
+    forecast.register(sub, command, positive, seed_and_out)
     b = command("bench", "a quick timing table: pylstm against the NumPy reference, torch and ONNX Runtime",
                 "Times one layer of each cell, inference and training (forward plus backward), with pylstm, the "
                 "NumPy reference and, where installed, torch and ONNX Runtime (inference only). For the full "
@@ -172,11 +173,12 @@ def _run(argv):
                      + (f"; did you mean {close[0]!r}?" if close else ""))
     args = parser.parse_args(argv)
     args.argv = list(argv)
-    from . import activations, bench, charlm, inspect, seq2seq, tasks
+    from . import activations, bench, charlm, forecast, inspect, seq2seq, tasks
 
     run = {"selfcheck": bench.selfcheck_command, "train": charlm.train, "sample": charlm.sample, "task": tasks.task,
            "gradflow": tasks.gradflow, "bench": bench.bench, "seq2seq": seq2seq.command,
-           "inspect": inspect.command, "activations": activations.command}[args.command]
+           "inspect": inspect.command, "activations": activations.command,
+           "forecast": forecast.command}[args.command]
     # No thread limit is needed around the commands: NumPy's products run on pylstm's pool (share_threads_with_numpy).
     return run(args)
 
