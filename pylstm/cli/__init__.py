@@ -1,5 +1,6 @@
 """The `pylstm` command: one parser over the subcommands, each family in its own module (charlm: train and sample;
-tasks: task and gradflow; seq2seq; inspect; activations; forecast; bench: bench and selfcheck). `pylstm` alone runs the self-check."""
+tasks: task and gradflow; seq2seq; inspect; activations; forecast; bench: bench and selfcheck). `pylstm` alone runs
+the self-check."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import sys
 from .charlm import stdlib_docstrings  # noqa: F401  (examples/ddp_charlm.py reads the corpus through pylstm.cli)
 from .common import CELLS, _HelpWithDefaults, _non_negative_int, _plot, _positive  # noqa: F401
 
-COMMANDS = ("selfcheck", "train", "sample", "task", "seq2seq", "inspect", "gradflow", "activations", "forecast", "bench")
+COMMANDS = ("selfcheck", "train", "sample", "task", "seq2seq", "inspect", "gradflow", "activations", "forecast",
+            "bench")
 
 
 def build_parser():
