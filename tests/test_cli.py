@@ -131,7 +131,7 @@ def test_an_unknown_subcommand_is_an_error_that_lists_the_subcommands(typo, sugg
     r = _run(typo, "--help", cwd="/")
     assert r.returncode == 2 and r.stdout == ""
     assert f"pylstm: error: argument command: invalid choice: '{typo}' (choose from selfcheck, train, sample, task, " \
-           "seq2seq, inspect, gradflow, activations, bench)" in r.stderr
+           "seq2seq, inspect, gradflow, activations, forecast, bench)" in r.stderr
     if suggestion:
         assert f"did you mean '{suggestion}'?" in r.stderr
     else:
@@ -141,7 +141,8 @@ def test_an_unknown_subcommand_is_an_error_that_lists_the_subcommands(typo, sugg
 def test_top_level_help_lists_every_subcommand():
     r = _run("--help", cwd="/")
     assert r.returncode == 0 and r.stdout.startswith("usage: pylstm")
-    for sub in ("selfcheck", "train", "sample", "task", "seq2seq", "inspect", "gradflow", "bench"):
+    for sub in ("selfcheck", "train", "sample", "task", "seq2seq", "inspect", "gradflow", "activations", "forecast",
+                "bench"):
         assert f"    {sub} " in r.stdout
 
 
