@@ -141,7 +141,8 @@ BUILTIN = {
                "1950-2010 (statsmodels)", 12),
     "elec_equip": ("elec_equip", "euro-area electrical equipment orders, index, monthly 1995-2016 (statsmodels)",
                    None),
-    "sunspots": ("sunspots", "yearly mean sunspot number, 1700-2008 (statsmodels); season 11, the solar cycle", 11),
+    "sunspots": ("sunspots", "yearly mean sunspot number, 1700-2008 (statsmodels; its season, 11, is the solar "
+                 "cycle)", 11),
     "nile": ("nile", "yearly flow of the Nile at Aswan, 1871-1970 (statsmodels)", 1),
 }
 

@@ -99,7 +99,8 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert _run("--data", "sst.csv", "--steps", "30", "--out", "split", cwd=tmp_path).returncode == 0
     r = _run("--data", "sst.csv", "--steps", "60", "--resume", "--out", "split", cwd=tmp_path)
     assert r.returncode == 0 and "resuming from" in r.stdout and "at step 30" in r.stdout, r.stderr
-    assert (tmp_path / "whole" / "forecast-sst.csv").read_text() == (tmp_path / "split" / "forecast-sst.csv").read_text()
+    whole, split = (tmp_path / d / "forecast-sst.csv" for d in ("whole", "split"))
+    assert whole.read_text() == split.read_text()
     r = _run("--data", "sst.csv", "--steps", "60", "--resume", "--hidden", "8", "--out", "split", cwd=tmp_path)
     assert r.returncode == 1 and "hidden" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
