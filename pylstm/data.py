@@ -23,7 +23,7 @@ class Series:
     name: str
     times: list  # the first column's strings, as read
     values: np.ndarray  # float64, no gaps (inner gaps interpolated)
-    season: int | None  # 12 monthly, 4 quarterly, 52 weekly, 7 daily; None when the times are not such dates
+    season: int | None  # 12 monthly, 4 quarterly, 52 weekly, 7 daily, 5 business days; else None
     notes: list = field(default_factory=list)  # what was repaired, one sentence each
 
 
@@ -40,37 +40,49 @@ def _number(text):
 _DATE_FORMATS = ("%Y-%m-%d", "%Y-%m", "%Y/%m/%d", "%Y/%m", "%d/%m/%Y", "%m/%d/%Y", "%Y-%m-%d %H:%M:%S", "%Y%m")
 
 
-def _dates(times):
-    """The times as dates when every one parses with one format, else None. Quarters ("1959Q1", "1959-Q1") count."""
+def _readings(times):
+    """Every reading of the times as dates: one list per format that parses them all (day-first and month-first
+    can both parse, "03/04/2000"); quarters ("1959Q1", "1959-Q1") count."""
+    out = []
     for fmt in _DATE_FORMATS:
         try:
-            return [_dt.datetime.strptime(t.strip(), fmt) for t in times]
+            out.append([_dt.datetime.strptime(t.strip(), fmt) for t in times])
         except ValueError:
             continue
-    out = []
+    quarters = []
     for t in times:
         s = t.strip().upper().replace("-", "")
-        if len(s) == 6 and s[4] == "Q" and s[:4].isdigit() and s[5] in "1234":
-            out.append(_dt.datetime(int(s[:4]), 3 * int(s[5]) - 2, 1))
-        else:
-            return None
+        if not (len(s) == 6 and s[4] == "Q" and s[:4].isdigit() and s[5] in "1234"):
+            break
+        quarters.append(_dt.datetime(int(s[:4]), 3 * int(s[5]) - 2, 1))
+    else:
+        out.append(quarters)
     return out
 
 
-def infer_season(times):
-    """12 (monthly), 4 (quarterly), 52 (weekly) or 7 (daily) when the times are dates that far apart (the median
-    gap), else None."""
-    dates = _dates(times) if len(times) > 2 else None
-    if dates is None:
-        return None
+def _season_of(dates):
+    """The season of increasing dates a regular distance apart (the median gap), else None. Daily dates that never
+    fall on a Saturday or Sunday are business days: 5."""
     gaps = np.diff([d.toordinal() for d in dates])
     if len(gaps) == 0 or (gaps <= 0).any():
         return None
     g = float(np.median(gaps))
+    if g == 1 and len(dates) >= 14 and all(d.weekday() < 5 for d in dates):
+        return 5
     for lo, hi, season in ((1, 1, 7), (7, 7, 52), (28, 31, 12), (89, 92, 4)):
         if lo <= g <= hi:
             return season
     return None
+
+
+def infer_season(times):
+    """12 (monthly), 4 (quarterly), 52 (weekly), 7 (daily) or 5 (business days) when the times are dates that far
+    apart (the median gap), else None. When the times read as dates in two ways (day-first and month-first) that
+    give different seasons, None: the caller must say."""
+    if len(times) <= 2:
+        return None
+    seasons = {_season_of(dates) for dates in _readings(times)} - {None}
+    return seasons.pop() if len(seasons) == 1 else None
 
 
 def read_series(path, column=None):
@@ -139,8 +151,8 @@ BUILTIN = {
     "co2": ("co2", "atmospheric CO2 at Mauna Loa, ppm, weekly 1958-2001 (statsmodels)", None),
     "elnino": ("elnino", "sea surface temperature off the Pacific coast of South America, deg C, monthly "
                "1950-2010 (statsmodels)", 12),
-    "elec_equip": ("elec_equip", "euro-area electrical equipment orders, index, monthly 1995-2016 (statsmodels)",
-                   None),
+    "elec_equip": ("elec_equip", "euro-area turnover index of the manufacture of electrical equipment, monthly "
+                   "1995-2016 (statsmodels)", None),
     "sunspots": ("sunspots", "yearly mean sunspot number, 1700-2008 (statsmodels; its season, 11, is the solar "
                  "cycle)", 11),
     "nile": ("nile", "yearly flow of the Nile at Aswan, 1871-1970 (statsmodels)", 1),

@@ -58,15 +58,23 @@ def ar_forecast(coef, history, steps):
     return np.array(out)
 
 
+def mase_scale(train, season):
+    """The in-sample mean absolute error of the seasonal-naive forecast (season 1: the naive one) on `train`: MASE's
+    denominator. ValueError when it is 0 (the training part does not change at the season's lag)."""
+    train = np.asarray(train, dtype=np.float64)
+    m = max(1, season or 1)
+    if len(train) <= m:
+        raise ValueError(f"the training part ({len(train)} steps) must be longer than the season ({m})")
+    scale = np.mean(np.abs(train[m:] - train[:-m]))
+    if not scale > 0:
+        raise ValueError(f"the training part does not change over the season's lag ({m}): MASE is undefined")
+    return float(scale)
+
+
 def mase(truth, forecast, train, season):
     """Mean absolute scaled error (Hyndman & Koehler 2006): the forecast's mean absolute error over the in-sample
     mean absolute error of the seasonal-naive forecast on the training part (season 1: the naive one)."""
-    train = np.asarray(train, dtype=np.float64)
-    m = max(1, season or 1)
-    scale = np.mean(np.abs(train[m:] - train[:-m]))
-    if not scale > 0:
-        raise ValueError("the training part is constant at the season's lag: MASE is undefined")
-    return float(np.mean(np.abs(np.asarray(truth) - np.asarray(forecast))) / scale)
+    return float(np.mean(np.abs(np.asarray(truth) - np.asarray(forecast))) / mase_scale(train, season))
 
 
 def smape(truth, forecast):
@@ -77,20 +85,30 @@ def smape(truth, forecast):
     return float(np.mean(terms))
 
 
+def ar_order(season):
+    """The AR baseline's order: one season of lags (at least 3)."""
+    return max(season or 0, 3)
+
+
+def baseline_labels(season, order=None):
+    """The baselines' names as printed, by the keys `baselines` returns."""
+    return {"naive": "naive", "seasonal_naive": f"seasonal naive ({season or 1})",
+            "linear_ar": f"linear AR({order or ar_order(season)})"}
+
+
 def baselines(y, test, horizon, season, order=None):
-    """The held-out forecasts of the three baselines from the same origins: {"naive", "seasonal naive",
-    "linear AR(p)"} → array over the tail. The AR is fitted once, on the training part (p = season, or 3, unless
-    given)."""
+    """The held-out forecasts of the three baselines from the same origins: {"naive", "seasonal_naive",
+    "linear_ar"} → array over the tail (`baseline_labels` names them). The AR is fitted once, on the training part
+    (order `ar_order(season)` unless given)."""
     y = np.asarray(y, dtype=np.float64)
     n = len(y)
-    order = order or max(season or 0, 3)
-    coef = fit_ar(y[:n - test], order)
-    out = {"naive": [], "seasonal naive": [], f"linear AR({order})": []}
+    coef = fit_ar(y[:n - test], order or ar_order(season))
+    out = {"naive": [], "seasonal_naive": [], "linear_ar": []}
     for o, steps in origins(n, test, horizon):
         history = y[:o]
         out["naive"].append(naive(history, steps))
-        out["seasonal naive"].append(seasonal_naive(history, steps, season or 1))
-        out[f"linear AR({order})"].append(ar_forecast(coef, history, steps))
+        out["seasonal_naive"].append(seasonal_naive(history, steps, season or 1))
+        out["linear_ar"].append(ar_forecast(coef, history, steps))
     return {k: np.concatenate(v) for k, v in out.items()}
 
 

@@ -38,7 +38,10 @@ def test_gaps_inside_are_interpolated_and_gaps_at_the_ends_trimmed_with_notes(tm
     (["2020-01-01", "2020-01-02", "2020-01-03"], 7),
     (["1700", "1701", "1702"], None),
     (["a", "b", "c"], None),
-], ids=["quarterly", "weekly", "daily", "yearly", "labels"])
+    ([f"{m:02d}/15/2000" for m in range(1, 13)], 12),  # only month-first reads the 15th
+    ([f"{m:02d}/01/2000" for m in range(1, 13)], None),  # month-first: monthly; day-first: daily. Ambiguous
+    ([f"2024-01-{d:02d}" for d in range(1, 32) if d % 7 not in (6, 0)], 5),  # 2024-01-06 was a Saturday
+], ids=["quarterly", "weekly", "daily", "yearly", "labels", "us-monthly", "ambiguous", "business-days"])
 def test_the_season_is_inferred_from_dates(times, season):
     assert infer_season(times) == season
 

@@ -3,13 +3,16 @@ monthly series given as a CSV it beats naive and writes one row per held-out ste
 tail never reaches training; --resume continues bit for bit; bad files are one-line errors that write nothing."""
 
 import csv
+import importlib.util
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-pytest.importorskip("statsmodels")  # the [data] extra; the test extra installs it
+# The [data] extra; the test extra installs it. The tests of bad input do not need it.
+needs_statsmodels = pytest.mark.skipif(importlib.util.find_spec("statsmodels") is None,
+                                       reason="statsmodels is not installed (pip install \".[data]\")")
 
 
 def _run(*args, cwd, env=None):
@@ -45,6 +48,7 @@ def _elnino_csv(path, times=None):
     return s
 
 
+@needs_statsmodels
 def test_the_default_beats_seasonal_naive_on_the_default_series(tmp_path):
     r = _run("--out", str(tmp_path / "out"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -65,6 +69,7 @@ def test_the_default_beats_seasonal_naive_on_the_default_series(tmp_path):
     assert np.allclose(truth, y[-229:]) and mase(truth, fc, y[:-229], 52) == pytest.approx(s["LSTM"][0], abs=1e-3)
 
 
+@needs_statsmodels
 def test_another_monthly_series_from_a_csv_beats_naive_with_its_times_as_read(tmp_path):
     times = [f"{m} {1950 + i // 12}" for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
                                                              "Sep", "Oct", "Nov", "Dec"] * 61)]
@@ -78,20 +83,28 @@ def test_another_monthly_series_from_a_csv_beats_naive_with_its_times_as_read(tm
     assert (tmp_path / "out" / "forecast-sst.npz").exists()
 
 
+@needs_statsmodels
 def test_the_held_out_tail_never_reaches_training(tmp_path):
-    """Two files that differ only in their last 12 values: every forecast made before those values is the same."""
+    """Two files that differ only in their held-out tail (the last 74 steps, tripled in one): training (its loss
+    curve), the model's and the baselines' first block of forecasts, made from the history before the tail, are the
+    same."""
     s = _elnino_csv(tmp_path / "a.csv")
     changed = s.values.copy()
-    changed[-12:] *= 3
+    changed[-74:] *= 3
     (tmp_path / "b.csv").write_text("month,t\n" + "".join(f"{t},{float(v)!r}\n" for t, v in zip(s.times, changed)))
     for name in ("a", "b"):
         r = _run("--data", f"{name}.csv", "--steps", "60", "--out", "out", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
     a, b = (_rows(tmp_path / "out" / f"forecast-{n}.csv") for n in ("a", "b"))
-    assert [row["forecast"] for row in a[:-12]] == [row["forecast"] for row in b[:-12]]
-    assert a[-1]["truth"] != b[-1]["truth"]
+    first = 12  # the first block: --horizon defaults to the season
+    for column in ("forecast", "naive", "seasonal_naive", "linear_ar"):
+        assert [row[column] for row in a[:first]] == [row[column] for row in b[:first]], column
+        assert [row[column] for row in a[first:]] != [row[column] for row in b[first:]], column
+    losses = [np.load(tmp_path / "out" / f"forecast-{n}.npz")["resume/history/loss"] for n in ("a", "b")]
+    assert len(losses[0]) == 60 and np.array_equal(*losses)
 
 
+@needs_statsmodels
 def test_resume_continues_bit_for_bit(tmp_path):
     _elnino_csv(tmp_path / "sst.csv")
     r = _run("--data", "sst.csv", "--steps", "60", "--checkpoint-every", "20", "--out", "whole", cwd=tmp_path)
@@ -103,6 +116,10 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert whole.read_text() == split.read_text()
     r = _run("--data", "sst.csv", "--steps", "60", "--resume", "--hidden", "8", "--out", "split", cwd=tmp_path)
     assert r.returncode == 1 and "hidden" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    text = (tmp_path / "sst.csv").read_text().splitlines()
+    (tmp_path / "sst.csv").write_text("\n".join(text[:-1]) + "\n")  # the same file less its last line
+    r = _run("--data", "sst.csv", "--steps", "60", "--resume", "--out", "split", cwd=tmp_path)
+    assert r.returncode == 1 and "series_crc32" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("text, args, message", [
@@ -122,6 +139,24 @@ def test_bad_files_are_one_line_errors_and_write_nothing(tmp_path, text, args, m
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (("--column", "v"), "--column needs --data"),
+    (("--series", "nile", "--data", "ok.csv"), "give --series or --data, not both"),
+    (("--data", "ok.csv", "--season", "1", "--window", "1"), "--window must be at least 2"),
+    (("--data", "ok.csv", "--season", "1", "--test", "200"), "--test 200 leaves nothing to train on (200 steps)"),
+    (("--data", "ok.csv", "--season", "90", "--horizon", "6", "--window", "12"), "shorten --season (90) or --test"),
+    (("--data", "ok.csv", "--window", "0"), "argument --window: must be > 0, got 0"),
+])
+def test_bad_options_are_one_line_errors_and_write_nothing(tmp_path, args, message):
+    (tmp_path / "ok.csv").write_text("t,v\n" + "".join(f"{i},{np.sin(i)}\n" for i in range(200)))
+    r = _run(*args, "--out", "out", cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert message in lines[-1] and "Traceback" not in r.stderr, r.stderr
+    # ours: one line, exit 1; argparse's: the usage, then one line, exit 2
+    assert r.returncode == 1 and len(lines) == 1 or r.returncode == 2 and lines[0].startswith("usage:")
+    assert not (tmp_path / "out").exists()
+
+
 def test_without_statsmodels_it_says_how_to_install_it(tmp_path):
     code = ("import sys; sys.modules['statsmodels'] = None; from pylstm.cli import main; "
             "sys.exit(main(['forecast', '--out', 'out']))")
@@ -130,6 +165,7 @@ def test_without_statsmodels_it_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@needs_statsmodels
 def test_the_builtin_series_read_through_statsmodels():
     from pylstm.data import BUILTIN, builtin_series
 

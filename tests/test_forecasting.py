@@ -47,9 +47,11 @@ def test_baselines_come_from_the_same_origins():
     season, cycle = 12, np.sin(2 * np.pi * np.arange(12) / 12)
     y = np.tile(cycle, 10) + 0.01 * np.arange(120) + 5  # a season on a slow trend
     f = fc.baselines(y, test=24, horizon=6, season=season)
-    assert set(f) == {"naive", "seasonal naive", "linear AR(12)"} and all(len(v) == 24 for v in f.values())
+    assert set(f) == {"naive", "seasonal_naive", "linear_ar"} and all(len(v) == 24 for v in f.values())
+    assert fc.baseline_labels(season) == {"naive": "naive", "seasonal_naive": "seasonal naive (12)",
+                                          "linear_ar": "linear AR(12)"}
     truth, train = y[-24:], y[:-24]
     # The trend over one season is 0.12, the in-sample seasonal-naive error: forecasts one season back are off by it.
-    assert fc.mase(truth, f["seasonal naive"], train, season) == pytest.approx(1.0)
+    assert fc.mase(truth, f["seasonal_naive"], train, season) == pytest.approx(1.0)
     assert fc.mase(truth, f["naive"], train, season) > 5
-    assert fc.mase(truth, f["linear AR(12)"], train, season) < 0.1  # the AR captures season and trend
+    assert fc.mase(truth, f["linear_ar"], train, season) < 0.1  # the AR captures season and trend

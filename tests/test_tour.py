@@ -17,10 +17,10 @@ PAGE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "tour.md"
 
 # What the test adds to a command that trains, so that the tour stays well inside CI's time (the page shows the full
 # commands' output). argparse keeps the last value of an option, so these override the page's.
-SHORTER = {"train": ["--steps", "40", "--eval-every", "20", "--checkpoint-every", "20"],
-           "task": ["--steps", "150", "--eval-every", "50"],
+SHORTER = {"train": ["--steps", "80", "--eval-every", "40", "--checkpoint-every", "40"],
+           "task": ["--steps", "600", "--eval-every", "200"],
            "forecast": ["--steps", "300"],
-           "seq2seq": ["--steps", "300", "--eval-every", "150"]}
+           "seq2seq": ["--steps", "600", "--eval-every", "300"]}
 
 
 def _blocks():
@@ -55,14 +55,19 @@ def check_lstm_lines(out, scope, folder):
 
 
 def check_train_and_inspect(out, scope, folder):
-    assert "validation loss" in out and "units most correlated with each feature" in out, out
+    # 80 steps already take the validation loss well below the unigram entropy (3.29 nats/char): it learns.
+    below = float(re.search(r"validation loss [\d.]+ nats/char against the unigram entropy [\d.]+ \(below it by "
+                            r"([-\d.]+)\)", out).group(1))
+    assert below > 0.1, out
+    assert "units most correlated with each feature" in out and "gate saturation" in out, out
     assert (folder / "pylstm-out" / "inspect.html").stat().st_size > 10_000
 
 
 def check_adding(out, scope, folder):
-    for cell in ("lstm", "gru", "rnn"):
-        mse, solved = _row(out, cell)[:2]
-        assert 0 <= mse and 0 <= solved <= 100
+    # After 600 of the page's 3000 steps the GRU has begun to solve the task (MSE 0.004 on 2026-12-05, at both ISA
+    # levels), while the RNN stays at the no-memory MSE, 1/6.
+    mse = {cell: _row(out, cell)[0] for cell in ("lstm", "gru", "rnn")}
+    assert mse["gru"] < mse["rnn"] / 5 and mse["rnn"] > 0.12, out
     assert (folder / "pylstm-out" / "task-adding.npz").exists()
 
 
@@ -84,7 +89,9 @@ def check_forecast(out, scope, folder):
 
 
 def check_seq2seq(out, scope, folder):
-    assert re.search(r"held-out exact match \d+\.\d %, per character \d+\.\d %", out), out
+    m = re.search(r"held-out exact match ([\d.]+) %, per character ([\d.]+) % \(baseline ([\d.]+) / ([\d.]+) %\)", out)
+    exact, char, base_exact, base_char = map(float, m.groups())
+    assert exact > base_exact and char > base_char + 10, out  # 600 steps: 4.4 % and 40.7 % against 0.1 and 15.1
 
 
 CHECKS = [check_rnn_equation, check_gradflow, check_lstm_lines, check_train_and_inspect, check_adding,

@@ -10,7 +10,16 @@ import os
 import sys
 
 from .charlm import stdlib_docstrings  # noqa: F401  (examples/ddp_charlm.py reads the corpus through pylstm.cli)
-from .common import CELLS, _HelpWithDefaults, _non_negative_int, _plot, _positive  # noqa: F401
+from .common import (  # noqa: F401
+    CELLS,
+    _HelpWithDefaults,
+    _non_negative_int,
+    _plot,
+    _positive,
+    positive,
+    seed_and_out,
+    training_options,
+)
 
 COMMANDS = ("selfcheck", "train", "sample", "task", "seq2seq", "inspect", "gradflow", "activations", "forecast",
             "bench")
@@ -23,14 +32,6 @@ def build_parser():
 
     def command(name, summary, description):
         return sub.add_parser(name, help=summary, description=description, formatter_class=_HelpWithDefaults)
-
-    def positive(parser, flag, kind, default, text):
-        parser.add_argument(flag, type=_positive(kind), default=default, help=text)
-
-    def seed_and_out(parser, out=True):
-        if out:
-            parser.add_argument("--out", default="pylstm-out", help="output folder")
-        parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of every random draw")
 
     c = command("selfcheck", "check the compiled kernels against the NumPy reference, and time them",
                 "Checks every output and gradient of a small LSTM layer (float64 and float32) of the compiled kernels "
@@ -53,13 +54,10 @@ def build_parser():
     positive(t, "--layers", int, 1, "recurrent layers")
     positive(t, "--seq-len", int, 64, "BPTT chunk length")
     positive(t, "--batch", int, 32, "parallel streams over the text")
-    positive(t, "--steps", int, 2500, "training steps (one chunk of every stream each)")
-    positive(t, "--lr", float, 3e-3, "Adam learning rate")
-    positive(t, "--clip", float, 1.0, "max gradient norm")
+    training_options(t, steps=2500, steps_help="training steps (one chunk of every stream each)", lr=3e-3, clip=1.0,
+                     checkpoint_every=250, checkpoint="OUT/CELL.npz", resume_help="continue the run saved in "
+                     "OUT/CELL.npz (after Ctrl-C, say) to --steps, bit for bit as if it had not stopped")
     positive(t, "--eval-every", int, 500, "steps between validation losses and samples")
-    positive(t, "--checkpoint-every", int, 250, "steps between checkpoints (OUT/CELL.npz, written atomically)")
-    t.add_argument("--resume", action="store_true", help="continue the run saved in OUT/CELL.npz (after Ctrl-C, "
-                   "say) to --steps, bit for bit as if it had not stopped")
     seed_and_out(t)
     s = command("sample", "generate text from a `pylstm train` checkpoint",
                 "Feeds the prompt to a `pylstm train` checkpoint and draws characters one at a time. Prompt "
@@ -81,18 +79,15 @@ def build_parser():
     k.add_argument("--cell", choices=(*CELLS, "all"), default="all", help="recurrent cell")
     k.add_argument("--length", type=_positive(int), help=f"sequence length (adding, default "
                    f"{TD['length']['adding']}) or delay (copy, default {TD['length']['copy']})")
-    positive(k, "--steps", int, TD["steps"], "Adam steps per cell")
+    training_options(k, steps=TD["steps"], steps_help="Adam steps per cell", lr=TD["lr"], clip=TD["clip"],
+                     checkpoint_every=250, checkpoint="OUT/task-TASK.npz")
     positive(k, "--hidden", int, TD["hidden"], "hidden units")
     positive(k, "--batch", int, TD["batch"], "sequences per step")
-    positive(k, "--lr", float, TD["lr"], "Adam learning rate")
-    positive(k, "--clip", float, TD["clip"], "max gradient norm")
     k.add_argument("--gate-bias", type=float, default=TD["gate_bias"],
                    help="added to the LSTM's forget-gate and the GRU's update-gate bias at the start, so that they "
                    "begin by remembering (0 is PyTorch's initialisation)")
     positive(k, "--copies", int, TD["copies"], "symbols to copy (copy task)")
     positive(k, "--eval-every", int, 100, "steps between held-out scores (the curve in the PNG)")
-    positive(k, "--checkpoint-every", int, 250, "steps between checkpoints (OUT/task-TASK.npz, written atomically)")
-    k.add_argument("--resume", action="store_true", help="continue the run saved in OUT/task-TASK.npz to --steps")
     seed_and_out(k)
     q = command("seq2seq", "an encoder-decoder that learns addition (or reversing, sorting) from examples",
                 "Trains a sequence-to-sequence model: an encoder LSTM (or GRU) reads the question one character at a "
@@ -110,14 +105,11 @@ def build_parser():
                    "step (Luong et al. 2015's global attention, dot scores)")
     positive(q, "--hidden", int, 128, "hidden units of encoder and decoder")
     positive(q, "--batch", int, 128, "questions per step")
-    positive(q, "--steps", int, 6000, "training steps")
-    positive(q, "--lr", float, 3e-3, "Adam learning rate")
-    positive(q, "--clip", float, 1.0, "max gradient norm")
+    training_options(q, steps=6000, steps_help="training steps", lr=3e-3, clip=1.0, checkpoint_every=500,
+                     checkpoint="OUT/seq2seq-TASK.npz")
     q.add_argument("--held-out", type=_positive(int), help="distinct held-out questions, at most 10 %% of each kind "
                    "(digit counts, length) (default: 2000, or all that allows: 111 for reverse and sort at --digits 3)")
     positive(q, "--eval-every", int, 500, "steps between held-out scores")
-    positive(q, "--checkpoint-every", int, 500, "steps between checkpoints")
-    q.add_argument("--resume", action="store_true", help="continue the run saved in OUT/seq2seq-TASK.npz")
     seed_and_out(q)
     n = command("inspect", "a web page (and a PNG) of what a trained LSTM's (GRU's, RNN's) units do on a text",
                 "Runs a `pylstm train` checkpoint over a text and writes OUT/inspect.html, one self-contained page "
@@ -150,8 +142,8 @@ def build_parser():
     seed_and_out(g)
     from . import activations, forecast
 
-    activations.register(sub, command, positive, seed_and_out)
-    forecast.register(sub, command, positive, seed_and_out)
+    activations.register(command)
+    forecast.register(command)
     b = command("bench", "a quick timing table: pylstm against the NumPy reference, torch and ONNX Runtime",
                 "Times one layer of each cell, inference and training (forward plus backward), with pylstm, the "
                 "NumPy reference and, where installed, torch and ONNX Runtime (inference only). For the full "

@@ -95,8 +95,10 @@ def compare(steps=4000, length=10, hidden=32, batch=64, lr=0.1, seed=0, distance
     return results
 
 
-def register(sub, command, positive, seed_and_out):
-    """Adds `pylstm activations` and its options to the CLI's parser."""
+def register(command):
+    """Adds `pylstm activations` and its options to the CLI's parser (`command` makes the subparser)."""
+    from .common import positive, seed_and_out
+
     a = command("activations", "why the RNN's hidden state uses tanh: tanh, sigmoid and relu trained side by side",
                 "Trains three vanilla RNNs that differ only in their hidden activation (tanh, sigmoid, relu; same "
                 "seed, weights and batches) on the adding problem with plain SGD, and prints, from the run: each "

@@ -69,6 +69,30 @@ def _positive(kind):
     return parse
 
 
+def positive(parser, flag, kind, default, text):
+    """An option that takes a number > 0."""
+    parser.add_argument(flag, type=_positive(kind), default=default, help=text)
+
+
+def seed_and_out(parser, out=True):
+    """--out (the output folder) unless `out` is False, and --seed."""
+    if out:
+        parser.add_argument("--out", default="pylstm-out", help="output folder")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of every random draw")
+
+
+def training_options(parser, *, steps, steps_help, lr, clip, checkpoint_every, checkpoint, resume_help=None):
+    """What every training command takes: --steps, --lr, --clip (Adam with gradient-norm clipping),
+    --checkpoint-every and --resume; `checkpoint` names the file, as OUT/NAME.npz."""
+    positive(parser, "--steps", int, steps, steps_help)
+    positive(parser, "--lr", float, lr, "Adam learning rate")
+    positive(parser, "--clip", float, clip, "max gradient norm")
+    positive(parser, "--checkpoint-every", int, checkpoint_every, f"steps between checkpoints ({checkpoint}, "
+             "written atomically)")
+    parser.add_argument("--resume", action="store_true",
+                        help=resume_help or f"continue the run saved in {checkpoint} to --steps")
+
+
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
     """Shows "(default: ...)" after every option's help, except where there is no default value to show."""
 

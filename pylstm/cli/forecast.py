@@ -12,11 +12,11 @@ import zlib
 
 import numpy as np
 
-from .common import _pyplot, _save
+from .common import _positive, _pyplot, _save, positive, seed_and_out, training_options
 
 
-def register(sub, command, positive, seed_and_out):
-    """Adds `pylstm forecast` and its options to the CLI's parser."""
+def register(command):
+    """Adds `pylstm forecast` and its options to the CLI's parser (`command` makes the subparser)."""
     from pylstm.data import BUILTIN
 
     f = command("forecast", "an LSTM on a real time series, scored against naive, seasonal-naive and AR forecasts",
@@ -30,7 +30,7 @@ def register(sub, command, positive, seed_and_out):
                 "step), OUT/forecast-NAME.png and the checkpoint OUT/forecast-NAME.npz (--resume continues it; "
                 "Ctrl-C or SIGTERM saves and exits with 130 or 143). The default series ships with statsmodels: "
                 "pip install \"pylstm[data]\".")
-    f.add_argument("--series", choices=tuple(BUILTIN), default="co2", help="a real series shipped with statsmodels: "
+    f.add_argument("--series", choices=tuple(BUILTIN), help="a real series shipped with statsmodels (default: co2): "
                    + "; ".join(f"{k}: {v[1]}" for k, v in BUILTIN.items()))
     f.add_argument("--data", metavar="FILE.csv", help="your own series instead: a CSV file with a header row, the "
                    "time in the first column (written back as read)")
@@ -45,18 +45,12 @@ def register(sub, command, positive, seed_and_out):
     positive(f, "--hidden", int, 64, "hidden units per layer")
     positive(f, "--layers", int, 1, "recurrent layers")
     positive(f, "--batch", int, 64, "training windows per step")
-    positive(f, "--steps", int, 1000, "Adam steps")
-    positive(f, "--lr", float, 3e-3, "Adam learning rate")
-    positive(f, "--clip", float, 1.0, "max gradient norm")
-    positive(f, "--checkpoint-every", int, 250, "steps between checkpoints (OUT/forecast-NAME.npz, atomic)")
-    f.add_argument("--resume", action="store_true", help="continue the run saved in OUT/forecast-NAME.npz")
+    training_options(f, steps=1000, steps_help="Adam steps", lr=3e-3, clip=1.0, checkpoint_every=250,
+                     checkpoint="OUT/forecast-NAME.npz")
     seed_and_out(f)
 
 
-def _count(s):
-    from .common import _positive
-
-    return _positive(int)(s)
+_count = _positive(int)
 
 
 def _fail(message):
@@ -70,10 +64,13 @@ def load(args):
     if args.data is None:
         if args.column is not None:
             raise _fail("--column needs --data (the built-in series have one column)")
+        name = args.series or "co2"
         try:
-            return args.series, BUILTIN[args.series][1], builtin_series(args.series)
+            return name, BUILTIN[name][1], builtin_series(name)
         except ImportError as e:
             raise _fail(str(e)) from None
+    if args.series is not None:
+        raise _fail("give --series or --data, not both")
     try:
         series = read_series(args.data, args.column)
     except SeriesError as e:
@@ -84,7 +81,7 @@ def load(args):
 
 def plan(args, series, where):
     """(season, horizon, window, test) from the options and the series, checked against its length."""
-    from pylstm.forecasting import default_test_size
+    from pylstm.forecasting import ar_order, default_test_size, mase_scale
 
     season = args.season or series.season
     if season is None:
@@ -93,16 +90,24 @@ def plan(args, series, where):
     n = len(series.values)
     horizon = args.horizon or max(season, 6)
     window = args.window or 2 * horizon
+    if window < 2:
+        raise _fail("--window must be at least 2")
     test = args.test or default_test_size(n, horizon)
-    order = max(season, 3)  # the AR baseline's
-    need = max(window + horizon + 1, 2 * order + 1, season + 1)  # training windows, the AR fit, the MASE scale
+    if test >= n:
+        raise _fail(f"{where}: --test {test} leaves nothing to train on ({n} steps)")
+    # Training windows need window + horizon + 1 steps; the AR baseline (one season of lags) and MASE's scale need
+    # more than 2 x its order.
+    windows, order = window + horizon + 1, ar_order(season)
+    need = max(windows, 2 * order + 1)
     if n - test < need:
-        raise _fail(f"{where}: {n} steps are too few: the held-out {test} plus at least {need} to train on (window "
-                    f"{window} + horizon {horizon} + 1, and more than 2 x {order} for the AR baseline) are needed; "
-                    "shorten --window, --horizon or --test")
-    train, m = series.values[:n - test], season
-    if not np.mean(np.abs(train[m:] - train[:-m])) > 0:
-        raise _fail(f"{where}: the training part does not change over a season's lag ({m}), so MASE is undefined")
+        shorten = "--window, --horizon or --test" if windows >= 2 * order + 1 else f"--season ({season}) or --test"
+        raise _fail(f"{where}: {n} steps are too few: {test} held out plus at least {need} to train on (window "
+                    f"{window} + horizon {horizon} + 1, and more than 2 x {order}, the AR baseline's lags) are "
+                    f"needed; shorten {shorten}")
+    try:
+        mase_scale(series.values[:n - test], season)
+    except ValueError as e:
+        raise _fail(f"{where}: {e}") from None
     return season, horizon, window, test
 
 
@@ -129,7 +134,7 @@ def command(args):
           f"({args.layers} x {args.hidden} units) reads {window} steps and writes the next {horizon}; "
           f"{len(model.train_origins)} training windows")
     ck_path = os.path.join(args.out, f"forecast-{name}.npz")
-    config = dict(series=name, values=int(zlib.crc32(np.ascontiguousarray(y).tobytes())), n=n, season=season,
+    config = dict(series=name, series_crc32=int(zlib.crc32(np.ascontiguousarray(y).tobytes())), n=n, season=season,
                   horizon=horizon, window=window, test=test, cell=args.cell, hidden=args.hidden, layers=args.layers,
                   batch=args.batch, seed=args.seed)
     modules, generators = {"rnn": model.rnn, "head": model.head}, {"data": model.rng}
@@ -174,20 +179,18 @@ def command(args):
     truth = y[n - test:]
     scores = {k: (F.mase(truth, v, train, season), F.smape(truth, v)) for k, v in forecasts.items()}
     label = args.cell.upper()
-    names = {"model": label, "seasonal naive": f"seasonal naive ({season})"}
+    names = {"model": label, **F.baseline_labels(season)}
     print(f"held-out scores over {test} steps ({args.steps} steps of training, {secs:.1f} s this run)")
     print(f"{'':24} {'MASE':>7} {'sMAPE %':>8}")
     for k, (m, s) in scores.items():
-        print(f"{names.get(k, k):24} {m:7.3f} {s:8.2f}")
-    ours, theirs = scores["model"][0], scores["seasonal naive"][0]
+        print(f"{names[k]:24} {m:7.3f} {s:8.2f}")
+    ours, theirs = scores["model"][0], scores["seasonal_naive"][0]
     if ours < theirs:
         print(f"the {label}'s MASE is {100 * (1 - ours / theirs):.0f} % below seasonal naive's ({ours:.3f} against "
               f"{theirs:.3f})")
     else:
         print(f"the {label} does not beat seasonal naive: MASE {ours:.3f} against {theirs:.3f}")
-    columns = {"forecast": forecasts["model"], "naive": forecasts["naive"],
-               "seasonal_naive": forecasts["seasonal naive"],
-               "linear_ar": next(v for k, v in forecasts.items() if k.startswith("linear AR"))}
+    columns = {("forecast" if k == "model" else k): v for k, v in forecasts.items()}
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["time", "truth", *columns])
@@ -197,8 +200,8 @@ def command(args):
     save_text(csv_path, out.getvalue())
     print(f"saved {csv_path}")
     print(f"saved {ck_path}")
-    _picture(os.path.join(args.out, f"forecast-{name}.png"), name, series.times, y, test, horizon, forecasts, scores,
-             names, history)
+    _picture(os.path.join(args.out, f"forecast-{name}.png"), name, series.times, y, blocks, forecasts, scores, names,
+             history)
     return 0
 
 
@@ -206,23 +209,22 @@ def _num(v):
     return f"{float(v):.10g}"
 
 
-def _picture(path, name, times, y, test, horizon, forecasts, scores, names, history):
+def _picture(path, name, times, y, blocks, forecasts, scores, names, history):
     """The held-out tail (with some history before it): truth, forecast and baselines; and the training loss."""
     plt = _pyplot()
     if plt is None:
         return
-    n = len(y)
+    n, test, horizon = len(y), len(y) - blocks[0][0], blocks[0][1]
     before = min(n - test, max(test, 2 * horizon))
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 1]})
     t = np.arange(n - test - before, n)
     ax.plot(t, y[n - test - before:], color="k", lw=1.2, label="truth")
     tail = np.arange(n - test, n)
     styles = {"model": dict(color="C3", lw=1.6), "naive": dict(color="0.6", ls=":"),
-              "seasonal naive": dict(color="C0", ls="--", lw=1)}
+              "seasonal_naive": dict(color="C0", ls="--", lw=1), "linear_ar": dict(color="C2", ls="-.", lw=1)}
     for k, v in forecasts.items():
-        ax.plot(tail, v, label=f"{names.get(k, k)}: MASE {scores[k][0]:.2f}",
-                **styles.get(k, dict(color="C2", ls="-.", lw=1)))
-    starts = list(range(n - test, n, horizon))
+        ax.plot(tail, v, label=f"{names[k]}: MASE {scores[k][0]:.2f}", **styles[k])
+    starts = [o for o, _ in blocks]
     for o in starts:
         ax.axvline(o, color="0.85", lw=0.8, zorder=0)
     shown = starts[::max(1, len(starts) // 6)]
