@@ -37,7 +37,7 @@ index_t gru_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, Real* 
   GruWork<Real> unused{};
   GruWork<Real>& s = w ? *w : unused;
   Real** const slots[] = {&s.bias, &s.hg, &s.zeros, &s.k, &s.gates, &s.packed};
-  const index_t sizes[] = {2 * GH, N * GH, NH, NH, inference ? detail::inference_block_steps(T, N) * N * GH : 0,
+  const index_t sizes[] = {2 * GH, N * GH, NH, NH, inference ? detail::inference_block_steps(T, N, I) * N * GH : 0,
                            forward ? detail::single_fused_packed_size<float>(kGruGates, I, H) : 0};
   return detail::lay_out(base, slots, sizes);
 }
@@ -73,7 +73,7 @@ void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
   // Training: rows of the cache are [r z n k] (4H); inference: [block][N][3H] projections and k in kbuf.
   const index_t lda = cache ? 4 * H : GH;
   Real* a_all = cache ? cache : ws.gates;
-  const index_t block = cache ? T : detail::inference_block_steps(T, N);
+  const index_t block = cache ? T : detail::inference_block_steps(T, N, I);
   if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(GH, "G*H"), blas_int(I, "I");
     detail::FusedSingleT<Real> F{};

@@ -43,7 +43,7 @@ index_t lstm_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, index
   LstmWork<Real>& s = w ? *w : unused;
   Real** const slots[] = {&s.bias, &s.m, &s.scratch, &s.c_alt, &s.gates, &s.packed};
   const index_t sizes[] = {GH, NH, NH, inference ? NH : 0,
-                           inference ? detail::inference_block_steps(T, N) * N * GH : 0,
+                           inference ? detail::inference_block_steps(T, N, I) * N * GH : 0,
                            forward ? detail::lstm_fused_packed_size<float>(I, H, P) : 0};
   return detail::lay_out(base, slots, sizes);
 }
@@ -122,7 +122,7 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
 
   // Input projections gates = x W_ihᵀ as (rows × I)·(I × GH) GEMMs: all T steps at once into the training cache;
   // in inference, a block of steps at a time (in processing order) into the workspace.
-  const index_t block = cache ? T : detail::inference_block_steps(T, N);
+  const index_t block = cache ? T : detail::inference_block_steps(T, N, I);
   index_t block_t0 = 0;  // time index of the first step held in `gates`
   // Inference: the cell state alternates between c_n and c_alt (the kernel's c and c_prev may not alias; the fused
   // loop updates c_n in place), and

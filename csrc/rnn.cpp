@@ -34,7 +34,7 @@ index_t rnn_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, Real* 
   RnnWork<Real> unused{};
   RnnWork<Real>& s = w ? *w : unused;
   Real** const slots[] = {&s.bias, &s.zeros, &s.gates, &s.packed};
-  const index_t sizes[] = {H, N * H, inference ? detail::inference_block_steps(T, N) * N * H : 0,
+  const index_t sizes[] = {H, N * H, inference ? detail::inference_block_steps(T, N, I) * N * H : 0,
                            forward ? detail::single_fused_packed_size<float>(1, I, H) : 0};
   return detail::lay_out(base, slots, sizes);
 }
@@ -72,7 +72,7 @@ void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
   Real* bias = ws.bias;                                    // [H]
   Real* a_all = cache ? cache : ws.gates;                  // [T][N][H] training, [block][N][H] inference
   for (index_t j = 0; j < H; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);
-  const index_t block = cache ? T : detail::inference_block_steps(T, N);
+  const index_t block = cache ? T : detail::inference_block_steps(T, N, I);
   if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(H, "H"), blas_int(I, "I");
     detail::FusedSingleT<Real> F{};
