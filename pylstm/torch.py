@@ -28,7 +28,8 @@ _share_with_torch_unless_opted_out()  # pylstm's parallel work on torch's OpenMP
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
 
-_DTYPES = (torch.float32, torch.float64)
+_DTYPES = (torch.float32, torch.float64)  # what the kernels compute in
+_HALF = (torch.bfloat16, torch.float16)  # 16-bit parameters and autocast: computed in float32, cast at the ends
 _CACHE_LOCK = threading.Lock()
 
 
@@ -170,12 +171,33 @@ def _check_factory(name, device, dtype):
     if device is not None and torch.device(device).type not in ("cpu", "meta"):
         raise ValueError(f"pylstm.torch.{name} runs on the CPU only, got device={device!r} "
                          "(use torch.nn for other devices)")
-    if dtype is not None and dtype not in _DTYPES:
-        raise TypeError(f"pylstm.torch.{name} supports dtype torch.float32 and torch.float64, got {dtype}")
+    if dtype is not None and dtype not in _DTYPES + _HALF:
+        raise TypeError(f"pylstm.torch.{name} supports dtype torch.float32, torch.float64, torch.bfloat16 and "
+                        f"torch.float16, got {dtype}")
+
+
+def _precision(module, input_dtype):
+    """(compute, out): the dtype the kernels run a call in, and the dtype of its outputs, as torch.nn gives them.
+
+    float32 and float64 parameters run in their own dtype. 16-bit parameters (`.to(torch.bfloat16)`, Lightning's
+    "bf16-true") run in float32 from the rounded weights, and the outputs are rounded back: at least as accurate
+    as torch.nn, which computes in 16 bits. Under CPU autocast (Lightning's "bf16-mixed") the call runs in float32,
+    and the outputs take the autocast dtype where torch.nn's op is on autocast's lower-precision list (LSTM, RNN,
+    RNNCell; `_autocast_lowers`), else the input's dtype (GRU, LSTMCell, GRUCell return float32 for float32 input).
+    float64 parameters are outside autocast, as in torch."""
+    pdtype = next(module.parameters()).dtype
+    if torch.is_autocast_enabled("cpu") and pdtype != torch.float64:
+        return torch.float32, torch.get_autocast_dtype("cpu") if module._autocast_lowers else input_dtype
+    return (torch.float32 if pdtype in _HALF else pdtype), pdtype
+
+
+def _as(t, dtype):
+    return t if t is None or t.dtype == dtype else t.to(dtype)
 
 
 def _check_run(module, tensors):
-    """Every tensor of a call (parameters included) is a CPU tensor of one dtype that the kernels support."""
+    """Every tensor of a call (parameters included) is a CPU tensor of one dtype that the kernels support (under
+    CPU autocast: float32 or the autocast dtype, with float32 or 16-bit parameters)."""
     name = type(module).__name__
     params = list(module.parameters())
     dtype = params[0].dtype
@@ -184,17 +206,20 @@ def _check_run(module, tensors):
             raise ValueError(f"pylstm.torch.{name} runs on the CPU only: its parameters are on {p.device} "
                              + ("(a module on the meta device can be built, not run; use .to_empty(device='cpu'))"
                                 if p.device.type == "meta" else "(move it with .cpu())"))
-        if p.dtype not in _DTYPES:
-            raise TypeError(f"pylstm.torch.{name} supports float32 and float64 parameters, got {p.dtype} "
-                            "(float16 and bfloat16 are not supported)")
+        if p.dtype not in _DTYPES + _HALF:
+            raise TypeError(f"pylstm.torch.{name} supports float32, float64, bfloat16 and float16 parameters, got "
+                            f"{p.dtype}")
         if p.dtype != dtype:
             raise TypeError(f"pylstm.torch.{name}: all parameters must have one dtype, got {dtype} and {p.dtype}")
+    allowed = {dtype}
+    if torch.is_autocast_enabled("cpu") and dtype != torch.float64:
+        allowed |= {torch.float32, torch.get_autocast_dtype("cpu")}
     for what, t in tensors:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
         if t.device.type != "cpu":
             raise ValueError(f"pylstm.torch.{name} runs on the CPU only: {what} is on {t.device}")
-        if t.dtype != dtype:
+        if t.dtype not in allowed:
             # torch.nn's classes: ValueError for a sequence module's input, RuntimeError for its states and for the
             # cells' tensors (the errors of the GEMMs they would reach).
             cls = ValueError if what == "input" and isinstance(module, _Sequence) else RuntimeError
@@ -233,7 +258,7 @@ class _Sequence(_Unscriptable):
 
     _kind: _cells.CellKind
 
-    def _weights(self, layer):
+    def _weights(self, layer, dtype):
         names = []
         for d in range(2 if self.bidirectional else 1):
             sfx = _cells.param_suffix(layer, d)
@@ -242,7 +267,8 @@ class _Sequence(_Unscriptable):
                 names += ["bias_ih" + sfx, "bias_hh" + sfx]
             if getattr(self, "proj_size", 0):
                 names.append("weight_hr" + sfx)
-        return [getattr(self, n).contiguous() for n in names]  # no copy unless a weight is a strided view
+        # no copy unless a weight is a strided view or in another dtype than the kernels run (16-bit, autocast)
+        return [_as(getattr(self, n), dtype).contiguous() for n in names]
 
     def _state_widths(self):
         P = getattr(self, "proj_size", 0) or self.hidden_size
@@ -255,6 +281,7 @@ class _Sequence(_Unscriptable):
         packed = isinstance(input, PackedSequence)
         _check_run(self, [("input", input.data if packed else input)]
                    + [(f"hx[{i}]" if len(states) > 1 else "hx", s) for i, s in enumerate(states)])
+        compute, out_dtype = _precision(self, (input.data if packed else input).dtype)
         D, L = 2 if self.bidirectional else 1, self.num_layers
         widths = self._state_widths()
         batch_sizes = sorted_indices = unsorted_indices = None
@@ -262,6 +289,7 @@ class _Sequence(_Unscriptable):
             data, batch_sizes, sorted_indices, unsorted_indices = input
             T, N = len(batch_sizes), int(batch_sizes[0])
             index = _packed_index(batch_sizes)
+            data = _as(data, compute)
             x = data.new_zeros((T * N, data.shape[1])).index_copy(0, index, data).view(T, N, -1)
             unbatched = False
         else:
@@ -269,7 +297,8 @@ class _Sequence(_Unscriptable):
                 raise ValueError(f"{type(self).__name__}: input must be 3-D (batched) or 2-D (unbatched), "
                                  f"got {input.dim()}-D with shape {tuple(input.shape)}")
             unbatched = input.dim() == 2
-            x = input.unsqueeze(1) if unbatched else input.transpose(0, 1) if self.batch_first else input
+            x = _as(input, compute)
+            x = x.unsqueeze(1) if unbatched else x.transpose(0, 1) if self.batch_first else x
             T, N = x.shape[:2]
         if x.shape[-1] != self.input_size:
             raise RuntimeError(f"{type(self).__name__}: input.size(-1) must be input_size = {self.input_size}, "
@@ -284,7 +313,7 @@ class _Sequence(_Unscriptable):
                 s = s.unsqueeze(1) if unbatched else s
                 if sorted_indices is not None:
                     s = s.index_select(1, sorted_indices)
-                fixed.append(s.contiguous())
+                fixed.append(_as(s, compute).contiguous())
             states = fixed
         bs = None if batch_sizes is None else np.ascontiguousarray(batch_sizes.numpy(), dtype=np.int64)
         spec = _Spec(self._kind, self._kind.variant(self), D, self.hidden_size, widths[0], bool(self.bias),
@@ -293,12 +322,13 @@ class _Sequence(_Unscriptable):
         finals = [[] for _ in widths]
         for layer in range(L):
             layer_states = [s[layer * D:(layer + 1) * D] for s in states]
-            x, fin = _run_layer(spec, x, layer_states, self._weights(layer))
+            x, fin = _run_layer(spec, x, layer_states, self._weights(layer, compute))
             for acc, f in zip(finals, fin):
                 acc.append(f)
             if self.dropout and self.training and layer < L - 1:
                 x = nn.functional.dropout(x, self.dropout, training=True)
-        finals = [torch.cat(f) if len(f) > 1 else f[0] for f in finals]
+        finals = [_as(torch.cat(f) if len(f) > 1 else f[0], out_dtype) for f in finals]
+        x = _as(x, out_dtype)
         if packed:
             out = PackedSequence(x.reshape(T * N, -1).index_select(0, index), batch_sizes, sorted_indices,
                                  unsorted_indices)
@@ -330,6 +360,7 @@ class LSTM(_Sequence, nn.LSTM):
     """torch.nn.LSTM, run by pylstm's kernels: same arguments, parameters, initialisation and call."""
 
     _kind = _cells.LSTM
+    _autocast_lowers = True  # torch.nn's op under CPU autocast: see _precision
 
     def __init__(self, *args, device=None, dtype=None, **kwargs):
         _check_factory("LSTM", device, dtype)
@@ -347,6 +378,7 @@ class GRU(_LinearBeforeResetOption, _Sequence, nn.GRU):
     with the reset gate applied to h before the recurrent product (the ONNX and Keras ``reset_after=False`` form)."""
 
     _kind = _cells.GRU
+    _autocast_lowers = False  # torch.nn's op under CPU autocast: see _precision
 
     def forward(self, input, hx=None):
         out, (h_n,) = self._forward(input, None if hx is None else [hx])
@@ -357,6 +389,7 @@ class RNN(_Sequence, nn.RNN):
     """torch.nn.RNN (tanh or relu), run by pylstm's kernels."""
 
     _kind = _cells.RNN
+    _autocast_lowers = True  # torch.nn's op under CPU autocast: see _precision
 
     def __init__(self, *args, device=None, dtype=None, **kwargs):
         _check_factory("RNN", device, dtype)
@@ -387,27 +420,30 @@ class _Cell(_Unscriptable):
         if input.shape[-1] != self.input_size:
             raise RuntimeError(f"{name}: input.size(-1) must be input_size = {self.input_size}, "
                                f"got {input.shape[-1]}")  # torch.nn's class for a size mismatch
+        compute, out_dtype = _precision(self, input.dtype)
         unbatched = input.dim() == 1
-        x = input.reshape(1, 1, -1) if unbatched else input.unsqueeze(0)
+        x = _as(input, compute)
+        x = x.reshape(1, 1, -1) if unbatched else x.unsqueeze(0)
         N = x.shape[1]
         fixed = []
         for i, s in enumerate(states):
             want = (self.hidden_size,) if unbatched else (N, self.hidden_size)
             if tuple(s.shape) != want:
                 raise RuntimeError(f"{name}: expected hidden state {i} of shape {want}, got {tuple(s.shape)}")
-            fixed.append(s.reshape(1, N, -1).contiguous())
+            fixed.append(_as(s, compute).reshape(1, N, -1).contiguous())
         spec = _Spec(self._kind, self._kind.variant(self), 1, self.hidden_size, self.hidden_size, bool(self.bias),
                      False, None)
-        weights = [w.contiguous() for w in [self.weight_ih, self.weight_hh]
+        weights = [_as(w, compute).contiguous() for w in [self.weight_ih, self.weight_hh]
                    + ([self.bias_ih, self.bias_hh] if self.bias else [])]
         _, finals = _run_layer(spec, x.contiguous(), fixed, weights)
-        return [f.reshape(-1) if unbatched else f[0] for f in finals]
+        return [_as(f.reshape(-1) if unbatched else f[0], out_dtype) for f in finals]
 
 
 class LSTMCell(_Cell, nn.LSTMCell):
     """torch.nn.LSTMCell, run by pylstm's kernels."""
 
     _kind = _cells.LSTM
+    _autocast_lowers = False  # torch.nn's op under CPU autocast: see _precision
 
     def __init__(self, *args, device=None, dtype=None, **kwargs):
         _check_factory("LSTMCell", device, dtype)
@@ -424,6 +460,7 @@ class GRUCell(_LinearBeforeResetOption, _Cell, nn.GRUCell):
     """torch.nn.GRUCell, run by pylstm's kernels; ``linear_before_reset=False`` as for :class:`GRU`."""
 
     _kind = _cells.GRU
+    _autocast_lowers = False  # torch.nn's op under CPU autocast: see _precision
 
     def forward(self, input, hx=None):
         (h,) = self._step(input, [] if hx is None else [hx])
@@ -434,6 +471,7 @@ class RNNCell(_Cell, nn.RNNCell):
     """torch.nn.RNNCell (tanh or relu), run by pylstm's kernels."""
 
     _kind = _cells.RNN
+    _autocast_lowers = True  # torch.nn's op under CPU autocast: see _precision
 
     def __init__(self, *args, device=None, dtype=None, **kwargs):
         _check_factory("RNNCell", device, dtype)
