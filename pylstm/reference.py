@@ -15,7 +15,8 @@ import numpy as np
 
 __all__ = ["lstm_cache_size", "lstm_forward", "lstm_backward", "gru_cache_size", "gru_forward", "gru_backward",
            "rnn_cache_size", "rnn_forward", "rnn_backward", "sigmoid", "linear_forward", "linear_backward",
-           "softmax_cross_entropy", "adam_step", "sgd_step", "grad_norm", "scale_grads"]
+           "softmax_cross_entropy", "adam_step", "sgd_step", "grad_norm", "scale_grads", "quantize_weights_int8",
+           "quantize_rows_u8", "int8_accumulate", "Int8Weights"]
 
 
 def sigmoid(a):
@@ -344,3 +345,86 @@ def scale_grads(grads, scale):
     """g *= scale over a list of arrays, in place."""
     for g in grads:
         g *= g.dtype.type(scale)
+
+
+# ---- int8 inference (issue 26): the math the int8 kernels are to compute ----
+#
+# Weights: symmetric int8 with one scale per output row (the per-channel form of fbgemm and oneDNN):
+#     s_w[j] = max_k |W[j, k]| / 127 (1 for a row of zeros),   Wq[j, k] = round(W[j, k] / s_w[j]) ∈ [−127, 127]
+# Each product's input (x_t, h_{t−1}, the GRU's r ⊙ h, the projection's m_t), quantized at every step, per row, as u8
+# with a zero point (the unsigned operand of vpdpbusd and vpmaddubsw):
+#     lo = min(0, min_k a[n, k]),  hi = max(0, max_k a[n, k]),  s_a[n] = (hi − lo) / 255 (1 when both are 0)
+#     z[n] = round(−lo / s_a[n]) ∈ [0, 255],   aq[n, k] = clip(round(a[n, k] / s_a[n]) + z[n], 0, 255)
+# (0 is exactly representable.) Products accumulate in int32, the zero point taken out with the weights' row sums:
+#     acc[n, j] = Σ_k aq[n, k] · Wq[j, k] − z[n] · Σ_k Wq[j, k]        exact in int32 while K < 2³¹ / (255 · 127)
+#     (a Wᵀ)[n, j] ≈ s_a[n] · s_w[j] · acc[n, j]                       in float32
+# The gate maths, the cell state and the biases stay in float32: the float forward functions above run this math
+# unchanged when their weights are Int8Weights, whose `a @ W.T` is the quantized product. round is to nearest, ties
+# to even (np.rint; the kernels' cvtps2dq).
+
+_INT8_MAX_K = (2**31 - 1) // (255 * 127)
+
+
+def quantize_weights_int8(W):
+    """(Wq int8 (J, K), s_w float32 (J,), row sums int32 (J,)) of W (J, K), as above."""
+    W = np.asarray(W, dtype=np.float32)
+    amax = np.abs(W).max(axis=1) if W.shape[1] else np.zeros(W.shape[0], np.float32)
+    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(W / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale, q.astype(np.int32).sum(axis=1, dtype=np.int32)
+
+
+def quantize_rows_u8(a):
+    """(aq uint8 (N, K), s_a float32 (N,), z int32 (N,)) of a (N, K), one scale and zero point per row, as above."""
+    a = np.asarray(a, dtype=np.float32)
+    lo = np.minimum(a.min(axis=1), 0).astype(np.float32)
+    hi = np.maximum(a.max(axis=1), 0).astype(np.float32)
+    scale = np.where(hi > lo, (hi - lo) / np.float32(255), np.float32(1)).astype(np.float32)
+    zero = np.clip(np.rint(-lo / scale), 0, 255).astype(np.int32)
+    q = np.clip(np.rint(a / scale[:, None]) + zero[:, None], 0, 255).astype(np.uint8)
+    return q, scale, zero
+
+
+def int8_accumulate(aq, zero, Wq, rowsum):
+    """acc int32 (N, J) = aq Wqᵀ − z · rowsum, exactly (computed in int64 and checked to fit int32)."""
+    if Wq.shape[1] > _INT8_MAX_K:
+        raise ValueError(f"an int8 product's reduction must be at most {_INT8_MAX_K} long, got {Wq.shape[1]}")
+    acc = aq.astype(np.int64) @ Wq.astype(np.int64).T - zero.astype(np.int64)[:, None] * rowsum.astype(np.int64)
+    return acc.astype(np.int32)
+
+
+class Int8Weights:
+    """A weight matrix W (J, K) quantized as above. It stands in for W in the float forward functions: `a @ W.T`
+    is the int8 product of a (quantized per row at the call) with the int8 rows, `W[rows]` a block of its rows,
+    and `shape`, `dtype` are W's. So `lstm_forward(x, h0, c0, Int8Weights(W_ih), Int8Weights(W_hh), b_ih, b_hh,
+    training=False)` is the int8 LSTM."""
+
+    def __init__(self, W=None, *, parts=None):
+        self.q, self.scale, self.rowsum = parts if parts is not None else quantize_weights_int8(W)
+        self.shape = self.q.shape
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, rows):
+        if not isinstance(rows, slice):
+            raise TypeError("Int8Weights takes a slice of rows")
+        return Int8Weights(parts=(self.q[rows], self.scale[rows], self.rowsum[rows]))
+
+    def dequantized(self):
+        """W as the int8 products see it: s_w[j] · Wq[j, k]."""
+        return self.scale[:, None] * self.q.astype(np.float32)
+
+    @property
+    def T(self):
+        return _Int8Transposed(self)
+
+
+class _Int8Transposed:
+    __array_ufunc__ = None  # `ndarray @ this` defers to __rmatmul__ instead of converting this to an array
+
+    def __init__(self, w):
+        self.w = w
+
+    def __rmatmul__(self, a):
+        aq, s_a, zero = quantize_rows_u8(a)
+        acc = int8_accumulate(aq, zero, self.w.q, self.w.rowsum)
+        return (s_a[:, None] * self.w.scale[None, :] * acc.astype(np.float32)).astype(np.float32)
