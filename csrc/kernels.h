@@ -266,11 +266,19 @@ struct Kernels {
   double (*softmax_xent_rows)(Real* d, const Real* z, const std::int64_t* t, index_t rows, index_t C, Real inv_n);
 };
 
+// One ISA level's int8 kernels (isa/int8.inc; the math of reference.py's int8 section).
+struct Int8Kernels {
+  void (*quantize_rows_u8)(std::uint8_t* q, float* scale, std::int32_t* zero, const float* a, index_t N, index_t K);
+  void (*int8_accumulate)(std::int32_t* acc, const std::uint8_t* aq, const std::int32_t* zero, const std::int8_t* Wq,
+                          const std::int32_t* rowsum, index_t N, index_t J, index_t K);
+};
+
 struct KernelTable {
   const char* isa;  // the level's name, as PYLSTM_ISA spells it
   int lanes;        // float32 lanes of its vectors
   Kernels<float> f32;
   Kernels<double> f64;
+  Int8Kernels i8;
 
   template <typename Real>
   const Kernels<Real>& of() const {

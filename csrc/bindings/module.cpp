@@ -9,6 +9,7 @@ void bind_lstm(py::module_& m);
 void bind_single(py::module_& m);
 void bind_train(py::module_& m);
 void bind_runtime(py::module_& m);
+void bind_int8(py::module_& m);
 }  // namespace pylstm::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -20,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
   pylstm::bind::bind_single(m);
   pylstm::bind::bind_runtime(m);
   pylstm::bind::bind_train(m);
+  pylstm::bind::bind_int8(m);
 }
