@@ -58,6 +58,22 @@ def report_interrupt(path, where, total, argv):
     print(f"interrupted: saved {path} at {where} of {total}; continue with:\n  {resume_command(argv)}")
 
 
+def resume_from(path, modules, optimizer, *, generators, config, kind, lr, history, command):
+    """What --resume does in a training command: loads `path` into the modules, optimizer and generators (the whole
+    file checked first), sets the learning rate to `lr` (which a resumed run may change), says so, and returns
+    (the first step to run, the step saved, the saved history as lists by `history`'s keys). A file that cannot be
+    resumed exits with one line naming the command."""
+    from .checkpoint import Checkpoint, CheckpointError
+
+    try:
+        ck = Checkpoint.load(path, modules, optimizer, generators=generators, config=config, kind=kind)
+    except CheckpointError as e:
+        raise SystemExit(f"pylstm {command} --resume: {e}") from None
+    optimizer.lr = lr
+    print(f"resuming from {path} at step {ck.step}")
+    return ck.step + 1, ck.step, {k: ck.history[k].tolist() for k in history}
+
+
 def resume_command(argv):
     """The command line that continues this run: the same arguments plus --resume."""
     args = [a for a in argv if a != "--resume"]

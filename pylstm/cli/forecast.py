@@ -115,8 +115,8 @@ def command(args):
     """Loads the series, trains (or resumes), forecasts the held-out tail, prints the scores and writes the CSV,
     the picture and the checkpoint."""
     from pylstm import forecasting as F
-    from pylstm.checkpoint import Checkpoint, CheckpointError, save_text
-    from pylstm.training import Interrupts, Loop
+    from pylstm.checkpoint import Checkpoint, save_text
+    from pylstm.training import Interrupts, Loop, resume_from
 
     name, description, series = load(args)
     season, horizon, window, test = plan(args, series, args.data or name)
@@ -141,15 +141,9 @@ def command(args):
     history = {"step": [], "loss": []}
     start, saved_step = 1, 0
     if args.resume:
-        try:
-            ck = Checkpoint.load(ck_path, modules, model.opt, generators=generators, config=config,
-                                 kind="pylstm forecast")
-        except CheckpointError as e:
-            raise _fail(f"--resume: {e}") from None
-        model.opt.lr = args.lr
-        start, saved_step = ck.step + 1, ck.step
-        history = {k: ck.history[k].tolist() for k in history}
-        print(f"resuming from {ck_path} at step {ck.step}")
+        start, saved_step, history = resume_from(ck_path, modules, model.opt, generators=generators, config=config,
+                                                 kind="pylstm forecast", lr=args.lr, history=history,
+                                                 command="forecast")
     os.makedirs(args.out, exist_ok=True)
 
     def save(step):

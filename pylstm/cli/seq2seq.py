@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from pylstm.checkpoint import Checkpoint, CheckpointError
+from pylstm.checkpoint import Checkpoint
 from pylstm.seq2seq import TASKS, Seq2Seq, baseline, held_out_pairs, held_out_room, scores, training_pairs
-from pylstm.training import Interrupts, Loop
+from pylstm.training import Interrupts, Loop, resume_from
 
 from .common import _plot
 
@@ -46,17 +46,11 @@ def command(args):
     history = {"step": [], "loss": [], "eval_step": [], "exact": [], "char": []}
     start, saved_step = 1, 0
     if args.resume:
-        try:
-            ck = Checkpoint.load(ck_path, model.modules, model.opt, generators={"data": rng}, config=config,
-                                 kind="pylstm seq2seq")
-        except CheckpointError as e:
-            raise SystemExit(f"pylstm seq2seq --resume: {e}") from None
-        model.opt.lr = args.lr
-        start, saved_step = ck.step + 1, ck.step
-        history = {k: ck.history[k].tolist() for k in history}
-        print(f"resuming from {ck_path} at step {ck.step}")
-        if ck.step >= args.steps:
-            print(f"the run is already at step {ck.step}: raise --steps (now {args.steps}) to train on")
+        start, saved_step, history = resume_from(ck_path, model.modules, model.opt, generators={"data": rng},
+                                                 config=config, kind="pylstm seq2seq", lr=args.lr, history=history,
+                                                 command="seq2seq")
+        if saved_step >= args.steps:
+            print(f"the run is already at step {saved_step}: raise --steps (now {args.steps}) to train on")
             return 0
 
     def save(step):
