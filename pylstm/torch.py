@@ -176,6 +176,14 @@ def _check_factory(name, device, dtype):
                         f"torch.float16, got {dtype}")
 
 
+def _autocast(param_dtype):
+    """The CPU autocast dtype when autocast applies to a module with parameters of `param_dtype` (not float64, which
+    torch's autocast leaves alone), else None."""
+    if torch.is_autocast_enabled("cpu") and param_dtype != torch.float64:
+        return torch.get_autocast_dtype("cpu")
+    return None
+
+
 def _precision(module, input_dtype):
     """(compute, out): the dtype the kernels run a call in, and the dtype of its outputs, as torch.nn gives them.
 
@@ -186,8 +194,9 @@ def _precision(module, input_dtype):
     RNNCell; `_autocast_lowers`), else the input's dtype (GRU, LSTMCell, GRUCell return float32 for float32 input).
     float64 parameters are outside autocast, as in torch."""
     pdtype = next(module.parameters()).dtype
-    if torch.is_autocast_enabled("cpu") and pdtype != torch.float64:
-        return torch.float32, torch.get_autocast_dtype("cpu") if module._autocast_lowers else input_dtype
+    autocast = _autocast(pdtype)
+    if autocast is not None:
+        return torch.float32, autocast if module._autocast_lowers else input_dtype
     return (torch.float32 if pdtype in _HALF else pdtype), pdtype
 
 
@@ -211,9 +220,8 @@ def _check_run(module, tensors):
                             f"{p.dtype}")
         if p.dtype != dtype:
             raise TypeError(f"pylstm.torch.{name}: all parameters must have one dtype, got {dtype} and {p.dtype}")
-    allowed = {dtype}
-    if torch.is_autocast_enabled("cpu") and dtype != torch.float64:
-        allowed |= {torch.float32, torch.get_autocast_dtype("cpu")}
+    autocast = _autocast(dtype)
+    allowed = {dtype} if autocast is None else {dtype, torch.float32, autocast}
     for what, t in tensors:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
