@@ -266,11 +266,84 @@ struct Kernels {
   double (*softmax_xent_rows)(Real* d, const Real* z, const std::int64_t* t, index_t rows, index_t C, Real inv_n);
 };
 
+namespace detail {
+
+// ---- int8 (int8.h) ----
+// Reductions are padded to whole int8 dots of 4 (zero weights; the activations' padding is never multiplied by
+// anything but 0).
+inline index_t int8_k4(index_t K) { return (K + 3) / 4 * 4; }
+
+// One int8 weight matrix of V gate blocks (rows q·H + u, K columns) as panels of one unit block each: panel b is
+// [K4 / 4][V][lanes][4] int8 (unit b·lanes + l of gate q, columns 4s … 4s + 3), zeros beyond H and K. Its row sums
+// and scales follow as [blocks][V][lanes] int32 and float32. Byte offsets from a 64-byte aligned start.
+struct Int8Panels {
+  index_t K4, blocks, panel, w, rowsum, scale, size;
+};
+inline index_t round64(index_t bytes) { return (bytes + 63) / 64 * 64; }
+inline Int8Panels int8_panels(index_t lanes, index_t V, index_t H, index_t K, index_t at) {
+  Int8Panels p{};
+  p.K4 = int8_k4(K);
+  p.blocks = (H + lanes - 1) / lanes;
+  p.panel = p.K4 * V * lanes;
+  p.w = at;
+  p.rowsum = round64(p.w + p.blocks * p.panel);
+  p.scale = round64(p.rowsum + p.blocks * V * lanes * 4);
+  p.size = round64(p.scale + p.blocks * V * lanes * 4) - at;
+  return p;
+}
+
+// An int8 LSTM layer direction: W_hh's panels, W_ih's, then the summed bias [blocks][4][lanes] float32.
+struct Int8LstmLayout {
+  Int8Panels hh, ih;
+  index_t bias, size;
+};
+inline Int8LstmLayout int8_lstm_layout(index_t lanes, index_t I, index_t H) {
+  Int8LstmLayout l{};
+  l.hh = int8_panels(lanes, 4, H, H, 0);
+  l.ih = int8_panels(lanes, 4, H, I, l.hh.size);
+  l.bias = l.ih.w + l.ih.size;
+  l.size = round64(l.bias + l.hh.blocks * 4 * lanes * 4);
+  return l;
+}
+
+// One int8 LSTM forward (lstm_int8_forward) as each thread of its region sees it.
+struct Int8Lstm {
+  float* y;  index_t ldy;
+  float* hbuf;            // [2][N][H]: h_{t-1} and h_t, alternating (rows past their end are carried across)
+  float* c;               // [N][H] c_t, in place
+  std::uint8_t* q;        // [threads][N][K4i + K4h]: each thread's quantized x_t and h_{t-1}
+  float* qscale;          // [threads][2][N]
+  std::int32_t* qzero;    // [threads][2][N]
+  const std::uint8_t* packed;  // 64-byte aligned, int8_lstm_layout(lanes, I, H)
+  const float* x;         // [T][N][I]
+  const float* peep;      // [3][H] or nullptr
+  const index_t* batch_sizes;
+  index_t T, N, I, H;
+  int parts;
+  bool reverse;
+};
+
+}  // namespace detail
+
+// One int8 dot form of a level (int8.h): the packed-panel products and the loops built on them.
+struct Int8Path {
+  const char* name;
+  // acc [N][J] = aq Wqᵀ − zero · rowsum from Wq packed as int8_panels(lanes, 1, J, K) at `packed` (64-aligned).
+  void (*accumulate)(std::int32_t* acc, const std::uint8_t* aq, index_t lda, const std::int32_t* zero,
+                     const std::uint8_t* packed, index_t N, index_t J, index_t K);
+  void (*lstm_loop)(const detail::Int8Lstm& F, int tid, int nt);
+};
+
 // One ISA level's int8 kernels (isa/int8.inc; the math of reference.py's int8 section).
 struct Int8Kernels {
-  void (*quantize_rows_u8)(std::uint8_t* q, float* scale, std::int32_t* zero, const float* a, index_t N, index_t K);
-  void (*int8_accumulate)(std::int32_t* acc, const std::uint8_t* aq, const std::int32_t* zero, const std::int8_t* Wq,
-                          const std::int32_t* rowsum, index_t N, index_t J, index_t K);
+  void (*quantize_rows_u8)(std::uint8_t* q, float* scale, std::int32_t* zero, const float* a, index_t N, index_t K,
+                           index_t ldq);
+  // Packs Wq [V·H][K] (rows, row scales; rowsums computed here) into the panels of int8_panels(lanes, V, H, K, ·)
+  // at base + p.w etc.
+  void (*pack_panels)(std::uint8_t* base, const detail::Int8Panels& p, const std::int8_t* Wq, const float* scale,
+                      index_t V, index_t H, index_t K);
+  int lanes;
+  Int8Path paths[2];  // the dot forms this CPU runs at this level, best first; name nullptr past the last
 };
 
 struct KernelTable {

@@ -71,6 +71,7 @@ from . import nn, optim, reference, tasks  # noqa: E402  (tasks uses nn and opti
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .layers import GRU, LSTM, RNN  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
+from .quantized import QuantizedLSTM, quantize  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -166,13 +167,17 @@ def config() -> dict:
     - ``numpy_blas_threads``: ``"pylstm pool"`` when NumPy's OpenBLAS runs its parallel work on pylstm's pool (see
       :func:`share_threads_with_numpy`), else ``"own"``; ``numpy_blas_on_pool`` lists the libraries that do;
     - ``pool``: ``"own threads"``, or ``"OpenMP team of <path>"`` when the pool's work runs on torch's OpenMP
-      threads (see :func:`share_threads_with_torch`).
+      threads (see :func:`share_threads_with_torch`);
+    - ``int8``: the int8 dot form :func:`quantize` runs at this level (``avx512-vnni``, ``avx512``, ``avx-vnni``,
+      ``avx2`` or ``portable``), and ``int8_available`` every form this CPU runs at this level, best first;
+    - ``bf16``: the bfloat16 path (``"none"``: not built in this version).
     """
     return {"isa": _core.isa(), "isa_available": list(_core.isa_available()), "isa_lanes": _core.isa_lanes(),
             "isa_cap": _ISA_CAP, "threads": _core.get_num_threads(), "blas": _core.blas_config(),
             "numpy_blas_threads": "pylstm pool" if _numpy_blas_on_pool else "own",
             "numpy_blas_on_pool": list(_numpy_blas_on_pool),
             "pool": f"OpenMP team of {_core.openmp_team()}" if _core.openmp_team() else "own threads",
+            "int8": _core.int8_paths()[0], "int8_available": list(_core.int8_paths()), "bf16": "none",
             "version": __version__}
 
 
@@ -186,6 +191,7 @@ def show_config(file=None) -> None:
         print(f"{key}: {value}", file=sys.stdout if file is None else file)
 
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "reference", "nn", "optim", "tasks",
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "QuantizedLSTM", "quantize", "reference", "nn",
+           "optim", "tasks",
            "clip_grad_norm", "get_num_threads", "set_num_threads", "share_threads_with_numpy",
            "share_threads_with_torch", "config", "show_config", "__version__"]

@@ -2,6 +2,8 @@
 #include "bindings/args.h"
 #include "int8.h"
 
+#include <algorithm>
+
 namespace pylstm::bind {
 
 namespace {
@@ -22,7 +24,7 @@ py::tuple quantize_rows_u8_b(const py::array& a_) {
 }
 
 py::array_t<std::int32_t> int8_accumulate_b(const py::array& aq_, const py::array& zero_, const py::array& Wq_,
-                                             const py::array& rowsum_) {
+                                             const py::array& rowsum_, const std::string& path) {
   if (aq_.ndim() != 2) throw py::value_error("aq must have shape (N, K), got " + shape_of(aq_));
   if (Wq_.ndim() != 2) throw py::value_error("Wq must have shape (J, K), got " + shape_of(Wq_));
   const index_t N = aq_.shape(0), K = aq_.shape(1), J = Wq_.shape(0);
@@ -39,8 +41,82 @@ py::array_t<std::int32_t> int8_accumulate_b(const py::array& aq_, const py::arra
   const std::int32_t* z = zero.ptr;
   const std::int8_t* w = Wq.ptr;
   const std::int32_t* r = rowsum.ptr;
-  without_gil([=] { pylstm::int8_accumulate(accp, a, z, w, r, N, J, K); });
+  const auto paths = pylstm::int8_paths();
+  if (!path.empty() && std::find(paths.begin(), paths.end(), path) == paths.end())
+    throw py::value_error("path must be one of this level's int8 paths " + py::str(py::cast(paths)).cast<std::string>() +
+                          ", got '" + path + "'");
+  // The core checks the row sums against Wq (std::invalid_argument, which pybind11 raises as ValueError).
+  const std::string* pp = &path;
+  without_gil([=] { pylstm::int8_accumulate(accp, a, z, w, r, N, J, K, *pp); });
   return acc;
+}
+
+// One int8 LSTM layer direction's packed weights (int8.h, lstm_int8_pack), made once from the quantized weights.
+struct PackedLstmInt8 {
+  index_t I, H;
+  pylstm::LargeBuffer<std::uint8_t> data;
+  PackedLstmInt8(index_t I_, index_t H_)
+      : I(I_), H(H_), data(pylstm::make_large<std::uint8_t>(pylstm::lstm_int8_packed_bytes(I_, H_))) {}
+};
+
+std::unique_ptr<PackedLstmInt8> pack_lstm_int8(const py::array& Wq_ih_, const py::array& s_ih_,
+                                               const py::array& Wq_hh_, const py::array& s_hh_,
+                                               const py::object& b_ih_, const py::object& b_hh_) {
+  if (Wq_hh_.ndim() != 2 || Wq_hh_.shape(0) != 4 * Wq_hh_.shape(1) || Wq_hh_.shape(1) < 1)
+    throw py::value_error("Wq_hh must have shape (4*H, H), got " + shape_of(Wq_hh_));
+  if (Wq_ih_.ndim() != 2 || Wq_ih_.shape(1) < 1)
+    throw py::value_error("Wq_ih must have shape (4*H, I), got " + shape_of(Wq_ih_));
+  const index_t H = Wq_hh_.shape(1), I = Wq_ih_.shape(1);
+  if (I > pylstm::kInt8MaxK || H > pylstm::kInt8MaxK)
+    throw py::value_error("int8 products need input_size and hidden_size at most " + std::to_string(pylstm::kInt8MaxK) +
+                          ", got " + std::to_string(I) + " and " + std::to_string(H));
+  auto Wq_ih = arg<std::int8_t>(Wq_ih_, "Wq_ih", {4 * H, I});
+  auto Wq_hh = arg<std::int8_t>(Wq_hh_, "Wq_hh", {4 * H, H});
+  auto s_ih = arg<float>(s_ih_, "s_ih", {4 * H});
+  auto s_hh = arg<float>(s_hh_, "s_hh", {4 * H});
+  auto b_ih = arg<float>(b_ih_, "b_ih", {4 * H}, false, true);
+  auto b_hh = arg<float>(b_hh_, "b_hh", {4 * H}, false, true);
+  both_or_neither(b_ih, b_hh);
+  auto pk = std::make_unique<PackedLstmInt8>(I, H);
+  std::uint8_t* buf = pk->data.get();
+  without_gil([=] {
+    pylstm::lstm_int8_pack(buf, Wq_ih.ptr, s_ih.ptr, Wq_hh.ptr, s_hh.ptr, b_ih.ptr, b_hh.ptr, I, H);
+  });
+  return pk;
+}
+
+py::tuple lstm_int8_forward_b(const py::array& x_, const py::object& h0_, const py::object& c0_,
+                              const py::object& packed_, bool reverse, const py::object& y_,
+                              const py::object& batch_sizes_, const py::object& peep_, const std::string& path) {
+  if (!py::isinstance<PackedLstmInt8>(packed_))
+    throw py::type_error("packed must be a PackedLstmInt8, got " +
+                         std::string(py::str(py::type::of(packed_).attr("__name__"))));
+  const auto& pk = packed_.cast<const PackedLstmInt8&>();
+  if (x_.ndim() != 3) throw py::value_error("x must be 3-D (T, N, I), got shape " + shape_of(x_));
+  const index_t T = x_.shape(0), N = x_.shape(1), I = pk.I, H = pk.H;
+  if (T < 1 || N < 1) throw py::value_error("x must have no zero-sized axis, got shape " + shape_of(x_));
+  check_footprint(T, N, I, 4 * H, H, 4);
+  auto x = arg<float>(x_, "x", {T, N, I});
+  auto h0 = arg<float>(h0_, "h0", {N, H}, false, true);
+  auto c0 = arg<float>(c0_, "c0", {N, H}, false, true);
+  auto peep = arg<float>(peep_, "peep", {3 * H}, false, true);
+  const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
+  py::object y_obj = out_or_new<float>(y_, {T, N, H}, batch_sizes != nullptr);
+  auto y = arg<float>(y_obj, "y", {T, N, H}, true, false, true);
+  no_overlap<float>({&y}, {&x, &h0, &c0, &peep});
+  const auto paths = pylstm::int8_paths();
+  if (!path.empty() && std::find(paths.begin(), paths.end(), path) == paths.end())
+    throw py::value_error("path must be one of this level's int8 paths " + py::str(py::cast(paths)).cast<std::string>() +
+                          ", got '" + path + "'");
+  py::array_t<float> h_n({N, H}), c_n({N, H});
+  float *hn = h_n.mutable_data(), *cn = c_n.mutable_data();
+  const std::uint8_t* buf = pk.data.get();
+  const pylstm::Run run{reverse, batch_sizes};
+  const std::string* pp = &path;
+  without_gil([=] {
+    pylstm::lstm_int8_forward(buf, x.ptr, h0.ptr, c0.ptr, y.ptr, y.ld, hn, cn, peep.ptr, T, N, I, H, run, *pp);
+  });
+  return py::make_tuple(y_obj, h_n, c_n);
 }
 
 }  // namespace
@@ -49,7 +125,20 @@ void bind_int8(py::module_& m) {
   m.def("quantize_rows_u8", &quantize_rows_u8_b, py::arg("a"),
         "(q uint8 (N, K), scale float32 (N,), zero int32 (N,)) of a float32 (N, K): reference.quantize_rows_u8.");
   m.def("int8_accumulate", &int8_accumulate_b, py::arg("aq"), py::arg("zero"), py::arg("Wq"), py::arg("rowsum"),
-        "acc int32 (N, J) = aq Wqᵀ − zero · rowsum, exactly: reference.int8_accumulate.");
+        py::arg("path") = "",
+        "acc int32 (N, J) = aq Wqᵀ − zero · rowsum, exactly: reference.int8_accumulate, through the packed tiles of "
+        "int8 path `path` (int8_paths(); '' for the best).");
+  m.def("int8_paths", &pylstm::int8_paths, "The int8 dot forms this CPU runs at the level in use, best first.");
+  py::class_<PackedLstmInt8>(m, "PackedLstmInt8",
+                             "One int8 LSTM layer direction's weights packed for this level (lstm_int8_forward).")
+      .def(py::init(&pack_lstm_int8), py::arg("Wq_ih"), py::arg("s_ih"), py::arg("Wq_hh"), py::arg("s_hh"),
+           py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none())
+      .def_readonly("I", &PackedLstmInt8::I)
+      .def_readonly("H", &PackedLstmInt8::H);
+  m.def("lstm_int8_forward", &lstm_int8_forward_b, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("packed"),
+        py::kw_only(), py::arg("reverse") = false, py::arg("y") = py::none(), py::arg("batch_sizes") = py::none(),
+        py::arg("peep") = py::none(), py::arg("path") = "",
+        "(y, h_n, c_n) of one int8 LSTM layer direction, inference: reference.lstm_forward with Int8Weights.");
 }
 
 }  // namespace pylstm::bind
