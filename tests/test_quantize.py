@@ -25,7 +25,7 @@ def _int8(params, name):
 
 def _reference(q, x, h0=None, c0=None):
     """The quantized module's output by reference.lstm_forward with Int8Weights, layer by layer."""
-    p, H, D = q.state_dict(), q.hidden_size, q.num_directions
+    p, D = q.state_dict(), q.num_directions
     inp, hs, cs = x, [], []
     for layer in range(q.num_layers):
         outs = []
@@ -55,7 +55,8 @@ def test_one_step_is_the_references(T, N, I, H, path):
     q = pylstm.quantize(m, "int8")
     p = q.state_dict()
     rng = np.random.default_rng(2)
-    x, h0, c0 = _x(T, N, I), rng.standard_normal((N, H)).astype(np.float32), rng.standard_normal((N, H)).astype(np.float32)
+    x = _x(T, N, I)
+    h0, c0 = (rng.standard_normal((N, H)).astype(np.float32) for _ in range(2))
     pk = _core.PackedLstmInt8(p["weight_ih_l0"], p["weight_ih_l0_scale"], p["weight_hh_l0"], p["weight_hh_l0_scale"],
                               p["bias_ih_l0"], p["bias_hh_l0"])
     y, h_n, c_n = _core.lstm_int8_forward(x, h0, c0, pk, path=path)
