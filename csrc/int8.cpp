@@ -46,7 +46,7 @@ std::vector<std::string> int8_paths() {
 }
 
 void quantize_rows_u8(std::uint8_t* q, float* scale, std::int32_t* zero, const float* a, index_t N, index_t K) {
-  kernels().i8.quantize_rows_u8(q, scale, zero, a, N, K, K);
+  kernels().i8.quantize_rows_u8(q, scale, zero, a, K, N, K, K);
 }
 
 void int8_accumulate(std::int32_t* acc, const std::uint8_t* aq, const std::int32_t* zero, const std::int8_t* Wq,
@@ -100,24 +100,36 @@ void lstm_int8_forward(const std::uint8_t* buf, const float* x, const float* h0,
   const index_t L = kernels().i8.lanes;
   const detail::Int8LstmLayout lay = detail::int8_lstm_layout(L, I, H);
   const int parts = get_num_threads();
-  const index_t ldq = lay.ih.K4 + lay.hh.K4;
-  auto hbuf = make_large<float>(static_cast<std::size_t>(2 * N * H));
+  const index_t ldq = lay.ih.K4 + lay.hh.K4, blocks = lay.hh.blocks, Hp = blocks * L;
+  // The state padded to whole unit blocks (zeros in the padding), and the peepholes as [blocks][3][L].
+  auto hbuf = make_large<float>(static_cast<std::size_t>(2 * N * Hp));
+  auto c = make_large<float>(static_cast<std::size_t>(N * Hp));
+  std::memset(hbuf.get(), 0, static_cast<std::size_t>(2 * N * Hp) * sizeof(float));
+  std::memset(c.get(), 0, static_cast<std::size_t>(N * Hp) * sizeof(float));
+  for (index_t n = 0; n < N; ++n) {
+    if (h0) std::memcpy(hbuf.get() + n * Hp, h0 + n * H, static_cast<std::size_t>(H) * sizeof(float));
+    if (c0) std::memcpy(c.get() + n * Hp, c0 + n * H, static_cast<std::size_t>(H) * sizeof(float));
+  }
+  std::vector<float> pp(static_cast<std::size_t>(blocks * 3 * L), 0.f);
+  if (peep)
+    for (index_t b = 0; b < blocks; ++b)
+      for (index_t g = 0; g < 3; ++g)
+        for (index_t l = 0; l < L && b * L + l < H; ++l) pp[(b * 3 + g) * L + l] = peep[g * H + b * L + l];
   auto q = make_large<std::uint8_t>(static_cast<std::size_t>(parts * N * ldq));
   std::memset(q.get(), 0, static_cast<std::size_t>(parts * N * ldq));  // the padding columns, read as dots of 4
   std::vector<float> qscale(static_cast<std::size_t>(parts * 2 * N));
   std::vector<std::int32_t> qzero(static_cast<std::size_t>(parts * 2 * N));
-  const std::size_t state = static_cast<std::size_t>(N * H) * sizeof(float);
-  if (h0) std::memcpy(hbuf.get(), h0, state);
-  else std::memset(hbuf.get(), 0, state);
-  if (c0) std::memcpy(c_n, c0, state);
-  else std::memset(c_n, 0, state);
   detail::Int8Lstm F{};
-  F.y = y, F.ldy = ldy, F.hbuf = hbuf.get(), F.c = c_n, F.q = q.get(), F.qscale = qscale.data();
-  F.qzero = qzero.data(), F.packed = detail::align64(buf), F.x = x, F.peep = peep, F.batch_sizes = run.batch_sizes;
-  F.T = T, F.N = N, F.I = I, F.H = H, F.parts = parts, F.reverse = run.reverse;
+  F.y = y, F.ldy = ldy, F.hbuf = hbuf.get(), F.c = c.get(), F.q = q.get(), F.qscale = qscale.data();
+  F.qzero = qzero.data(), F.packed = detail::align64(buf), F.x = x, F.peep = pp.data();
+  F.batch_sizes = run.batch_sizes, F.T = T, F.N = N, F.I = I, F.H = H, F.parts = parts, F.reverse = run.reverse;
   const auto loop = p.lstm_loop;
   parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, 2.0 * N * 4 * H * (I + H) / 4);
-  std::memcpy(h_n, hbuf.get() + (T % 2) * N * H, state);
+  const float* hl = hbuf.get() + (T % 2) * N * Hp;
+  for (index_t n = 0; n < N; ++n) {
+    std::memcpy(h_n + n * H, hl + n * Hp, static_cast<std::size_t>(H) * sizeof(float));
+    std::memcpy(c_n + n * H, c.get() + n * Hp, static_cast<std::size_t>(H) * sizeof(float));
+  }
 }
 
 }  // namespace pylstm

@@ -309,14 +309,15 @@ inline Int8LstmLayout int8_lstm_layout(index_t lanes, index_t I, index_t H) {
 // One int8 LSTM forward (lstm_int8_forward) as each thread of its region sees it.
 struct Int8Lstm {
   float* y;  index_t ldy;
-  float* hbuf;            // [2][N][H]: h_{t-1} and h_t, alternating (rows past their end are carried across)
-  float* c;               // [N][H] c_t, in place
+  float* hbuf;            // [2][N][Hp]: h_{t-1} and h_t, alternating (rows past their end are carried across);
+                          // Hp = H rounded up to whole unit blocks, the padding zeros
+  float* c;               // [N][Hp] c_t, in place
   std::uint8_t* q;        // [threads][N][K4i + K4h]: each thread's quantized x_t and h_{t-1}
   float* qscale;          // [threads][2][N]
   std::int32_t* qzero;    // [threads][2][N]
   const std::uint8_t* packed;  // 64-byte aligned, int8_lstm_layout(lanes, I, H)
   const float* x;         // [T][N][I]
-  const float* peep;      // [3][H] or nullptr
+  const float* peep;      // [blocks][3][lanes]: p_i, p_f, p_o per unit block (zeros without peepholes)
   const index_t* batch_sizes;
   index_t T, N, I, H;
   int parts;
@@ -336,8 +337,8 @@ struct Int8Path {
 
 // One ISA level's int8 kernels (isa/int8.inc; the math of reference.py's int8 section).
 struct Int8Kernels {
-  void (*quantize_rows_u8)(std::uint8_t* q, float* scale, std::int32_t* zero, const float* a, index_t N, index_t K,
-                           index_t ldq);
+  void (*quantize_rows_u8)(std::uint8_t* q, float* scale, std::int32_t* zero, const float* a, index_t lda, index_t N,
+                           index_t K, index_t ldq);
   // Packs Wq [V·H][K] (rows, row scales; rowsums computed here) into the panels of int8_panels(lanes, V, H, K, ·)
   // at base + p.w etc.
   void (*pack_panels)(std::uint8_t* base, const detail::Int8Panels& p, const std::int8_t* Wq, const float* scale,
