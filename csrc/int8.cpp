@@ -75,7 +75,7 @@ index_t lstm_int8_packed_bytes(index_t I, index_t H) {
 }
 
 void lstm_int8_pack(std::uint8_t* buf, const std::int8_t* Wq_ih, const float* s_ih, const std::int8_t* Wq_hh,
-                    const float* s_hh, const float* b_ih, const float* b_hh, index_t I, index_t H) {
+                    const float* s_hh, const float* b_ih, const float* b_hh, const float* peep, index_t I, index_t H) {
   check_k(I, "input_size");
   check_k(H, "hidden_size");
   const Int8Kernels& k = kernels().i8;
@@ -85,51 +85,68 @@ void lstm_int8_pack(std::uint8_t* buf, const std::int8_t* Wq_ih, const float* s_
   k.pack_panels(base, lay.hh, Wq_hh, s_hh, 4, H, H);
   k.pack_panels(base, lay.ih, Wq_ih, s_ih, 4, H, I);
   float* bias = at<float>(base, lay.bias);
+  float* pp = at<float>(base, lay.peep);
   for (index_t b = 0; b < lay.hh.blocks; ++b)
-    for (index_t g = 0; g < 4; ++g)
-      for (index_t l = 0; l < L; ++l) {
-        const index_t u = b * L + l, j = g * H + u;
-        bias[(b * 4 + g) * L + l] = u < H && b_ih ? b_ih[j] + b_hh[j] : 0.f;
-      }
+    for (index_t l = 0; l < L; ++l) {
+      const index_t u = b * L + l;
+      for (index_t g = 0; g < 4; ++g) bias[(b * 4 + g) * L + l] = u < H && b_ih ? b_ih[g * H + u] + b_hh[g * H + u] : 0.f;
+      for (index_t g = 0; g < 3; ++g) pp[(b * 3 + g) * L + l] = u < H && peep ? peep[g * H + u] : 0.f;
+    }
 }
 
-void lstm_int8_forward(const std::uint8_t* buf, const float* x, const float* h0, const float* c0, float* y,
-                       index_t ldy, float* h_n, float* c_n, const float* peep, index_t T, index_t N, index_t I,
-                       index_t H, Run run, const std::string& path) {
-  const Int8Path& p = path_named(path);
-  const index_t L = kernels().i8.lanes;
-  const detail::Int8LstmLayout lay = detail::int8_lstm_layout(L, I, H);
-  const int parts = get_num_threads();
-  const index_t ldq = lay.ih.K4 + lay.hh.K4, blocks = lay.hh.blocks, Hp = blocks * L;
-  // The state padded to whole unit blocks (zeros in the padding), and the peepholes as [blocks][3][L].
-  auto hbuf = make_large<float>(static_cast<std::size_t>(2 * N * Hp));
-  auto c = make_large<float>(static_cast<std::size_t>(N * Hp));
-  std::memset(hbuf.get(), 0, static_cast<std::size_t>(2 * N * Hp) * sizeof(float));
-  std::memset(c.get(), 0, static_cast<std::size_t>(N * Hp) * sizeof(float));
-  for (index_t n = 0; n < N; ++n) {
-    if (h0) std::memcpy(hbuf.get() + n * Hp, h0 + n * H, static_cast<std::size_t>(H) * sizeof(float));
-    if (c0) std::memcpy(c.get() + n * Hp, c0 + n * H, static_cast<std::size_t>(H) * sizeof(float));
+namespace {
+
+// Each thread's quantized inputs (int8_lstm_q_bytes, zeroed: the padding columns are read as parts of dots of 4,
+// always against zero weights) and their scales and zero points.
+struct Int8Scratch {
+  LargeBuffer<std::uint8_t> q;
+  std::vector<float> scale;
+  std::vector<std::int32_t> zero;
+  Int8Scratch(int parts, index_t N, index_t I, index_t H)
+      : q(make_large<std::uint8_t>(static_cast<std::size_t>(parts * detail::int8_lstm_q_bytes(N, I, H)))),
+        scale(static_cast<std::size_t>(parts * 2 * N)), zero(static_cast<std::size_t>(parts * 2 * N)) {
+    std::memset(q.get(), 0, static_cast<std::size_t>(parts * detail::int8_lstm_q_bytes(N, I, H)));
   }
-  std::vector<float> pp(static_cast<std::size_t>(blocks * 3 * L), 0.f);
-  if (peep)
-    for (index_t b = 0; b < blocks; ++b)
-      for (index_t g = 0; g < 3; ++g)
-        for (index_t l = 0; l < L && b * L + l < H; ++l) pp[(b * 3 + g) * L + l] = peep[g * H + b * L + l];
-  auto q = make_large<std::uint8_t>(static_cast<std::size_t>(parts * N * ldq));
-  std::memset(q.get(), 0, static_cast<std::size_t>(parts * N * ldq));  // the padding columns, read as dots of 4
-  std::vector<float> qscale(static_cast<std::size_t>(parts * 2 * N));
-  std::vector<std::int32_t> qzero(static_cast<std::size_t>(parts * 2 * N));
+  void into(detail::Int8LstmStep& S) {
+    S.q = q.get(), S.qscale = scale.data(), S.qzero = zero.data();
+  }
+};
+
+}  // namespace
+
+void lstm_int8_forward(const std::uint8_t* buf, const float* x, const float* h0, const float* c0, float* y,
+                       index_t ldy, float* h_n, float* c_n, index_t T, index_t N, index_t I, index_t H, Run run,
+                       const std::string& path) {
+  const Int8Path& p = path_named(path);
+  const int parts = get_num_threads();
+  const std::size_t state = static_cast<std::size_t>(N * H) * sizeof(float);
+  auto hbuf = make_large<float>(static_cast<std::size_t>(2 * N * H));
+  if (h0) std::memcpy(hbuf.get(), h0, state);
+  else std::memset(hbuf.get(), 0, state);
+  if (c0) std::memcpy(c_n, c0, state);
+  else std::memset(c_n, 0, state);
+  Int8Scratch scratch(parts, N, I, H);
   detail::Int8Lstm F{};
-  F.y = y, F.ldy = ldy, F.hbuf = hbuf.get(), F.c = c.get(), F.q = q.get(), F.qscale = qscale.data();
-  F.qzero = qzero.data(), F.packed = detail::align64(buf), F.x = x, F.peep = pp.data();
-  F.batch_sizes = run.batch_sizes, F.T = T, F.N = N, F.I = I, F.H = H, F.parts = parts, F.reverse = run.reverse;
+  F.step.packed = detail::align64(buf), F.step.c = c_n, F.step.ldc = H, F.step.ldy = ldy;
+  F.step.N = N, F.step.I = I, F.step.H = H, F.step.parts = parts;
+  scratch.into(F.step);
+  F.hbuf = hbuf.get(), F.x = x, F.y = y, F.batch_sizes = run.batch_sizes, F.T = T, F.reverse = run.reverse;
   const auto loop = p.lstm_loop;
   parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, 2.0 * N * 4 * H * (I + H) / 4);
-  const float* hl = hbuf.get() + (T % 2) * N * Hp;
-  for (index_t n = 0; n < N; ++n) {
-    std::memcpy(h_n + n * H, hl + n * Hp, static_cast<std::size_t>(H) * sizeof(float));
-    std::memcpy(c_n + n * H, c.get() + n * Hp, static_cast<std::size_t>(H) * sizeof(float));
-  }
+  std::memcpy(h_n, hbuf.get() + (T % 2) * N * H, state);
+}
+
+void lstm_int8_stream_step(float* h_new, float* c, const float* x, const float* h_prev,
+                           const std::uint8_t* const* packs, index_t L, index_t N, index_t I0, index_t H) {
+  const Int8Path& p = path_named("");
+  const int parts = get_num_threads();
+  Int8Scratch scratch(parts, N, I0 > H ? I0 : H, H);
+  detail::Int8LstmStream F{};
+  F.step.x = x, F.step.N = N, F.step.rows = N, F.step.H = H, F.step.parts = parts;
+  scratch.into(F.step);
+  F.packs = packs, F.h_prev = h_prev, F.h_new = h_new, F.c = c, F.L = L, F.I0 = I0;
+  const auto loop = p.lstm_stream;
+  parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, 2.0 * N * 4 * H * (I0 + H) / 4);
 }
 
 }  // namespace pylstm

@@ -41,17 +41,23 @@ void int8_accumulate(std::int32_t* acc, const std::uint8_t* aq, const std::int32
 index_t lstm_int8_packed_bytes(index_t I, index_t H);
 
 // Packs a layer direction into buf [lstm_int8_packed_bytes(I, H)] at the level in use: Wq_ih [4H][I], Wq_hh [4H][H]
-// int8 with their row scales s_ih, s_hh [4H], and b_ih + b_hh ([4H] each, or nullptr for none). Throws
-// std::invalid_argument when I or H exceeds kInt8MaxK.
+// int8 with their row scales s_ih, s_hh [4H], b_ih + b_hh ([4H] each, or nullptr for none) and the peepholes
+// peep [3][H] (p_i, p_f, p_o; nullptr for none). Throws std::invalid_argument when I or H exceeds kInt8MaxK.
 void lstm_int8_pack(std::uint8_t* buf, const std::int8_t* Wq_ih, const float* s_ih, const std::int8_t* Wq_hh,
-                    const float* s_hh, const float* b_ih, const float* b_hh, index_t I, index_t H);
+                    const float* s_hh, const float* b_ih, const float* b_hh, const float* peep, index_t I, index_t H);
 
 // T steps of the int8 LSTM from (h0, c0) (nullptr for zeros), as lstm_forward's inference (lstm.h) with the
 // products of reference.py's int8 section: y [T][N][ldy] takes h_t in columns [0, H); h_n [N][H], c_n [N][H] the
-// final state. peep [3][H] adds peephole terms in float32 (nullptr for none). run: direction and lengths, as
-// lstm_forward's (rows past their end are left as the caller set them). `path` as int8_accumulate's.
+// final state. run: direction and lengths, as lstm_forward's (rows past their end are left as the caller set them).
+// `path` as int8_accumulate's.
 void lstm_int8_forward(const std::uint8_t* buf, const float* x, const float* h0, const float* c0, float* y,
-                       index_t ldy, float* h_n, float* c_n, const float* peep, index_t T, index_t N, index_t I,
-                       index_t H, Run run, const std::string& path = "");
+                       index_t ldy, float* h_n, float* c_n, index_t T, index_t N, index_t I, index_t H, Run run,
+                       const std::string& path = "");
+
+// One inference step of a stack of L int8 LSTM layers (the streaming form of lstm_stream_step, lstm.h): x [N][I0],
+// h_prev [L][N][H] in, h_new [L][N][H] out, c [L][N][H] in place; packs[l] from lstm_int8_pack (layer 0 for I0
+// inputs, the others for H). One parallel region per step; the threads meet once per layer.
+void lstm_int8_stream_step(float* h_new, float* c, const float* x, const float* h_prev,
+                           const std::uint8_t* const* packs, index_t L, index_t N, index_t I0, index_t H);
 
 }  // namespace pylstm

@@ -292,36 +292,59 @@ inline Int8Panels int8_panels(index_t lanes, index_t V, index_t H, index_t K, in
   return p;
 }
 
-// An int8 LSTM layer direction: W_hh's panels, W_ih's, then the summed bias [blocks][4][lanes] float32.
+// An int8 LSTM layer direction: W_hh's panels, W_ih's, the summed bias [blocks][4][lanes] and the peepholes
+// [blocks][3][lanes] (p_i, p_f, p_o; zeros without), float32.
 struct Int8LstmLayout {
   Int8Panels hh, ih;
-  index_t bias, size;
+  index_t bias, peep, size;
 };
 inline Int8LstmLayout int8_lstm_layout(index_t lanes, index_t I, index_t H) {
   Int8LstmLayout l{};
   l.hh = int8_panels(lanes, 4, H, H, 0);
   l.ih = int8_panels(lanes, 4, H, I, l.hh.size);
   l.bias = l.ih.w + l.ih.size;
-  l.size = round64(l.bias + l.hh.blocks * 4 * lanes * 4);
+  l.peep = round64(l.bias + l.hh.blocks * 4 * lanes * 4);
+  l.size = round64(l.peep + l.hh.blocks * 3 * lanes * 4);
   return l;
 }
 
-// One int8 LSTM forward (lstm_int8_forward) as each thread of its region sees it.
-struct Int8Lstm {
-  float* y;  index_t ldy;
-  float* hbuf;            // [2][N][Hp]: h_{t-1} and h_t, alternating (rows past their end are carried across);
-                          // Hp = H rounded up to whole unit blocks, the padding zeros
-  float* c;               // [N][Hp] c_t, in place
-  std::uint8_t* q;        // [threads][N][K4i + K4h]: each thread's quantized x_t and h_{t-1}
-  float* qscale;          // [threads][2][N]
-  std::int32_t* qzero;    // [threads][2][N]
+// One int8 LSTM step of one layer direction on rows [0, rows): x_t [rows][ldx] (I used), h_{t-1} [rows][ldh],
+// c [rows][ldc] in place, h_t written to hn [rows][ldhn] and, when y is not nullptr, to y [rows][ldy]. Each thread
+// quantizes x_t and h_{t-1} into its own part of q / qscale / qzero (sized by int8_lstm_scratch) and computes its
+// unit blocks.
+struct Int8LstmStep {
   const std::uint8_t* packed;  // 64-byte aligned, int8_lstm_layout(lanes, I, H)
-  const float* x;         // [T][N][I]
-  const float* peep;      // [blocks][3][lanes]: p_i, p_f, p_o per unit block (zeros without peepholes)
-  const index_t* batch_sizes;
-  index_t T, N, I, H;
+  const float* x;  index_t ldx;
+  const float* hp; index_t ldh;
+  float* hn;       index_t ldhn;
+  float* y;        index_t ldy;
+  float* c;        index_t ldc;
+  std::uint8_t* q; float* qscale; std::int32_t* qzero;
+  index_t rows, N, I, H;  // N: the rows q was sized for
   int parts;
+};
+// Bytes of q per thread for N rows, and floats (ints) of qscale (qzero) per thread.
+inline index_t int8_lstm_q_bytes(index_t N, index_t I, index_t H) { return N * (int8_k4(I) + int8_k4(H)); }
+
+// One int8 LSTM forward (lstm_int8_forward) as each thread of its region sees it: the steps of `step` over the
+// sequence, h alternating between two buffers hbuf [2][N][H] (rows past their end carried across).
+struct Int8Lstm {
+  Int8LstmStep step;
+  float* hbuf;
+  const float* x;  // [T][N][I]
+  float* y;        // [T][N][ldy]
+  const index_t* batch_sizes;
+  index_t T;
   bool reverse;
+};
+
+// One streaming step of L int8 layers: layer l reads h_prev + l·N·H (and the previous layer's h_new, or x), and
+// writes h_new + l·N·H and c + l·N·H; the threads meet once per layer.
+struct Int8LstmStream {
+  Int8LstmStep step;  // packed, x, rows, N, H, I of layer 0, q, parts set; the rest per layer
+  const std::uint8_t* const* packs;
+  const float* h_prev; float* h_new; float* c;
+  index_t L, I0;
 };
 
 }  // namespace detail
@@ -333,6 +356,7 @@ struct Int8Path {
   void (*accumulate)(std::int32_t* acc, const std::uint8_t* aq, index_t lda, const std::int32_t* zero,
                      const std::uint8_t* packed, index_t N, index_t J, index_t K);
   void (*lstm_loop)(const detail::Int8Lstm& F, int tid, int nt);
+  void (*lstm_stream)(const detail::Int8LstmStream& F, int tid, int nt);
 };
 
 // One ISA level's int8 kernels (isa/int8.inc; the math of reference.py's int8 section).

@@ -428,6 +428,9 @@ class LSTM(_Recurrent):
             self._kept(entry, version)
         return [h_n, c_n], cache
 
+    # One streaming step of the stack from the packs of _stream_packs (Stream's one-call path).
+    _stream_step = staticmethod(_core.lstm_stream_step)
+
     def _stream_packs(self):
         """The packed weights of every layer (forward direction) for the current parameters, packing where needed."""
         packs = []

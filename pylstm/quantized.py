@@ -109,7 +109,12 @@ class QuantizedLSTM(_Quantized, LSTM):
         return {k: v.shape for k, v in self._params.items()}
 
     def _fused(self):
-        return False  # streams run the one-step forward (the float32 streaming kernel is not int8)
+        return True  # streams take the one-call path, with the int8 streaming step
+
+    _stream_step = staticmethod(_core.lstm_int8_stream_step)
+
+    def _stream_packs(self):
+        return [self._packed_int8((layer, 0)) for layer in range(self.num_layers)]
 
     def _layer_params(self, layer, d, grads=None):
         return (layer, d), None
@@ -121,14 +126,14 @@ class QuantizedLSTM(_Quantized, LSTM):
             p = self._params
             pk = self._packs[key] = (_core.PackedLstmInt8(
                 p["weight_ih" + sfx], p["weight_ih" + sfx + "_scale"], p["weight_hh" + sfx],
-                p["weight_hh" + sfx + "_scale"], p.get("bias_ih" + sfx), p.get("bias_hh" + sfx)), self._version)
+                p["weight_hh" + sfx + "_scale"], p.get("bias_ih" + sfx), p.get("bias_hh" + sfx),
+                p.get("weight_ch" + sfx)), self._version)
         return pk[0]
 
     def _kernel_forward(self, x, s0, key, *, reverse, training, y, batch_sizes=None):
         h0, c0 = (None, None) if s0 is None else s0
-        peep = self._params.get("weight_ch" + _cells.param_suffix(*key))
         _, h_n, c_n = _core.lstm_int8_forward(x, h0, c0, self._packed_int8(key), reverse=reverse, y=y,
-                                              batch_sizes=batch_sizes, peep=peep)
+                                              batch_sizes=batch_sizes)
         return [h_n, c_n], None
 
     def __repr__(self):

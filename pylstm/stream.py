@@ -76,7 +76,7 @@ class Stream:
             with layer._lock:  # the version is read under the lock that edits and loads also hold
                 if self._packs_version == layer._version and not layer._editing:
                     # The common case, checked in a few attribute reads: the packs are current.
-                    _core.lstm_stream_step(x.reshape(self._x2_shape), h[0], h[1], self._c, self._packs)
+                    layer._stream_step(x.reshape(self._x2_shape), h[0], h[1], self._c, self._packs)
                     h.reverse()
                     y = h[0][-1]
                     return y[0].copy() if self._unbatched else y.copy()
@@ -115,7 +115,7 @@ class Stream:
         self._packs = layer._stream_packs()
         self._packs_version = None if layer._editing else version
         self._x_shape, self._x2_shape = ((x.shape[1],) if unbatched else x.shape), x.shape
-        _core.lstm_stream_step(x, self._h[0], self._h[1], self._c, self._packs)
+        layer._stream_step(x, self._h[0], self._h[1], self._c, self._packs)
         self._h.reverse()
         y = self._h[0][L - 1]
         return y[0].copy() if unbatched else y.copy()

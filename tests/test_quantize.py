@@ -118,13 +118,17 @@ def test_lengths_batch_first_unbatched_and_streams():
         assert not y[n, L:].any()
         np.testing.assert_allclose(h_n[:, n], hn, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(c_n[:, n], cn, rtol=1e-5, atol=1e-6)
-    one = pylstm.quantize(pylstm.LSTM(6, 8, num_layers=2, seed=12), "int8")
-    xs = _x(7, 3, 6, 13)
-    full, (fh, fc) = one(xs)
-    s = one.stream()
-    steps = np.stack([s.step(xs[t]) for t in range(7)])
-    np.testing.assert_allclose(steps, full, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(s.state[0], fh, rtol=1e-5, atol=1e-6)
+    for peepholes in (False, True):  # the int8 streaming step, one call per step through both layers
+        one = pylstm.quantize(pylstm.LSTM(6, 21, num_layers=2, peepholes=peepholes, seed=12), "int8")
+        xs = _x(7, 3, 6, 13)
+        full, (fh, fc) = one(xs)
+        s = one.stream()
+        steps = np.stack([s.step(xs[t]) for t in range(7)])
+        np.testing.assert_allclose(steps, full, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(s.state[0], fh, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(s.state[1], fc, rtol=1e-5, atol=1e-6)
+        s1 = one.stream()
+        np.testing.assert_allclose(np.stack([s1.step(xs[t, 0]) for t in range(7)]), full[:, 0], rtol=1e-5, atol=1e-6)
 
 
 def test_state_dict_copies_pickles_and_the_float_module_unchanged():

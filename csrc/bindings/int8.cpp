@@ -61,7 +61,8 @@ struct PackedLstmInt8 {
 
 std::unique_ptr<PackedLstmInt8> pack_lstm_int8(const py::array& Wq_ih_, const py::array& s_ih_,
                                                const py::array& Wq_hh_, const py::array& s_hh_,
-                                               const py::object& b_ih_, const py::object& b_hh_) {
+                                               const py::object& b_ih_, const py::object& b_hh_,
+                                               const py::object& peep_) {
   if (Wq_hh_.ndim() != 2 || Wq_hh_.shape(0) != 4 * Wq_hh_.shape(1) || Wq_hh_.shape(1) < 1)
     throw py::value_error("Wq_hh must have shape (4*H, H), got " + shape_of(Wq_hh_));
   if (Wq_ih_.ndim() != 2 || Wq_ih_.shape(1) < 1)
@@ -77,17 +78,18 @@ std::unique_ptr<PackedLstmInt8> pack_lstm_int8(const py::array& Wq_ih_, const py
   auto b_ih = arg<float>(b_ih_, "b_ih", {4 * H}, false, true);
   auto b_hh = arg<float>(b_hh_, "b_hh", {4 * H}, false, true);
   both_or_neither(b_ih, b_hh);
+  auto peep = arg<float>(peep_, "peep", {3 * H}, false, true);
   auto pk = std::make_unique<PackedLstmInt8>(I, H);
   std::uint8_t* buf = pk->data.get();
   without_gil([=] {
-    pylstm::lstm_int8_pack(buf, Wq_ih.ptr, s_ih.ptr, Wq_hh.ptr, s_hh.ptr, b_ih.ptr, b_hh.ptr, I, H);
+    pylstm::lstm_int8_pack(buf, Wq_ih.ptr, s_ih.ptr, Wq_hh.ptr, s_hh.ptr, b_ih.ptr, b_hh.ptr, peep.ptr, I, H);
   });
   return pk;
 }
 
 py::tuple lstm_int8_forward_b(const py::array& x_, const py::object& h0_, const py::object& c0_,
                               const py::object& packed_, bool reverse, const py::object& y_,
-                              const py::object& batch_sizes_, const py::object& peep_, const std::string& path) {
+                              const py::object& batch_sizes_, const std::string& path) {
   if (!py::isinstance<PackedLstmInt8>(packed_))
     throw py::type_error("packed must be a PackedLstmInt8, got " +
                          std::string(py::str(py::type::of(packed_).attr("__name__"))));
@@ -99,11 +101,10 @@ py::tuple lstm_int8_forward_b(const py::array& x_, const py::object& h0_, const 
   auto x = arg<float>(x_, "x", {T, N, I});
   auto h0 = arg<float>(h0_, "h0", {N, H}, false, true);
   auto c0 = arg<float>(c0_, "c0", {N, H}, false, true);
-  auto peep = arg<float>(peep_, "peep", {3 * H}, false, true);
   const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
   py::object y_obj = out_or_new<float>(y_, {T, N, H}, batch_sizes != nullptr);
   auto y = arg<float>(y_obj, "y", {T, N, H}, true, false, true);
-  no_overlap<float>({&y}, {&x, &h0, &c0, &peep});
+  no_overlap<float>({&y}, {&x, &h0, &c0});
   const auto paths = pylstm::int8_paths();
   if (!path.empty() && std::find(paths.begin(), paths.end(), path) == paths.end())
     throw py::value_error("path must be one of this level's int8 paths " + py::str(py::cast(paths)).cast<std::string>() +
@@ -114,9 +115,36 @@ py::tuple lstm_int8_forward_b(const py::array& x_, const py::object& h0_, const 
   const pylstm::Run run{reverse, batch_sizes};
   const std::string* pp = &path;
   without_gil([=] {
-    pylstm::lstm_int8_forward(buf, x.ptr, h0.ptr, c0.ptr, y.ptr, y.ld, hn, cn, peep.ptr, T, N, I, H, run, *pp);
+    pylstm::lstm_int8_forward(buf, x.ptr, h0.ptr, c0.ptr, y.ptr, y.ld, hn, cn, T, N, I, H, run, *pp);
   });
   return py::make_tuple(y_obj, h_n, c_n);
+}
+
+void lstm_int8_stream_step_b(const py::array& x_, const py::array& h_prev_, const py::array& h_new_, const py::array& c_,
+                             const std::vector<const PackedLstmInt8*>& packs) {
+  const index_t L = static_cast<index_t>(packs.size());
+  if (L < 1) throw py::value_error("packs must hold one PackedLstmInt8 per layer, got none");
+  for (const PackedLstmInt8* p : packs)
+    if (!p) throw py::type_error("packs must hold PackedLstmInt8 objects, got None");
+  if (x_.ndim() != 2) throw py::value_error("x must have shape (N, I), got " + shape_of(x_));
+  const index_t N = x_.shape(0), I0 = x_.shape(1), H = packs[0]->H;
+  for (index_t l = 0; l < L; ++l) {
+    const PackedLstmInt8* p = packs[static_cast<size_t>(l)];
+    const index_t want_I = l == 0 ? I0 : H;
+    if (p->I != want_I || p->H != H)
+      throw py::value_error("packs[" + std::to_string(l) + "] was made for (I, H) = (" + std::to_string(p->I) + ", " +
+                            std::to_string(p->H) + "), layer " + std::to_string(l) + " needs (" +
+                            std::to_string(want_I) + ", " + std::to_string(H) + ")");
+  }
+  auto x = arg<float>(x_, "x", {N, I0});
+  auto h_prev = arg<float>(h_prev_, "h_prev", {L, N, H});
+  auto h_new = arg<float>(h_new_, "h_new", {L, N, H}, true);
+  auto c = arg<float>(c_, "c", {L, N, H}, true);
+  no_overlap<float>({&h_new, &c}, {&x, &h_prev, &h_new, &c});
+  std::vector<const std::uint8_t*> bufs(static_cast<size_t>(L));
+  for (index_t l = 0; l < L; ++l) bufs[static_cast<size_t>(l)] = packs[static_cast<size_t>(l)]->data.get();
+  const std::uint8_t* const* pk = bufs.data();
+  without_gil([=] { pylstm::lstm_int8_stream_step(h_new.ptr, c.ptr, x.ptr, h_prev.ptr, pk, L, N, I0, H); });
 }
 
 }  // namespace
@@ -132,13 +160,17 @@ void bind_int8(py::module_& m) {
   py::class_<PackedLstmInt8>(m, "PackedLstmInt8",
                              "One int8 LSTM layer direction's weights packed for this level (lstm_int8_forward).")
       .def(py::init(&pack_lstm_int8), py::arg("Wq_ih"), py::arg("s_ih"), py::arg("Wq_hh"), py::arg("s_hh"),
-           py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none())
+           py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("peep") = py::none())
       .def_readonly("I", &PackedLstmInt8::I)
       .def_readonly("H", &PackedLstmInt8::H);
   m.def("lstm_int8_forward", &lstm_int8_forward_b, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("packed"),
         py::kw_only(), py::arg("reverse") = false, py::arg("y") = py::none(), py::arg("batch_sizes") = py::none(),
-        py::arg("peep") = py::none(), py::arg("path") = "",
+        py::arg("path") = "",
         "(y, h_n, c_n) of one int8 LSTM layer direction, inference: reference.lstm_forward with Int8Weights.");
+  m.def("lstm_int8_stream_step", &lstm_int8_stream_step_b, py::arg("x"), py::arg("h_prev"), py::arg("h_new"),
+        py::arg("c"), py::arg("packs"),
+        "One inference step of a stack of int8 LSTM layers: reads x (N, I) and h_prev (L, N, H), writes h_new "
+        "(L, N, H) and updates c (L, N, H) in place (lstm_stream_step's int8 form).");
 }
 
 }  // namespace pylstm::bind
