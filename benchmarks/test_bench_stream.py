@@ -4,7 +4,8 @@ carried, pylstm against torch and ONNX Runtime in one run.
     pytest benchmarks -k stream --benchmark-enable --benchmark-json=stream.json
     python benchmarks/table.py stream.json
 
-"pylstm-stream" is ``layer.stream().step(x_t)``; "pylstm-call" is ``out, state = layer(x_t, state)`` on a one-step
+"pylstm-stream" is ``layer.stream().step(x_t)``; "pylstm-int8-stream" the same on ``pylstm.quantize(layer, "int8")``
+(1 MB of int8 weights in place of 4 MB); "pylstm-call" is ``out, state = layer(x_t, state)`` on a one-step
 sequence; "torch" is nn.LSTM(256, 256, 2) on a one-step sequence under inference_mode; "ort" is one session run
 per step of a model with both layers (two LSTM nodes, the states as inputs and outputs). Each round runs STEPS
 steps; the table divides by STEPS. Compare with ../shared/tools/stream-floor 2 4 (reading the 4 MB of weights).
@@ -28,6 +29,17 @@ def _inputs():
 
 def _pylstm_stream():
     m = pylstm.LSTM(I, H, LAYERS, seed=0).eval()
+    xs = _inputs()
+    s = m.stream()
+
+    def run():
+        for x in xs:
+            s.step(x)
+    return run
+
+
+def _pylstm_int8_stream():
+    m = pylstm.quantize(pylstm.LSTM(I, H, LAYERS, seed=0), "int8")
     xs = _inputs()
     s = m.stream()
 
@@ -125,7 +137,8 @@ def _ort():
     return run
 
 
-IMPLS = {"pylstm-stream": _pylstm_stream, "pylstm-call": _pylstm_call, "torch": _torch, "ort": _ort}
+IMPLS = {"pylstm-stream": _pylstm_stream, "pylstm-int8-stream": _pylstm_int8_stream, "pylstm-call": _pylstm_call,
+         "torch": _torch, "ort": _ort}
 
 
 def test_ort_model_matches_pylstm():
