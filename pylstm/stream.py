@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
-
 
 class Stream:
     """``s = layer.stream(state=None)``; then ``y_t = s.step(x_t)`` once per time step.

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .common import CELLS, _plot
+from .common import CELLS, _plot, int8_label, int8_refusal
 
 
 def _cache_dir():
@@ -109,6 +109,9 @@ def train(args):
     from pylstm.checkpoint import Checkpoint, CheckpointError
     from pylstm.training import Interrupts, Loop
 
+    refusal = int8_refusal(args, "train")
+    if refusal:
+        raise SystemExit(refusal)
     rng = np.random.default_rng(args.seed)
     text, source = _read_text(args)
     vocab = sorted(set(text))
@@ -157,8 +160,10 @@ def train(args):
             print(f"the run is already at step {ck.step}: raise --steps (now {args.steps}) to train on")
             return 0
 
-    def evaluate():
-        rnn.eval()
+    def evaluate(model=None):
+        model = rnn if model is None else model
+        was = model.training
+        model.eval()
         n = min(len(val_ids) - 1, 20000)
         cols = 16
         L = n // cols
@@ -166,10 +171,10 @@ def train(args):
         y_ids = val_ids[1:L * cols + 1].reshape(cols, L).T
         total, st = 0.0, None
         for s in range(0, L, 200):
-            out, st = rnn(eye[x_ids[s:s + 200]], st)
+            out, st = model(eye[x_ids[s:s + 200]], st)
             loss, _ = nn.softmax_cross_entropy(head(out), y_ids[s:s + 200])
             total += loss * len(x_ids[s:s + 200])
-        rnn.train()
+        model.train(was)
         return total / L
 
     def save(step):
@@ -229,6 +234,13 @@ def train(args):
         final = history["val"][-1]
         print(f"validation loss {final:.3f} nats/char against the unigram entropy {H0:.3f} "
               f"({'below' if final < H0 else 'NOT below'} it by {H0 - final:.3f})")
+        if args.int8:
+            from pylstm import quantize
+
+            exact = evaluate()  # the float32 loss at full precision (history's is the same number)
+            low = evaluate(quantize(rnn, "int8"))
+            print(f"int8 (pylstm.quantize, {int8_label()}): validation loss {low:.4f} nats/char against "
+                  f"float32's {exact:.4f} ({low - exact:+.4f})")
     print(f"saved {ck_path}")
     plot()
     return 0

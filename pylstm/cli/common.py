@@ -93,6 +93,26 @@ def training_options(parser, *, steps, steps_help, lr, clip, checkpoint_every, c
                         help=resume_help or f"continue the run saved in {checkpoint} to --steps")
 
 
+def int8_option(parser):
+    """--int8: after training, score the model again with its LSTM layers quantized (pylstm.quantize)."""
+    parser.add_argument("--int8", action="store_true", help="after training, also score the model with its LSTM "
+                        "layers quantized to int8 (pylstm.quantize; inference only), beside float32")
+
+
+def int8_refusal(args, command):
+    """The message for --int8 with a cell pylstm.quantize does not take yet, before any work; None when fine."""
+    if getattr(args, "int8", False) and args.cell != "lstm":
+        return f"pylstm {command}: --int8 needs --cell lstm (pylstm.quantize takes the LSTM in this version)"
+    return None
+
+
+def int8_label():
+    """Which int8 products ran, for the line that reports an int8 score."""
+    import pylstm
+
+    return f"{pylstm.config()['int8']} products"
+
+
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
     """Shows "(default: ...)" after every option's help, except where there is no default value to show."""
 
