@@ -1,15 +1,18 @@
-// The int8 inference path (issue 26): the math of reference.py's int8 section, through this level's kernel table.
-// Weights are quantized once (symmetric int8, one scale per output row: Python's reference.quantize_weights_int8);
-// each product's input is quantized per row as u8 with a zero point at every step, and the products accumulate in
-// int32 with the zero point taken out by the weights' row sums. Gate maths and the cell state stay in float32.
+// The low-precision inference paths (issue 26), through this level's kernel table.
 //
-// The products run on register tiles of one panel of packed weights (kernels.h, int8_panels): V column vectors of
-// the level's lanes (an LSTM unit block's four gates), four reduction steps per int8 dot (vpdpbusd's form). Per level
+// int8: the math of reference.py's int8 section. Weights are quantized once (symmetric int8, one scale per output
+// row: Python's reference.quantize_weights_int8); each product's input is quantized per row as u8 with a zero point
+// at every step, and the products accumulate in int32 with the zero point taken out by the weights' row sums.
+// bfloat16: reference.py's bfloat16 section. Weights and each product's input rounded to bfloat16 (nearest even),
+// products summed in float32 (vdpbf16ps). In both, gate maths and the cell state stay in float32.
+//
+// The products run on register tiles of one panel of packed weights (kernels.h, lowp_panels): V column vectors of
+// the level's lanes (an LSTM unit block's four gates), 4 (int8) or 2 (bfloat16) reduction steps per dot. Per level
 // the table holds every dot form the CPU runs, best first (isa/int8.inc):
-//   avx512: "avx512-vnni" (vpdpbusd), "avx512" (vpmaddwd on widened int16, exact)
-//   avx2:   "avx-vnni" (the VEX vpdpbusd of Alder Lake and Zen 5), "avx2" (vpmaddwd on widened int16, exact)
-//   sse2:   "portable" (plain int32 loops)
-// All of them give the same int32 sums (exact, as the reference's), which tests/test_int8_kernels.py checks.
+//   avx512: int8 "avx512-vnni" (vpdpbusd), "avx512" (vpmaddwd on widened int16, exact); bf16 "avx512-bf16"
+//   avx2:   int8 "avx-vnni" (the VEX vpdpbusd of Alder Lake and Zen 5), "avx2" (vpmaddwd on widened int16, exact)
+//   sse2:   int8 "portable" (plain int32 loops)
+// All the int8 forms give the same int32 sums (exact, as the reference's), which tests/test_int8_kernels.py checks.
 #pragma once
 
 #include <cstdint>
@@ -25,39 +28,45 @@ constexpr index_t kInt8MaxK = index_t{2147483647} / (255 * 127);
 
 // The int8 dot forms this CPU runs at the level in use, best first (the first is the default).
 std::vector<std::string> int8_paths();
+// The bfloat16 form at the level in use ("avx512-bf16"), or "" when there is none.
+std::string bf16_path();
 
 // q [N][K], scale [N], zero [N] from a [N][K] (finite values): reference.quantize_rows_u8.
 void quantize_rows_u8(std::uint8_t* q, float* scale, std::int32_t* zero, const float* a, index_t N, index_t K);
 
 // acc [N][J] = aq [N][K] Wq [J][K]ᵀ − zero [N] · rowsum [J], exactly: reference.int8_accumulate, through the packed
 // tiles of dot form `path` (one of int8_paths(); "" for the default). Throws std::invalid_argument when
-// K > kInt8MaxK or the path is unknown.
+// K > kInt8MaxK, a row sum is not Wq's, or the path is unknown.
 void int8_accumulate(std::int32_t* acc, const std::uint8_t* aq, const std::int32_t* zero, const std::int8_t* Wq,
                      const std::int32_t* rowsum, index_t N, index_t J, index_t K, const std::string& path = "");
 
-// ---- an int8 LSTM layer direction (no projection) ----
+// ---- a low-precision LSTM layer direction (no projection) ----
 
-// Bytes of one layer direction's packed int8 weights at any level (with 64 bytes of alignment slack).
-index_t lstm_int8_packed_bytes(index_t I, index_t H);
+// Bytes of one layer direction's packed weights at any level (with 64 bytes of alignment slack).
+index_t lstm_lowp_packed_bytes(bool bf16, index_t I, index_t H);
 
-// Packs a layer direction into buf [lstm_int8_packed_bytes(I, H)] at the level in use: Wq_ih [4H][I], Wq_hh [4H][H]
-// int8 with their row scales s_ih, s_hh [4H], b_ih + b_hh ([4H] each, or nullptr for none) and the peepholes
-// peep [3][H] (p_i, p_f, p_o; nullptr for none). Throws std::invalid_argument when I or H exceeds kInt8MaxK.
+// Packs a layer direction into buf [lstm_lowp_packed_bytes(false, I, H)] at the level in use: Wq_ih [4H][I], Wq_hh
+// [4H][H] int8 with their row scales s_ih, s_hh [4H], b_ih + b_hh ([4H] each, or nullptr for none) and the
+// peepholes peep [3][H] (p_i, p_f, p_o; nullptr for none). Throws std::invalid_argument when I or H exceeds kInt8MaxK.
 void lstm_int8_pack(std::uint8_t* buf, const std::int8_t* Wq_ih, const float* s_ih, const std::int8_t* Wq_hh,
                     const float* s_hh, const float* b_ih, const float* b_hh, const float* peep, index_t I, index_t H);
+// The same for bfloat16 (buf [lstm_lowp_packed_bytes(true, I, H)]): W_ih [4H][I], W_hh [4H][H] float32, rounded to
+// bfloat16 here. Throws std::invalid_argument where the level has no bfloat16 products.
+void lstm_bf16_pack(std::uint8_t* buf, const float* W_ih, const float* W_hh, const float* b_ih, const float* b_hh,
+                    const float* peep, index_t I, index_t H);
 
-// T steps of the int8 LSTM from (h0, c0) (nullptr for zeros), as lstm_forward's inference (lstm.h) with the
-// products of reference.py's int8 section: y [T][N][ldy] takes h_t in columns [0, H); h_n [N][H], c_n [N][H] the
-// final state. run: direction and lengths, as lstm_forward's (rows past their end are left as the caller set them).
-// `path` as int8_accumulate's.
-void lstm_int8_forward(const std::uint8_t* buf, const float* x, const float* h0, const float* c0, float* y,
+// T steps of the low-precision LSTM (buf packed by lstm_int8_pack, or lstm_bf16_pack when bf16) from (h0, c0)
+// (nullptr for zeros), as lstm_forward's inference (lstm.h): y [T][N][ldy] takes h_t in columns [0, H); h_n [N][H],
+// c_n [N][H] the final state. run: direction and lengths, as lstm_forward's (rows past their end are left as the
+// caller set them). `path` as int8_accumulate's (int8 only; "" for bf16).
+void lstm_lowp_forward(bool bf16, const std::uint8_t* buf, const float* x, const float* h0, const float* c0, float* y,
                        index_t ldy, float* h_n, float* c_n, index_t T, index_t N, index_t I, index_t H, Run run,
                        const std::string& path = "");
 
-// One inference step of a stack of L int8 LSTM layers (the streaming form of lstm_stream_step, lstm.h): x [N][I0],
-// h_prev [L][N][H] in, h_new [L][N][H] out, c [L][N][H] in place; packs[l] from lstm_int8_pack (layer 0 for I0
-// inputs, the others for H). One parallel region per step; the threads meet once per layer.
-void lstm_int8_stream_step(float* h_new, float* c, const float* x, const float* h_prev,
+// One inference step of a stack of L low-precision LSTM layers (the streaming form of lstm_stream_step, lstm.h):
+// x [N][I0], h_prev [L][N][H] in, h_new [L][N][H] out, c [L][N][H] in place; packs[l] from the packer of that
+// precision (layer 0 for I0 inputs, the others for H). One parallel region per step; the threads meet once per layer.
+void lstm_lowp_stream_step(bool bf16, float* h_new, float* c, const float* x, const float* h_prev,
                            const std::uint8_t* const* packs, index_t L, index_t N, index_t I0, index_t H);
 
 }  // namespace pylstm

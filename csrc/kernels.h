@@ -268,52 +268,58 @@ struct Kernels {
 
 namespace detail {
 
-// ---- int8 (int8.h) ----
-// Reductions are padded to whole int8 dots of 4 (zero weights; the activations' padding is never multiplied by
-// anything but 0).
-inline index_t int8_k4(index_t K) { return (K + 3) / 4 * 4; }
+// ---- int8 and bfloat16 (int8.h) ----
+// The low-precision products: int8 (u8 inputs × s8 weights, dots of 4 into int32: vpdpbusd's form) and bfloat16
+// (pairs into float32: vdpbf16ps's form). Reductions are padded to whole dots (zero weights; the inputs' padding is
+// never multiplied by anything but 0).
+enum class Lowp { Int8, Bf16 };
+inline index_t lowp_group(Lowp p) { return p == Lowp::Int8 ? 4 : 2; }   // reduction steps per dot
+inline index_t lowp_bytes(Lowp p) { return p == Lowp::Int8 ? 1 : 2; }   // bytes per weight and per input value
+inline index_t lowp_kpad(Lowp p, index_t K) { return (K + lowp_group(p) - 1) / lowp_group(p) * lowp_group(p); }
 
-// One int8 weight matrix of V gate blocks (rows q·H + u, K columns) as panels of one unit block each: panel b is
-// [K4 / 4][V][lanes][4] int8 (unit b·lanes + l of gate q, columns 4s … 4s + 3), zeros beyond H and K. Its row sums
-// and scales follow as [blocks][V][lanes] int32 and float32. Byte offsets from a 64-byte aligned start.
-struct Int8Panels {
-  index_t K4, blocks, panel, w, rowsum, scale, size;
+// One weight matrix of V gate blocks (rows q·H + u, K columns) as panels of one unit block each: panel b is
+// [Kp / group][V][lanes][group] values (unit b·lanes + l of gate q, columns group·s … group·s + group − 1), zeros
+// beyond H and K. For int8, its row sums and scales follow as [blocks][V][lanes] int32 and float32 (bfloat16 has
+// neither). Byte offsets from a 64-byte aligned start.
+struct LowpPanels {
+  index_t Kp, blocks, panel, w, rowsum, scale, size;  // panel: bytes of one unit block's panel
 };
 inline index_t round64(index_t bytes) { return (bytes + 63) / 64 * 64; }
-inline Int8Panels int8_panels(index_t lanes, index_t V, index_t H, index_t K, index_t at) {
-  Int8Panels p{};
-  p.K4 = int8_k4(K);
+inline LowpPanels lowp_panels(Lowp prec, index_t lanes, index_t V, index_t H, index_t K, index_t at) {
+  LowpPanels p{};
+  p.Kp = lowp_kpad(prec, K);
   p.blocks = (H + lanes - 1) / lanes;
-  p.panel = p.K4 * V * lanes;
+  p.panel = p.Kp * V * lanes * lowp_bytes(prec);
   p.w = at;
+  const index_t per_row = prec == Lowp::Int8 ? p.blocks * V * lanes * 4 : 0;
   p.rowsum = round64(p.w + p.blocks * p.panel);
-  p.scale = round64(p.rowsum + p.blocks * V * lanes * 4);
-  p.size = round64(p.scale + p.blocks * V * lanes * 4) - at;
+  p.scale = round64(p.rowsum + per_row);
+  p.size = round64(p.scale + per_row) - at;
   return p;
 }
 
-// An int8 LSTM layer direction: W_hh's panels, W_ih's, the summed bias [blocks][4][lanes] and the peepholes
-// [blocks][3][lanes] (p_i, p_f, p_o; zeros without), float32.
-struct Int8LstmLayout {
-  Int8Panels hh, ih;
+// A low-precision LSTM layer direction: W_hh's panels, W_ih's, the summed bias [blocks][4][lanes] and the
+// peepholes [blocks][3][lanes] (p_i, p_f, p_o; zeros without), float32.
+struct LowpLstmLayout {
+  LowpPanels hh, ih;
   index_t bias, peep, size;
 };
-inline Int8LstmLayout int8_lstm_layout(index_t lanes, index_t I, index_t H) {
-  Int8LstmLayout l{};
-  l.hh = int8_panels(lanes, 4, H, H, 0);
-  l.ih = int8_panels(lanes, 4, H, I, l.hh.size);
+inline LowpLstmLayout lowp_lstm_layout(Lowp prec, index_t lanes, index_t I, index_t H) {
+  LowpLstmLayout l{};
+  l.hh = lowp_panels(prec, lanes, 4, H, H, 0);
+  l.ih = lowp_panels(prec, lanes, 4, H, I, l.hh.size);
   l.bias = l.ih.w + l.ih.size;
   l.peep = round64(l.bias + l.hh.blocks * 4 * lanes * 4);
   l.size = round64(l.peep + l.hh.blocks * 3 * lanes * 4);
   return l;
 }
 
-// One int8 LSTM step of one layer direction on rows [0, rows): x_t [rows][ldx] (I used), h_{t-1} [rows][ldh],
-// c [rows][ldc] in place, h_t written to hn [rows][ldhn] and, when y is not nullptr, to y [rows][ldy]. Each thread
-// quantizes x_t and h_{t-1} into its own part of q / qscale / qzero (sized by int8_lstm_scratch) and computes its
-// unit blocks.
-struct Int8LstmStep {
-  const std::uint8_t* packed;  // 64-byte aligned, int8_lstm_layout(lanes, I, H)
+// One low-precision LSTM step of one layer direction on rows [0, rows): x_t [rows][ldx] (I used), h_{t-1}
+// [rows][ldh], c [rows][ldc] in place, h_t written to hn [rows][ldhn] and, when y is not nullptr, to y [rows][ldy].
+// Each thread converts x_t and h_{t-1} (int8: quantizes, with scales and zero points) into its own part of q /
+// qscale / qzero (sized by lowp_lstm_q_bytes and 2·N) and computes its unit blocks.
+struct LowpLstmStep {
+  const std::uint8_t* packed;  // 64-byte aligned, lowp_lstm_layout(prec, lanes, I, H)
   const float* x;  index_t ldx;
   const float* hp; index_t ldh;
   float* hn;       index_t ldhn;
@@ -323,13 +329,15 @@ struct Int8LstmStep {
   index_t rows, N, I, H;  // N: the rows q was sized for
   int parts;
 };
-// Bytes of q per thread for N rows, and floats (ints) of qscale (qzero) per thread.
-inline index_t int8_lstm_q_bytes(index_t N, index_t I, index_t H) { return N * (int8_k4(I) + int8_k4(H)); }
+// Bytes of q per thread for N rows.
+inline index_t lowp_lstm_q_bytes(Lowp prec, index_t N, index_t I, index_t H) {
+  return N * (lowp_kpad(prec, I) + lowp_kpad(prec, H)) * lowp_bytes(prec);
+}
 
-// One int8 LSTM forward (lstm_int8_forward) as each thread of its region sees it: the steps of `step` over the
-// sequence, h alternating between two buffers hbuf [2][N][H] (rows past their end carried across).
-struct Int8Lstm {
-  Int8LstmStep step;
+// One low-precision LSTM forward (lstm_lowp_forward) as each thread of its region sees it: the steps of `step`
+// over the sequence, h alternating between two buffers hbuf [2][N][H] (rows past their end carried across).
+struct LowpLstm {
+  LowpLstmStep step;
   float* hbuf;
   const float* x;  // [T][N][I]
   float* y;        // [T][N][ldy]
@@ -338,10 +346,10 @@ struct Int8Lstm {
   bool reverse;
 };
 
-// One streaming step of L int8 layers: layer l reads h_prev + l·N·H (and the previous layer's h_new, or x), and
-// writes h_new + l·N·H and c + l·N·H; the threads meet once per layer.
-struct Int8LstmStream {
-  Int8LstmStep step;  // packed, x, rows, N, H, I of layer 0, q, parts set; the rest per layer
+// One streaming step of L layers: layer l reads h_prev + l·N·H (and the previous layer's h_new, or x), and writes
+// h_new + l·N·H and c + l·N·H; the threads meet once per layer.
+struct LowpLstmStream {
+  LowpLstmStep step;  // x, rows, N, H, q, parts set; the rest per layer
   const std::uint8_t* const* packs;
   const float* h_prev; float* h_new; float* c;
   index_t L, I0;
@@ -349,26 +357,29 @@ struct Int8LstmStream {
 
 }  // namespace detail
 
-// One int8 dot form of a level (int8.h): the packed-panel products and the loops built on them.
-struct Int8Path {
+// One dot form of a level (int8.h): the packed-panel products and the loops built on them.
+struct LowpPath {
   const char* name;
-  // acc [N][J] = aq Wqᵀ − zero · rowsum from Wq packed as int8_panels(lanes, 1, J, K) at `packed` (64-aligned).
+  // int8 only: acc [N][J] = aq Wqᵀ − zero · rowsum from Wq packed as lowp_panels(Int8, lanes, 1, J, K) at `packed`
+  // (64-aligned).
   void (*accumulate)(std::int32_t* acc, const std::uint8_t* aq, index_t lda, const std::int32_t* zero,
                      const std::uint8_t* packed, index_t N, index_t J, index_t K);
-  void (*lstm_loop)(const detail::Int8Lstm& F, int tid, int nt);
-  void (*lstm_stream)(const detail::Int8LstmStream& F, int tid, int nt);
+  void (*lstm_loop)(const detail::LowpLstm& F, int tid, int nt);
+  void (*lstm_stream)(const detail::LowpLstmStream& F, int tid, int nt);
 };
 
-// One ISA level's int8 kernels (isa/int8.inc; the math of reference.py's int8 section).
-struct Int8Kernels {
+// One ISA level's low-precision kernels (isa/int8.inc; the maths of reference.py's int8 and bfloat16 sections).
+struct LowpKernels {
   void (*quantize_rows_u8)(std::uint8_t* q, float* scale, std::int32_t* zero, const float* a, index_t lda, index_t N,
                            index_t K, index_t ldq);
-  // Packs Wq [V·H][K] (rows, row scales; rowsums computed here) into the panels of int8_panels(lanes, V, H, K, ·)
-  // at base + p.w etc.
-  void (*pack_panels)(std::uint8_t* base, const detail::Int8Panels& p, const std::int8_t* Wq, const float* scale,
-                      index_t V, index_t H, index_t K);
+  // Packs Wq [V·H][K] int8 (row scales; row sums computed here) into the panels p at base.
+  void (*pack_int8)(std::uint8_t* base, const detail::LowpPanels& p, const std::int8_t* Wq, const float* scale,
+                    index_t V, index_t H, index_t K);
+  // Packs W [V·H][K] float32 as bfloat16 (rounded to nearest even) into the panels p at base.
+  void (*pack_bf16)(std::uint8_t* base, const detail::LowpPanels& p, const float* W, index_t V, index_t H, index_t K);
   int lanes;
-  Int8Path paths[2];  // the dot forms this CPU runs at this level, best first; name nullptr past the last
+  LowpPath int8[2];  // the int8 dot forms this CPU runs at this level, best first; name nullptr past the last
+  LowpPath bf16[1];  // the bfloat16 form, when this CPU and level have one (name nullptr otherwise)
 };
 
 struct KernelTable {
@@ -376,7 +387,7 @@ struct KernelTable {
   int lanes;        // float32 lanes of its vectors
   Kernels<float> f32;
   Kernels<double> f64;
-  Int8Kernels i8;
+  LowpKernels lowp;
 
   template <typename Real>
   const Kernels<Real>& of() const {

@@ -170,14 +170,16 @@ def config() -> dict:
       threads (see :func:`share_threads_with_torch`);
     - ``int8``: the int8 dot form :func:`quantize` runs at this level (``avx512-vnni``, ``avx512``, ``avx-vnni``,
       ``avx2`` or ``portable``), and ``int8_available`` every form this CPU runs at this level, best first;
-    - ``bf16``: the bfloat16 path (``"none"``: not built in this version).
+    - ``bf16``: the bfloat16 products ``quantize(module, "bfloat16")`` runs at this level (``avx512-bf16``), or
+      ``"none"``.
     """
     return {"isa": _core.isa(), "isa_available": list(_core.isa_available()), "isa_lanes": _core.isa_lanes(),
             "isa_cap": _ISA_CAP, "threads": _core.get_num_threads(), "blas": _core.blas_config(),
             "numpy_blas_threads": "pylstm pool" if _numpy_blas_on_pool else "own",
             "numpy_blas_on_pool": list(_numpy_blas_on_pool),
             "pool": f"OpenMP team of {_core.openmp_team()}" if _core.openmp_team() else "own threads",
-            "int8": _core.int8_paths()[0], "int8_available": list(_core.int8_paths()), "bf16": "none",
+            "int8": _core.int8_paths()[0], "int8_available": list(_core.int8_paths()),
+            "bf16": _core.bf16_path() or "none",
             "version": __version__}
 
 

@@ -16,7 +16,7 @@ import numpy as np
 __all__ = ["lstm_cache_size", "lstm_forward", "lstm_backward", "gru_cache_size", "gru_forward", "gru_backward",
            "rnn_cache_size", "rnn_forward", "rnn_backward", "sigmoid", "linear_forward", "linear_backward",
            "softmax_cross_entropy", "adam_step", "sgd_step", "grad_norm", "scale_grads", "quantize_weights_int8",
-           "quantize_rows_u8", "int8_accumulate", "Int8Weights"]
+           "quantize_rows_u8", "int8_accumulate", "Int8Weights", "to_bfloat16", "Bf16Weights"]
 
 
 def sigmoid(a):
@@ -428,3 +428,47 @@ class _Int8Transposed:
         aq, s_a, zero = quantize_rows_u8(a)
         acc = int8_accumulate(aq, zero, self.w.q, self.w.rowsum)
         return (s_a[:, None] * self.w.scale[None, :] * acc.astype(np.float32)).astype(np.float32)
+
+
+# ---- bfloat16 inference (issue 26) ----
+#
+# Weights and each product's input rounded to bfloat16 (the top 16 bits of float32, rounded to nearest, ties to even:
+# vcvtneps2bf16's rounding; a NaN stays a NaN), products summed in float32 (vdpbf16ps; here in float64 and rounded
+# once, so the kernels' sums differ from these by float32 rounding only). Gate maths, cell state and biases in
+# float32: the float forward functions above run this math unchanged when their weights are Bf16Weights.
+
+def to_bfloat16(a):
+    """a rounded to the nearest bfloat16 value (ties to even), as float32."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    bits = a.view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
+    return np.where(np.isnan(a), a, rounded).astype(np.float32)
+
+
+class Bf16Weights:
+    """A weight matrix W (J, K) rounded to bfloat16, standing in for W as Int8Weights does: `a @ W.T` is the product
+    of a rounded to bfloat16 with the rounded rows, summed in float64 and rounded to float32."""
+
+    def __init__(self, W):
+        self.w = to_bfloat16(W)
+        self.shape = self.w.shape
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, rows):
+        if not isinstance(rows, slice):
+            raise TypeError("Bf16Weights takes a slice of rows")
+        return Bf16Weights(self.w[rows])
+
+    @property
+    def T(self):
+        return _Bf16Transposed(self)
+
+
+class _Bf16Transposed:
+    __array_ufunc__ = None
+
+    def __init__(self, w):
+        self.w = w
+
+    def __rmatmul__(self, a):
+        return (to_bfloat16(a).astype(np.float64) @ self.w.w.astype(np.float64).T).astype(np.float32)

@@ -93,3 +93,15 @@ def test_the_int8_product_is_the_float_product_of_the_quantized_operands():
     a_seen = s[:, None] * (aq.astype(np.float64) - z[:, None])
     np.testing.assert_allclose(a @ w.T, a_seen @ w.dequantized().astype(np.float64).T, rtol=1e-5, atol=1e-5)
     assert (w[4:8].q == w.q[4:8]).all() and w[4:8].shape == (4, 50)
+
+
+def test_to_bfloat16_rounds_to_nearest_even():
+    one = np.float32(1.0)
+    ulp = np.float32(2.0 ** -7)  # bfloat16's spacing at 1
+    x = np.array([one, one + ulp / 2, one + ulp * 1.5, one + ulp / 2 + np.float32(2 ** -20), -one - ulp / 2,
+                  np.inf, -np.inf, np.nan, 0.0, -0.0], np.float32)
+    y = ref.to_bfloat16(x)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y[:5], [1.0, 1.0, one + 2 * ulp, one + ulp, -1.0])  # ties to even
+    assert np.isposinf(y[5]) and np.isneginf(y[6]) and np.isnan(y[7]) and y[8] == 0 and np.signbit(y[9])
+    assert (y.view(np.uint32)[~np.isnan(y)] & 0xFFFF == 0).all()

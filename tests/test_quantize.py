@@ -57,9 +57,9 @@ def test_one_step_is_the_references(T, N, I, H, path):
     rng = np.random.default_rng(2)
     x = _x(T, N, I)
     h0, c0 = (rng.standard_normal((N, H)).astype(np.float32) for _ in range(2))
-    pk = _core.PackedLstmInt8(p["weight_ih_l0"], p["weight_ih_l0_scale"], p["weight_hh_l0"], p["weight_hh_l0_scale"],
+    pk = _core.pack_lstm_int8(p["weight_ih_l0"], p["weight_ih_l0_scale"], p["weight_hh_l0"], p["weight_hh_l0_scale"],
                               p["bias_ih_l0"], p["bias_hh_l0"])
-    y, h_n, c_n = _core.lstm_int8_forward(x, h0, c0, pk, path=path)
+    y, h_n, c_n = _core.lstm_lowp_forward(x, h0, c0, pk, path=path)
     ry, rh, rc = _reference(q, x, h0[None], c0[None])
     np.testing.assert_allclose(y, ry, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(c_n, rc[0], rtol=1e-5, atol=1e-6)
@@ -73,10 +73,10 @@ def test_sequences_follow_the_reference(T, N, I, H, path):
     q = pylstm.quantize(m, "int8")
     p = q.state_dict()
     x = _x(T, N, I, 4)
-    pk = _core.PackedLstmInt8(p["weight_ih_l0"], p["weight_ih_l0_scale"], p["weight_hh_l0"], p["weight_hh_l0_scale"],
+    pk = _core.pack_lstm_int8(p["weight_ih_l0"], p["weight_ih_l0_scale"], p["weight_hh_l0"], p["weight_hh_l0_scale"],
                               p["bias_ih_l0"], p["bias_hh_l0"])
     for reverse in (False, True):
-        y, h_n, c_n = _core.lstm_int8_forward(x, None, None, pk, reverse=reverse, path=path)
+        y, h_n, c_n = _core.lstm_lowp_forward(x, None, None, pk, reverse=reverse, path=path)
         ry, _, _, _ = ref.lstm_forward(x, None, None, _int8(p, "weight_ih_l0"), _int8(p, "weight_hh_l0"),
                                        p["bias_ih_l0"], p["bias_hh_l0"], reverse=reverse, training=False)
         assert _rel(y, ry) < 2e-3
@@ -168,8 +168,6 @@ def test_refusals_name_what_is_refused():
         pylstm.quantize(m, "int4")
     with pytest.raises(TypeError, match="dtype must be"):
         pylstm.quantize(m, np.int8)
-    with pytest.raises(ValueError, match="bfloat16.*not available"):
-        pylstm.quantize(m, "bfloat16")
     with pytest.raises(ValueError, match="proj_size"):
         pylstm.quantize(pylstm.LSTM(4, 5, proj_size=2), "int8")
     with pytest.raises(ValueError, match="float32"):
@@ -185,5 +183,75 @@ def test_refusals_name_what_is_refused():
         q.load_state_dict(dict(sd, weight_ih_l0_scale=np.zeros(20, np.float32)))
     with pytest.raises(TypeError, match="x must have dtype float32"):
         q(np.zeros((2, 1, 4)))
-    with pytest.raises(TypeError, match="packed must be a PackedLstmInt8"):
-        _core.lstm_int8_forward(np.zeros((2, 1, 4), np.float32), None, None, object())
+    with pytest.raises(TypeError, match="packed must be a PackedLstmLowp"):
+        _core.lstm_lowp_forward(np.zeros((2, 1, 4), np.float32), None, None, object())
+
+
+# ---- bfloat16 ---------------------------------------------------------------------------------------------------
+needs_bf16 = pytest.mark.skipif(not _core.bf16_path(), reason="no bfloat16 products at this level (AVX512_BF16 "
+                                "and PYLSTM_ISA=avx512); the refusal is tested instead")
+
+
+def _bf16(params, name):
+    return ref.Bf16Weights(params[name])
+
+
+@needs_bf16
+@pytest.mark.parametrize("T, N, I, H", [(1, 3, 5, 7), (1, 9, 40, 33), (15, 7, 24, 40)])
+def test_bf16_follows_the_reference(T, N, I, H):
+    m = pylstm.LSTM(I, H, seed=21).eval()
+    q = pylstm.quantize(m, "bfloat16")
+    p = q.state_dict()
+    x = _x(T, N, I, 22)
+    for reverse in (False, True):
+        pk = _core.pack_lstm_bf16(p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])
+        y, h_n, c_n = _core.lstm_lowp_forward(x, None, None, pk, reverse=reverse)
+        ry, _, rc, _ = ref.lstm_forward(x, None, None, _bf16(p, "weight_ih_l0"), _bf16(p, "weight_hh_l0"),
+                                        p["bias_ih_l0"], p["bias_hh_l0"], reverse=reverse, training=False)
+        if T == 1:  # the same rounded operands: the sums differ by float32 rounding only
+            np.testing.assert_allclose(y, ry, rtol=1e-4, atol=1e-5)
+        assert _rel(y, ry) < 1e-3 and _rel(c_n, rc) < 1e-3
+
+
+@needs_bf16
+@pytest.mark.parametrize("T, N, H", [(100, 1, 256), (100, 32, 256), (20, 8, 512)])
+def test_bf16_error_against_float32_is_within_the_stated_bound(T, N, H):
+    m = pylstm.LSTM(H, H, seed=5).eval()
+    x = _x(T, N, H, 6)
+    y32, _ = m(x)
+    y16, _ = pylstm.quantize(m, "bfloat16")(x)
+    assert _rel(y16, y32) < 1e-2
+
+
+@needs_bf16
+def test_bf16_module_layers_lengths_streams_and_copies():
+    m = pylstm.LSTM(6, 21, num_layers=2, bidirectional=True, peepholes=True, seed=23).eval()
+    q = pylstm.quantize(m, "bfloat16")
+    assert "dtype=bfloat16" in repr(q) and pylstm.config()["bf16"] == _core.bf16_path()
+    sd = q.state_dict()
+    assert sd["weight_ih_l0"].dtype == np.float32 and "weight_ih_l0_scale" not in sd
+    np.testing.assert_array_equal(sd["weight_hh_l1"], ref.to_bfloat16(m.state_dict()["weight_hh_l1"]))
+    x = _x(8, 5, 6, 24)
+    y, (h_n, c_n) = q(x)
+    assert _rel(y, m(x)[0]) < 1e-2
+    lengths = np.array([8, 3, 5, 1, 8])
+    yl, _ = q(x, lengths=lengths)
+    for n, L in enumerate(lengths):
+        np.testing.assert_allclose(yl[:L, n], q(x[:L, n])[0], rtol=1e-5, atol=1e-6)
+    for other in (copy.deepcopy(q), pickle.loads(pickle.dumps(q))):
+        np.testing.assert_array_equal(other(x)[0], y)
+    one = pylstm.quantize(pylstm.LSTM(6, 21, num_layers=2, seed=25), "bfloat16")
+    full, _ = one(x)
+    s = one.stream()
+    np.testing.assert_allclose(np.stack([s.step(x[t]) for t in range(8)]), full, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="bfloat16 values"):
+        q.load_state_dict(dict(sd, weight_ih_l0=sd["weight_ih_l0"] + np.float32(1e-3)))
+    with pytest.raises(ValueError, match="no ONNX form"):
+        pytest.importorskip("pylstm.onnx").export(q)
+
+
+@pytest.mark.skipif(bool(_core.bf16_path()), reason="this level has bfloat16 products")
+def test_bf16_is_refused_with_what_is_missing():
+    with pytest.raises(ValueError, match="AVX512_BF16|PYLSTM_ISA"):
+        pylstm.quantize(pylstm.LSTM(4, 5), "bfloat16")
+    assert pylstm.config()["bf16"] == "none"

@@ -3,6 +3,7 @@
 #include "int8.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace pylstm::bind {
 
@@ -51,26 +52,32 @@ py::array_t<std::int32_t> int8_accumulate_b(const py::array& aq_, const py::arra
   return acc;
 }
 
-// One int8 LSTM layer direction's packed weights (int8.h, lstm_int8_pack), made once from the quantized weights.
-struct PackedLstmInt8 {
+// One low-precision LSTM layer direction's packed weights (int8.h: lstm_int8_pack, lstm_bf16_pack), made once.
+struct PackedLstmLowp {
+  bool bf16;
   index_t I, H;
   pylstm::LargeBuffer<std::uint8_t> data;
-  PackedLstmInt8(index_t I_, index_t H_)
-      : I(I_), H(H_), data(pylstm::make_large<std::uint8_t>(pylstm::lstm_int8_packed_bytes(I_, H_))) {}
+  PackedLstmLowp(bool bf16_, index_t I_, index_t H_)
+      : bf16(bf16_), I(I_), H(H_), data(pylstm::make_large<std::uint8_t>(pylstm::lstm_lowp_packed_bytes(bf16_, I_, H_))) {}
 };
 
-std::unique_ptr<PackedLstmInt8> pack_lstm_int8(const py::array& Wq_ih_, const py::array& s_ih_,
-                                               const py::array& Wq_hh_, const py::array& s_hh_,
-                                               const py::object& b_ih_, const py::object& b_hh_,
-                                               const py::object& peep_) {
-  if (Wq_hh_.ndim() != 2 || Wq_hh_.shape(0) != 4 * Wq_hh_.shape(1) || Wq_hh_.shape(1) < 1)
-    throw py::value_error("Wq_hh must have shape (4*H, H), got " + shape_of(Wq_hh_));
-  if (Wq_ih_.ndim() != 2 || Wq_ih_.shape(1) < 1)
-    throw py::value_error("Wq_ih must have shape (4*H, I), got " + shape_of(Wq_ih_));
-  const index_t H = Wq_hh_.shape(1), I = Wq_ih_.shape(1);
+// I and H from W_ih [4H][I] and W_hh [4H][H] (named wi, wh in the messages).
+std::pair<index_t, index_t> lstm_sizes_of(const py::array& W_ih, const py::array& W_hh, const char* wi, const char* wh) {
+  if (W_hh.ndim() != 2 || W_hh.shape(0) != 4 * W_hh.shape(1) || W_hh.shape(1) < 1)
+    throw py::value_error(std::string(wh) + " must have shape (4*H, H), got " + shape_of(W_hh));
+  if (W_ih.ndim() != 2 || W_ih.shape(1) < 1)
+    throw py::value_error(std::string(wi) + " must have shape (4*H, I), got " + shape_of(W_ih));
+  const index_t H = W_hh.shape(1), I = W_ih.shape(1);
   if (I > pylstm::kInt8MaxK || H > pylstm::kInt8MaxK)
-    throw py::value_error("int8 products need input_size and hidden_size at most " + std::to_string(pylstm::kInt8MaxK) +
-                          ", got " + std::to_string(I) + " and " + std::to_string(H));
+    throw py::value_error("low-precision products need input_size and hidden_size at most " +
+                          std::to_string(pylstm::kInt8MaxK) + ", got " + std::to_string(I) + " and " + std::to_string(H));
+  return {I, H};
+}
+
+std::unique_ptr<PackedLstmLowp> pack_lstm_int8(const py::array& Wq_ih_, const py::array& s_ih_, const py::array& Wq_hh_,
+                                               const py::array& s_hh_, const py::object& b_ih_, const py::object& b_hh_,
+                                               const py::object& peep_) {
+  const auto [I, H] = lstm_sizes_of(Wq_ih_, Wq_hh_, "Wq_ih", "Wq_hh");
   auto Wq_ih = arg<std::int8_t>(Wq_ih_, "Wq_ih", {4 * H, I});
   auto Wq_hh = arg<std::int8_t>(Wq_hh_, "Wq_hh", {4 * H, H});
   auto s_ih = arg<float>(s_ih_, "s_ih", {4 * H});
@@ -79,7 +86,7 @@ std::unique_ptr<PackedLstmInt8> pack_lstm_int8(const py::array& Wq_ih_, const py
   auto b_hh = arg<float>(b_hh_, "b_hh", {4 * H}, false, true);
   both_or_neither(b_ih, b_hh);
   auto peep = arg<float>(peep_, "peep", {3 * H}, false, true);
-  auto pk = std::make_unique<PackedLstmInt8>(I, H);
+  auto pk = std::make_unique<PackedLstmLowp>(false, I, H);
   std::uint8_t* buf = pk->data.get();
   without_gil([=] {
     pylstm::lstm_int8_pack(buf, Wq_ih.ptr, s_ih.ptr, Wq_hh.ptr, s_hh.ptr, b_ih.ptr, b_hh.ptr, peep.ptr, I, H);
@@ -87,13 +94,34 @@ std::unique_ptr<PackedLstmInt8> pack_lstm_int8(const py::array& Wq_ih_, const py
   return pk;
 }
 
-py::tuple lstm_int8_forward_b(const py::array& x_, const py::object& h0_, const py::object& c0_,
+std::unique_ptr<PackedLstmLowp> pack_lstm_bf16(const py::array& W_ih_, const py::array& W_hh_, const py::object& b_ih_,
+                                               const py::object& b_hh_, const py::object& peep_) {
+  const auto [I, H] = lstm_sizes_of(W_ih_, W_hh_, "W_ih", "W_hh");
+  if (pylstm::bf16_path().empty())
+    throw py::value_error("no bfloat16 products at this level: they need a CPU with AVX512_BF16 and the avx512 level "
+                          "(pylstm.config()['bf16'])");
+  auto W_ih = arg<float>(W_ih_, "W_ih", {4 * H, I});
+  auto W_hh = arg<float>(W_hh_, "W_hh", {4 * H, H});
+  auto b_ih = arg<float>(b_ih_, "b_ih", {4 * H}, false, true);
+  auto b_hh = arg<float>(b_hh_, "b_hh", {4 * H}, false, true);
+  both_or_neither(b_ih, b_hh);
+  auto peep = arg<float>(peep_, "peep", {3 * H}, false, true);
+  auto pk = std::make_unique<PackedLstmLowp>(true, I, H);
+  std::uint8_t* buf = pk->data.get();
+  without_gil([=] { pylstm::lstm_bf16_pack(buf, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, peep.ptr, I, H); });
+  return pk;
+}
+
+const PackedLstmLowp& packed_of(const py::object& obj) {
+  if (!py::isinstance<PackedLstmLowp>(obj))
+    throw py::type_error("packed must be a PackedLstmLowp, got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+  return obj.cast<const PackedLstmLowp&>();
+}
+
+py::tuple lstm_lowp_forward_b(const py::array& x_, const py::object& h0_, const py::object& c0_,
                               const py::object& packed_, bool reverse, const py::object& y_,
                               const py::object& batch_sizes_, const std::string& path) {
-  if (!py::isinstance<PackedLstmInt8>(packed_))
-    throw py::type_error("packed must be a PackedLstmInt8, got " +
-                         std::string(py::str(py::type::of(packed_).attr("__name__"))));
-  const auto& pk = packed_.cast<const PackedLstmInt8&>();
+  const auto& pk = packed_of(packed_);
   if (x_.ndim() != 3) throw py::value_error("x must be 3-D (T, N, I), got shape " + shape_of(x_));
   const index_t T = x_.shape(0), N = x_.shape(1), I = pk.I, H = pk.H;
   if (T < 1 || N < 1) throw py::value_error("x must have no zero-sized axis, got shape " + shape_of(x_));
@@ -105,36 +133,41 @@ py::tuple lstm_int8_forward_b(const py::array& x_, const py::object& h0_, const 
   py::object y_obj = out_or_new<float>(y_, {T, N, H}, batch_sizes != nullptr);
   auto y = arg<float>(y_obj, "y", {T, N, H}, true, false, true);
   no_overlap<float>({&y}, {&x, &h0, &c0});
-  const auto paths = pylstm::int8_paths();
-  if (!path.empty() && std::find(paths.begin(), paths.end(), path) == paths.end())
-    throw py::value_error("path must be one of this level's int8 paths " + py::str(py::cast(paths)).cast<std::string>() +
-                          ", got '" + path + "'");
+  if (!path.empty()) {
+    const auto paths = pk.bf16 ? std::vector<std::string>{pylstm::bf16_path()} : pylstm::int8_paths();
+    if (std::find(paths.begin(), paths.end(), path) == paths.end())
+      throw py::value_error("path must be one of this level's paths " + py::str(py::cast(paths)).cast<std::string>() +
+                            ", got '" + path + "'");
+  }
   py::array_t<float> h_n({N, H}), c_n({N, H});
   float *hn = h_n.mutable_data(), *cn = c_n.mutable_data();
   const std::uint8_t* buf = pk.data.get();
+  const bool bf16 = pk.bf16;
   const pylstm::Run run{reverse, batch_sizes};
   const std::string* pp = &path;
   without_gil([=] {
-    pylstm::lstm_int8_forward(buf, x.ptr, h0.ptr, c0.ptr, y.ptr, y.ld, hn, cn, T, N, I, H, run, *pp);
+    pylstm::lstm_lowp_forward(bf16, buf, x.ptr, h0.ptr, c0.ptr, y.ptr, y.ld, hn, cn, T, N, I, H, run, *pp);
   });
   return py::make_tuple(y_obj, h_n, c_n);
 }
 
-void lstm_int8_stream_step_b(const py::array& x_, const py::array& h_prev_, const py::array& h_new_, const py::array& c_,
-                             const std::vector<const PackedLstmInt8*>& packs) {
+void lstm_lowp_stream_step_b(const py::array& x_, const py::array& h_prev_, const py::array& h_new_, const py::array& c_,
+                             const std::vector<const PackedLstmLowp*>& packs) {
   const index_t L = static_cast<index_t>(packs.size());
-  if (L < 1) throw py::value_error("packs must hold one PackedLstmInt8 per layer, got none");
-  for (const PackedLstmInt8* p : packs)
-    if (!p) throw py::type_error("packs must hold PackedLstmInt8 objects, got None");
+  if (L < 1) throw py::value_error("packs must hold one PackedLstmLowp per layer, got none");
+  for (const PackedLstmLowp* p : packs)
+    if (!p) throw py::type_error("packs must hold PackedLstmLowp objects, got None");
   if (x_.ndim() != 2) throw py::value_error("x must have shape (N, I), got " + shape_of(x_));
   const index_t N = x_.shape(0), I0 = x_.shape(1), H = packs[0]->H;
+  const bool bf16 = packs[0]->bf16;
   for (index_t l = 0; l < L; ++l) {
-    const PackedLstmInt8* p = packs[static_cast<size_t>(l)];
+    const PackedLstmLowp* p = packs[static_cast<size_t>(l)];
     const index_t want_I = l == 0 ? I0 : H;
     if (p->I != want_I || p->H != H)
       throw py::value_error("packs[" + std::to_string(l) + "] was made for (I, H) = (" + std::to_string(p->I) + ", " +
                             std::to_string(p->H) + "), layer " + std::to_string(l) + " needs (" +
                             std::to_string(want_I) + ", " + std::to_string(H) + ")");
+    if (p->bf16 != bf16) throw py::value_error("packs must all be int8 or all bfloat16");
   }
   auto x = arg<float>(x_, "x", {N, I0});
   auto h_prev = arg<float>(h_prev_, "h_prev", {L, N, H});
@@ -144,7 +177,7 @@ void lstm_int8_stream_step_b(const py::array& x_, const py::array& h_prev_, cons
   std::vector<const std::uint8_t*> bufs(static_cast<size_t>(L));
   for (index_t l = 0; l < L; ++l) bufs[static_cast<size_t>(l)] = packs[static_cast<size_t>(l)]->data.get();
   const std::uint8_t* const* pk = bufs.data();
-  without_gil([=] { pylstm::lstm_int8_stream_step(h_new.ptr, c.ptr, x.ptr, h_prev.ptr, pk, L, N, I0, H); });
+  without_gil([=] { pylstm::lstm_lowp_stream_step(bf16, h_new.ptr, c.ptr, x.ptr, h_prev.ptr, pk, L, N, I0, H); });
 }
 
 }  // namespace
@@ -157,20 +190,28 @@ void bind_int8(py::module_& m) {
         "acc int32 (N, J) = aq Wqᵀ − zero · rowsum, exactly: reference.int8_accumulate, through the packed tiles of "
         "int8 path `path` (int8_paths(); '' for the best).");
   m.def("int8_paths", &pylstm::int8_paths, "The int8 dot forms this CPU runs at the level in use, best first.");
-  py::class_<PackedLstmInt8>(m, "PackedLstmInt8",
-                             "One int8 LSTM layer direction's weights packed for this level (lstm_int8_forward).")
-      .def(py::init(&pack_lstm_int8), py::arg("Wq_ih"), py::arg("s_ih"), py::arg("Wq_hh"), py::arg("s_hh"),
-           py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("peep") = py::none())
-      .def_readonly("I", &PackedLstmInt8::I)
-      .def_readonly("H", &PackedLstmInt8::H);
-  m.def("lstm_int8_forward", &lstm_int8_forward_b, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("packed"),
+  m.def("bf16_path", &pylstm::bf16_path, "The bfloat16 dot form at the level in use, or '' when there is none.");
+  py::class_<PackedLstmLowp>(m, "PackedLstmLowp",
+                             "One int8 or bfloat16 LSTM layer direction's weights packed for this level "
+                             "(pack_lstm_int8, pack_lstm_bf16; lstm_lowp_forward).")
+      .def_readonly("I", &PackedLstmLowp::I)
+      .def_readonly("H", &PackedLstmLowp::H)
+      .def_property_readonly("dtype", [](const PackedLstmLowp& p) { return p.bf16 ? "bfloat16" : "int8"; });
+  m.def("pack_lstm_int8", &pack_lstm_int8, py::arg("Wq_ih"), py::arg("s_ih"), py::arg("Wq_hh"), py::arg("s_hh"),
+        py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("peep") = py::none(),
+        "A PackedLstmLowp of int8 weights with their row scales (reference.quantize_weights_int8's form).");
+  m.def("pack_lstm_bf16", &pack_lstm_bf16, py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih") = py::none(),
+        py::arg("b_hh") = py::none(), py::arg("peep") = py::none(),
+        "A PackedLstmLowp of float32 weights rounded to bfloat16 (reference.to_bfloat16).");
+  m.def("lstm_lowp_forward", &lstm_lowp_forward_b, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("packed"),
         py::kw_only(), py::arg("reverse") = false, py::arg("y") = py::none(), py::arg("batch_sizes") = py::none(),
         py::arg("path") = "",
-        "(y, h_n, c_n) of one int8 LSTM layer direction, inference: reference.lstm_forward with Int8Weights.");
-  m.def("lstm_int8_stream_step", &lstm_int8_stream_step_b, py::arg("x"), py::arg("h_prev"), py::arg("h_new"),
+        "(y, h_n, c_n) of one int8 or bfloat16 LSTM layer direction, inference: reference.lstm_forward with "
+        "Int8Weights or Bf16Weights.");
+  m.def("lstm_lowp_stream_step", &lstm_lowp_stream_step_b, py::arg("x"), py::arg("h_prev"), py::arg("h_new"),
         py::arg("c"), py::arg("packs"),
-        "One inference step of a stack of int8 LSTM layers: reads x (N, I) and h_prev (L, N, H), writes h_new "
-        "(L, N, H) and updates c (L, N, H) in place (lstm_stream_step's int8 form).");
+        "One inference step of a stack of int8 or bfloat16 LSTM layers: reads x (N, I) and h_prev (L, N, H), writes "
+        "h_new (L, N, H) and updates c (L, N, H) in place (lstm_stream_step's low-precision form).");
 }
 
 }  // namespace pylstm::bind
