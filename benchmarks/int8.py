@@ -1,5 +1,5 @@
-"""int8 LSTM inference beside float32, in one process: pylstm, torch's dynamic int8 LSTM and ONNX Runtime's
-DynamicQuantizeLSTM (issue 26).
+"""int8 and bfloat16 LSTM inference beside float32, in one process: pylstm, torch's dynamic int8 LSTM and ONNX
+Runtime's DynamicQuantizeLSTM (issue 26).
 
     python benchmarks/int8.py [--rounds 7] [--shapes 100,1,256 100,32,256 50,64,1024]
 
@@ -11,6 +11,7 @@ this machine, torch.set_num_threads(2), ORT's intra-op threads 2); no other thre
 Before each contender's timed calls the process idles SETTLE_S seconds (the previous contender's threads spin for a
 while after their last call) and makes one untimed call. The median of --rounds calls is reported, and each int8
 output's relative error ‖int8 − fp32‖ / ‖fp32‖ against its own library's float32 output on the same input.
+pylstm's bfloat16 (pylstm.quantize(m, "bfloat16")) runs where the CPU has AVX512_BF16 and the level is avx512.
 ORT's kernels cannot be capped to an ISA level; torch's can (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY), but fbgemm's
 int8 kernels, which quantize_dynamic runs, follow the CPU alone.
 """
@@ -45,6 +46,9 @@ def contenders(T, N, H):
     x = np.random.default_rng(0).standard_normal((T, N, H)).astype(np.float32)
     q = pylstm.quantize(m, "int8")
     runs = {"pylstm fp32": lambda: m(x)[0], "pylstm int8": lambda: q(x)[0]}
+    if pylstm.config()["bf16"] != "none":
+        b = pylstm.quantize(m, "bfloat16")
+        runs["pylstm bf16"] = lambda: b(x)[0]
     try:
         import torch
 
@@ -95,7 +99,7 @@ def main(argv=None):
     logging.getLogger().setLevel(logging.ERROR)
     cfg = pylstm.config()
     print(f"{datetime.date.today()}  {cpu_model()}")
-    print(f"pylstm isa {cfg['isa']}, int8 path {cfg['int8']}, {cfg['threads']} threads")
+    print(f"pylstm isa {cfg['isa']}, int8 path {cfg['int8']}, bf16 path {cfg['bf16']}, {cfg['threads']} threads")
     try:
         import torch
         print(f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), "
@@ -115,8 +119,8 @@ def main(argv=None):
     names = list(rows[0][1])
     print(f"\nmedian ms of {args.rounds} calls; err = ‖int8 − fp32‖ / ‖fp32‖ of the same library")
     print("| (T, N, H) | " + " | ".join(names) + " | pylstm int8 vs fp32 | vs torch int8 | vs ORT int8 | "
-          "err pylstm | err torch | err ORT |")
-    print("|" + "---|" * (len(names) + 7))
+          "err pylstm | err torch | err ORT | bf16 vs fp32 | err bf16 |")
+    print("|" + "---|" * (len(names) + 9))
     for shape, ms, out in rows:
         cells = [f"{ms[n]:.2f}" for n in names]
         ours = ms["pylstm int8"]
@@ -126,8 +130,10 @@ def main(argv=None):
 
         def err(lib):
             return f"{_rel(out[lib + ' int8'], out[lib + ' fp32']):.1e}" if lib + " int8" in out else "-"
+        bf16 = (f"{ms['pylstm fp32'] / ms['pylstm bf16']:.2f}x | "
+                f"{_rel(out['pylstm bf16'], out['pylstm fp32']):.1e}") if "pylstm bf16" in ms else "- | -"
         print(f"| {shape} | " + " | ".join(cells) + f" | {ratio('pylstm fp32')} | {ratio('torch int8')} | "
-              f"{ratio('ORT int8')} | {err('pylstm')} | {err('torch')} | {err('ORT')} |")
+              f"{ratio('ORT int8')} | {err('pylstm')} | {err('torch')} | {err('ORT')} | {bf16} |")
     return rows
 
 

@@ -26,7 +26,7 @@ from . import _cells, _share_with_torch_unless_opted_out
 
 _share_with_torch_unless_opted_out()  # pylstm's parallel work on torch's OpenMP threads: see share_threads_with_torch
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "QuantizedLSTM", "quantize_dynamic"]
 
 _DTYPES = (torch.float32, torch.float64)  # what the kernels compute in
 _HALF = (torch.bfloat16, torch.float16)  # 16-bit parameters and autocast: computed in float32, cast at the ends
@@ -489,3 +489,119 @@ class RNNCell(_Cell, nn.RNNCell):
     def forward(self, input, hx=None):
         (h,) = self._step(input, [] if hx is None else [hx])
         return h
+
+
+# ---- low-precision inference: the successor of torch.ao.quantization.quantize_dynamic for recurrent modules ------
+class QuantizedLSTM(_Unscriptable, nn.Module):
+    """An inference-only LSTM with int8 or bfloat16 products (pylstm.quantize) inside a torch model, made by
+    :func:`quantize_dynamic`. It takes what torch.nn.LSTM takes (a tensor, unbatched or batch_first, or a
+    PackedSequence; hx = (h_0, c_0)) and returns what it returns, without gradients. Its weights are buffers
+    (``state_dict`` holds the int8 weights with their ``_scale`` rows, or the bfloat16-rounded weights as float32)."""
+
+    def __init__(self, lstm, dtype="int8"):
+        from . import layers
+        from .quantized import quantize
+
+        super().__init__()
+        if not isinstance(lstm, nn.LSTM):
+            raise TypeError(f"lstm must be a torch.nn.LSTM, got {type(lstm).__name__}")
+        if lstm.proj_size:
+            raise ValueError(f"an LSTM with proj_size has no {dtype} form in this version of pylstm")
+        if next(lstm.parameters()).device.type != "cpu":
+            raise ValueError("pylstm's low-precision LSTM runs on the CPU only: move the model with .cpu() first")
+        for name in ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional"):
+            setattr(self, name, getattr(lstm, name))
+        weights = {k: v.detach().to(torch.float32).cpu().numpy() for k, v in lstm.state_dict().items()}
+        float_module = layers.LSTM(lstm.input_size, lstm.hidden_size, lstm.num_layers, bias=lstm.bias,
+                                   batch_first=lstm.batch_first, bidirectional=lstm.bidirectional)
+        float_module.load_state_dict(weights)
+        self._q = quantize(float_module, dtype)
+        self.dtype_name = dtype
+        for k, v in self._q.state_dict().items():
+            self.register_buffer(k, torch.from_numpy(v.copy()))
+        self.register_load_state_dict_post_hook(_sync_after_load)
+
+    def _sync(self):
+        """The pylstm module takes the buffers' values (after load_state_dict)."""
+        self._q.load_state_dict({k: v.numpy() for k, v in self.named_buffers()})
+
+    def extra_repr(self):
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, dtype={self.dtype_name}"
+                + (", batch_first=True" if self.batch_first else "") + (", bidirectional=True" if self.bidirectional
+                                                                         else ""))
+
+    @torch.compiler.disable
+    def forward(self, input, hx=None):
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError("QuantizedLSTM: hx must be a tuple (h_0, c_0) of tensors or None")
+        packed = isinstance(input, PackedSequence)
+        data = input.data if packed else input
+        if not isinstance(data, torch.Tensor) or data.device.type != "cpu":
+            raise TypeError("QuantizedLSTM: input must be a CPU tensor or PackedSequence")
+        out_dtype = data.dtype if data.dtype in _HALF + (torch.float32,) else None
+        if out_dtype is None:
+            raise TypeError(f"QuantizedLSTM: input has dtype {data.dtype}; it takes float32, bfloat16 or float16")
+        states = None if hx is None else [s.detach().to(torch.float32).cpu().numpy() for s in hx]
+        with torch.no_grad():
+            if packed:
+                batch_sizes, sorted_indices, unsorted_indices = input.batch_sizes, input.sorted_indices, \
+                    input.unsorted_indices
+                T, N = len(batch_sizes), int(batch_sizes[0])
+                index = _packed_index(batch_sizes)
+                x = data.to(torch.float32).new_zeros((T * N, data.shape[1])).index_copy(
+                    0, index, data.to(torch.float32)).view(T, N, -1).numpy()
+                lengths = (batch_sizes.numpy()[None, :] > np.arange(N)[:, None]).sum(axis=1)
+                if states is not None and sorted_indices is not None:
+                    states = [s[:, sorted_indices.numpy()] for s in states]
+                q = self._q
+                batch_first, q.batch_first = q.batch_first, False  # PackedSequence data is time-major
+                try:
+                    y, (h_n, c_n) = q(x, states, lengths=lengths)
+                finally:
+                    q.batch_first = batch_first
+                y = torch.from_numpy(np.ascontiguousarray(y)).reshape(T * N, -1).index_select(0, index)
+                h_n, c_n = torch.from_numpy(h_n), torch.from_numpy(c_n)
+                if unsorted_indices is not None:
+                    h_n, c_n = h_n.index_select(1, unsorted_indices), c_n.index_select(1, unsorted_indices)
+                out = PackedSequence(y.to(out_dtype), batch_sizes, sorted_indices, unsorted_indices)
+            else:
+                if data.dim() not in (2, 3):
+                    raise ValueError(f"QuantizedLSTM: input must be 3-D (batched) or 2-D (unbatched), got "
+                                     f"{data.dim()}-D")
+                y, (h_n, c_n) = self._q(data.to(torch.float32).numpy(), states)
+                out = torch.from_numpy(np.ascontiguousarray(y)).to(out_dtype)
+                h_n, c_n = torch.from_numpy(h_n), torch.from_numpy(c_n)
+        return out, (h_n.to(out_dtype), c_n.to(out_dtype))
+
+
+def _sync_after_load(module, incompatible_keys):
+    module._sync()
+
+
+def quantize_dynamic(model, dtype="int8", *, inplace=False):
+    """The drop-in successor of ``torch.ao.quantization.quantize_dynamic`` for recurrent modules: every
+    ``torch.nn.LSTM`` inside ``model`` (pylstm.torch.LSTM included) is replaced by a :class:`QuantizedLSTM` whose
+    products run in ``dtype``: ``"int8"`` (or ``torch.qint8``) or ``"bfloat16"`` (or ``torch.bfloat16``), with
+    pylstm.quantize's maths. ``nn.Linear`` and every other module are left to torch, in float. A model whose GRU,
+    RNN or cell modules pylstm cannot quantize yet is refused with their names, and so is an LSTM with proj_size.
+    Returns the new model (a deep copy unless ``inplace``), in eval mode."""
+    import copy
+
+    names = {torch.qint8: "int8", torch.bfloat16: "bfloat16", "int8": "int8", "bfloat16": "bfloat16"}
+    if dtype not in names:
+        raise ValueError(f"dtype must be 'int8', 'bfloat16', torch.qint8 or torch.bfloat16, got {dtype!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    unsupported = [n or "(the model)" for n, m in model.named_modules()
+                   if isinstance(m, (nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell))]
+    if unsupported:
+        raise ValueError(f"pylstm.torch.quantize_dynamic quantizes LSTMs in this version; the model also holds "
+                         f"GRU, RNN or cell modules: {', '.join(unsupported)}")
+    target = model if inplace else copy.deepcopy(model)
+    if isinstance(target, nn.LSTM):
+        return QuantizedLSTM(target, names[dtype]).eval()
+    for parent in list(target.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, nn.LSTM):
+                setattr(parent, child_name, QuantizedLSTM(child, names[dtype]))
+    return target.eval()

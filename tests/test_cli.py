@@ -207,14 +207,20 @@ def test_activations_compare_is_reproducible_and_sigmoid_learns_least():
     assert a["sigmoid"]["held_out"] > 0.9 * baseline and a["tanh"]["held_out"] < 0.9 * baseline
 
 
-def test_train_int8_reports_the_quantized_validation_loss(tmp_path):
+def test_train_quantize_reports_the_quantized_validation_loss(tmp_path):
+    import pylstm
+
+    dtypes = ["int8"] + (["bfloat16"] if pylstm.config()["bf16"] != "none" else [])
     text = tmp_path / "t.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 200)
     r = _run("train", "--data", str(text), "--steps", "30", "--hidden", "32", "--seq-len", "16", "--batch", "8",
-             "--eval-every", "30", "--lr", "0.01", "--int8", "--out", str(tmp_path / "out"), cwd=tmp_path)
+             "--eval-every", "30", "--lr", "0.01", *[a for d in dtypes for a in ("--quantize", d)], "--out",
+             str(tmp_path / "out"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    line = next(s for s in r.stdout.splitlines() if s.startswith("int8 (pylstm.quantize"))
-    low, exact, change = (float(v) for v in re.findall(r"[-+]?\d+\.\d+", line))
-    assert abs(low - exact) < 0.05 and change == pytest.approx(low - exact, abs=2e-4)
-    r = _run("train", "--data", str(text), "--cell", "gru", "--int8", "--out", str(tmp_path / "gru"), cwd=tmp_path)
-    assert r.returncode != 0 and "--int8 needs --cell lstm" in r.stderr and not (tmp_path / "gru").exists()
+    for dtype in dtypes:
+        line = next(s for s in r.stdout.splitlines() if s.startswith(f"{dtype} (pylstm.quantize"))
+        low, exact, change = (float(v) for v in re.findall(r"[-+]?\d+\.\d+", line.split("validation loss")[1]))
+        assert abs(low - exact) < 0.05 and change == pytest.approx(low - exact, abs=2e-4)
+    r = _run("train", "--data", str(text), "--cell", "gru", "--quantize", "int8", "--out", str(tmp_path / "gru"),
+             cwd=tmp_path)
+    assert r.returncode != 0 and "--quantize needs --cell lstm" in r.stderr and not (tmp_path / "gru").exists()

@@ -178,11 +178,11 @@ def test_the_builtin_series_read_through_statsmodels():
 
 
 @needs_statsmodels
-def test_int8_scores_the_same_model_quantized(tmp_path):
-    r = _run("--steps", "60", "--int8", "--out", "out", cwd=tmp_path)
+def test_quantize_scores_the_same_model_quantized(tmp_path):
+    r = _run("--steps", "60", "--quantize", "int8", "--out", "out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     line = next(s for s in r.stdout.splitlines() if s.startswith("int8 LSTM"))
     mase8 = float(line.split()[2])
     assert abs(mase8 - _scores(r.stdout)["LSTM"][0]) < 0.1
-    r = _run("--cell", "gru", "--int8", "--out", "gru", cwd=tmp_path)
-    assert r.returncode == 1 and "--int8 needs --cell lstm" in r.stderr and not (tmp_path / "gru").exists()
+    r = _run("--cell", "gru", "--quantize", "int8", "--out", "gru", cwd=tmp_path)
+    assert r.returncode == 1 and "--quantize needs --cell lstm" in r.stderr and not (tmp_path / "gru").exists()

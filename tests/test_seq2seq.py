@@ -193,18 +193,19 @@ def test_command_errors(tmp_path):
         cli.main(["seq2seq", "--task", "reverse", "--digits", "2", "--held-out", "100", "--out", str(tmp_path)])
 
 
-def test_int8_scores_the_trained_model_again_quantized(tmp_path, capsys):
-    """--int8: the held-out scores of the same trained model with its encoder and decoder through pylstm.quantize,
-    printed beside float32's; the float32 model is left as it was (its checkpoint is the same as without --int8)."""
+def test_quantize_scores_the_trained_model_again_quantized(tmp_path, capsys):
+    """--quantize int8: the held-out scores of the same trained model with its encoder and decoder through
+    pylstm.quantize, printed beside float32's; the float32 model is left as it was (its checkpoint is the same as
+    without --quantize)."""
     args = SMALL + ["--steps", "40", "--out"]
-    assert cli.main(args + [str(tmp_path / "a"), "--int8"]) == 0
+    assert cli.main(args + [str(tmp_path / "a"), "--quantize", "int8"]) == 0
     out = capsys.readouterr().out
-    line = next(s for s in out.splitlines() if s.startswith("int8 encoder and decoder"))
+    line = next(s for s in out.splitlines() if s.startswith("int8 (pylstm.quantize"))
     exact8, char8, exact32, char32 = (float(v) for v in re.findall(r"\d+\.\d+", line.split("held-out exact")[1]))
     assert abs(char8 - char32) <= 10 and 0 <= exact8 <= 100
     assert cli.main(args + [str(tmp_path / "b")]) == 0
     capsys.readouterr()
     assert (tmp_path / "a" / "seq2seq-add.npz").read_bytes() == (tmp_path / "b" / "seq2seq-add.npz").read_bytes()
-    with pytest.raises(SystemExit, match="--int8 needs --cell lstm"):
-        cli.main(SMALL + ["--cell", "gru", "--int8", "--out", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match="--quantize needs --cell lstm"):
+        cli.main(SMALL + ["--cell", "gru", "--quantize", "int8", "--out", str(tmp_path / "c")])
     assert not (tmp_path / "c").exists()

@@ -16,8 +16,8 @@ from .common import (  # noqa: F401
     _non_negative_int,
     _plot,
     _positive,
-    int8_option,
     positive,
+    quantize_option,
     seed_and_out,
     training_options,
 )
@@ -59,7 +59,7 @@ def build_parser():
                      checkpoint_every=250, checkpoint="OUT/CELL.npz", resume_help="continue the run saved in "
                      "OUT/CELL.npz (after Ctrl-C, say) to --steps, bit for bit as if it had not stopped")
     positive(t, "--eval-every", int, 500, "steps between validation losses and samples")
-    int8_option(t)
+    quantize_option(t)
     seed_and_out(t)
     s = command("sample", "generate text from a `pylstm train` checkpoint",
                 "Feeds the prompt to a `pylstm train` checkpoint and draws characters one at a time. Prompt "
@@ -112,7 +112,7 @@ def build_parser():
     q.add_argument("--held-out", type=_positive(int), help="distinct held-out questions, at most 10 %% of each kind "
                    "(digit counts, length) (default: 2000, or all that allows: 111 for reverse and sort at --digits 3)")
     positive(q, "--eval-every", int, 500, "steps between held-out scores")
-    int8_option(q)
+    quantize_option(q)
     seed_and_out(q)
     n = command("inspect", "a web page (and a PNG) of what a trained LSTM's (GRU's, RNN's) units do on a text",
                 "Runs a `pylstm train` checkpoint over a text and writes OUT/inspect.html, one self-contained page "

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .common import CELLS, _plot, int8_label, int8_refusal
+from .common import CELLS, _plot, quantize_label, quantize_refusal
 
 
 def _cache_dir():
@@ -109,7 +109,7 @@ def train(args):
     from pylstm.checkpoint import Checkpoint, CheckpointError
     from pylstm.training import Interrupts, Loop
 
-    refusal = int8_refusal(args, "train")
+    refusal = quantize_refusal(args, "train")
     if refusal:
         raise SystemExit(refusal)
     rng = np.random.default_rng(args.seed)
@@ -234,13 +234,14 @@ def train(args):
         final = history["val"][-1]
         print(f"validation loss {final:.3f} nats/char against the unigram entropy {H0:.3f} "
               f"({'below' if final < H0 else 'NOT below'} it by {H0 - final:.3f})")
-        if args.int8:
+        if args.quantize:
             from pylstm import quantize
 
             exact = evaluate()  # the float32 loss at full precision (history's is the same number)
-            low = evaluate(quantize(rnn, "int8"))
-            print(f"int8 (pylstm.quantize, {int8_label()}): validation loss {low:.4f} nats/char against "
-                  f"float32's {exact:.4f} ({low - exact:+.4f})")
+            for dtype in dict.fromkeys(args.quantize):
+                low = evaluate(quantize(rnn, dtype))
+                print(f"{quantize_label(dtype)}: validation loss {low:.4f} nats/char against float32's {exact:.4f} "
+                      f"({low - exact:+.4f})")
     print(f"saved {ck_path}")
     plot()
     return 0

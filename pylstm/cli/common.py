@@ -93,24 +93,33 @@ def training_options(parser, *, steps, steps_help, lr, clip, checkpoint_every, c
                         help=resume_help or f"continue the run saved in {checkpoint} to --steps")
 
 
-def int8_option(parser):
-    """--int8: after training, score the model again with its LSTM layers quantized (pylstm.quantize)."""
-    parser.add_argument("--int8", action="store_true", help="after training, also score the model with its LSTM "
-                        "layers quantized to int8 (pylstm.quantize; inference only), beside float32")
+def quantize_option(parser):
+    """--quantize DTYPE: after training, score the model again with its LSTM layers through pylstm.quantize."""
+    parser.add_argument("--quantize", action="append", choices=("int8", "bfloat16"), metavar="DTYPE",
+                        help="after training, also score the model with its LSTM layers through pylstm.quantize(..., "
+                        "DTYPE), int8 or bfloat16 (inference only), beside float32; give it twice for both")
 
 
-def int8_refusal(args, command):
-    """The message for --int8 with a cell pylstm.quantize does not take yet, before any work; None when fine."""
-    if getattr(args, "int8", False) and args.cell != "lstm":
-        return f"pylstm {command}: --int8 needs --cell lstm (pylstm.quantize takes the LSTM in this version)"
+def quantize_refusal(args, command):
+    """The message for --quantize with what pylstm.quantize cannot take here, before any work; None when fine."""
+    dtypes = getattr(args, "quantize", None) or []
+    if dtypes and args.cell != "lstm":
+        return f"pylstm {command}: --quantize needs --cell lstm (pylstm.quantize takes the LSTM in this version)"
+    if "bfloat16" in dtypes:
+        import pylstm
+
+        if pylstm.config()["bf16"] == "none":
+            from pylstm.quantized import _bf16_missing
+
+            return f"pylstm {command}: --quantize bfloat16 needs bfloat16 products, and {_bf16_missing()}"
     return None
 
 
-def int8_label():
-    """Which int8 products ran, for the line that reports an int8 score."""
+def quantize_label(dtype):
+    """Which products ran, for the line that reports a quantized score: "int8 (pylstm.quantize, avx512-vnni)"."""
     import pylstm
 
-    return f"{pylstm.config()['int8']} products"
+    return f"{dtype} (pylstm.quantize, {pylstm.config()['int8' if dtype == 'int8' else 'bf16']})"
 
 
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):

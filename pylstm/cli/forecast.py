@@ -12,7 +12,17 @@ import zlib
 
 import numpy as np
 
-from .common import _positive, _pyplot, _save, int8_label, int8_option, positive, seed_and_out, training_options
+from .common import (
+    _positive,
+    _pyplot,
+    _save,
+    positive,
+    quantize_label,
+    quantize_option,
+    quantize_refusal,
+    seed_and_out,
+    training_options,
+)
 
 
 def register(command):
@@ -47,7 +57,7 @@ def register(command):
     positive(f, "--batch", int, 64, "training windows per step")
     training_options(f, steps=1000, steps_help="Adam steps", lr=3e-3, clip=1.0, checkpoint_every=250,
                      checkpoint="OUT/forecast-NAME.npz")
-    int8_option(f)
+    quantize_option(f)
     seed_and_out(f)
 
 
@@ -119,8 +129,9 @@ def command(args):
     from pylstm.checkpoint import Checkpoint, save_text
     from pylstm.training import Interrupts, Loop, resume_from
 
-    if args.int8 and args.cell != "lstm":
-        raise _fail("--int8 needs --cell lstm (pylstm.quantize takes the LSTM in this version)")
+    refusal = quantize_refusal(args, "forecast")
+    if refusal:
+        raise _fail(refusal.split(": ", 1)[1])
     name, description, series = load(args)
     season, horizon, window, test = plan(args, series, args.data or name)
     y = series.values
@@ -181,17 +192,17 @@ def command(args):
     print(f"{'':24} {'MASE':>7} {'sMAPE %':>8}")
     for k, (m, s) in scores.items():
         print(f"{names[k]:24} {m:7.3f} {s:8.2f}")
-    if args.int8:
+    for dtype in dict.fromkeys(args.quantize or []):
         from pylstm import quantize
 
         rnn = model.rnn
-        model.rnn = quantize(rnn, "int8")
+        model.rnn = quantize(rnn, dtype)
         try:
             low = np.concatenate([model.forecast(y[:o], k) for o, k in blocks])
         finally:
             model.rnn = rnn
-        print(f"{'int8 ' + label:24} {F.mase(truth, low, train, season):7.3f} {F.smape(truth, low):8.2f}   (pylstm."
-              f"quantize, {int8_label()})")
+        print(f"{dtype + ' ' + label:24} {F.mase(truth, low, train, season):7.3f} {F.smape(truth, low):8.2f}   "
+              f"({quantize_label(dtype)})")
     ours, theirs = scores["model"][0], scores["seasonal_naive"][0]
     if ours < theirs:
         print(f"the {label}'s MASE is {100 * (1 - ours / theirs):.0f} % below seasonal naive's ({ours:.3f} against "

@@ -12,12 +12,12 @@ from pylstm.checkpoint import Checkpoint
 from pylstm.seq2seq import TASKS, Seq2Seq, baseline, held_out_pairs, held_out_room, scores, training_pairs
 from pylstm.training import Interrupts, Loop, resume_from
 
-from .common import _plot, int8_label, int8_refusal
+from .common import _plot, quantize_label, quantize_refusal
 
 
 def command(args):
     """`pylstm seq2seq`: trains, reports held-out accuracy against the baseline, writes the curve and checkpoint."""
-    refusal = int8_refusal(args, "seq2seq")
+    refusal = quantize_refusal(args, "seq2seq")
     if refusal:
         raise SystemExit(refusal)
     try:
@@ -105,18 +105,19 @@ def command(args):
     if history["exact"]:
         print(f"held-out exact match {100 * history['exact'][-1]:.1f} %, per character {100 * history['char'][-1]:.1f} "
               f"% (baseline {100 * base[0]:.1f} / {100 * base[1]:.1f} %), {time.perf_counter() - t0:.0f} s")
-    if args.int8:
+    if args.quantize:
         from pylstm import quantize
 
         exact32, char32 = scores(model.answer([q for q, _ in held]), held_answers)
         enc, dec = model.encoder, model.decoder
-        model.encoder, model.decoder = quantize(enc, "int8"), quantize(dec, "int8")
-        try:
-            exact8, char8 = scores(model.answer([q for q, _ in held]), held_answers)
-        finally:
-            model.encoder, model.decoder = enc, dec
-        print(f"int8 encoder and decoder (pylstm.quantize, {int8_label()}): held-out exact {100 * exact8:.1f} %, per "
-              f"character {100 * char8:.1f} % against float32's {100 * exact32:.1f} / {100 * char32:.1f} %")
+        for dtype in dict.fromkeys(args.quantize):
+            model.encoder, model.decoder = quantize(enc, dtype), quantize(dec, dtype)
+            try:
+                exact8, char8 = scores(model.answer([q for q, _ in held]), held_answers)
+            finally:
+                model.encoder, model.decoder = enc, dec
+            print(f"{quantize_label(dtype)}, encoder and decoder: held-out exact {100 * exact8:.1f} %, per character "
+                  f"{100 * char8:.1f} % against float32's {100 * exact32:.1f} / {100 * char32:.1f} %")
     print(f"saved {ck_path}")
     plot()
     return 0

@@ -1,0 +1,108 @@
+"""pylstm.torch.quantize_dynamic (issue 26): the successor of torch's deprecated dynamic int8 LSTM inside a torch
+model, with pylstm.quantize's maths, torch.nn.LSTM's call forms, and the refusals."""
+
+import io
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import pylstm  # noqa: E402
+import pylstm.torch as pt  # noqa: E402
+from pylstm import _core  # noqa: E402
+
+
+class Model(torch.nn.Module):
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+        self.head = torch.nn.Linear(rnn.hidden_size * (2 if rnn.bidirectional else 1), 3)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out)
+
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+DTYPES = ["int8", torch.qint8] + (["bfloat16", torch.bfloat16] if _core.bf16_path() else [])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("cls", [torch.nn.LSTM, pt.LSTM], ids=["torch.nn.LSTM", "pylstm.torch.LSTM"])
+def test_the_lstms_are_replaced_and_compute_pylstm_quantize(dtype, cls):
+    torch.manual_seed(0)
+    model = Model(cls(8, 16, num_layers=2, batch_first=True, bidirectional=True)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = pt.quantize_dynamic(model, dtype)
+    assert isinstance(q.rnn, pt.QuantizedLSTM) and type(q.head) is torch.nn.Linear and not q.training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the float model is unchanged
+    assert isinstance(model.rnn, cls)
+    x = torch.randn(5, 7, 8)
+    with torch.no_grad():
+        ref_out = model(x)
+    out = q(x)
+    name = {torch.qint8: "int8", torch.bfloat16: "bfloat16"}.get(dtype, dtype)
+    mine = pylstm.quantize(pylstm.LSTM.from_torch(model.rnn if cls is torch.nn.LSTM else model.rnn), name)
+    y, _ = mine(x.numpy())
+    np.testing.assert_allclose(q.rnn(x)[0].numpy(), y, rtol=1e-6, atol=1e-6)
+    assert rel(out.detach().numpy(), ref_out.numpy()) < 2e-2
+
+
+def test_call_forms_packed_sequences_states_and_16_bit_input():
+    torch.manual_seed(1)
+    lstm = torch.nn.LSTM(4, 6, num_layers=2)
+    q = pt.quantize_dynamic(lstm)
+    assert isinstance(q, pt.QuantizedLSTM) and "dtype=int8" in repr(q)
+    x = torch.randn(9, 3, 4)
+    lengths = torch.tensor([4, 9, 2])
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    out, (h_n, c_n) = q(packed)
+    padded, _ = torch.nn.utils.rnn.pad_packed_sequence(out)
+    for n, L in enumerate(lengths.tolist()):
+        y1, (h1, c1) = q(x[:L, n:n + 1])
+        torch.testing.assert_close(padded[:L, n:n + 1], y1, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(h_n[:, n:n + 1], h1, rtol=1e-5, atol=1e-6)
+    h0, c0 = torch.randn(2, 3, 6), torch.randn(2, 3, 6)
+    y, (h, c) = q(x, (h0, c0))
+    yu, (hu, cu) = q(x[:, 0], (h0[:, 0], c0[:, 0]))  # unbatched
+    torch.testing.assert_close(yu, y[:, 0], rtol=1e-5, atol=1e-6)
+    yb, (hb, _) = q(x.to(torch.bfloat16))
+    assert yb.dtype == hb.dtype == torch.bfloat16
+
+
+def test_state_dict_and_torch_save_round_trip():
+    torch.manual_seed(2)
+    model = Model(torch.nn.LSTM(4, 6, batch_first=True))
+    q = pt.quantize_dynamic(model)
+    sd = q.state_dict()
+    assert sd["rnn.weight_ih_l0"].dtype == torch.int8 and sd["rnn.weight_ih_l0_scale"].dtype == torch.float32
+    x = torch.randn(2, 5, 4)
+    want = q(x)
+    other = pt.quantize_dynamic(Model(torch.nn.LSTM(4, 6, batch_first=True)))
+    assert not torch.equal(other(x), want)
+    other.load_state_dict(sd)
+    torch.testing.assert_close(other(x), want, rtol=0, atol=0)
+    buf = io.BytesIO()
+    torch.save(q, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    torch.testing.assert_close(loaded(x), want, rtol=0, atol=0)
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match="GRU, RNN or cell modules: enc"):
+        pt.quantize_dynamic(torch.nn.ModuleDict({"enc": torch.nn.GRU(2, 3), "dec": torch.nn.LSTM(2, 3)}))
+    with pytest.raises(ValueError, match="proj_size"):
+        pt.quantize_dynamic(torch.nn.LSTM(4, 6, proj_size=2))
+    with pytest.raises(ValueError, match="dtype must be"):
+        pt.quantize_dynamic(torch.nn.LSTM(4, 6), torch.float16)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        pt.quantize_dynamic("lstm")
+    if not _core.bf16_path():
+        with pytest.raises(ValueError, match="bfloat16"):
+            pt.quantize_dynamic(torch.nn.LSTM(4, 6), "bfloat16")
