@@ -80,75 +80,82 @@ void int8_accumulate(std::int32_t* acc, const std::uint8_t* aq, const std::int32
   p.accumulate(acc, padded.data(), panels.Kp, zero, packed.get(), N, J, K);
 }
 
-index_t lstm_lowp_packed_bytes(bool bf16, index_t I, index_t H) {
-  return detail::lowp_lstm_layout(bf16 ? Lowp::Bf16 : Lowp::Int8, kMaxLanes, I, H).size + 64;
+index_t lowp_packed_bytes(bool bf16, detail::LowpCell cell, index_t I, index_t H) {
+  return detail::lowp_layout(bf16 ? Lowp::Bf16 : Lowp::Int8, cell, kMaxLanes, I, H).size + 64;
 }
 
 namespace {
 
-// The float32 parts of a packed layer direction: the summed bias and the peepholes, as [blocks][4 or 3][L].
-void pack_float_parts(std::uint8_t* base, const detail::LowpLstmLayout& lay, index_t L, const float* b_ih,
-                      const float* b_hh, const float* peep, index_t H) {
+// The float32 parts of a packed layer direction: b_ih and b_hh as [blocks][2][V][L], and the LSTM's peepholes as
+// [blocks][3][L].
+void pack_float_parts(std::uint8_t* base, const detail::LowpLayout& lay, detail::LowpCell cell, index_t L,
+                      const float* b_ih, const float* b_hh, const float* peep, index_t H) {
+  const index_t V = detail::lowp_gates(cell);
   float* bias = at<float>(base, lay.bias);
   float* pp = at<float>(base, lay.peep);
   for (index_t b = 0; b < lay.hh.blocks; ++b)
     for (index_t l = 0; l < L; ++l) {
       const index_t u = b * L + l;
-      for (index_t g = 0; g < 4; ++g) bias[(b * 4 + g) * L + l] = u < H && b_ih ? b_ih[g * H + u] + b_hh[g * H + u] : 0.f;
-      for (index_t g = 0; g < 3; ++g) pp[(b * 3 + g) * L + l] = u < H && peep ? peep[g * H + u] : 0.f;
+      for (index_t g = 0; g < V; ++g) {
+        bias[((b * 2 + 0) * V + g) * L + l] = u < H && b_ih ? b_ih[g * H + u] : 0.f;
+        bias[((b * 2 + 1) * V + g) * L + l] = u < H && b_hh ? b_hh[g * H + u] : 0.f;
+      }
+      if (cell == detail::LowpCell::Lstm)
+        for (index_t g = 0; g < 3; ++g) pp[(b * 3 + g) * L + l] = u < H && peep ? peep[g * H + u] : 0.f;
     }
 }
 
 }  // namespace
 
-void lstm_int8_pack(std::uint8_t* buf, const std::int8_t* Wq_ih, const float* s_ih, const std::int8_t* Wq_hh,
-                    const float* s_hh, const float* b_ih, const float* b_hh, const float* peep, index_t I, index_t H) {
+void lowp_pack_int8(detail::LowpCell cell, std::uint8_t* buf, const std::int8_t* Wq_ih, const float* s_ih,
+                    const std::int8_t* Wq_hh, const float* s_hh, const float* b_ih, const float* b_hh,
+                    const float* peep, index_t I, index_t H) {
   check_k(I, "input_size");
   check_k(H, "hidden_size");
   const LowpKernels& k = kernels().lowp;
-  const index_t L = k.lanes;
-  const detail::LowpLstmLayout lay = detail::lowp_lstm_layout(Lowp::Int8, L, I, H);
+  const index_t L = k.lanes, V = detail::lowp_gates(cell);
+  const detail::LowpLayout lay = detail::lowp_layout(Lowp::Int8, cell, L, I, H);
   std::uint8_t* base = detail::align64(buf);
-  k.pack_int8(base, lay.hh, Wq_hh, s_hh, 4, H, H);
-  k.pack_int8(base, lay.ih, Wq_ih, s_ih, 4, H, I);
-  pack_float_parts(base, lay, L, b_ih, b_hh, peep, H);
+  k.pack_int8(base, lay.hh, Wq_hh, s_hh, V, H, H);
+  k.pack_int8(base, lay.ih, Wq_ih, s_ih, V, H, I);
+  pack_float_parts(base, lay, cell, L, b_ih, b_hh, peep, H);
 }
 
-void lstm_bf16_pack(std::uint8_t* buf, const float* W_ih, const float* W_hh, const float* b_ih, const float* b_hh,
-                    const float* peep, index_t I, index_t H) {
+void lowp_pack_bf16(detail::LowpCell cell, std::uint8_t* buf, const float* W_ih, const float* W_hh, const float* b_ih,
+                    const float* b_hh, const float* peep, index_t I, index_t H) {
   path_named(Lowp::Bf16, "");  // throws where there are no bfloat16 products
   const LowpKernels& k = kernels().lowp;
-  const index_t L = k.lanes;
-  const detail::LowpLstmLayout lay = detail::lowp_lstm_layout(Lowp::Bf16, L, I, H);
+  const index_t L = k.lanes, V = detail::lowp_gates(cell);
+  const detail::LowpLayout lay = detail::lowp_layout(Lowp::Bf16, cell, L, I, H);
   std::uint8_t* base = detail::align64(buf);
-  k.pack_bf16(base, lay.hh, W_hh, 4, H, H);
-  k.pack_bf16(base, lay.ih, W_ih, 4, H, I);
-  pack_float_parts(base, lay, L, b_ih, b_hh, peep, H);
+  k.pack_bf16(base, lay.hh, W_hh, V, H, H);
+  k.pack_bf16(base, lay.ih, W_ih, V, H, I);
+  pack_float_parts(base, lay, cell, L, b_ih, b_hh, peep, H);
 }
 
 namespace {
 
-// Each thread's converted inputs (lowp_lstm_q_bytes, zeroed: the padding columns are read as parts of dots, always
+// Each thread's converted inputs (lowp_q_bytes, zeroed: the padding columns are read as parts of dots, always
 // against zero weights) and, for int8, their scales and zero points.
 struct Scratch {
   LargeBuffer<std::uint8_t> q;
   std::vector<float> scale;
   std::vector<std::int32_t> zero;
   Scratch(Lowp prec, int parts, index_t N, index_t I, index_t H)
-      : q(make_large<std::uint8_t>(static_cast<std::size_t>(parts * detail::lowp_lstm_q_bytes(prec, N, I, H)))),
+      : q(make_large<std::uint8_t>(static_cast<std::size_t>(parts * detail::lowp_q_bytes(prec, N, I, H)))),
         scale(static_cast<std::size_t>(parts * 2 * N)), zero(static_cast<std::size_t>(parts * 2 * N)) {
-    std::memset(q.get(), 0, static_cast<std::size_t>(parts * detail::lowp_lstm_q_bytes(prec, N, I, H)));
+    std::memset(q.get(), 0, static_cast<std::size_t>(parts * detail::lowp_q_bytes(prec, N, I, H)));
   }
-  void into(detail::LowpLstmStep& S) {
+  void into(detail::LowpStep& S) {
     S.q = q.get(), S.qscale = scale.data(), S.qzero = zero.data();
   }
 };
 
 }  // namespace
 
-void lstm_lowp_forward(bool bf16, const std::uint8_t* buf, const float* x, const float* h0, const float* c0, float* y,
-                       index_t ldy, float* h_n, float* c_n, index_t T, index_t N, index_t I, index_t H, Run run,
-                       const std::string& path) {
+void lowp_forward(bool bf16, detail::LowpCell cell, const std::uint8_t* buf, const float* x, const float* h0,
+                  const float* c0, float* y, index_t ldy, float* h_n, float* c_n, index_t T, index_t N, index_t I,
+                  index_t H, Run run, const std::string& path) {
   const Lowp prec = bf16 ? Lowp::Bf16 : Lowp::Int8;
   const LowpPath& p = path_named(prec, path);
   const int parts = get_num_threads();
@@ -156,31 +163,35 @@ void lstm_lowp_forward(bool bf16, const std::uint8_t* buf, const float* x, const
   auto hbuf = make_large<float>(static_cast<std::size_t>(2 * N * H));
   if (h0) std::memcpy(hbuf.get(), h0, state);
   else std::memset(hbuf.get(), 0, state);
-  if (c0) std::memcpy(c_n, c0, state);
-  else std::memset(c_n, 0, state);
+  if (c_n) {
+    if (c0) std::memcpy(c_n, c0, state);
+    else std::memset(c_n, 0, state);
+  }
   Scratch scratch(prec, parts, N, I, H);
-  detail::LowpLstm F{};
+  detail::LowpSequence F{};
   F.step.packed = detail::align64(buf), F.step.c = c_n, F.step.ldc = H, F.step.ldy = ldy;
-  F.step.N = N, F.step.I = I, F.step.H = H, F.step.parts = parts;
+  F.step.N = N, F.step.I = I, F.step.H = H, F.step.parts = parts, F.step.cell = cell;
   scratch.into(F.step);
   F.hbuf = hbuf.get(), F.x = x, F.y = y, F.batch_sizes = run.batch_sizes, F.T = T, F.reverse = run.reverse;
-  const auto loop = p.lstm_loop;
-  parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, 2.0 * N * 4 * H * (I + H) / 4);
+  const auto loop = p.sequence;
+  const double V = static_cast<double>(detail::lowp_gates(cell));
+  parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, 2.0 * N * V * H * (I + H) / 4);
   std::memcpy(h_n, hbuf.get() + (T % 2) * N * H, state);
 }
 
-void lstm_lowp_stream_step(bool bf16, float* h_new, float* c, const float* x, const float* h_prev,
-                           const std::uint8_t* const* packs, index_t L, index_t N, index_t I0, index_t H) {
+void lowp_stream_step(bool bf16, detail::LowpCell cell, float* h_new, float* c, const float* x, const float* h_prev,
+                      const std::uint8_t* const* packs, index_t L, index_t N, index_t I0, index_t H) {
   const Lowp prec = bf16 ? Lowp::Bf16 : Lowp::Int8;
   const LowpPath& p = path_named(prec, "");
   const int parts = get_num_threads();
   Scratch scratch(prec, parts, N, I0 > H ? I0 : H, H);
-  detail::LowpLstmStream F{};
-  F.step.x = x, F.step.N = N, F.step.rows = N, F.step.H = H, F.step.parts = parts;
+  detail::LowpStream F{};
+  F.step.x = x, F.step.N = N, F.step.rows = N, F.step.H = H, F.step.parts = parts, F.step.cell = cell;
   scratch.into(F.step);
   F.packs = packs, F.h_prev = h_prev, F.h_new = h_new, F.c = c, F.L = L, F.I0 = I0;
-  const auto loop = p.lstm_stream;
-  parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, 2.0 * N * 4 * H * (I0 + H) / 4);
+  const auto loop = p.stream;
+  const double V = static_cast<double>(detail::lowp_gates(cell));
+  parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, 2.0 * N * V * H * (I0 + H) / 4);
 }
 
 }  // namespace pylstm

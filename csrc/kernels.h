@@ -298,28 +298,33 @@ inline LowpPanels lowp_panels(Lowp prec, index_t lanes, index_t V, index_t H, in
   return p;
 }
 
-// A low-precision LSTM layer direction: W_hh's panels, W_ih's, the summed bias [blocks][4][lanes] and the
-// peepholes [blocks][3][lanes] (p_i, p_f, p_o; zeros without), float32.
-struct LowpLstmLayout {
+// The cells the low-precision loops run, and their gate blocks V (the vectors of one unit block's panel).
+enum class LowpCell { Lstm, GruLbr, RnnTanh, RnnRelu, RnnSigmoid };
+inline index_t lowp_gates(LowpCell c) { return c == LowpCell::Lstm ? 4 : c == LowpCell::GruLbr ? 3 : 1; }
+
+// A low-precision layer direction: W_hh's panels, W_ih's, the biases [blocks][2][V][lanes] (b_ih, b_hh) and the
+// LSTM's peepholes [blocks][3][lanes] (p_i, p_f, p_o; zeros without), float32.
+struct LowpLayout {
   LowpPanels hh, ih;
   index_t bias, peep, size;
 };
-inline LowpLstmLayout lowp_lstm_layout(Lowp prec, index_t lanes, index_t I, index_t H) {
-  LowpLstmLayout l{};
-  l.hh = lowp_panels(prec, lanes, 4, H, H, 0);
-  l.ih = lowp_panels(prec, lanes, 4, H, I, l.hh.size);
+inline LowpLayout lowp_layout(Lowp prec, LowpCell cell, index_t lanes, index_t I, index_t H) {
+  const index_t V = lowp_gates(cell);
+  LowpLayout l{};
+  l.hh = lowp_panels(prec, lanes, V, H, H, 0);
+  l.ih = lowp_panels(prec, lanes, V, H, I, l.hh.size);
   l.bias = l.ih.w + l.ih.size;
-  l.peep = round64(l.bias + l.hh.blocks * 4 * lanes * 4);
-  l.size = round64(l.peep + l.hh.blocks * 3 * lanes * 4);
+  l.peep = round64(l.bias + l.hh.blocks * 2 * V * lanes * 4);
+  l.size = round64(l.peep + (cell == LowpCell::Lstm ? l.hh.blocks * 3 * lanes * 4 : 0));
   return l;
 }
 
-// One low-precision LSTM step of one layer direction on rows [0, rows): x_t [rows][ldx] (I used), h_{t-1}
-// [rows][ldh], c [rows][ldc] in place, h_t written to hn [rows][ldhn] and, when y is not nullptr, to y [rows][ldy].
-// Each thread converts x_t and h_{t-1} (int8: quantizes, with scales and zero points) into its own part of q /
-// qscale / qzero (sized by lowp_lstm_q_bytes and 2·N) and computes its unit blocks.
-struct LowpLstmStep {
-  const std::uint8_t* packed;  // 64-byte aligned, lowp_lstm_layout(prec, lanes, I, H)
+// One low-precision step of one layer direction on rows [0, rows): x_t [rows][ldx] (I used), h_{t-1} [rows][ldh],
+// the LSTM's c [rows][ldc] in place (nullptr for the others), h_t written to hn [rows][ldhn] and, when y is not
+// nullptr, to y [rows][ldy]. Each thread converts x_t and h_{t-1} (int8: quantizes them, with scales and zero
+// points) into its own part of q / qscale / qzero (sized by lowp_q_bytes and 2·N) and computes its unit blocks.
+struct LowpStep {
+  const std::uint8_t* packed;  // 64-byte aligned, lowp_layout(prec, cell, lanes, I, H)
   const float* x;  index_t ldx;
   const float* hp; index_t ldh;
   float* hn;       index_t ldhn;
@@ -328,16 +333,17 @@ struct LowpLstmStep {
   std::uint8_t* q; float* qscale; std::int32_t* qzero;
   index_t rows, N, I, H;  // N: the rows q was sized for
   int parts;
+  LowpCell cell;
 };
 // Bytes of q per thread for N rows.
-inline index_t lowp_lstm_q_bytes(Lowp prec, index_t N, index_t I, index_t H) {
+inline index_t lowp_q_bytes(Lowp prec, index_t N, index_t I, index_t H) {
   return N * (lowp_kpad(prec, I) + lowp_kpad(prec, H)) * lowp_bytes(prec);
 }
 
-// One low-precision LSTM forward (lstm_lowp_forward) as each thread of its region sees it: the steps of `step`
-// over the sequence, h alternating between two buffers hbuf [2][N][H] (rows past their end carried across).
-struct LowpLstm {
-  LowpLstmStep step;
+// One low-precision forward (lowp_forward) as each thread of its region sees it: the steps of `step` over the
+// sequence, h alternating between two buffers hbuf [2][N][H] (rows past their end carried across).
+struct LowpSequence {
+  LowpStep step;
   float* hbuf;
   const float* x;  // [T][N][I]
   float* y;        // [T][N][ldy]
@@ -347,9 +353,9 @@ struct LowpLstm {
 };
 
 // One streaming step of L layers: layer l reads h_prev + l·N·H (and the previous layer's h_new, or x), and writes
-// h_new + l·N·H and c + l·N·H; the threads meet once per layer.
-struct LowpLstmStream {
-  LowpLstmStep step;  // x, rows, N, H, q, parts set; the rest per layer
+// h_new + l·N·H and (LSTM) c + l·N·H; the threads meet once per layer.
+struct LowpStream {
+  LowpStep step;  // x, rows, N, H, q, parts, cell set; the rest per layer
   const std::uint8_t* const* packs;
   const float* h_prev; float* h_new; float* c;
   index_t L, I0;
@@ -364,8 +370,8 @@ struct LowpPath {
   // (64-aligned).
   void (*accumulate)(std::int32_t* acc, const std::uint8_t* aq, index_t lda, const std::int32_t* zero,
                      const std::uint8_t* packed, index_t N, index_t J, index_t K);
-  void (*lstm_loop)(const detail::LowpLstm& F, int tid, int nt);
-  void (*lstm_stream)(const detail::LowpLstmStream& F, int tid, int nt);
+  void (*sequence)(const detail::LowpSequence& F, int tid, int nt);
+  void (*stream)(const detail::LowpStream& F, int tid, int nt);
 };
 
 // One ISA level's low-precision kernels (isa/int8.inc; the maths of reference.py's int8 and bfloat16 sections).

@@ -458,8 +458,8 @@ def _execute(spec, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_
         peep = None if P is None else _peep_to_pylstm(P[d], H)  # ONNX's input P: the peepholes
         if int8 is not None:
             (wq_ih, s_ih), (wq_hh, s_hh) = int8[0][d], int8[1][d]
-            packed = _core.pack_lstm_int8(wq_ih, s_ih, wq_hh, s_hh, b_ih, b_hh, peep)
-            y, *fin = _core.lstm_lowp_forward(x, *s0, packed, reverse=reverse, batch_sizes=batch_sizes)
+            packed = _core.pack_int8("lstm", wq_ih, s_ih, wq_hh, s_hh, b_ih, b_hh, peep)
+            y, *fin = _core.lowp_forward(x, *s0, packed, reverse=reverse, batch_sizes=batch_sizes)
         else:
             W_ih = np.ascontiguousarray(_to_torch(W[d], order, H))
             W_hh = np.ascontiguousarray(_to_torch(R[d], order, H))

@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cells, _core, reference
-from .layers import LSTM
+from .layers import GRU, LSTM, RNN
 
-__all__ = ["quantize", "QuantizedLSTM"]
+__all__ = ["quantize", "QuantizedLSTM", "QuantizedGRU", "QuantizedRNN"]
 
 _DTYPES = ("int8", "bfloat16")
 _WEIGHTS = ("weight_ih", "weight_hh")  # the matrices held in low precision
@@ -54,24 +54,21 @@ def _quantized_params(float_params, qdtype):
     return out
 
 
-class QuantizedLSTM(LSTM):
-    """An int8 or bfloat16 LSTM for inference, made by ``pylstm.quantize(lstm, dtype)``: see pylstm.quantize.
+class _Quantized:
+    """What the quantized layers share (mixed in before their float class): inference only, low-precision weights,
+    and the kernels (_core.lowp_forward on packed weights kept per layer direction)."""
 
-    Made directly, it starts from the quantized form of a freshly initialised LSTM; ``load_state_dict`` then takes
-    the weights a quantized module's ``state_dict`` holds."""
-
-    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 bidirectional=False, peepholes=False, dtype="int8"):
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be 'int8' or 'bfloat16', got {dtype!r}")
-        if dtype == "bfloat16" and _bf16_missing():
-            raise ValueError(f"dtype='bfloat16' needs bfloat16 products, and {_bf16_missing()}; use 'int8'")
-        LSTM.__init__(self, input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
-                      bidirectional=bidirectional, peepholes=peepholes, dtype="float32", seed=0)
+    def _quantize_init(self, dtype):
         self.qdtype = dtype
         self._params = _quantized_params(self._params, dtype)
         self.grads = {}
         self.training = False
+
+    @property
+    def _cell_name(self):
+        """The kernels' cell: "lstm", "gru" or "rnn_<nonlinearity>"."""
+        name = self._kind.name
+        return f"rnn_{self.nonlinearity}" if name == "rnn" else name
 
     # ---- inference only ----------------------------------------------------------------------------------------
     def train(self, mode=True):
@@ -128,16 +125,8 @@ class QuantizedLSTM(LSTM):
     def _param_shapes(self):
         shapes = super()._param_shapes()
         if not getattr(self, "_params", None):
-            return shapes  # LSTM.__init__ drawing the float parameters
+            return shapes  # the float class's __init__ drawing its parameters
         return {k: v.shape for k, v in self._params.items()}
-
-    def _fused(self):
-        return True  # streams take the one-call path, with the low-precision streaming step
-
-    _stream_step = staticmethod(_core.lstm_lowp_stream_step)
-
-    def _stream_packs(self):
-        return [self._packed((layer, 0)) for layer in range(self.num_layers)]
 
     def _layer_params(self, layer, d, grads=None):
         return (layer, d), None
@@ -149,45 +138,105 @@ class QuantizedLSTM(LSTM):
             p = self._params
             tail = (p.get("bias_ih" + sfx), p.get("bias_hh" + sfx), p.get("weight_ch" + sfx))
             if self.qdtype == "int8":
-                packed = _core.pack_lstm_int8(p["weight_ih" + sfx], p["weight_ih" + sfx + "_scale"],
-                                              p["weight_hh" + sfx], p["weight_hh" + sfx + "_scale"], *tail)
+                packed = _core.pack_int8(self._cell_name, p["weight_ih" + sfx], p["weight_ih" + sfx + "_scale"],
+                                         p["weight_hh" + sfx], p["weight_hh" + sfx + "_scale"], *tail)
             else:
-                packed = _core.pack_lstm_bf16(p["weight_ih" + sfx], p["weight_hh" + sfx], *tail)
+                packed = _core.pack_bf16(self._cell_name, p["weight_ih" + sfx], p["weight_hh" + sfx], *tail)
             pk = self._packs[key] = (packed, self._version)
         return pk[0]
 
     def _kernel_forward(self, x, s0, key, *, reverse, training, y, batch_sizes=None):
-        h0, c0 = (None, None) if s0 is None else s0
-        _, h_n, c_n = _core.lstm_lowp_forward(x, h0, c0, self._packed(key), reverse=reverse, y=y,
-                                              batch_sizes=batch_sizes)
-        return [h_n, c_n], None
+        h0, c0 = (None, None) if s0 is None else (s0[0], s0[1] if len(s0) > 1 else None)
+        _, h_n, c_n = _core.lowp_forward(x, h0, c0, self._packed(key), reverse=reverse, y=y,
+                                         batch_sizes=batch_sizes)
+        return ([h_n] if c_n is None else [h_n, c_n]), None
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", dtype={self.qdtype})"
+
+
+class QuantizedLSTM(_Quantized, LSTM):
+    """An int8 or bfloat16 LSTM for inference, made by ``pylstm.quantize(lstm, dtype)``: see pylstm.quantize.
+
+    Made directly, it starts from the quantized form of a freshly initialised LSTM; ``load_state_dict`` then takes
+    the weights a quantized module's ``state_dict`` holds."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 bidirectional=False, peepholes=False, dtype="int8"):
+        _check_dtype(dtype)
+        LSTM.__init__(self, input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                      bidirectional=bidirectional, peepholes=peepholes, dtype="float32", seed=0)
+        self._quantize_init(dtype)
+
+    def _fused(self):
+        return True  # streams take the one-call path, with the low-precision streaming step
+
+    _stream_step = staticmethod(_core.lowp_stream_step)
+
+    def _stream_packs(self):
+        return [self._packed((layer, 0)) for layer in range(self.num_layers)]
+
+
+class QuantizedGRU(_Quantized, GRU):
+    """An int8 or bfloat16 GRU (PyTorch's form, linear_before_reset=True) for inference: see pylstm.quantize."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 bidirectional=False, dtype="int8"):
+        _check_dtype(dtype)
+        GRU.__init__(self, input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                     bidirectional=bidirectional, dtype="float32", seed=0)
+        self._quantize_init(dtype)
+
+
+class QuantizedRNN(_Quantized, RNN):
+    """An int8 or bfloat16 Elman RNN (tanh, relu or sigmoid) for inference: see pylstm.quantize."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True, batch_first=False,
+                 bidirectional=False, dtype="int8"):
+        _check_dtype(dtype)
+        RNN.__init__(self, input_size, hidden_size, num_layers, nonlinearity=nonlinearity, bias=bias,
+                     batch_first=batch_first, bidirectional=bidirectional, dtype="float32", seed=0)
+        self._quantize_init(dtype)
+
+
+def _check_dtype(dtype):
+    if not isinstance(dtype, str):
+        raise TypeError(f"dtype must be 'int8' or 'bfloat16', got {type(dtype).__name__}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be 'int8' or 'bfloat16', got {dtype!r}")
+    if dtype == "bfloat16" and _bf16_missing():
+        raise ValueError(f"dtype='bfloat16' needs bfloat16 products, and {_bf16_missing()}; use 'int8'")
 
 
 def quantize(module, dtype):
     """A new inference-only module of the same kind as ``module`` whose products run in ``dtype``, ``"int8"`` or
     ``"bfloat16"`` (see the module docstring for the maths).
 
-    Supported in this version: ``pylstm.LSTM`` (any number of layers, both directions, peepholes, lengths,
-    batch_first, streaming). Other modules and ``proj_size`` are refused with a message, and so is ``"bfloat16"`` on
-    a CPU without bfloat16 products. ``module`` is left unchanged."""
-    if not isinstance(dtype, str):
-        raise TypeError(f"dtype must be 'int8' or 'bfloat16', got {type(dtype).__name__}")
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be 'int8' or 'bfloat16', got {dtype!r}")
-    if isinstance(module, QuantizedLSTM):
+    Supported in this version: ``pylstm.LSTM`` (peepholes included), ``pylstm.GRU`` (PyTorch's form) and
+    ``pylstm.RNN`` (tanh, relu, sigmoid), any number of layers, both directions, lengths, batch_first and
+    ``stream()``. The cells, ``proj_size`` and the original GRU (``linear_before_reset=False``) are refused with a
+    message, and so is ``"bfloat16"`` on a CPU without bfloat16 products. ``module`` is left unchanged."""
+    _check_dtype(dtype)
+    if isinstance(module, _Quantized):
         raise ValueError(f"module is already quantized ({type(module).__name__}, {module.qdtype})")
-    if type(module) is not LSTM:
-        raise ValueError(f"pylstm.quantize supports pylstm.LSTM in this version, got {type(module).__name__}")
+    if type(module) not in (LSTM, GRU, RNN):
+        raise ValueError(f"pylstm.quantize supports pylstm.LSTM, GRU and RNN in this version, got "
+                         f"{type(module).__name__}")
     if module.dtype != np.float32:
         raise ValueError(f"module must be float32 to quantize, got {module.dtype.name}")
-    if module.proj_size:
-        raise ValueError(f"proj_size (a projection) is not supported by the {dtype} LSTM in this version")
-    q = QuantizedLSTM(module.input_size, module.hidden_size, module.num_layers, bias=module.bias,
-                      batch_first=module.batch_first, bidirectional=module.bidirectional,
-                      peepholes=module.peepholes, dtype=dtype)
+    common = dict(bias=module.bias, batch_first=module.batch_first, bidirectional=module.bidirectional, dtype=dtype)
+    sizes = (module.input_size, module.hidden_size, module.num_layers)
+    if type(module) is LSTM:
+        if module.proj_size:
+            raise ValueError(f"proj_size (a projection) is not supported by the {dtype} LSTM in this version")
+        q = QuantizedLSTM(*sizes, peepholes=module.peepholes, **common)
+    elif type(module) is GRU:
+        if not module.linear_before_reset:
+            raise ValueError(f"the original GRU (linear_before_reset=False) is not supported by the {dtype} GRU in "
+                             "this version (PyTorch's form, linear_before_reset=True, is)")
+        q = QuantizedGRU(*sizes, **common)
+    else:
+        q = QuantizedRNN(*sizes, nonlinearity=module.nonlinearity, **common)
     with module._lock:
         q._params = _quantized_params(module._params, dtype)
     q._changed()

@@ -101,3 +101,9 @@ def test_run_takes_the_layout_operators_and_names_any_other():
     model.graph.node.append(onnx.helper.make_node("Relu", ["output"], ["relu"]))
     with pytest.raises(ValueError, match="not Relu"):
         px.run(model, {"input": x})
+
+
+@pytest.mark.skipif(pylstm.config()["bf16"] == "none", reason="no bfloat16 products at this level")
+def test_a_bfloat16_lstm_has_no_onnx_form():
+    with pytest.raises(ValueError, match="no ONNX form"):
+        px.export(pylstm.quantize(pylstm.LSTM(3, 4), "bfloat16"))

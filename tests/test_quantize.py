@@ -57,9 +57,9 @@ def test_one_step_is_the_references(T, N, I, H, path):
     rng = np.random.default_rng(2)
     x = _x(T, N, I)
     h0, c0 = (rng.standard_normal((N, H)).astype(np.float32) for _ in range(2))
-    pk = _core.pack_lstm_int8(p["weight_ih_l0"], p["weight_ih_l0_scale"], p["weight_hh_l0"], p["weight_hh_l0_scale"],
+    pk = _core.pack_int8("lstm", p["weight_ih_l0"], p["weight_ih_l0_scale"], p["weight_hh_l0"], p["weight_hh_l0_scale"],
                               p["bias_ih_l0"], p["bias_hh_l0"])
-    y, h_n, c_n = _core.lstm_lowp_forward(x, h0, c0, pk, path=path)
+    y, h_n, c_n = _core.lowp_forward(x, h0, c0, pk, path=path)
     ry, rh, rc = _reference(q, x, h0[None], c0[None])
     np.testing.assert_allclose(y, ry, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(c_n, rc[0], rtol=1e-5, atol=1e-6)
@@ -73,10 +73,10 @@ def test_sequences_follow_the_reference(T, N, I, H, path):
     q = pylstm.quantize(m, "int8")
     p = q.state_dict()
     x = _x(T, N, I, 4)
-    pk = _core.pack_lstm_int8(p["weight_ih_l0"], p["weight_ih_l0_scale"], p["weight_hh_l0"], p["weight_hh_l0_scale"],
+    pk = _core.pack_int8("lstm", p["weight_ih_l0"], p["weight_ih_l0_scale"], p["weight_hh_l0"], p["weight_hh_l0_scale"],
                               p["bias_ih_l0"], p["bias_hh_l0"])
     for reverse in (False, True):
-        y, h_n, c_n = _core.lstm_lowp_forward(x, None, None, pk, reverse=reverse, path=path)
+        y, h_n, c_n = _core.lowp_forward(x, None, None, pk, reverse=reverse, path=path)
         ry, _, _, _ = ref.lstm_forward(x, None, None, _int8(p, "weight_ih_l0"), _int8(p, "weight_hh_l0"),
                                        p["bias_ih_l0"], p["bias_hh_l0"], reverse=reverse, training=False)
         assert _rel(y, ry) < 2e-3
@@ -172,8 +172,10 @@ def test_refusals_name_what_is_refused():
         pylstm.quantize(pylstm.LSTM(4, 5, proj_size=2), "int8")
     with pytest.raises(ValueError, match="float32"):
         pylstm.quantize(pylstm.LSTM(4, 5, dtype="float64"), "int8")
-    with pytest.raises(ValueError, match="supports pylstm.LSTM"):
-        pylstm.quantize(pylstm.GRU(4, 5), "int8")
+    with pytest.raises(ValueError, match="supports pylstm.LSTM, GRU and RNN"):
+        pylstm.quantize(pylstm.LSTMCell(4, 5), "int8")
+    with pytest.raises(ValueError, match="linear_before_reset=False"):
+        pylstm.quantize(pylstm.GRU(4, 5, linear_before_reset=False), "int8")
     sd = dict(q.state_dict())
     with pytest.raises(TypeError, match="must hold integers"):
         q.load_state_dict(dict(sd, weight_ih_l0=sd["weight_ih_l0"].astype(np.float32)))
@@ -183,8 +185,8 @@ def test_refusals_name_what_is_refused():
         q.load_state_dict(dict(sd, weight_ih_l0_scale=np.zeros(20, np.float32)))
     with pytest.raises(TypeError, match="x must have dtype float32"):
         q(np.zeros((2, 1, 4)))
-    with pytest.raises(TypeError, match="packed must be a PackedLstmLowp"):
-        _core.lstm_lowp_forward(np.zeros((2, 1, 4), np.float32), None, None, object())
+    with pytest.raises(TypeError, match="packed must be a PackedLowp"):
+        _core.lowp_forward(np.zeros((2, 1, 4), np.float32), None, None, object())
 
 
 # ---- bfloat16 ---------------------------------------------------------------------------------------------------
@@ -204,8 +206,8 @@ def test_bf16_follows_the_reference(T, N, I, H):
     p = q.state_dict()
     x = _x(T, N, I, 22)
     for reverse in (False, True):
-        pk = _core.pack_lstm_bf16(p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])
-        y, h_n, c_n = _core.lstm_lowp_forward(x, None, None, pk, reverse=reverse)
+        pk = _core.pack_bf16("lstm", p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])
+        y, h_n, c_n = _core.lowp_forward(x, None, None, pk, reverse=reverse)
         ry, _, rc, _ = ref.lstm_forward(x, None, None, _bf16(p, "weight_ih_l0"), _bf16(p, "weight_hh_l0"),
                                         p["bias_ih_l0"], p["bias_hh_l0"], reverse=reverse, training=False)
         if T == 1:  # the same rounded operands: the sums differ by float32 rounding only
@@ -246,8 +248,6 @@ def test_bf16_module_layers_lengths_streams_and_copies():
     np.testing.assert_allclose(np.stack([s.step(x[t]) for t in range(8)]), full, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="bfloat16 values"):
         q.load_state_dict(dict(sd, weight_ih_l0=sd["weight_ih_l0"] + np.float32(1e-3)))
-    with pytest.raises(ValueError, match="no ONNX form"):
-        pytest.importorskip("pylstm.onnx").export(q)
 
 
 @pytest.mark.skipif(bool(_core.bf16_path()), reason="this level has bfloat16 products")
@@ -255,3 +255,64 @@ def test_bf16_is_refused_with_what_is_missing():
     with pytest.raises(ValueError, match="AVX512_BF16|PYLSTM_ISA"):
         pylstm.quantize(pylstm.LSTM(4, 5), "bfloat16")
     assert pylstm.config()["bf16"] == "none"
+
+
+# ---- the GRU and the RNN ----------------------------------------------------------------------------------------
+ONE_STATE = [("gru", {}), ("rnn", {"nonlinearity": "tanh"}), ("rnn", {"nonlinearity": "relu"}),
+             ("rnn", {"nonlinearity": "sigmoid"})]
+LOWP = ["int8"] + (["bfloat16"] if _core.bf16_path() else [])
+
+
+def _weights(p, name, dtype):
+    return _int8(p, name) if dtype == "int8" else ref.Bf16Weights(p[name])
+
+
+@pytest.mark.parametrize("dtype", LOWP)
+@pytest.mark.parametrize("kind, kw", ONE_STATE, ids=["gru", "rnn tanh", "rnn relu", "rnn sigmoid"])
+@pytest.mark.parametrize("T, N, I, H", [(1, 5, 7, 9), (12, 7, 24, 40)])
+def test_gru_and_rnn_follow_the_reference(kind, kw, dtype, T, N, I, H):
+    m = getattr(pylstm, kind.upper())(I, H, seed=31, **kw).eval()
+    q = pylstm.quantize(m, dtype)
+    p = q.state_dict()
+    x = _x(T, N, I, 32)
+    h0 = np.random.default_rng(33).standard_normal((1, N, H)).astype(np.float32)
+    fwd = getattr(ref, kind + "_forward")
+    for reverse in (False, True):
+        ry, rh, _ = fwd(x, h0[0], _weights(p, "weight_ih_l0", dtype), _weights(p, "weight_hh_l0", dtype),
+                        p["bias_ih_l0"], p["bias_hh_l0"], reverse=reverse, training=False, **kw)
+        if reverse:
+            continue
+        y, h_n = q(x, h0)
+        if T == 1:  # one step: the same quantized operands, exact int32 sums; float rounding only
+            np.testing.assert_allclose(y, ry, rtol=1e-4, atol=1e-5)
+        assert _rel(y, ry) < 2e-3 and _rel(h_n[0], rh) < 2e-3
+    pk = q._packed((0, 0))
+    y, h_n, c_n = _core.lowp_forward(x, h0[0], None, pk, reverse=True)
+    assert c_n is None and _rel(y, ry) < 2e-3
+
+
+@pytest.mark.parametrize("dtype", LOWP)
+@pytest.mark.parametrize("kind, kw", ONE_STATE, ids=["gru", "rnn tanh", "rnn relu", "rnn sigmoid"])
+def test_gru_and_rnn_modules(kind, kw, dtype):
+    m = getattr(pylstm, kind.upper())(10, 21, num_layers=2, bidirectional=True, batch_first=True, seed=34, **kw).eval()
+    q = pylstm.quantize(m, dtype)
+    assert type(q).__name__ == "Quantized" + kind.upper() and f"dtype={dtype}" in repr(q)
+    x = _x(4, 9, 10, 35)  # (N, T, I)
+    y, h_n = q(x)
+    y32, _ = m(x)
+    assert _rel(y, y32) < 1e-2
+    lengths = np.array([9, 2, 5, 1])
+    yl, hl = q(x, lengths=lengths)
+    for n, L in enumerate(lengths):
+        y1, h1 = q(x[n, :L])
+        np.testing.assert_allclose(yl[n, :L], y1, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(hl[:, n], h1, rtol=1e-5, atol=1e-6)
+    for other in (copy.deepcopy(q), pickle.loads(pickle.dumps(q))):
+        np.testing.assert_array_equal(other(x)[0], y)
+    uni = pylstm.quantize(getattr(pylstm, kind.upper())(10, 21, num_layers=2, seed=36, **kw), dtype)
+    xs = _x(6, 3, 10, 37)
+    full, _ = uni(xs)
+    s = uni.stream()
+    np.testing.assert_allclose(np.stack([s.step(xs[t]) for t in range(6)]), full, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="inference-only"):
+        q.backward(np.zeros_like(y))

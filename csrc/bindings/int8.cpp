@@ -52,21 +52,37 @@ py::array_t<std::int32_t> int8_accumulate_b(const py::array& aq_, const py::arra
   return acc;
 }
 
-// One low-precision LSTM layer direction's packed weights (int8.h: lstm_int8_pack, lstm_bf16_pack), made once.
-struct PackedLstmLowp {
+using pylstm::detail::LowpCell;
+
+LowpCell cell_named(const std::string& name) {
+  if (name == "lstm") return LowpCell::Lstm;
+  if (name == "gru") return LowpCell::GruLbr;
+  if (name == "rnn_tanh") return LowpCell::RnnTanh;
+  if (name == "rnn_relu") return LowpCell::RnnRelu;
+  if (name == "rnn_sigmoid") return LowpCell::RnnSigmoid;
+  throw py::value_error("cell must be 'lstm', 'gru', 'rnn_tanh', 'rnn_relu' or 'rnn_sigmoid', got '" + name + "'");
+}
+
+// One low-precision layer direction's packed weights (int8.h: lowp_pack_int8, lowp_pack_bf16), made once.
+struct PackedLowp {
   bool bf16;
+  LowpCell cell;
+  std::string cell_name;
   index_t I, H;
   pylstm::LargeBuffer<std::uint8_t> data;
-  PackedLstmLowp(bool bf16_, index_t I_, index_t H_)
-      : bf16(bf16_), I(I_), H(H_), data(pylstm::make_large<std::uint8_t>(pylstm::lstm_lowp_packed_bytes(bf16_, I_, H_))) {}
+  PackedLowp(bool bf16_, const std::string& cell_, index_t I_, index_t H_)
+      : bf16(bf16_), cell(cell_named(cell_)), cell_name(cell_), I(I_), H(H_),
+        data(pylstm::make_large<std::uint8_t>(pylstm::lowp_packed_bytes(bf16_, cell, I_, H_))) {}
 };
 
-// I and H from W_ih [4H][I] and W_hh [4H][H] (named wi, wh in the messages).
-std::pair<index_t, index_t> lstm_sizes_of(const py::array& W_ih, const py::array& W_hh, const char* wi, const char* wh) {
-  if (W_hh.ndim() != 2 || W_hh.shape(0) != 4 * W_hh.shape(1) || W_hh.shape(1) < 1)
-    throw py::value_error(std::string(wh) + " must have shape (4*H, H), got " + shape_of(W_hh));
+// I and H from W_ih [V·H][I] and W_hh [V·H][H] (named wi, wh in the messages).
+std::pair<index_t, index_t> sizes_of(LowpCell cell, const py::array& W_ih, const py::array& W_hh, const char* wi,
+                                     const char* wh) {
+  const index_t V = pylstm::detail::lowp_gates(cell);
+  if (W_hh.ndim() != 2 || W_hh.shape(0) != V * W_hh.shape(1) || W_hh.shape(1) < 1)
+    throw py::value_error(std::string(wh) + " must have shape (" + std::to_string(V) + "*H, H), got " + shape_of(W_hh));
   if (W_ih.ndim() != 2 || W_ih.shape(1) < 1)
-    throw py::value_error(std::string(wi) + " must have shape (4*H, I), got " + shape_of(W_ih));
+    throw py::value_error(std::string(wi) + " must have shape (" + std::to_string(V) + "*H, I), got " + shape_of(W_ih));
   const index_t H = W_hh.shape(1), I = W_ih.shape(1);
   if (I > pylstm::kInt8MaxK || H > pylstm::kInt8MaxK)
     throw py::value_error("low-precision products need input_size and hidden_size at most " +
@@ -74,60 +90,67 @@ std::pair<index_t, index_t> lstm_sizes_of(const py::array& W_ih, const py::array
   return {I, H};
 }
 
-std::unique_ptr<PackedLstmLowp> pack_lstm_int8(const py::array& Wq_ih_, const py::array& s_ih_, const py::array& Wq_hh_,
-                                               const py::array& s_hh_, const py::object& b_ih_, const py::object& b_hh_,
-                                               const py::object& peep_) {
-  const auto [I, H] = lstm_sizes_of(Wq_ih_, Wq_hh_, "Wq_ih", "Wq_hh");
-  auto Wq_ih = arg<std::int8_t>(Wq_ih_, "Wq_ih", {4 * H, I});
-  auto Wq_hh = arg<std::int8_t>(Wq_hh_, "Wq_hh", {4 * H, H});
-  auto s_ih = arg<float>(s_ih_, "s_ih", {4 * H});
-  auto s_hh = arg<float>(s_hh_, "s_hh", {4 * H});
-  auto b_ih = arg<float>(b_ih_, "b_ih", {4 * H}, false, true);
-  auto b_hh = arg<float>(b_hh_, "b_hh", {4 * H}, false, true);
+std::unique_ptr<PackedLowp> pack_int8(const std::string& cell_, const py::array& Wq_ih_, const py::array& s_ih_,
+                                      const py::array& Wq_hh_, const py::array& s_hh_, const py::object& b_ih_,
+                                      const py::object& b_hh_, const py::object& peep_) {
+  const LowpCell cell = cell_named(cell_);
+  const index_t V = pylstm::detail::lowp_gates(cell);
+  const auto [I, H] = sizes_of(cell, Wq_ih_, Wq_hh_, "Wq_ih", "Wq_hh");
+  auto Wq_ih = arg<std::int8_t>(Wq_ih_, "Wq_ih", {V * H, I});
+  auto Wq_hh = arg<std::int8_t>(Wq_hh_, "Wq_hh", {V * H, H});
+  auto s_ih = arg<float>(s_ih_, "s_ih", {V * H});
+  auto s_hh = arg<float>(s_hh_, "s_hh", {V * H});
+  auto b_ih = arg<float>(b_ih_, "b_ih", {V * H}, false, true);
+  auto b_hh = arg<float>(b_hh_, "b_hh", {V * H}, false, true);
   both_or_neither(b_ih, b_hh);
+  if (!peep_.is_none() && cell != LowpCell::Lstm) throw py::value_error("peep (peepholes) is for the LSTM only");
   auto peep = arg<float>(peep_, "peep", {3 * H}, false, true);
-  auto pk = std::make_unique<PackedLstmLowp>(false, I, H);
+  auto pk = std::make_unique<PackedLowp>(false, cell_, I, H);
   std::uint8_t* buf = pk->data.get();
   without_gil([=] {
-    pylstm::lstm_int8_pack(buf, Wq_ih.ptr, s_ih.ptr, Wq_hh.ptr, s_hh.ptr, b_ih.ptr, b_hh.ptr, peep.ptr, I, H);
+    pylstm::lowp_pack_int8(cell, buf, Wq_ih.ptr, s_ih.ptr, Wq_hh.ptr, s_hh.ptr, b_ih.ptr, b_hh.ptr, peep.ptr, I, H);
   });
   return pk;
 }
 
-std::unique_ptr<PackedLstmLowp> pack_lstm_bf16(const py::array& W_ih_, const py::array& W_hh_, const py::object& b_ih_,
-                                               const py::object& b_hh_, const py::object& peep_) {
-  const auto [I, H] = lstm_sizes_of(W_ih_, W_hh_, "W_ih", "W_hh");
+std::unique_ptr<PackedLowp> pack_bf16(const std::string& cell_, const py::array& W_ih_, const py::array& W_hh_,
+                                      const py::object& b_ih_, const py::object& b_hh_, const py::object& peep_) {
+  const LowpCell cell = cell_named(cell_);
+  const index_t V = pylstm::detail::lowp_gates(cell);
+  const auto [I, H] = sizes_of(cell, W_ih_, W_hh_, "W_ih", "W_hh");
   if (pylstm::bf16_path().empty())
     throw py::value_error("no bfloat16 products at this level: they need a CPU with AVX512_BF16 and the avx512 level "
                           "(pylstm.config()['bf16'])");
-  auto W_ih = arg<float>(W_ih_, "W_ih", {4 * H, I});
-  auto W_hh = arg<float>(W_hh_, "W_hh", {4 * H, H});
-  auto b_ih = arg<float>(b_ih_, "b_ih", {4 * H}, false, true);
-  auto b_hh = arg<float>(b_hh_, "b_hh", {4 * H}, false, true);
+  auto W_ih = arg<float>(W_ih_, "W_ih", {V * H, I});
+  auto W_hh = arg<float>(W_hh_, "W_hh", {V * H, H});
+  auto b_ih = arg<float>(b_ih_, "b_ih", {V * H}, false, true);
+  auto b_hh = arg<float>(b_hh_, "b_hh", {V * H}, false, true);
   both_or_neither(b_ih, b_hh);
+  if (!peep_.is_none() && cell != LowpCell::Lstm) throw py::value_error("peep (peepholes) is for the LSTM only");
   auto peep = arg<float>(peep_, "peep", {3 * H}, false, true);
-  auto pk = std::make_unique<PackedLstmLowp>(true, I, H);
+  auto pk = std::make_unique<PackedLowp>(true, cell_, I, H);
   std::uint8_t* buf = pk->data.get();
-  without_gil([=] { pylstm::lstm_bf16_pack(buf, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, peep.ptr, I, H); });
+  without_gil([=] { pylstm::lowp_pack_bf16(cell, buf, W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, peep.ptr, I, H); });
   return pk;
 }
 
-const PackedLstmLowp& packed_of(const py::object& obj) {
-  if (!py::isinstance<PackedLstmLowp>(obj))
-    throw py::type_error("packed must be a PackedLstmLowp, got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
-  return obj.cast<const PackedLstmLowp&>();
+const PackedLowp& packed_of(const py::object& obj) {
+  if (!py::isinstance<PackedLowp>(obj))
+    throw py::type_error("packed must be a PackedLowp, got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+  return obj.cast<const PackedLowp&>();
 }
 
-py::tuple lstm_lowp_forward_b(const py::array& x_, const py::object& h0_, const py::object& c0_,
-                              const py::object& packed_, bool reverse, const py::object& y_,
-                              const py::object& batch_sizes_, const std::string& path) {
+py::tuple lowp_forward_b(const py::array& x_, const py::object& h0_, const py::object& c0_, const py::object& packed_,
+                         bool reverse, const py::object& y_, const py::object& batch_sizes_, const std::string& path) {
   const auto& pk = packed_of(packed_);
+  const bool lstm = pk.cell == LowpCell::Lstm;
   if (x_.ndim() != 3) throw py::value_error("x must be 3-D (T, N, I), got shape " + shape_of(x_));
   const index_t T = x_.shape(0), N = x_.shape(1), I = pk.I, H = pk.H;
   if (T < 1 || N < 1) throw py::value_error("x must have no zero-sized axis, got shape " + shape_of(x_));
-  check_footprint(T, N, I, 4 * H, H, 4);
+  check_footprint(T, N, I, pylstm::detail::lowp_gates(pk.cell) * H, H, 4);
   auto x = arg<float>(x_, "x", {T, N, I});
   auto h0 = arg<float>(h0_, "h0", {N, H}, false, true);
+  if (!lstm && !c0_.is_none()) throw py::value_error("c0 is for the LSTM only");
   auto c0 = arg<float>(c0_, "c0", {N, H}, false, true);
   const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
   py::object y_obj = out_or_new<float>(y_, {T, N, H}, batch_sizes != nullptr);
@@ -139,45 +162,55 @@ py::tuple lstm_lowp_forward_b(const py::array& x_, const py::object& h0_, const 
       throw py::value_error("path must be one of this level's paths " + py::str(py::cast(paths)).cast<std::string>() +
                             ", got '" + path + "'");
   }
-  py::array_t<float> h_n({N, H}), c_n({N, H});
-  float *hn = h_n.mutable_data(), *cn = c_n.mutable_data();
+  py::array_t<float> h_n({N, H});
+  py::object c_n_obj = py::none();
+  float* cn = nullptr;
+  if (lstm) {
+    py::array_t<float> c_n({N, H});
+    cn = c_n.mutable_data();
+    c_n_obj = c_n;
+  }
+  float* hn = h_n.mutable_data();
   const std::uint8_t* buf = pk.data.get();
   const bool bf16 = pk.bf16;
+  const LowpCell cell = pk.cell;
   const pylstm::Run run{reverse, batch_sizes};
   const std::string* pp = &path;
   without_gil([=] {
-    pylstm::lstm_lowp_forward(bf16, buf, x.ptr, h0.ptr, c0.ptr, y.ptr, y.ld, hn, cn, T, N, I, H, run, *pp);
+    pylstm::lowp_forward(bf16, cell, buf, x.ptr, h0.ptr, c0.ptr, y.ptr, y.ld, hn, cn, T, N, I, H, run, *pp);
   });
-  return py::make_tuple(y_obj, h_n, c_n);
+  return py::make_tuple(y_obj, h_n, c_n_obj);
 }
 
-void lstm_lowp_stream_step_b(const py::array& x_, const py::array& h_prev_, const py::array& h_new_, const py::array& c_,
-                             const std::vector<const PackedLstmLowp*>& packs) {
+void lowp_stream_step_b(const py::array& x_, const py::array& h_prev_, const py::array& h_new_, const py::object& c_,
+                        const std::vector<const PackedLowp*>& packs) {
   const index_t L = static_cast<index_t>(packs.size());
-  if (L < 1) throw py::value_error("packs must hold one PackedLstmLowp per layer, got none");
-  for (const PackedLstmLowp* p : packs)
-    if (!p) throw py::type_error("packs must hold PackedLstmLowp objects, got None");
+  if (L < 1) throw py::value_error("packs must hold one PackedLowp per layer, got none");
+  for (const PackedLowp* p : packs)
+    if (!p) throw py::type_error("packs must hold PackedLowp objects, got None");
   if (x_.ndim() != 2) throw py::value_error("x must have shape (N, I), got " + shape_of(x_));
   const index_t N = x_.shape(0), I0 = x_.shape(1), H = packs[0]->H;
   const bool bf16 = packs[0]->bf16;
+  const LowpCell cell = packs[0]->cell;
   for (index_t l = 0; l < L; ++l) {
-    const PackedLstmLowp* p = packs[static_cast<size_t>(l)];
+    const PackedLowp* p = packs[static_cast<size_t>(l)];
     const index_t want_I = l == 0 ? I0 : H;
     if (p->I != want_I || p->H != H)
       throw py::value_error("packs[" + std::to_string(l) + "] was made for (I, H) = (" + std::to_string(p->I) + ", " +
                             std::to_string(p->H) + "), layer " + std::to_string(l) + " needs (" +
                             std::to_string(want_I) + ", " + std::to_string(H) + ")");
-    if (p->bf16 != bf16) throw py::value_error("packs must all be int8 or all bfloat16");
+    if (p->bf16 != bf16 || p->cell != cell) throw py::value_error("packs must all have one precision and one cell");
   }
+  if ((cell == LowpCell::Lstm) == c_.is_none()) throw py::value_error("c is required for the LSTM and only for it");
   auto x = arg<float>(x_, "x", {N, I0});
   auto h_prev = arg<float>(h_prev_, "h_prev", {L, N, H});
   auto h_new = arg<float>(h_new_, "h_new", {L, N, H}, true);
-  auto c = arg<float>(c_, "c", {L, N, H}, true);
+  auto c = arg<float>(c_, "c", {L, N, H}, true, true);
   no_overlap<float>({&h_new, &c}, {&x, &h_prev, &h_new, &c});
   std::vector<const std::uint8_t*> bufs(static_cast<size_t>(L));
   for (index_t l = 0; l < L; ++l) bufs[static_cast<size_t>(l)] = packs[static_cast<size_t>(l)]->data.get();
   const std::uint8_t* const* pk = bufs.data();
-  without_gil([=] { pylstm::lstm_lowp_stream_step(bf16, h_new.ptr, c.ptr, x.ptr, h_prev.ptr, pk, L, N, I0, H); });
+  without_gil([=] { pylstm::lowp_stream_step(bf16, cell, h_new.ptr, c.ptr, x.ptr, h_prev.ptr, pk, L, N, I0, H); });
 }
 
 }  // namespace
@@ -191,27 +224,29 @@ void bind_int8(py::module_& m) {
         "int8 path `path` (int8_paths(); '' for the best).");
   m.def("int8_paths", &pylstm::int8_paths, "The int8 dot forms this CPU runs at the level in use, best first.");
   m.def("bf16_path", &pylstm::bf16_path, "The bfloat16 dot form at the level in use, or '' when there is none.");
-  py::class_<PackedLstmLowp>(m, "PackedLstmLowp",
-                             "One int8 or bfloat16 LSTM layer direction's weights packed for this level "
-                             "(pack_lstm_int8, pack_lstm_bf16; lstm_lowp_forward).")
-      .def_readonly("I", &PackedLstmLowp::I)
-      .def_readonly("H", &PackedLstmLowp::H)
-      .def_property_readonly("dtype", [](const PackedLstmLowp& p) { return p.bf16 ? "bfloat16" : "int8"; });
-  m.def("pack_lstm_int8", &pack_lstm_int8, py::arg("Wq_ih"), py::arg("s_ih"), py::arg("Wq_hh"), py::arg("s_hh"),
-        py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("peep") = py::none(),
-        "A PackedLstmLowp of int8 weights with their row scales (reference.quantize_weights_int8's form).");
-  m.def("pack_lstm_bf16", &pack_lstm_bf16, py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih") = py::none(),
+  py::class_<PackedLowp>(m, "PackedLowp",
+                         "One int8 or bfloat16 layer direction's weights packed for this level (pack_int8, "
+                         "pack_bf16; lowp_forward).")
+      .def_readonly("I", &PackedLowp::I)
+      .def_readonly("H", &PackedLowp::H)
+      .def_readonly("cell", &PackedLowp::cell_name)
+      .def_property_readonly("dtype", [](const PackedLowp& p) { return p.bf16 ? "bfloat16" : "int8"; });
+  m.def("pack_int8", &pack_int8, py::arg("cell"), py::arg("Wq_ih"), py::arg("s_ih"), py::arg("Wq_hh"),
+        py::arg("s_hh"), py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(), py::arg("peep") = py::none(),
+        "A PackedLowp of int8 weights with their row scales (reference.quantize_weights_int8's form); cell 'lstm', "
+        "'gru', 'rnn_tanh', 'rnn_relu' or 'rnn_sigmoid'.");
+  m.def("pack_bf16", &pack_bf16, py::arg("cell"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih") = py::none(),
         py::arg("b_hh") = py::none(), py::arg("peep") = py::none(),
-        "A PackedLstmLowp of float32 weights rounded to bfloat16 (reference.to_bfloat16).");
-  m.def("lstm_lowp_forward", &lstm_lowp_forward_b, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("packed"),
-        py::kw_only(), py::arg("reverse") = false, py::arg("y") = py::none(), py::arg("batch_sizes") = py::none(),
+        "A PackedLowp of float32 weights rounded to bfloat16 (reference.to_bfloat16).");
+  m.def("lowp_forward", &lowp_forward_b, py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("packed"), py::kw_only(),
+        py::arg("reverse") = false, py::arg("y") = py::none(), py::arg("batch_sizes") = py::none(),
         py::arg("path") = "",
-        "(y, h_n, c_n) of one int8 or bfloat16 LSTM layer direction, inference: reference.lstm_forward with "
+        "(y, h_n, c_n or None) of one int8 or bfloat16 layer direction, inference: the reference's forward with "
         "Int8Weights or Bf16Weights.");
-  m.def("lstm_lowp_stream_step", &lstm_lowp_stream_step_b, py::arg("x"), py::arg("h_prev"), py::arg("h_new"),
-        py::arg("c"), py::arg("packs"),
-        "One inference step of a stack of int8 or bfloat16 LSTM layers: reads x (N, I) and h_prev (L, N, H), writes "
-        "h_new (L, N, H) and updates c (L, N, H) in place (lstm_stream_step's low-precision form).");
+  m.def("lowp_stream_step", &lowp_stream_step_b, py::arg("x"), py::arg("h_prev"), py::arg("h_new"), py::arg("c"),
+        py::arg("packs"),
+        "One inference step of a stack of int8 or bfloat16 layers: reads x (N, I) and h_prev (L, N, H), writes "
+        "h_new (L, N, H) and, for the LSTM, updates c (L, N, H) in place (None otherwise).");
 }
 
 }  // namespace pylstm::bind
