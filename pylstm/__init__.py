@@ -71,7 +71,15 @@ from . import nn, optim, reference, tasks  # noqa: E402  (tasks uses nn and opti
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .layers import GRU, LSTM, RNN  # noqa: E402
 from .optim import clip_grad_norm  # noqa: E402
-from .quantized import QuantizedGRU, QuantizedLSTM, QuantizedRNN, quantize  # noqa: E402
+from .quantized import (  # noqa: E402
+    QuantizedGRU,
+    QuantizedGRUCell,
+    QuantizedLSTM,
+    QuantizedLSTMCell,
+    QuantizedRNN,
+    QuantizedRNNCell,
+    quantize,
+)
 
 __version__ = "0.1.0"
 
@@ -194,6 +202,6 @@ def show_config(file=None) -> None:
 
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "QuantizedLSTM", "QuantizedGRU", "QuantizedRNN",
-           "quantize", "reference", "nn", "optim", "tasks",
+           "QuantizedLSTMCell", "QuantizedGRUCell", "QuantizedRNNCell", "quantize", "reference", "nn", "optim", "tasks",
            "clip_grad_norm", "get_num_threads", "set_num_threads", "share_threads_with_numpy",
            "share_threads_with_torch", "config", "show_config", "__version__"]

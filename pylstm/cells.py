@@ -68,16 +68,20 @@ class _Cell(_Module):
         s0 = None
         if states is not None:
             s0 = [self._check(name, v, N, unbatched) for name, v in zip(("h", "c"), states)]
+        xs = np.array(x2[None], order="C", copy=True)  # (T=1, N, I), private: the tape must not see later writes
+        y, finals, cache = self._kernel_step(xs, s0)
+        if self.training:
+            self._tape.append((xs, s0, y, cache, unbatched))
+        return [f[0] if unbatched else f for f in finals], unbatched
+
+    def _kernel_step(self, xs, s0):
+        """The kernels on one step xs (1, N, I) from s0 (None or a list of (N, H) states): (y, finals, cache)."""
         p = self._params
         W = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
-        xs = np.array(x2[None], order="C", copy=True)  # (T=1, N, I), private: the tape must not see later writes
         kind = self._kind
         out = kind.forward(xs, *(s0 if s0 is not None else [None] * len(kind.states)), *W, training=self.training,
                            **kind.variant(self), **self._forward_extra())
-        finals, cache = list(out[1:-1]), out[-1]
-        if self.training:
-            self._tape.append((xs, s0, out[0], cache, unbatched))
-        return [f[0] if unbatched else f for f in finals], unbatched
+        return out[0], list(out[1:-1]), out[-1]
 
     def _step_backward(self, dstates):
         with self._lock:

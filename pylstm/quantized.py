@@ -20,9 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cells, _core, reference
+from .cells import GRUCell, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
 
-__all__ = ["quantize", "QuantizedLSTM", "QuantizedGRU", "QuantizedRNN"]
+__all__ = ["quantize", "QuantizedLSTM", "QuantizedGRU", "QuantizedRNN", "QuantizedLSTMCell", "QuantizedGRUCell",
+           "QuantizedRNNCell"]
 
 _DTYPES = ("int8", "bfloat16")
 _WEIGHTS = ("weight_ih", "weight_hh")  # the matrices held in low precision
@@ -131,10 +133,12 @@ class _Quantized:
     def _layer_params(self, layer, d, grads=None):
         return (layer, d), None
 
-    def _packed(self, key):
-        pk = self._packs.get(key)
+    def _packed(self, sfx):
+        """The packed weights of the parameters named with suffix sfx ("_l0", "_l1_reverse"; "" for a cell)."""
+        if not hasattr(self, "_packs"):
+            self._packs = {}
+        pk = self._packs.get(sfx)
         if pk is None or pk[1] != self._version:
-            sfx = _cells.param_suffix(*key)
             p = self._params
             tail = (p.get("bias_ih" + sfx), p.get("bias_hh" + sfx), p.get("weight_ch" + sfx))
             if self.qdtype == "int8":
@@ -142,14 +146,19 @@ class _Quantized:
                                          p["weight_hh" + sfx], p["weight_hh" + sfx + "_scale"], *tail)
             else:
                 packed = _core.pack_bf16(self._cell_name, p["weight_ih" + sfx], p["weight_hh" + sfx], *tail)
-            pk = self._packs[key] = (packed, self._version)
+            pk = self._packs[sfx] = (packed, self._version)
         return pk[0]
 
     def _kernel_forward(self, x, s0, key, *, reverse, training, y, batch_sizes=None):
         h0, c0 = (None, None) if s0 is None else (s0[0], s0[1] if len(s0) > 1 else None)
-        _, h_n, c_n = _core.lowp_forward(x, h0, c0, self._packed(key), reverse=reverse, y=y,
+        _, h_n, c_n = _core.lowp_forward(x, h0, c0, self._packed(_cells.param_suffix(*key)), reverse=reverse, y=y,
                                          batch_sizes=batch_sizes)
         return ([h_n] if c_n is None else [h_n, c_n]), None
+
+    def _kernel_step(self, xs, s0):  # the cells' one step
+        h0, c0 = (None, None) if s0 is None else (s0[0], s0[1] if len(s0) > 1 else None)
+        y, h_n, c_n = _core.lowp_forward(xs, h0, c0, self._packed(""))
+        return y, ([h_n] if c_n is None else [h_n, c_n]), None
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", dtype={self.qdtype})"
@@ -174,7 +183,7 @@ class QuantizedLSTM(_Quantized, LSTM):
     _stream_step = staticmethod(_core.lowp_stream_step)
 
     def _stream_packs(self):
-        return [self._packed((layer, 0)) for layer in range(self.num_layers)]
+        return [self._packed(_cells.param_suffix(layer, 0)) for layer in range(self.num_layers)]
 
 
 class QuantizedGRU(_Quantized, GRU):
@@ -199,6 +208,33 @@ class QuantizedRNN(_Quantized, RNN):
         self._quantize_init(dtype)
 
 
+class QuantizedLSTMCell(_Quantized, LSTMCell):
+    """An int8 or bfloat16 LSTMCell for inference: see pylstm.quantize."""
+
+    def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, dtype="int8"):
+        _check_dtype(dtype)
+        LSTMCell.__init__(self, input_size, hidden_size, bias, peepholes=peepholes, dtype="float32", seed=0)
+        self._quantize_init(dtype)
+
+
+class QuantizedGRUCell(_Quantized, GRUCell):
+    """An int8 or bfloat16 GRUCell (PyTorch's form) for inference: see pylstm.quantize."""
+
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype="int8"):
+        _check_dtype(dtype)
+        GRUCell.__init__(self, input_size, hidden_size, bias, dtype="float32", seed=0)
+        self._quantize_init(dtype)
+
+
+class QuantizedRNNCell(_Quantized, RNNCell):
+    """An int8 or bfloat16 RNNCell for inference: see pylstm.quantize."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, dtype="int8"):
+        _check_dtype(dtype)
+        RNNCell.__init__(self, input_size, hidden_size, bias, nonlinearity, dtype="float32", seed=0)
+        self._quantize_init(dtype)
+
+
 def _check_dtype(dtype):
     if not isinstance(dtype, str):
         raise TypeError(f"dtype must be 'int8' or 'bfloat16', got {type(dtype).__name__}")
@@ -212,31 +248,35 @@ def quantize(module, dtype):
     """A new inference-only module of the same kind as ``module`` whose products run in ``dtype``, ``"int8"`` or
     ``"bfloat16"`` (see the module docstring for the maths).
 
-    Supported in this version: ``pylstm.LSTM`` (peepholes included), ``pylstm.GRU`` (PyTorch's form) and
-    ``pylstm.RNN`` (tanh, relu, sigmoid), any number of layers, both directions, lengths, batch_first and
-    ``stream()``. The cells, ``proj_size`` and the original GRU (``linear_before_reset=False``) are refused with a
-    message, and so is ``"bfloat16"`` on a CPU without bfloat16 products. ``module`` is left unchanged."""
+    Supported in this version: ``pylstm.LSTM`` (peepholes included), ``pylstm.GRU`` (PyTorch's form),
+    ``pylstm.RNN`` (tanh, relu, sigmoid) and their cells, with any number of layers, both directions, lengths,
+    batch_first and ``stream()``. ``proj_size`` and the original GRU (``linear_before_reset=False``) are refused
+    with a message, and so is ``"bfloat16"`` on a CPU without bfloat16 products. ``module`` is left unchanged."""
     _check_dtype(dtype)
     if isinstance(module, _Quantized):
         raise ValueError(f"module is already quantized ({type(module).__name__}, {module.qdtype})")
-    if type(module) not in (LSTM, GRU, RNN):
-        raise ValueError(f"pylstm.quantize supports pylstm.LSTM, GRU and RNN in this version, got "
-                         f"{type(module).__name__}")
+    kinds = {LSTM: QuantizedLSTM, GRU: QuantizedGRU, RNN: QuantizedRNN, LSTMCell: QuantizedLSTMCell,
+             GRUCell: QuantizedGRUCell, RNNCell: QuantizedRNNCell}
+    if type(module) not in kinds:
+        raise ValueError(f"pylstm.quantize takes pylstm.LSTM, GRU, RNN and their cells, got {type(module).__name__}")
     if module.dtype != np.float32:
         raise ValueError(f"module must be float32 to quantize, got {module.dtype.name}")
-    common = dict(bias=module.bias, batch_first=module.batch_first, bidirectional=module.bidirectional, dtype=dtype)
-    sizes = (module.input_size, module.hidden_size, module.num_layers)
-    if type(module) is LSTM:
-        if module.proj_size:
-            raise ValueError(f"proj_size (a projection) is not supported by the {dtype} LSTM in this version")
-        q = QuantizedLSTM(*sizes, peepholes=module.peepholes, **common)
-    elif type(module) is GRU:
-        if not module.linear_before_reset:
-            raise ValueError(f"the original GRU (linear_before_reset=False) is not supported by the {dtype} GRU in "
-                             "this version (PyTorch's form, linear_before_reset=True, is)")
-        q = QuantizedGRU(*sizes, **common)
+    if getattr(module, "proj_size", 0):
+        raise ValueError(f"proj_size (a projection) is not supported by the {dtype} LSTM in this version")
+    if not getattr(module, "linear_before_reset", True):
+        raise ValueError(f"the original GRU (linear_before_reset=False) is not supported by the {dtype} GRU in this "
+                         "version (PyTorch's form, linear_before_reset=True, is)")
+    cls = kinds[type(module)]
+    kw = dict(bias=module.bias, dtype=dtype)
+    if hasattr(module, "peepholes"):
+        kw["peepholes"] = module.peepholes
+    if hasattr(module, "nonlinearity"):
+        kw["nonlinearity"] = module.nonlinearity
+    if hasattr(module, "num_layers"):
+        q = cls(module.input_size, module.hidden_size, module.num_layers, batch_first=module.batch_first,
+                bidirectional=module.bidirectional, **kw)
     else:
-        q = QuantizedRNN(*sizes, nonlinearity=module.nonlinearity, **common)
+        q = cls(module.input_size, module.hidden_size, **kw)
     with module._lock:
         q._params = _quantized_params(module._params, dtype)
     q._changed()

@@ -172,8 +172,8 @@ def test_refusals_name_what_is_refused():
         pylstm.quantize(pylstm.LSTM(4, 5, proj_size=2), "int8")
     with pytest.raises(ValueError, match="float32"):
         pylstm.quantize(pylstm.LSTM(4, 5, dtype="float64"), "int8")
-    with pytest.raises(ValueError, match="supports pylstm.LSTM, GRU and RNN"):
-        pylstm.quantize(pylstm.LSTMCell(4, 5), "int8")
+    with pytest.raises(ValueError, match="takes pylstm.LSTM, GRU, RNN and their cells"):
+        pylstm.quantize(pylstm.nn.Linear(4, 5), "int8")
     with pytest.raises(ValueError, match="linear_before_reset=False"):
         pylstm.quantize(pylstm.GRU(4, 5, linear_before_reset=False), "int8")
     sd = dict(q.state_dict())
@@ -286,7 +286,7 @@ def test_gru_and_rnn_follow_the_reference(kind, kw, dtype, T, N, I, H):
         if T == 1:  # one step: the same quantized operands, exact int32 sums; float rounding only
             np.testing.assert_allclose(y, ry, rtol=1e-4, atol=1e-5)
         assert _rel(y, ry) < 2e-3 and _rel(h_n[0], rh) < 2e-3
-    pk = q._packed((0, 0))
+    pk = q._packed("_l0")
     y, h_n, c_n = _core.lowp_forward(x, h0[0], None, pk, reverse=True)
     assert c_n is None and _rel(y, ry) < 2e-3
 
@@ -316,3 +316,28 @@ def test_gru_and_rnn_modules(kind, kw, dtype):
     np.testing.assert_allclose(np.stack([s.step(xs[t]) for t in range(6)]), full, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="inference-only"):
         q.backward(np.zeros_like(y))
+
+
+# ---- the cells --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", LOWP)
+@pytest.mark.parametrize("name, kw", [("LSTMCell", {}), ("LSTMCell", {"peepholes": True}), ("GRUCell", {}),
+                                      ("RNNCell", {"nonlinearity": "relu"})], ids=["lstm", "peep", "gru", "rnn"])
+def test_cells_are_one_step_of_their_layer(name, kw, dtype):
+    cell = getattr(pylstm, name)(6, 11, seed=41, **kw)
+    q = pylstm.quantize(cell, dtype)
+    assert type(q).__name__ == "Quantized" + name and not q.training
+    layer = getattr(pylstm, name[:-4])(6, 11, seed=0, **kw)
+    layer.load_state_dict({k + "_l0": v for k, v in cell.state_dict().items()})
+    ql = pylstm.quantize(layer, dtype)
+    x = _x(3, 4, 6, 42)
+    ys, _ = ql(x)
+    state = None
+    for t in range(3):
+        state = q(x[t], state)
+        h = state[0] if isinstance(state, tuple) else state
+        np.testing.assert_allclose(h, ys[t], rtol=1e-5, atol=1e-6)
+    h1 = q(x[0, 0])  # unbatched
+    np.testing.assert_allclose(h1[0] if isinstance(h1, tuple) else h1, ys[0, 0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="inference-only"):
+        q.backward(np.zeros((4, 11), np.float32))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(q))(x[0])[0], q(x[0])[0])
