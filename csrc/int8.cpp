@@ -86,8 +86,8 @@ index_t lowp_packed_bytes(bool bf16, detail::LowpCell cell, index_t I, index_t H
 
 namespace {
 
-// The float32 parts of a packed layer direction: b_ih and b_hh as [blocks][2][V][L], and the LSTM's peepholes as
-// [blocks][3][L].
+// The float32 parts of a packed layer direction: the biases as [blocks][2][V][L] (the GRU's b_ih and b_hh; the other
+// cells' b_ih + b_hh, then zeros), and the LSTM's peepholes as [blocks][3][L].
 void pack_float_parts(std::uint8_t* base, const detail::LowpLayout& lay, detail::LowpCell cell, index_t L,
                       const float* b_ih, const float* b_hh, const float* peep, index_t H) {
   const index_t V = detail::lowp_gates(cell);
@@ -97,8 +97,10 @@ void pack_float_parts(std::uint8_t* base, const detail::LowpLayout& lay, detail:
     for (index_t l = 0; l < L; ++l) {
       const index_t u = b * L + l;
       for (index_t g = 0; g < V; ++g) {
-        bias[((b * 2 + 0) * V + g) * L + l] = u < H && b_ih ? b_ih[g * H + u] : 0.f;
-        bias[((b * 2 + 1) * V + g) * L + l] = u < H && b_hh ? b_hh[g * H + u] : 0.f;
+        const float bi = u < H && b_ih ? b_ih[g * H + u] : 0.f, bh = u < H && b_hh ? b_hh[g * H + u] : 0.f;
+        const bool apart = cell == detail::LowpCell::GruLbr;  // the GRU's n gate needs b_hn inside r ⊙ (·)
+        bias[((b * 2 + 0) * V + g) * L + l] = apart ? bi : bi + bh;
+        bias[((b * 2 + 1) * V + g) * L + l] = apart ? bh : 0.f;
       }
       if (cell == detail::LowpCell::Lstm)
         for (index_t g = 0; g < 3; ++g) pp[(b * 3 + g) * L + l] = u < H && peep ? peep[g * H + u] : 0.f;

@@ -302,8 +302,9 @@ inline LowpPanels lowp_panels(Lowp prec, index_t lanes, index_t V, index_t H, in
 enum class LowpCell { Lstm, GruLbr, RnnTanh, RnnRelu, RnnSigmoid };
 inline index_t lowp_gates(LowpCell c) { return c == LowpCell::Lstm ? 4 : c == LowpCell::GruLbr ? 3 : 1; }
 
-// A low-precision layer direction: W_hh's panels, W_ih's, the biases [blocks][2][V][lanes] (b_ih, b_hh) and the
-// LSTM's peepholes [blocks][3][lanes] (p_i, p_f, p_o; zeros without), float32.
+// A low-precision layer direction: W_hh's panels, W_ih's, the biases [blocks][2][V][lanes] (the GRU's b_ih and b_hh;
+// the other cells' b_ih + b_hh, then zeros) and the LSTM's peepholes [blocks][3][lanes] (p_i, p_f, p_o; zeros
+// without), float32.
 struct LowpLayout {
   LowpPanels hh, ih;
   index_t bias, peep, size;
