@@ -299,50 +299,66 @@ inline LowpPanels lowp_panels(Lowp prec, index_t lanes, index_t V, index_t H, in
 }
 
 // The cells the low-precision loops run, and their gate blocks V (the vectors of one unit block's panel).
-enum class LowpCell { Lstm, GruLbr, RnnTanh, RnnRelu, RnnSigmoid };
-inline index_t lowp_gates(LowpCell c) { return c == LowpCell::Lstm ? 4 : c == LowpCell::GruLbr ? 3 : 1; }
+// Two of them run a second product per step, after a barrier: the LSTM with a projection (h_t = m_t W_hrᵀ, P wide,
+// m_t = o ⊙ tanh(c_t)) and the original GRU (n = tanh(x W_inᵀ + b_in + (r ⊙ h_{t-1}) W_hnᵀ + b_hn)).
+enum class LowpCell { Lstm, LstmProj, GruLbr, GruOrig, RnnTanh, RnnRelu, RnnSigmoid };
+// Gate blocks of W_ih (and of the biases); of W_hh's panels (the original GRU's r and z only: its n block is the
+// second product's).
+inline index_t lowp_gates(LowpCell c) {
+  return c == LowpCell::Lstm || c == LowpCell::LstmProj ? 4 : c == LowpCell::GruLbr || c == LowpCell::GruOrig ? 3 : 1;
+}
+inline index_t lowp_hh_gates(LowpCell c) { return c == LowpCell::GruOrig ? 2 : lowp_gates(c); }
+inline bool lowp_two_phases(LowpCell c) { return c == LowpCell::LstmProj || c == LowpCell::GruOrig; }
 
-// A low-precision layer direction: W_hh's panels, W_ih's, the biases [blocks][2][V][lanes] (the GRU's b_ih and b_hh;
-// the other cells' b_ih + b_hh, then zeros) and the LSTM's peepholes [blocks][3][lanes] (p_i, p_f, p_o; zeros
-// without), float32.
+// A low-precision layer direction: W_hh's panels (K = P, the width of h), W_ih's, the second product's panels p2
+// (W_hr: P outputs, K = H; the original GRU's W_hn: H outputs, K = H; empty otherwise), the biases
+// [blocks][2][V][lanes] (the GRUs' b_ih and b_hh; the other cells' b_ih + b_hh, then zeros) and the LSTM's peepholes
+// [blocks][3][lanes] (p_i, p_f, p_o; zeros without), float32.
 struct LowpLayout {
-  LowpPanels hh, ih;
+  LowpPanels hh, ih, p2;
   index_t bias, peep, size;
 };
-inline LowpLayout lowp_layout(Lowp prec, LowpCell cell, index_t lanes, index_t I, index_t H) {
+inline LowpLayout lowp_layout(Lowp prec, LowpCell cell, index_t lanes, index_t I, index_t H, index_t P) {
   const index_t V = lowp_gates(cell);
   LowpLayout l{};
-  l.hh = lowp_panels(prec, lanes, V, H, H, 0);
+  l.hh = lowp_panels(prec, lanes, lowp_hh_gates(cell), H, P, 0);
   l.ih = lowp_panels(prec, lanes, V, H, I, l.hh.size);
-  l.bias = l.ih.w + l.ih.size;
-  l.peep = round64(l.bias + l.hh.blocks * 2 * V * lanes * 4);
-  l.size = round64(l.peep + (cell == LowpCell::Lstm ? l.hh.blocks * 3 * lanes * 4 : 0));
+  const index_t at = l.ih.w + l.ih.size;
+  l.p2 = cell == LowpCell::LstmProj ? lowp_panels(prec, lanes, 1, P, H, at)
+         : cell == LowpCell::GruOrig ? lowp_panels(prec, lanes, 1, H, H, at)
+                                     : LowpPanels{0, 0, 0, at, at, at, 0};
+  l.bias = l.p2.w + l.p2.size;
+  l.peep = round64(l.bias + l.ih.blocks * 2 * V * lanes * 4);
+  l.size = round64(l.peep + (cell == LowpCell::Lstm ? l.ih.blocks * 3 * lanes * 4 : 0));
   return l;
 }
 
-// One low-precision step of one layer direction on rows [0, rows): x_t [rows][ldx] (I used), h_{t-1} [rows][ldh],
-// the LSTM's c [rows][ldc] in place (nullptr for the others), h_t written to hn [rows][ldhn] and, when y is not
-// nullptr, to y [rows][ldy]. Each thread converts x_t and h_{t-1} (int8: quantizes them, with scales and zero
-// points) into its own part of q / qscale / qzero (sized by lowp_q_bytes and 2·N) and computes its unit blocks.
+// One low-precision step of one layer direction on rows [0, rows): x_t [rows][ldx] (I used), h_{t-1} [rows][ldh]
+// (P wide), the LSTM's c [rows][ldc] in place (nullptr for the others), h_t written to hn [rows][ldhn] and, when y is
+// not nullptr, to y [rows][ldy]. Each thread converts x_t and h_{t-1} (int8: quantizes them, with scales and zero
+// points) into its own part of q / qscale / qzero (sized by lowp_q_bytes and 3·N) and computes its unit blocks. The
+// two-phase cells pass m_t (LSTMP) or r ⊙ h_{t-1} (original GRU) through mid [N][H], and the original GRU keeps z and
+// its n gate's input part in keep [N][2H], each thread for its own units.
 struct LowpStep {
-  const std::uint8_t* packed;  // 64-byte aligned, lowp_layout(prec, cell, lanes, I, H)
+  const std::uint8_t* packed;  // 64-byte aligned, lowp_layout(prec, cell, lanes, I, H, P)
   const float* x;  index_t ldx;
   const float* hp; index_t ldh;
   float* hn;       index_t ldhn;
   float* y;        index_t ldy;
   float* c;        index_t ldc;
+  float* mid;      float* keep;
   std::uint8_t* q; float* qscale; std::int32_t* qzero;
-  index_t rows, N, I, H;  // N: the rows q was sized for
+  index_t rows, N, I, H, P;  // N: the rows q was sized for
   int parts;
   LowpCell cell;
 };
-// Bytes of q per thread for N rows.
-inline index_t lowp_q_bytes(Lowp prec, index_t N, index_t I, index_t H) {
-  return N * (lowp_kpad(prec, I) + lowp_kpad(prec, H)) * lowp_bytes(prec);
+// Bytes of q per thread for N rows: x_t, h_{t-1} and the second product's input.
+inline index_t lowp_q_bytes(Lowp prec, index_t N, index_t I, index_t H, index_t P) {
+  return N * (lowp_kpad(prec, I) + lowp_kpad(prec, P) + lowp_kpad(prec, H)) * lowp_bytes(prec);
 }
 
 // One low-precision forward (lowp_forward) as each thread of its region sees it: the steps of `step` over the
-// sequence, h alternating between two buffers hbuf [2][N][H] (rows past their end carried across).
+// sequence, h alternating between two buffers hbuf [2][N][P] (rows past their end carried across).
 struct LowpSequence {
   LowpStep step;
   float* hbuf;
@@ -353,8 +369,8 @@ struct LowpSequence {
   bool reverse;
 };
 
-// One streaming step of L layers: layer l reads h_prev + l·N·H (and the previous layer's h_new, or x), and writes
-// h_new + l·N·H and (LSTM) c + l·N·H; the threads meet once per layer.
+// One streaming step of L layers (one-phase cells, P = H): layer l reads h_prev + l·N·H (and the previous layer's
+// h_new, or x), and writes h_new + l·N·H and (LSTM) c + l·N·H; the threads meet once per layer.
 struct LowpStream {
   LowpStep step;  // x, rows, N, H, q, parts, cell set; the rest per layer
   const std::uint8_t* const* packs;

@@ -93,14 +93,15 @@ def bf16_path() -> str: ...
 class PackedLowp:
     I: int
     H: int
+    P: int
     cell: str
     dtype: str
 def pack_int8(
     cell: str, Wq_ih: Array, s_ih: Array, Wq_hh: Array, s_hh: Array, b_ih: Opt = None, b_hh: Opt = None,
-    peep: Opt = None,
+    peep: Opt = None, Wq_hr: Opt = None, s_hr: Opt = None,
 ) -> PackedLowp: ...
 def pack_bf16(
-    cell: str, W_ih: Array, W_hh: Array, b_ih: Opt = None, b_hh: Opt = None, peep: Opt = None,
+    cell: str, W_ih: Array, W_hh: Array, b_ih: Opt = None, b_hh: Opt = None, peep: Opt = None, W_hr: Opt = None,
 ) -> PackedLowp: ...
 def lowp_forward(
     x: Array, h0: Opt, c0: Opt, packed: PackedLowp, *, reverse: bool = False, y: Opt = None,

@@ -27,7 +27,7 @@ __all__ = ["quantize", "QuantizedLSTM", "QuantizedGRU", "QuantizedRNN", "Quantiz
            "QuantizedRNNCell"]
 
 _DTYPES = ("int8", "bfloat16")
-_WEIGHTS = ("weight_ih", "weight_hh")  # the matrices held in low precision
+_WEIGHTS = ("weight_ih", "weight_hh", "weight_hr")  # the matrices held in low precision
 
 
 def _bf16_missing():
@@ -68,9 +68,13 @@ class _Quantized:
 
     @property
     def _cell_name(self):
-        """The kernels' cell: "lstm", "gru" or "rnn_<nonlinearity>"."""
+        """The kernels' cell: "lstm", "lstm_proj", "gru", "gru_orig" or "rnn_<nonlinearity>"."""
         name = self._kind.name
-        return f"rnn_{self.nonlinearity}" if name == "rnn" else name
+        if name == "rnn":
+            return f"rnn_{self.nonlinearity}"
+        if name == "gru":
+            return "gru" if self.linear_before_reset else "gru_orig"
+        return "lstm_proj" if getattr(self, "proj_size", 0) else "lstm"
 
     # ---- inference only ----------------------------------------------------------------------------------------
     def train(self, mode=True):
@@ -143,9 +147,11 @@ class _Quantized:
             tail = (p.get("bias_ih" + sfx), p.get("bias_hh" + sfx), p.get("weight_ch" + sfx))
             if self.qdtype == "int8":
                 packed = _core.pack_int8(self._cell_name, p["weight_ih" + sfx], p["weight_ih" + sfx + "_scale"],
-                                         p["weight_hh" + sfx], p["weight_hh" + sfx + "_scale"], *tail)
+                                         p["weight_hh" + sfx], p["weight_hh" + sfx + "_scale"], *tail,
+                                         p.get("weight_hr" + sfx), p.get("weight_hr" + sfx + "_scale"))
             else:
-                packed = _core.pack_bf16(self._cell_name, p["weight_ih" + sfx], p["weight_hh" + sfx], *tail)
+                packed = _core.pack_bf16(self._cell_name, p["weight_ih" + sfx], p["weight_hh" + sfx], *tail,
+                                         p.get("weight_hr" + sfx))
             pk = self._packs[sfx] = (packed, self._version)
         return pk[0]
 
@@ -171,14 +177,16 @@ class QuantizedLSTM(_Quantized, LSTM):
     the weights a quantized module's ``state_dict`` holds."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 bidirectional=False, peepholes=False, dtype="int8"):
+                 bidirectional=False, proj_size=0, peepholes=False, dtype="int8"):
         _check_dtype(dtype)
         LSTM.__init__(self, input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
-                      bidirectional=bidirectional, peepholes=peepholes, dtype="float32", seed=0)
+                      bidirectional=bidirectional, proj_size=proj_size, peepholes=peepholes, dtype="float32", seed=0)
         self._quantize_init(dtype)
 
     def _fused(self):
-        return True  # streams take the one-call path, with the low-precision streaming step
+        # Streams take the one-call path with the low-precision streaming step; with a projection (a second
+        # product per step) they run the one-step forward.
+        return not self.proj_size
 
     _stream_step = staticmethod(_core.lowp_stream_step)
 
@@ -187,13 +195,13 @@ class QuantizedLSTM(_Quantized, LSTM):
 
 
 class QuantizedGRU(_Quantized, GRU):
-    """An int8 or bfloat16 GRU (PyTorch's form, linear_before_reset=True) for inference: see pylstm.quantize."""
+    """An int8 or bfloat16 GRU (either form) for inference: see pylstm.quantize."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 bidirectional=False, dtype="int8"):
+                 bidirectional=False, linear_before_reset=True, dtype="int8"):
         _check_dtype(dtype)
         GRU.__init__(self, input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
-                     bidirectional=bidirectional, dtype="float32", seed=0)
+                     bidirectional=bidirectional, linear_before_reset=linear_before_reset, dtype="float32", seed=0)
         self._quantize_init(dtype)
 
 
@@ -218,11 +226,12 @@ class QuantizedLSTMCell(_Quantized, LSTMCell):
 
 
 class QuantizedGRUCell(_Quantized, GRUCell):
-    """An int8 or bfloat16 GRUCell (PyTorch's form) for inference: see pylstm.quantize."""
+    """An int8 or bfloat16 GRUCell (either form) for inference: see pylstm.quantize."""
 
-    def __init__(self, input_size, hidden_size, bias=True, *, dtype="int8"):
+    def __init__(self, input_size, hidden_size, bias=True, *, linear_before_reset=True, dtype="int8"):
         _check_dtype(dtype)
-        GRUCell.__init__(self, input_size, hidden_size, bias, dtype="float32", seed=0)
+        GRUCell.__init__(self, input_size, hidden_size, bias, linear_before_reset=linear_before_reset, dtype="float32",
+                         seed=0)
         self._quantize_init(dtype)
 
 
@@ -248,10 +257,9 @@ def quantize(module, dtype):
     """A new inference-only module of the same kind as ``module`` whose products run in ``dtype``, ``"int8"`` or
     ``"bfloat16"`` (see the module docstring for the maths).
 
-    Supported in this version: ``pylstm.LSTM`` (peepholes included), ``pylstm.GRU`` (PyTorch's form),
-    ``pylstm.RNN`` (tanh, relu, sigmoid) and their cells, with any number of layers, both directions, lengths,
-    batch_first and ``stream()``. ``proj_size`` and the original GRU (``linear_before_reset=False``) are refused
-    with a message, and so is ``"bfloat16"`` on a CPU without bfloat16 products. ``module`` is left unchanged."""
+    It takes ``pylstm.LSTM`` (peepholes or a projection), ``pylstm.GRU`` (both forms), ``pylstm.RNN`` (tanh, relu,
+    sigmoid) and their cells, with any number of layers, both directions, lengths, batch_first and ``stream()``.
+    ``"bfloat16"`` on a CPU without bfloat16 products is refused with a message. ``module`` is left unchanged."""
     _check_dtype(dtype)
     if isinstance(module, _Quantized):
         raise ValueError(f"module is already quantized ({type(module).__name__}, {module.qdtype})")
@@ -261,13 +269,11 @@ def quantize(module, dtype):
         raise ValueError(f"pylstm.quantize takes pylstm.LSTM, GRU, RNN and their cells, got {type(module).__name__}")
     if module.dtype != np.float32:
         raise ValueError(f"module must be float32 to quantize, got {module.dtype.name}")
-    if getattr(module, "proj_size", 0):
-        raise ValueError(f"proj_size (a projection) is not supported by the {dtype} LSTM in this version")
-    if not getattr(module, "linear_before_reset", True):
-        raise ValueError(f"the original GRU (linear_before_reset=False) is not supported by the {dtype} GRU in this "
-                         "version (PyTorch's form, linear_before_reset=True, is)")
     cls = kinds[type(module)]
     kw = dict(bias=module.bias, dtype=dtype)
+    for option in ("proj_size", "linear_before_reset"):
+        if hasattr(module, option):
+            kw[option] = getattr(module, option)
     if hasattr(module, "peepholes"):
         kw["peepholes"] = module.peepholes
     if hasattr(module, "nonlinearity"):

@@ -505,15 +505,14 @@ class QuantizedLSTM(_Unscriptable, nn.Module):
         super().__init__()
         if not isinstance(lstm, nn.LSTM):
             raise TypeError(f"lstm must be a torch.nn.LSTM, got {type(lstm).__name__}")
-        if lstm.proj_size:
-            raise ValueError(f"an LSTM with proj_size has no {dtype} form in this version of pylstm")
         if next(lstm.parameters()).device.type != "cpu":
             raise ValueError("pylstm's low-precision LSTM runs on the CPU only: move the model with .cpu() first")
         for name in ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional"):
             setattr(self, name, getattr(lstm, name))
         weights = {k: v.detach().to(torch.float32).cpu().numpy() for k, v in lstm.state_dict().items()}
         float_module = layers.LSTM(lstm.input_size, lstm.hidden_size, lstm.num_layers, bias=lstm.bias,
-                                   batch_first=lstm.batch_first, bidirectional=lstm.bidirectional)
+                                   batch_first=lstm.batch_first, bidirectional=lstm.bidirectional,
+                                   proj_size=lstm.proj_size)
         float_module.load_state_dict(weights)
         self._q = quantize(float_module, dtype)
         self.dtype_name = dtype
@@ -582,8 +581,9 @@ def quantize_dynamic(model, dtype="int8", *, inplace=False):
     """The drop-in successor of ``torch.ao.quantization.quantize_dynamic`` for recurrent modules: every
     ``torch.nn.LSTM`` inside ``model`` (pylstm.torch.LSTM included) is replaced by a :class:`QuantizedLSTM` whose
     products run in ``dtype``: ``"int8"`` (or ``torch.qint8``) or ``"bfloat16"`` (or ``torch.bfloat16``), with
-    pylstm.quantize's maths. ``nn.Linear`` and every other module are left to torch, in float. A model whose GRU,
-    RNN or cell modules pylstm cannot quantize yet is refused with their names, and so is an LSTM with proj_size.
+    pylstm.quantize's maths (proj_size included). ``nn.Linear`` and every other module are left to torch, in float.
+    A model that also holds GRU, RNN or cell modules is refused with their names (pylstm.quantize takes those in the
+    NumPy API; this torch form is for the LSTM in this version).
     Returns the new model (a deep copy unless ``inplace``), in eval mode."""
     import copy
 

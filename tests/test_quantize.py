@@ -168,14 +168,10 @@ def test_refusals_name_what_is_refused():
         pylstm.quantize(m, "int4")
     with pytest.raises(TypeError, match="dtype must be"):
         pylstm.quantize(m, np.int8)
-    with pytest.raises(ValueError, match="proj_size"):
-        pylstm.quantize(pylstm.LSTM(4, 5, proj_size=2), "int8")
     with pytest.raises(ValueError, match="float32"):
         pylstm.quantize(pylstm.LSTM(4, 5, dtype="float64"), "int8")
     with pytest.raises(ValueError, match="takes pylstm.LSTM, GRU, RNN and their cells"):
         pylstm.quantize(pylstm.nn.Linear(4, 5), "int8")
-    with pytest.raises(ValueError, match="linear_before_reset=False"):
-        pylstm.quantize(pylstm.GRU(4, 5, linear_before_reset=False), "int8")
     sd = dict(q.state_dict())
     with pytest.raises(TypeError, match="must hold integers"):
         q.load_state_dict(dict(sd, weight_ih_l0=sd["weight_ih_l0"].astype(np.float32)))
@@ -341,3 +337,68 @@ def test_cells_are_one_step_of_their_layer(name, kw, dtype):
     with pytest.raises(ValueError, match="inference-only"):
         q.backward(np.zeros((4, 11), np.float32))
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(q))(x[0])[0], q(x[0])[0])
+
+
+# ---- the cells with a second product per step: the LSTM with a projection, the original GRU ---------------------
+@pytest.mark.parametrize("dtype", LOWP)
+@pytest.mark.parametrize("T, N, I, H", [(1, 5, 7, 9), (11, 7, 24, 40), (6, 13, 5, 33)])
+def test_projection_and_original_gru_follow_the_reference(T, N, I, H, dtype):
+    x = _x(T, N, I, 51)
+    rng = np.random.default_rng(52)
+    P = H // 3
+    m = pylstm.LSTM(I, H, proj_size=P, seed=53).eval()
+    q = pylstm.quantize(m, dtype)
+    p = q.state_dict()
+    h0, c0 = rng.standard_normal((N, P)).astype(np.float32), rng.standard_normal((N, H)).astype(np.float32)
+    for reverse in (False, True):
+        pk = q._packed("_l0")
+        y, h_n, c_n = _core.lowp_forward(x, h0, c0, pk, reverse=reverse)
+        ry, rh, rc, _ = ref.lstm_forward(x, h0, c0, _weights(p, "weight_ih_l0", dtype),
+                                         _weights(p, "weight_hh_l0", dtype), p["bias_ih_l0"], p["bias_hh_l0"],
+                                         W_hr=_weights(p, "weight_hr_l0", dtype), reverse=reverse, training=False)
+        assert y.shape == (T, N, P) and h_n.shape == (N, P) and c_n.shape == (N, H)
+        if T == 1:
+            np.testing.assert_allclose(y, ry, rtol=1e-4, atol=1e-5)
+        assert _rel(y, ry) < 2e-3 and _rel(c_n, rc) < 2e-3
+    assert _rel(q(x)[0], m(x)[0]) < 2e-2
+    g = pylstm.GRU(I, H, linear_before_reset=False, seed=54).eval()
+    qg = pylstm.quantize(g, dtype)
+    pg = qg.state_dict()
+    h0 = rng.standard_normal((N, H)).astype(np.float32)
+    for reverse in (False, True):
+        y, h_n, _ = _core.lowp_forward(x, h0, None, qg._packed("_l0"), reverse=reverse)
+        ry, rh, _ = ref.gru_forward(x, h0, _weights(pg, "weight_ih_l0", dtype), _weights(pg, "weight_hh_l0", dtype),
+                                    pg["bias_ih_l0"], pg["bias_hh_l0"], linear_before_reset=False, reverse=reverse,
+                                    training=False)
+        if T == 1:
+            np.testing.assert_allclose(y, ry, rtol=1e-4, atol=1e-5)
+        assert _rel(y, ry) < 2e-3 and _rel(h_n, rh) < 2e-3
+    assert _rel(qg(x)[0], g(x)[0]) < 2e-2
+
+
+@pytest.mark.parametrize("dtype", LOWP)
+def test_projection_and_original_gru_modules(dtype):
+    m = pylstm.LSTM(8, 20, num_layers=2, bidirectional=True, proj_size=6, batch_first=True, seed=55).eval()
+    g = pylstm.GRU(8, 20, num_layers=2, bidirectional=True, linear_before_reset=False, seed=56).eval()
+    x = _x(3, 9, 8, 57)
+    for module in (m, g):
+        q = pylstm.quantize(module, dtype)
+        xm = x if module.batch_first else x.transpose(1, 0, 2)
+        out, states = q(xm)
+        ref_out, _ = module(xm)
+        assert out.shape == ref_out.shape and _rel(out, ref_out) < 2e-2
+        lengths = np.array([9, 4, 1]) if module.batch_first else None
+        if lengths is not None:
+            yl, _ = q(xm, lengths=lengths)
+            for n, L in enumerate(lengths):
+                np.testing.assert_allclose(yl[n, :L], q(xm[n, :L])[0], rtol=1e-5, atol=1e-6)
+        s = q.stream() if not module.bidirectional else None
+        assert s is None
+        cell = pylstm.GRUCell(8, 20, linear_before_reset=False, seed=58)
+        qc = pylstm.quantize(cell, dtype)
+        assert qc(x[0]).shape == (9, 20)
+    uni = pylstm.quantize(pylstm.LSTM(8, 20, num_layers=2, proj_size=6, seed=59), dtype)
+    xs = _x(5, 2, 8, 60)
+    full, _ = uni(xs)
+    st = uni.stream()  # with a projection: the one-step forward per step
+    np.testing.assert_allclose(np.stack([st.step(xs[t]) for t in range(5)]), full, rtol=1e-5, atol=1e-6)
