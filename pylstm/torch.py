@@ -26,7 +26,8 @@ from . import _cells, _share_with_torch_unless_opted_out
 
 _share_with_torch_unless_opted_out()  # pylstm's parallel work on torch's OpenMP threads: see share_threads_with_torch
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "QuantizedLSTM", "quantize_dynamic"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "QuantizedLSTM", "QuantizedGRU", "QuantizedRNN",
+           "QuantizedLSTMCell", "QuantizedGRUCell", "QuantizedRNNCell", "quantize_dynamic"]
 
 _DTYPES = (torch.float32, torch.float64)  # what the kernels compute in
 _HALF = (torch.bfloat16, torch.float16)  # 16-bit parameters and autocast: computed in float32, cast at the ends
@@ -492,29 +493,35 @@ class RNNCell(_Cell, nn.RNNCell):
 
 
 # ---- low-precision inference: the successor of torch.ao.quantization.quantize_dynamic for recurrent modules ------
-class QuantizedLSTM(_Unscriptable, nn.Module):
-    """An inference-only LSTM with int8 or bfloat16 products (pylstm.quantize) inside a torch model, made by
-    :func:`quantize_dynamic`. It takes what torch.nn.LSTM takes (a tensor, unbatched or batch_first, or a
-    PackedSequence; hx = (h_0, c_0)) and returns what it returns, without gradients. Its weights are buffers
-    (``state_dict`` holds the int8 weights with their ``_scale`` rows, or the bfloat16-rounded weights as float32)."""
+class _Quantized(_Unscriptable, nn.Module):
+    """What the quantized torch modules share: a pylstm quantized module (pylstm.quantize) made from a torch.nn
+    recurrent module, its weights as buffers, and torch.nn's call forms around it, without gradients."""
 
-    def __init__(self, lstm, dtype="int8"):
-        from . import layers
+    _torch_cls: type  # the torch.nn class it stands in for
+    _states = 1
+
+    def __init__(self, module, dtype="int8"):
+        from . import cells, layers
         from .quantized import quantize
 
         super().__init__()
-        if not isinstance(lstm, nn.LSTM):
-            raise TypeError(f"lstm must be a torch.nn.LSTM, got {type(lstm).__name__}")
-        if next(lstm.parameters()).device.type != "cpu":
-            raise ValueError("pylstm's low-precision LSTM runs on the CPU only: move the model with .cpu() first")
-        for name in ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional"):
-            setattr(self, name, getattr(lstm, name))
-        weights = {k: v.detach().to(torch.float32).cpu().numpy() for k, v in lstm.state_dict().items()}
-        float_module = layers.LSTM(lstm.input_size, lstm.hidden_size, lstm.num_layers, bias=lstm.bias,
-                                   batch_first=lstm.batch_first, bidirectional=lstm.bidirectional,
-                                   proj_size=lstm.proj_size)
-        float_module.load_state_dict(weights)
+        if not isinstance(module, self._torch_cls):
+            raise TypeError(f"module must be a torch.nn.{self._torch_cls.__name__}, got {type(module).__name__}")
+        if next(module.parameters()).device.type != "cpu":
+            raise ValueError("pylstm's low-precision modules run on the CPU only: move the model with .cpu() first")
+        name = self._torch_cls.__name__
+        cls = getattr(cells, name, None) or getattr(layers, name)
+        config = cls._config_from_torch(module)
+        if hasattr(module, "linear_before_reset"):  # pylstm.torch's GRU and GRUCell
+            config["linear_before_reset"] = module.linear_before_reset
+        float_module = cls(**config)
+        float_module.load_state_dict({k: v.detach().to(torch.float32).cpu().numpy()
+                                      for k, v in module.state_dict().items()})
         self._q = quantize(float_module, dtype)
+        for attr in ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional", "proj_size",
+                     "nonlinearity"):
+            if hasattr(module, attr):
+                setattr(self, attr, getattr(module, attr))
         self.dtype_name = dtype
         for k, v in self._q.state_dict().items():
             self.register_buffer(k, torch.from_numpy(v.copy()))
@@ -525,22 +532,40 @@ class QuantizedLSTM(_Unscriptable, nn.Module):
         self._q.load_state_dict({k: v.numpy() for k, v in self.named_buffers()})
 
     def extra_repr(self):
-        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, dtype={self.dtype_name}"
-                + (", batch_first=True" if self.batch_first else "") + (", bidirectional=True" if self.bidirectional
-                                                                         else ""))
+        extra = "".join(f", {a}={getattr(self, a)}" for a in ("num_layers", "batch_first", "bidirectional",
+                                                            "proj_size", "nonlinearity")
+                        if getattr(self, a, None) not in (None, False, 0, 1, "tanh"))
+        return f"{self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype_name}"
 
+    def _hx(self, hx):
+        if hx is None:
+            return None
+        states = list(hx) if self._states == 2 else [hx]
+        if self._states == 2 and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"{type(self).__name__}: hx must be a tuple (h_0, c_0) of tensors or None")
+        return [s.detach().to(torch.float32).cpu().numpy() for s in states]
+
+    @staticmethod
+    def _out_dtype(data):
+        if not isinstance(data, torch.Tensor) or data.device.type != "cpu":
+            raise TypeError("input must be a CPU tensor or PackedSequence")
+        if data.dtype not in _HALF + (torch.float32,):
+            raise TypeError(f"input has dtype {data.dtype}; it takes float32, bfloat16 or float16")
+        return data.dtype
+
+    def _finals(self, finals, out_dtype):
+        t = [torch.from_numpy(np.ascontiguousarray(f)).to(out_dtype) for f in finals]
+        return tuple(t) if self._states == 2 else t[0]
+
+
+class _QuantizedSequence(_Quantized):
     @torch.compiler.disable
     def forward(self, input, hx=None):
-        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise TypeError("QuantizedLSTM: hx must be a tuple (h_0, c_0) of tensors or None")
         packed = isinstance(input, PackedSequence)
         data = input.data if packed else input
-        if not isinstance(data, torch.Tensor) or data.device.type != "cpu":
-            raise TypeError("QuantizedLSTM: input must be a CPU tensor or PackedSequence")
-        out_dtype = data.dtype if data.dtype in _HALF + (torch.float32,) else None
-        if out_dtype is None:
-            raise TypeError(f"QuantizedLSTM: input has dtype {data.dtype}; it takes float32, bfloat16 or float16")
-        states = None if hx is None else [s.detach().to(torch.float32).cpu().numpy() for s in hx]
+        out_dtype = self._out_dtype(data)
+        states = self._hx(hx)
+        q = self._q
         with torch.no_grad():
             if packed:
                 batch_sizes, sorted_indices, unsorted_indices = input.batch_sizes, input.sorted_indices, \
@@ -552,39 +577,99 @@ class QuantizedLSTM(_Unscriptable, nn.Module):
                 lengths = (batch_sizes.numpy()[None, :] > np.arange(N)[:, None]).sum(axis=1)
                 if states is not None and sorted_indices is not None:
                     states = [s[:, sorted_indices.numpy()] for s in states]
-                q = self._q
                 batch_first, q.batch_first = q.batch_first, False  # PackedSequence data is time-major
                 try:
-                    y, (h_n, c_n) = q(x, states, lengths=lengths)
+                    y, finals = q._run(x, states, lengths)
                 finally:
                     q.batch_first = batch_first
                 y = torch.from_numpy(np.ascontiguousarray(y)).reshape(T * N, -1).index_select(0, index)
-                h_n, c_n = torch.from_numpy(h_n), torch.from_numpy(c_n)
+                finals = [torch.from_numpy(np.ascontiguousarray(f)) for f in finals]
                 if unsorted_indices is not None:
-                    h_n, c_n = h_n.index_select(1, unsorted_indices), c_n.index_select(1, unsorted_indices)
+                    finals = [f.index_select(1, unsorted_indices) for f in finals]
                 out = PackedSequence(y.to(out_dtype), batch_sizes, sorted_indices, unsorted_indices)
+                finals = [f.numpy() for f in finals]
             else:
                 if data.dim() not in (2, 3):
-                    raise ValueError(f"QuantizedLSTM: input must be 3-D (batched) or 2-D (unbatched), got "
+                    raise ValueError(f"{type(self).__name__}: input must be 3-D (batched) or 2-D (unbatched), got "
                                      f"{data.dim()}-D")
-                y, (h_n, c_n) = self._q(data.to(torch.float32).numpy(), states)
+                y, finals = q._run(data.to(torch.float32).numpy(), states)
                 out = torch.from_numpy(np.ascontiguousarray(y)).to(out_dtype)
-                h_n, c_n = torch.from_numpy(h_n), torch.from_numpy(c_n)
-        return out, (h_n.to(out_dtype), c_n.to(out_dtype))
+        return out, self._finals(finals, out_dtype)
+
+
+class QuantizedLSTM(_QuantizedSequence):
+    """An inference-only LSTM with int8 or bfloat16 products (pylstm.quantize) inside a torch model, made by
+    :func:`quantize_dynamic`. It takes what torch.nn.LSTM takes (a tensor, unbatched or batch_first, or a
+    PackedSequence; hx = (h_0, c_0)) and returns what it returns, without gradients. Its weights are buffers
+    (``state_dict`` holds the int8 weights with their ``_scale`` rows, or the bfloat16-rounded weights as float32)."""
+
+    _torch_cls = nn.LSTM
+    _states = 2
+
+
+class QuantizedGRU(_QuantizedSequence):
+    """torch.nn.GRU's int8 or bfloat16 form for inference: see :class:`QuantizedLSTM`."""
+
+    _torch_cls = nn.GRU
+
+
+class QuantizedRNN(_QuantizedSequence):
+    """torch.nn.RNN's int8 or bfloat16 form for inference: see :class:`QuantizedLSTM`."""
+
+    _torch_cls = nn.RNN
+
+
+class _QuantizedCell(_Quantized):
+    @torch.compiler.disable
+    def forward(self, input, hx=None):
+        out_dtype = self._out_dtype(input)
+        states = self._hx(hx)
+        with torch.no_grad():
+            finals, _ = self._q._step(input.to(torch.float32).numpy(), states)
+        return self._finals(finals, out_dtype)
+
+
+class QuantizedLSTMCell(_QuantizedCell):
+    """torch.nn.LSTMCell's int8 or bfloat16 form for inference: returns (h, c)."""
+
+    _torch_cls = nn.LSTMCell
+    _states = 2
+
+
+class QuantizedGRUCell(_QuantizedCell):
+    """torch.nn.GRUCell's int8 or bfloat16 form for inference."""
+
+    _torch_cls = nn.GRUCell
+
+
+class QuantizedRNNCell(_QuantizedCell):
+    """torch.nn.RNNCell's int8 or bfloat16 form for inference."""
+
+    _torch_cls = nn.RNNCell
 
 
 def _sync_after_load(module, incompatible_keys):
     module._sync()
 
 
+_QUANTIZED = (QuantizedLSTM, QuantizedGRU, QuantizedRNN, QuantizedLSTMCell, QuantizedGRUCell, QuantizedRNNCell)
+
+
+def _quantized_form(module):
+    """The quantized class that stands in for a torch.nn recurrent module (its own class, pylstm.torch's included),
+    or None."""
+    for cls in _QUANTIZED:
+        if isinstance(module, cls._torch_cls):
+            return cls
+    return None
+
+
 def quantize_dynamic(model, dtype="int8", *, inplace=False):
     """The drop-in successor of ``torch.ao.quantization.quantize_dynamic`` for recurrent modules: every
-    ``torch.nn.LSTM`` inside ``model`` (pylstm.torch.LSTM included) is replaced by a :class:`QuantizedLSTM` whose
-    products run in ``dtype``: ``"int8"`` (or ``torch.qint8``) or ``"bfloat16"`` (or ``torch.bfloat16``), with
-    pylstm.quantize's maths (proj_size included). ``nn.Linear`` and every other module are left to torch, in float.
-    A model that also holds GRU, RNN or cell modules is refused with their names (pylstm.quantize takes those in the
-    NumPy API; this torch form is for the LSTM in this version).
-    Returns the new model (a deep copy unless ``inplace``), in eval mode."""
+    ``torch.nn.LSTM``, ``GRU``, ``RNN`` and their cells inside ``model`` (pylstm.torch's included) is replaced by
+    its quantized form (:class:`QuantizedLSTM`, ...), whose products run in ``dtype``: ``"int8"`` (or
+    ``torch.qint8``) or ``"bfloat16"`` (or ``torch.bfloat16``), with pylstm.quantize's maths. ``nn.Linear`` and every
+    other module are left to torch, in float. Returns the new model (a deep copy unless ``inplace``), in eval mode."""
     import copy
 
     names = {torch.qint8: "int8", torch.bfloat16: "bfloat16", "int8": "int8", "bfloat16": "bfloat16"}
@@ -592,16 +677,13 @@ def quantize_dynamic(model, dtype="int8", *, inplace=False):
         raise ValueError(f"dtype must be 'int8', 'bfloat16', torch.qint8 or torch.bfloat16, got {dtype!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    unsupported = [n or "(the model)" for n, m in model.named_modules()
-                   if isinstance(m, (nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell))]
-    if unsupported:
-        raise ValueError(f"pylstm.torch.quantize_dynamic quantizes LSTMs in this version; the model also holds "
-                         f"GRU, RNN or cell modules: {', '.join(unsupported)}")
     target = model if inplace else copy.deepcopy(model)
-    if isinstance(target, nn.LSTM):
-        return QuantizedLSTM(target, names[dtype]).eval()
+    form = _quantized_form(target)
+    if form is not None:
+        return form(target, names[dtype]).eval()
     for parent in list(target.modules()):
         for child_name, child in list(parent.named_children()):
-            if isinstance(child, nn.LSTM):
-                setattr(parent, child_name, QuantizedLSTM(child, names[dtype]))
+            form = _quantized_form(child)
+            if form is not None:
+                setattr(parent, child_name, form(child, names[dtype]))
     return target.eval()

@@ -107,9 +107,46 @@ def test_state_dict_and_torch_save_round_trip():
     torch.testing.assert_close(loaded(x), want, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("make, states", [
+    (lambda: torch.nn.GRU(4, 6, num_layers=2, bidirectional=True), 1),
+    (lambda: torch.nn.RNN(4, 6, nonlinearity="relu"), 1),
+    (lambda: pt.GRU(4, 6, linear_before_reset=False), 1),
+], ids=["gru", "rnn relu", "pylstm.torch original gru"])
+def test_grus_and_rnns_are_replaced(make, states):
+    torch.manual_seed(4)
+    rnn = make().eval()
+    q = pt.quantize_dynamic(torch.nn.ModuleDict({"enc": rnn}))
+    assert type(q["enc"]) is (pt.QuantizedGRU if isinstance(rnn, torch.nn.GRU) else pt.QuantizedRNN)
+    x = torch.randn(7, 3, 4)
+    with torch.no_grad():
+        want, wh = rnn(x)
+    out, h = q["enc"](x)
+    assert out.shape == want.shape and h.shape == wh.shape and rel(out.numpy(), want.numpy()) < 2e-2
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([7, 3, 5]), enforce_sorted=False)
+    po, ph = q["enc"](packed)
+    assert isinstance(po, torch.nn.utils.rnn.PackedSequence) and ph.shape == wh.shape
+
+
+@pytest.mark.parametrize("cls, kw", [(torch.nn.LSTMCell, {}), (torch.nn.GRUCell, {}),
+                                     (torch.nn.RNNCell, {"nonlinearity": "relu"})], ids=["lstm", "gru", "rnn"])
+def test_cells_are_replaced(cls, kw):
+    torch.manual_seed(5)
+    cell = cls(4, 6, **kw)
+    q = pt.quantize_dynamic(cell)
+    assert type(q).__name__ == "Quantized" + cls.__name__
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        want = cell(x)
+    got = q(x)
+    if isinstance(want, tuple):
+        assert all(rel(g.numpy(), w.numpy()) < 2e-2 for g, w in zip(got, want))
+        got1 = q(x[0], (want[0][0], want[1][0]))  # unbatched, with a state
+        assert got1[0].shape == (6,)
+    else:
+        assert rel(got.numpy(), want.numpy()) < 2e-2 and q(x[0], want[0]).shape == (6,)
+
+
 def test_refusals():
-    with pytest.raises(ValueError, match="GRU, RNN or cell modules: enc"):
-        pt.quantize_dynamic(torch.nn.ModuleDict({"enc": torch.nn.GRU(2, 3), "dec": torch.nn.LSTM(2, 3)}))
     with pytest.raises(ValueError, match="dtype must be"):
         pt.quantize_dynamic(torch.nn.LSTM(4, 6), torch.float16)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
