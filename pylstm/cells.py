@@ -15,7 +15,11 @@ from ._module import _GRUForm, _Module, _RNNForm, _size
 class _Cell(_Module):
     _kind: _cells.CellKind  # the cell's description: gates, states, kernels
 
-    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None):
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None, weight_drop=0.0):
+        if weight_drop:
+            name = type(self).__name__[:-4]
+            raise ValueError(f"weight_drop belongs to a sequence (one mask of W_hh per call, the same at every step); "
+                             f"a cell's call is one step: use pylstm.{name}(..., weight_drop={weight_drop})")
         self.input_size = _size("input_size", input_size)
         self.hidden_size = _size("hidden_size", hidden_size)
         self.bias = bool(bias)
@@ -124,11 +128,12 @@ class LSTMCell(_Cell):
 
     _kind = _cells.LSTM
 
-    def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, dtype="float32", seed=None):
+    def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, dtype="float32", seed=None,
+                 weight_drop=0.0):
         if not isinstance(peepholes, (bool, np.bool_)):
             raise TypeError(f"peepholes must be a bool, got {type(peepholes).__name__}")
         self.peepholes = bool(peepholes)
-        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, weight_drop=weight_drop)
 
     def _param_shapes(self):
         shapes = super()._param_shapes()
@@ -182,9 +187,10 @@ class GRUCell(_GRUForm, _OneStateCell):
 
     _kind = _cells.GRU
 
-    def __init__(self, input_size, hidden_size, bias=True, *, linear_before_reset=True, dtype="float32", seed=None):
+    def __init__(self, input_size, hidden_size, bias=True, *, linear_before_reset=True, dtype="float32", seed=None,
+                 weight_drop=0.0):
         self.linear_before_reset = bool(linear_before_reset)
-        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, weight_drop=weight_drop)
 
 
 
@@ -194,7 +200,8 @@ class RNNCell(_RNNForm, _OneStateCell):
 
     _kind = _cells.RNN
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, dtype="float32", seed=None):
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, dtype="float32", seed=None,
+                 weight_drop=0.0):
         self._set_nonlinearity(nonlinearity)
-        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, weight_drop=weight_drop)
 

@@ -23,6 +23,14 @@ def _check_lengths(lengths, N, T):
     return lens.astype(np.int64)
 
 
+def _probability(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number in [0, 1), got {type(value).__name__}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return float(value)
+
+
 class _Recurrent(_Module):
     """What the three layer types share: parameters, gradients, layouts, checks and the layer/direction loop.
 
@@ -38,7 +46,7 @@ class _Recurrent(_Module):
         return self._kind.states
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype="float32", seed=None):
+                 bidirectional=False, weight_drop=0.0, dtype="float32", seed=None):
         self.input_size = _size("input_size", input_size)
         self.hidden_size = _size("hidden_size", hidden_size)
         self.num_layers = _size("num_layers", num_layers)
@@ -50,12 +58,17 @@ class _Recurrent(_Module):
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dropout = float(dropout)
+        self.weight_drop = _probability("weight_drop", weight_drop)
+        self.masks = {}  # the masks of the last training call: masks["l0"]["weight_drop"], ... (see forward)
         self._cache = None
         self._packs = {}  # id(W_hh) -> [PackedLstm, the parameter version it holds or None] (fused LSTM only)
         super().__init__(dtype, seed)
         # Dropout masks come from their own stream, seeded from the module's seed, so that they are reproducible
         # and do not depend on how many parameters were drawn.
         self._dropout_rng = np.random.default_rng(None if seed is None else [seed, 1])
+        # Each regularizer's masks come from a stream of their own, so that one option does not change another's.
+        self._weight_drop_rng = np.random.default_rng(None if seed is None else [seed, 2])
+        self._transient_weights = False  # True while a call runs on weights that are not the parameters
 
     def _forget(self):
         self._cache = None
@@ -120,13 +133,40 @@ class _Recurrent(_Module):
         return self._state_input(name, value, want, (want[0], N, H))
 
     # ---- forward / backward -----------------------------------------------------------------------------
-    def _run(self, x, states, lengths=None):
+    def _run(self, x, states, lengths=None, masks=None):
         """The layers over x; ``states`` is None or one (D*L, N, H)-shaped array-like per state; ``lengths`` None or
-        N sequence lengths. Returns the output and the final states in the caller's layout."""
+        N sequence lengths; ``masks`` None or a training call's masks (see forward). Returns the output and the
+        final states in the caller's layout."""
         with self._lock:
-            return self._run_locked(x, states, lengths)
+            return self._run_locked(x, states, lengths, masks)
 
-    def _run_locked(self, x, states, lengths):
+    def _mask(self, masks, key, option, shape, draw):
+        """The `option` mask of layer direction `key` ("l0", "l0_reverse"): the caller's (checked) or drawn."""
+        if masks is None:
+            return draw(shape).astype(self.dtype)
+        try:
+            value = np.asarray(masks[key][option], dtype=self.dtype)
+        except (KeyError, TypeError):
+            raise ValueError(f"masks must hold masks[{key!r}][{option!r}] (the form module.masks has)") from None
+        if value.shape != shape:
+            raise ValueError(f"masks[{key!r}][{option!r}] must have shape {shape}, got {value.shape}")
+        return value
+
+    def _draw_masks(self, layer, d, W, masks, record):
+        """The regularizers' masks of one layer direction for a training call, and its weights with them applied:
+        (W, drop) where drop is (M, masked W_hh) with weight-drop, else None."""
+        if not self.weight_drop:
+            return W, None
+        key = _cells.param_suffix(layer, d)[1:]
+        p = self.weight_drop
+        rng = self._weight_drop_rng
+        M = self._mask(masks, key, "weight_drop", W[1].shape, lambda shape: (rng.random(shape) >= p) / (1 - p))
+        record.setdefault(key, {})["weight_drop"] = M
+        W = list(W)
+        W[1] = W[1] * M
+        return W, (M, W[1])
+
+    def _run_locked(self, x, states, lengths, masks=None):
         x = self._as_input("x", x)
         if x.ndim not in (2, 3):
             raise ValueError(f"x must be 3-D (T, N, I) or 2-D unbatched (T, I), got shape {x.shape}")
@@ -154,6 +194,10 @@ class _Recurrent(_Module):
             batch_sizes = _cells.batch_sizes(lens[perm], T)
 
         training = self.training
+        if masks is not None and not training:
+            raise ValueError("masks are for training calls: in eval mode no mask is drawn or applied")
+        if masks is not None and not hasattr(masks, "keys"):
+            raise TypeError(f"masks must be a dict like module.masks, got {type(masks).__name__}")
         self._cache = None  # a new forward ends the previous one's claim to a backward
         # Training keeps the layer inputs and outputs for backward, so it works on private copies: writing into x or
         # into the returned out between forward and backward must not change the gradients.
@@ -163,14 +207,22 @@ class _Recurrent(_Module):
             # input by its gradient, zero there, and 0 · NaN would be NaN.
             inp[np.arange(T)[:, None] >= lens[perm][None, :]] = 0
         forward = partial(self._kernel_forward, batch_sizes=batch_sizes)
-        inputs, outputs, caches, masks, finals_all = [], [], [], [], []
+        inputs, outputs, caches, dropout_masks, finals_all, drops, drawn = [], [], [], [], [], [], {}
         for layer in range(L):
             out = (np.zeros if lengths is not None else np.empty)((T, N, D * H), self.dtype)  # padding outputs zeros
             for d in range(D):
                 k = layer * D + d
                 W, _ = self._layer_params(layer, d)
-                finals, cache = forward(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
-                                        training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H])
+                drop = None
+                if training:
+                    W, drop = self._draw_masks(layer, d, W, masks, drawn)
+                drops.append(drop)
+                self._transient_weights = drop is not None  # no kept packed copy of masked weights
+                try:
+                    finals, cache = forward(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
+                                            training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H])
+                finally:
+                    self._transient_weights = False
                 finals_all.append(finals)
                 caches.append(cache)
             inputs.append(inp)
@@ -179,13 +231,14 @@ class _Recurrent(_Module):
             if training and self.dropout and layer < L - 1:
                 # Inverted dropout on the output of every layer but the last; backward reuses the mask.
                 mask = (self._dropout_rng.random(out.shape) >= self.dropout) / (1 - self.dropout)
-                masks.append(mask.astype(self.dtype))
-                inp = out * masks[-1]
+                dropout_masks.append(mask.astype(self.dtype))
+                inp = out * dropout_masks[-1]
         # The final states, (L*D, N, w) each: the kernels' own fresh arrays when there is one layer direction.
         s_n = [f[None] for f in finals_all[0]] if L * D == 1 else [np.stack(f) for f in zip(*finals_all)]
         if training:
-            self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, masks=masks, s0=s0,
-                               unbatched=unbatched, shape=(T, N), perm=perm, batch_sizes=batch_sizes)
+            self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, masks=dropout_masks, s0=s0,
+                               unbatched=unbatched, shape=(T, N), perm=perm, batch_sizes=batch_sizes, drops=drops)
+            self.masks = drawn
         out = inp.copy() if training else inp
         if perm is not None:
             inv = np.argsort(perm)
@@ -231,10 +284,16 @@ class _Recurrent(_Module):
             for d in range(D):
                 k = layer * D + d
                 W, G = self._layer_params(layer, d, fresh)
+                drop = cache["drops"][k]
+                if drop is not None:  # weight-drop: the masked W_hh, and ∂L/∂W_hh = M ⊙ ∂L/∂(M ⊙ W_hh)
+                    W, G, dW = list(W), list(G), np.zeros_like(drop[1])
+                    W[1], G[1] = drop[1], dW
                 cols = slice(d * H, (d + 1) * H)
                 firsts = backward(dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,
                                   None if s0 is None else [s[k] for s in s0], W, G, out[:, :, cols],
                                   cache["caches"][k], reverse=bool(d), dx=dx)
+                if drop is not None:
+                    self._layer_params(layer, d, fresh)[1][1][...] += drop[0] * dW
                 for dst, src in zip(ds0, firsts):
                     dst[k] = src
             dy = dx * cache["masks"][layer - 1] if cache["masks"] and layer > 0 else dx
@@ -294,6 +353,7 @@ class _Recurrent(_Module):
             ", bias=False" if not self.bias else "",
             ", batch_first=True" if self.batch_first else "",
             f", dropout={self.dropout}" if self.dropout else "",
+            f", weight_drop={self.weight_drop}" if self.weight_drop else "",
             ", bidirectional=True" if self.bidirectional else "",
             self._extra_repr(),
             f", dtype='{self.dtype.name}'" if self.dtype != np.float32 else "",
@@ -318,7 +378,7 @@ class LSTM(_Recurrent):
     _kind = _cells.LSTM
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, peepholes=False, dtype="float32", seed=None):
+                 bidirectional=False, proj_size=0, peepholes=False, weight_drop=0.0, dtype="float32", seed=None):
         self.proj_size = _size("proj_size", proj_size, minimum=0)
         hidden = _size("hidden_size", hidden_size)
         if self.proj_size >= hidden:
@@ -330,7 +390,7 @@ class LSTM(_Recurrent):
             raise ValueError("peepholes and proj_size cannot be combined (the peepholes read c, the projection "
                              "replaces h)")
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
-                         bidirectional=bidirectional, dtype=dtype, seed=seed)
+                         bidirectional=bidirectional, weight_drop=weight_drop, dtype=dtype, seed=seed)
 
     @property
     def _out(self):
@@ -362,16 +422,21 @@ class LSTM(_Recurrent):
         return (f", proj_size={self.proj_size}" if self.proj_size else "") + \
             (", peepholes=True" if self.peepholes else "")
 
-    def __call__(self, x, state=None, *, lengths=None):
-        return self.forward(x, state, lengths=lengths)
+    def __call__(self, x, state=None, *, lengths=None, masks=None):
+        return self.forward(x, state, lengths=lengths, masks=masks)
 
-    def forward(self, x, state=None, *, lengths=None):
+    def forward(self, x, state=None, *, lengths=None, masks=None):
         """Runs all layers. Returns ``out, (h_n, c_n)``. In training mode keeps the cache for one backward.
 
         ``lengths`` (N ints in [1, T]) gives each sequence's length, with the semantics of PyTorch's packed
         sequences padded back to T: out is zero past a sequence's end, h_n and c_n are taken at its own last step,
-        the reverse direction starts there, and backward ignores dout past it."""
-        out, (h_n, c_n) = self._run(x, self._pair("state", state), lengths)
+        the reverse direction starts there, and backward ignores dout past it.
+
+        With ``weight_drop=p`` a training call draws, per layer and direction, a mask M of W_hh's shape (0 or
+        1/(1 − p)) and runs on M ⊙ W_hh (DropConnect, Merity et al. 2017); ``module.masks`` holds the last training
+        call's masks (``masks["l0"]["weight_drop"]``, ``masks["l1_reverse"]...``), and ``masks=`` in that form
+        gives a training call its masks instead of drawing them. Eval mode uses W_hh itself."""
+        out, (h_n, c_n) = self._run(x, self._pair("state", state), lengths, masks)
         return out, (h_n, c_n)
 
     def backward(self, dout, dstate=None, *, input_grad=True):
@@ -416,7 +481,7 @@ class LSTM(_Recurrent):
     def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
         h0, c0 = (None, None) if s0 is None else s0
         entry, version = None, self._version
-        if self._fused():
+        if self._fused() and not self._transient_weights:
             entry, current = self._packed(W)
             if not current:
                 entry[0].invalidate()
@@ -456,13 +521,13 @@ class LSTM(_Recurrent):
 class _OneState(_Recurrent):
     """GRU and RNN: one state h. ``out, h_n = layer(x, h0=None)``; ``dx, dh0 = layer.backward(dout, dh_n=None)``."""
 
-    def __call__(self, x, h0=None, *, lengths=None):
-        return self.forward(x, h0, lengths=lengths)
+    def __call__(self, x, h0=None, *, lengths=None, masks=None):
+        return self.forward(x, h0, lengths=lengths, masks=masks)
 
-    def forward(self, x, h0=None, *, lengths=None):
+    def forward(self, x, h0=None, *, lengths=None, masks=None):
         """Runs all layers. Returns ``out, h_n``. In training mode keeps the cache for one backward.
-        ``lengths`` as for ``LSTM.forward``."""
-        out, (h_n,) = self._run(x, None if h0 is None else [h0], lengths)
+        ``lengths``, ``weight_drop`` and ``masks`` as for ``LSTM.forward``."""
+        out, (h_n,) = self._run(x, None if h0 is None else [h0], lengths, masks)
         return out, h_n
 
     def backward(self, dout, dh_n=None, *, input_grad=True):
@@ -499,10 +564,10 @@ class GRU(_GRUForm, _OneState):
     _kind = _cells.GRU
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, linear_before_reset=True, dtype="float32", seed=None):
+                 bidirectional=False, linear_before_reset=True, weight_drop=0.0, dtype="float32", seed=None):
         self.linear_before_reset = bool(linear_before_reset)
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
-                         bidirectional=bidirectional, dtype=dtype, seed=seed)
+                         bidirectional=bidirectional, weight_drop=weight_drop, dtype=dtype, seed=seed)
 
 
     def _extra_repr(self):
@@ -516,10 +581,10 @@ class RNN(_RNNForm, _OneState):
     _kind = _cells.RNN
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype="float32", seed=None):
+                 dropout=0.0, bidirectional=False, weight_drop=0.0, dtype="float32", seed=None):
         self._set_nonlinearity(nonlinearity)
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
-                         bidirectional=bidirectional, dtype=dtype, seed=seed)
+                         bidirectional=bidirectional, weight_drop=weight_drop, dtype=dtype, seed=seed)
 
 
     def _extra_repr(self):

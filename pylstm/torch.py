@@ -284,8 +284,11 @@ class _Sequence(_Unscriptable):
         return [P, self.hidden_size][:len(self._kind.states)]  # h (P wide with a projection), then c
 
     @torch.compiler.disable  # torch.compile runs the kernels eagerly, as a graph break, not traced through NumPy
-    def _forward(self, input, hx):
-        """input: a tensor or PackedSequence; hx: None or a list of state tensors. Returns (output, [finals])."""
+    def _forward(self, input, hx, masks=None):
+        """input: a tensor or PackedSequence; hx: None or a list of state tensors; masks: a training call's masks
+        (see _WeightDropOption). Returns (output, [finals])."""
+        if masks is not None and not self.training:
+            raise ValueError("masks are for training calls: in eval mode no mask is drawn or applied")
         states = [] if hx is None else list(hx)
         packed = isinstance(input, PackedSequence)
         _check_run(self, [("input", input.data if packed else input)]
@@ -329,13 +332,17 @@ class _Sequence(_Unscriptable):
                      bool(getattr(self, "proj_size", 0)), bs)
         x = x.contiguous()
         finals = [[] for _ in widths]
+        drawn = {}
         for layer in range(L):
             layer_states = [s[layer * D:(layer + 1) * D] for s in states]
-            x, fin = _run_layer(spec, x, layer_states, self._weights(layer, compute))
+            weights = self._drop_weights(layer, self._weights(layer, compute), masks, drawn)
+            x, fin = _run_layer(spec, x, layer_states, [w.contiguous() for w in weights])
             for acc, f in zip(finals, fin):
                 acc.append(f)
             if self.dropout and self.training and layer < L - 1:
                 x = nn.functional.dropout(x, self.dropout, training=True)
+        if self.training:
+            self.masks = drawn
         finals = [_as(torch.cat(f) if len(f) > 1 else f[0], out_dtype) for f in finals]
         x = _as(x, out_dtype)
         if packed:
@@ -348,6 +355,50 @@ class _Sequence(_Unscriptable):
             if unbatched:
                 finals = [f.squeeze(1) for f in finals]
         return out, finals
+
+
+class _WeightDropOption:
+    """``weight_drop=p`` (issue 27; Merity et al. 2017's weight-drop, DropConnect on W_hh): in training, each call
+    draws per layer and direction a mask M of W_hh's shape (0 or 1/(1 − p)) from torch's generator, so that
+    ``torch.manual_seed`` reproduces it, and runs on M ⊙ W_hh; autograd gives W_hh the gradient M ⊙ (that of the
+    masked weights). ``module.masks`` holds the last training call's masks (``masks["l0"]["weight_drop"]``), and
+    ``forward(..., masks=...)`` takes them in that form. Eval mode uses W_hh itself. No parameter is added, so the
+    state_dict is torch.nn's."""
+
+    def __init__(self, *args, weight_drop=0.0, **kwargs):
+        from .layers import _probability
+
+        p = _probability("weight_drop", weight_drop)
+        super().__init__(*args, **kwargs)
+        self.weight_drop = p
+        self.masks = {}
+
+    def extra_repr(self):
+        return super().extra_repr() + (f", weight_drop={self.weight_drop}" if self.weight_drop else "")
+
+    def _drop_weights(self, layer, weights, masks, drawn):
+        """The layer's weights (per direction, torch's order) with W_hh masked in a training call."""
+        if not (self.training and self.weight_drop):
+            return weights
+        per = len(weights) // (2 if self.bidirectional else 1)
+        weights = list(weights)
+        for d in range(2 if self.bidirectional else 1):
+            key = _cells.param_suffix(layer, d)[1:]
+            w = weights[d * per + 1]
+            if masks is None:
+                M = torch.empty_like(w).bernoulli_(1 - self.weight_drop).div_(1 - self.weight_drop)
+            else:
+                try:
+                    M = masks[key]["weight_drop"]
+                except (KeyError, TypeError):
+                    raise ValueError(f"masks must hold masks[{key!r}]['weight_drop'] (the form module.masks "
+                                     "has)") from None
+                if not isinstance(M, torch.Tensor) or tuple(M.shape) != tuple(w.shape):
+                    raise ValueError(f"masks[{key!r}]['weight_drop'] must be a tensor of shape {tuple(w.shape)}")
+                M = M.to(w.dtype)
+            drawn.setdefault(key, {})["weight_drop"] = M
+            weights[d * per + 1] = w * M
+        return weights
 
 
 class _LinearBeforeResetOption:
@@ -365,7 +416,7 @@ class _LinearBeforeResetOption:
         return super().extra_repr() + ("" if self.linear_before_reset else ", linear_before_reset=False")
 
 
-class LSTM(_Sequence, nn.LSTM):
+class LSTM(_WeightDropOption, _Sequence, nn.LSTM):
     """torch.nn.LSTM, run by pylstm's kernels: same arguments, parameters, initialisation and call."""
 
     _kind = _cells.LSTM
@@ -375,26 +426,26 @@ class LSTM(_Sequence, nn.LSTM):
         _check_factory("LSTM", device, dtype)
         super().__init__(*args, device=device, dtype=dtype, **kwargs)
 
-    def forward(self, input, hx=None):
+    def forward(self, input, hx=None, *, masks=None):
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError("LSTM: hx must be a tuple (h_0, c_0) of tensors or None")
-        out, (h_n, c_n) = self._forward(input, hx)
+        out, (h_n, c_n) = self._forward(input, hx, masks)
         return out, (h_n, c_n)
 
 
-class GRU(_LinearBeforeResetOption, _Sequence, nn.GRU):
+class GRU(_LinearBeforeResetOption, _WeightDropOption, _Sequence, nn.GRU):
     """torch.nn.GRU, run by pylstm's kernels. ``linear_before_reset=False`` (not in torch) is the original GRU,
     with the reset gate applied to h before the recurrent product (the ONNX and Keras ``reset_after=False`` form)."""
 
     _kind = _cells.GRU
     _autocast_lowers = False  # torch.nn's op under CPU autocast: see _precision
 
-    def forward(self, input, hx=None):
-        out, (h_n,) = self._forward(input, None if hx is None else [hx])
+    def forward(self, input, hx=None, *, masks=None):
+        out, (h_n,) = self._forward(input, None if hx is None else [hx], masks)
         return out, h_n
 
 
-class RNN(_Sequence, nn.RNN):
+class RNN(_WeightDropOption, _Sequence, nn.RNN):
     """torch.nn.RNN (tanh or relu), run by pylstm's kernels."""
 
     _kind = _cells.RNN
@@ -405,8 +456,8 @@ class RNN(_Sequence, nn.RNN):
         _refuse_sigmoid("RNN", args, kwargs)
         super().__init__(*args, device=device, dtype=dtype, **kwargs)
 
-    def forward(self, input, hx=None):
-        out, (h_n,) = self._forward(input, None if hx is None else [hx])
+    def forward(self, input, hx=None, *, masks=None):
+        out, (h_n,) = self._forward(input, None if hx is None else [hx], masks)
         return out, h_n
 
 
