@@ -12,6 +12,7 @@ steps; the table divides by STEPS. Compare with ../shared/tools/stream-floor 2 4
 """
 
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -27,19 +28,10 @@ def _inputs():
     return np.random.default_rng(0).standard_normal((STEPS, N, I)).astype(np.float32)
 
 
-def _pylstm_stream():
+def _pylstm_stream(dtype=None):
     m = pylstm.LSTM(I, H, LAYERS, seed=0).eval()
-    xs = _inputs()
-    s = m.stream()
-
-    def run():
-        for x in xs:
-            s.step(x)
-    return run
-
-
-def _pylstm_int8_stream():
-    m = pylstm.quantize(pylstm.LSTM(I, H, LAYERS, seed=0), "int8")
+    if dtype is not None:
+        m = pylstm.quantize(m, dtype)
     xs = _inputs()
     s = m.stream()
 
@@ -137,8 +129,8 @@ def _ort():
     return run
 
 
-IMPLS = {"pylstm-stream": _pylstm_stream, "pylstm-int8-stream": _pylstm_int8_stream, "pylstm-call": _pylstm_call,
-         "torch": _torch, "ort": _ort}
+IMPLS = {"pylstm-stream": _pylstm_stream, "pylstm-int8-stream": partial(_pylstm_stream, "int8"),
+         "pylstm-call": _pylstm_call, "torch": _torch, "ort": _ort}
 
 
 def test_ort_model_matches_pylstm():
