@@ -160,7 +160,9 @@ class _Recurrent(_Module):
         key = _cells.param_suffix(layer, d)[1:]
         p = self.weight_drop
         rng = self._weight_drop_rng
-        M = self._mask(masks, key, "weight_drop", W[1].shape, lambda shape: (rng.random(shape) >= p) / (1 - p))
+        keep = self.dtype.type(1 / (1 - p))
+        M = self._mask(masks, key, "weight_drop", W[1].shape,
+                       lambda shape: (rng.random(shape, dtype=self.dtype) >= p) * keep)
         record.setdefault(key, {})["weight_drop"] = M
         W = list(W)
         W[1] = W[1] * M

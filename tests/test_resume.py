@@ -328,3 +328,25 @@ def test_task_resume_refuses_other_options(tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(SystemExit, match="length: checkpoint 20, now 25"):
         cli.main(TASK + ["--out", str(tmp_path), "--resume", "--length", "25"])
+
+
+def test_weight_drop_resumes_bit_for_bit_and_is_part_of_the_run(tmp_path, corpus, monkeypatch, capsys):
+    """pylstm train --weight-drop: its masks' stream is saved with the run, so an interrupted run resumes to the
+    same weights; a resume with another --weight-drop is refused."""
+    S, more = 30, ("--weight-drop", "0.3")
+    assert cli.main(train_args(corpus, tmp_path / "straight", S, *more)) == 0
+    want = final_state(tmp_path / "straight" / "lstm.npz")
+    assert cli.main(train_args(corpus, tmp_path / "plain", S)) == 0
+    plain = final_state(tmp_path / "plain" / "lstm.npz")
+    assert not np.array_equal(want["model/rnn/weight_hh_l0"], plain["model/rnn/weight_hh_l0"])
+    out = tmp_path / "stopped"
+    signal_at_step(monkeypatch, 13)
+    assert cli.main(train_args(corpus, out, S, *more)) == 130
+    monkeypatch.undo()
+    assert cli.main(train_args(corpus, out, S, *more, "--resume")) == 0
+    got = final_state(out / "lstm.npz")
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+    with pytest.raises(SystemExit):
+        cli.main(train_args(corpus, out, S + 10, "--resume", "--weight-drop", "0.5"))
+    with pytest.raises(SystemExit):
+        cli.main(train_args(corpus, tmp_path / "bad", S, "--weight-drop", "1.5"))

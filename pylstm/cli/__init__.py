@@ -16,6 +16,7 @@ from .common import (  # noqa: F401
     _non_negative_int,
     _plot,
     _positive,
+    _probability,
     positive,
     quantize_option,
     seed_and_out,
@@ -59,6 +60,9 @@ def build_parser():
                      checkpoint_every=250, checkpoint="OUT/CELL.npz", resume_help="continue the run saved in "
                      "OUT/CELL.npz (after Ctrl-C, say) to --steps, bit for bit as if it had not stopped")
     positive(t, "--eval-every", int, 500, "steps between validation losses and samples")
+    t.add_argument("--weight-drop", type=_probability, default=0.0, metavar="P",
+                   help="weight-drop on the recurrent weights W_hh, DropConnect (Merity et al. 2017): each training "
+                   "step runs on a mask of W_hh that keeps each weight with probability 1 - P")
     quantize_option(t)
     seed_and_out(t)
     s = command("sample", "generate text from a `pylstm train` checkpoint",

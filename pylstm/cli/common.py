@@ -69,6 +69,13 @@ def _positive(kind):
     return parse
 
 
+def _probability(s):
+    v = float(s)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {s}")
+    return v
+
+
 def positive(parser, flag, kind, default, text):
     """An option that takes a number > 0."""
     parser.add_argument(flag, type=_positive(kind), default=default, help=text)
