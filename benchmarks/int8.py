@@ -13,7 +13,7 @@ while after their last call) and makes one untimed call. The median of --rounds 
 output's relative error ‖int8 − fp32‖ / ‖fp32‖ against its own library's float32 output on the same input.
 pylstm's bfloat16 (pylstm.quantize(m, "bfloat16")) runs where the CPU has AVX512_BF16 and the level is avx512.
 ORT's kernels cannot be capped to an ISA level; torch's can (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY), but fbgemm's
-int8 kernels, which quantize_dynamic runs, follow the CPU alone.
+int8 kernels, which quantize_dynamic runs, choose from the CPU itself (no variable that caps them was found).
 """
 
 from __future__ import annotations
