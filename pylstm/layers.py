@@ -145,7 +145,7 @@ class _Recurrent(_Module):
         if masks is None:
             return draw(shape).astype(self.dtype)
         try:
-            value = np.asarray(masks[key][option], dtype=self.dtype)
+            value = np.array(masks[key][option], dtype=self.dtype)  # a private copy: the cache must not change
         except (KeyError, TypeError):
             raise ValueError(f"masks must hold masks[{key!r}][{option!r}] (the form module.masks has)") from None
         if value.shape != shape:
@@ -163,7 +163,7 @@ class _Recurrent(_Module):
         keep = self.dtype.type(1 / (1 - p))
         M = self._mask(masks, key, "weight_drop", W[1].shape,
                        lambda shape: (rng.random(shape, dtype=self.dtype) >= p) * keep)
-        record.setdefault(key, {})["weight_drop"] = M
+        record.setdefault(key, {})["weight_drop"] = M.copy()  # module.masks: the caller's copy, not backward's
         W = list(W)
         W[1] = W[1] * M
         return W, (M, W[1])
@@ -200,6 +200,12 @@ class _Recurrent(_Module):
             raise ValueError("masks are for training calls: in eval mode no mask is drawn or applied")
         if masks is not None and not hasattr(masks, "keys"):
             raise TypeError(f"masks must be a dict like module.masks, got {type(masks).__name__}")
+        if masks is not None:
+            for key, options in masks.items():
+                for option in (options if hasattr(options, "keys") else ()):
+                    if option != "weight_drop" or not self.weight_drop:
+                        raise ValueError(f"masks[{key!r}][{option!r}] is given, but this module draws no such mask "
+                                         f"({option} is off)")
         self._cache = None  # a new forward ends the previous one's claim to a backward
         # Training keeps the layer inputs and outputs for backward, so it works on private copies: writing into x or
         # into the returned out between forward and backward must not change the gradients.

@@ -402,3 +402,17 @@ def test_projection_and_original_gru_modules(dtype):
     full, _ = uni(xs)
     st = uni.stream()  # with a projection: the one-step forward per step
     np.testing.assert_allclose(np.stack([st.step(xs[t]) for t in range(5)]), full, rtol=1e-5, atol=1e-6)
+
+
+@needs_bf16
+def test_a_bf16_stream_keeps_rows_apart_when_the_layers_pad_differently():
+    """Layer 0 reads I0 = 10 values, the next H = 33 (an odd count, padded to a pair): the padding column of the
+    second layer's inputs is 0, not what the first layer left there, so an Inf in one row stays in that row."""
+    q = pylstm.quantize(pylstm.LSTM(10, 33, num_layers=2, seed=61), "bfloat16")
+    x = _x(4, 3, 10, 62)
+    x[1, 0, 3] = np.inf
+    s = q.stream()
+    ys = np.stack([s.step(x[t]) for t in range(4)])
+    for n in (1, 2):
+        np.testing.assert_allclose(ys[:, n], q(x[:, n:n + 1])[0][:, 0], rtol=1e-5, atol=1e-6)
+        assert np.isfinite(ys[:, n]).all()

@@ -124,3 +124,21 @@ def test_the_cells_refuse_weight_drop_and_point_to_the_layers():
     for cls in (pylstm.LSTMCell, pylstm.GRUCell, pylstm.RNNCell):
         with pytest.raises(ValueError, match=rf"belongs to a sequence.*pylstm\.{cls.__name__[:-4]}\("):
             cls(3, 4, weight_drop=0.2)
+
+
+def test_given_masks_are_copied_and_masks_for_an_option_off_are_refused():
+    m = pylstm.LSTM(3, 4, weight_drop=0.5, dtype="float64", seed=10)
+    x, R = _x((3, 2, 3), 11), _x((3, 2, 4), 12)
+    m(x)
+    masks = {k: {o: v.copy() for o, v in d.items()} for k, d in m.masks.items()}
+    _, want = _loss_and_grads(m, x, R, masks)
+    m.zero_grad()
+    m(x, masks=masks)
+    masks["l0"]["weight_drop"][:] = 0  # the caller's array changes between forward and backward ...
+    m.masks["l0"]["weight_drop"][:] = 0  # ... and so does the module's record of it
+    m.backward(R)
+    np.testing.assert_array_equal(m.grads["weight_hh_l0"], want["weight_hh_l0"])  # backward used its own copy
+    with pytest.raises(ValueError, match="weight_drop is off"):
+        pylstm.LSTM(3, 4, seed=0)(x.astype(np.float32), masks={"l0": {"weight_drop": np.ones((16, 4))}})
+    with pytest.raises(ValueError, match="zoneout is off"):
+        m(x, masks={"l0": {"zoneout": 1}})
