@@ -3,6 +3,9 @@
 #include <cctype>
 #include <cstdlib>
 #include <stdexcept>
+#if defined(__unix__)
+#include <unistd.h>
+#endif
 
 #include "kernels.h"
 
@@ -106,5 +109,20 @@ const KernelTable& kernels() {
   static const KernelTable& table = choose_table(std::getenv("PYLSTM_ISA"));
   return table;
 }
+
+namespace detail {
+
+bool weights_beyond_l2(index_t bytes) {
+  static const index_t l2 = [] {
+    long v = -1;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    v = sysconf(_SC_LEVEL2_CACHE_SIZE);  // glibc reads it from CPUID; 0 or -1 where unknown
+#endif
+    return v > 0 ? index_t(v) : index_t(1) << 20;
+  }();
+  return bytes > l2 / 4 * 3;
+}
+
+}  // namespace detail
 
 }  // namespace pylstm

@@ -48,6 +48,20 @@ def test_stream_equals_forward(rng, cls, kw, N, with_state):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("N", [1, 2])
+def test_stream_whose_weights_exceed_l2_equals_forward(rng, N):
+    # 3 layers of 4·384·768 float32 weights: over 3 MB per thread on 2 threads, more than any L2 keeps, so the
+    # single-row products prefetch their weights (kernels.h, weights_beyond_l2); N = 2 runs the same step without.
+    m = pylstm.LSTM(384, 384, 3, seed=5).eval()
+    x = rng.standard_normal((4, N, 384)).astype(np.float32)
+    y, (h, c) = m(x)
+    s = m.stream()
+    ys = np.stack([s.step(x[t]) for t in range(4)])
+    np.testing.assert_allclose(ys, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s.state[0], h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s.state[1], c, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("cls", [pylstm.LSTM, pylstm.GRU])
 def test_stream_unbatched_and_reset(rng, cls):
     m = cls(4, 6, 2, seed=0).eval()
