@@ -86,6 +86,18 @@ struct Run {
   const index_t* batch_sizes;
 };
 
+// Recurrent (variational) dropout of one layer direction in a training call (Gal & Ghahramani 2016): every step's
+// recurrent product reads mask ⊙ h_{t-1} in place of h_{t-1}; the layer's output h_t is not masked.
+//   mask    [N][P]        0 or 1/(1 − p), the same at every step
+//   masked  [T+1][N][P]   out (forward): mask ⊙ h_t in slot t (time order) and mask ⊙ h0 in slot T (zeros for
+//                         an absent h0); the backward reads it again for dW_hh. Fused loops only.
+// Both nullptr: off, the plain cell.
+template <typename Real>
+struct RecurrentDropout {
+  const Real* mask;
+  Real* masked;
+};
+
 }  // namespace pylstm
 
 namespace pylstm {

@@ -50,14 +50,17 @@ index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H
 
 template <typename Real>
 void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, Real* y, index_t ldy,
-                 Real* h_n, Real* cache, Real* work, bool linear_before_reset, Run run) {
+                 Real* h_n, Real* cache, Real* work, bool linear_before_reset, Run run,
+                 const RecurrentDropout<Real>& rd) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh;
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
+  detail::check_recurrent_dropout(rd, cache != nullptr);
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
+  const Real* h0_product = detail::mask_initial_state(rd, h0, T, N, H, batch_sizes != nullptr);
   const auto& K = kernels().of<Real>();
   const index_t GH = kGruGates * H;
   GruWork<Real> ws;
@@ -82,7 +85,7 @@ void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
     F.zeros = zeros, F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bi, F.bh = bh;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
     F.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore;
-    F.batch_sizes = batch_sizes;
+    F.batch_sizes = batch_sizes, F.h0_product = h0_product, F.rmask = rd.mask, F.rmasked = rd.masked;
     const auto run = kernels().of<Real>().one_state_loop;
     parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * GH * (H + I));
     detail::final_rows(h_n, H, y, ldy, batch_sizes, T, N, reverse);
@@ -120,17 +123,26 @@ void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
 template <typename Real>
 void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
                   const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* cache, Real* work, bool linear_before_reset,
-                  Run run) {
+                  Run run, const RecurrentDropout<Real>& rd) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh;
   Real *dW_ih = g.dW_ih, *dW_hh = g.dW_hh, *db_ih = g.db_ih, *db_hh = g.db_hh;
-  const Real *x = fwd.x, *y = fwd.y, *h0 = fwd.h0, *dy = out.dy, *dh_n = out.dh_n;
-  const index_t ldy = fwd.ldy, lddy = out.lddy;
+  const Real *x = fwd.x, *dy = out.dy, *dh_n = out.dh_n;
+  const index_t lddy = out.lddy;
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
+  detail::check_recurrent_dropout(rd, true);
   blas_int(T * N, "T*N");
   const auto& K = kernels().of<Real>();
+  // The states as the forward's products read them: y and h0, or under recurrent dropout the masked ones it
+  // recorded (the carry reads the unmasked y, fwd.y).
+  const Real* y = fwd.y;
+  const index_t ldy = fwd.ldy;
+  const Real* h0 = fwd.h0;
+  const Real* yq = rd.mask ? rd.masked : y;
+  const index_t ldq = rd.mask ? H : ldy;
+  const Real* h0q = rd.mask && h0 ? rd.masked + T * N * H : h0;
   const index_t GH = kGruGates * H, lda = 4 * H;
   GruWork<Real> ws;
   gru_layout(Pass::Backward, T, N, I, H, work, &ws);
@@ -149,6 +161,7 @@ void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
     B.reverse = reverse, B.dk = dk;
     B.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore;
     B.batch_sizes = batch_sizes;
+    B.rmask = rd.mask, B.ym = rd.masked, B.hm0 = rd.mask ? rd.masked + T * N * H : nullptr, B.dhr = dg;
     const auto run = kernels().of<Real>().one_state_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * H);
   }
@@ -171,14 +184,14 @@ void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
   const index_t rows = T * N;
   PYLSTM_PHASE(kPhaseGradientGemm);
   detail::input_gradients(dx, dW_ih, cache, lda, x, W_ih, rows, I, GH);
-  detail::recurrent_weight_gradient(dW_hh, cache, lda, y, ldy, h0, T, N, H, 2 * H, reverse);  // r, z blocks
+  detail::recurrent_weight_gradient(dW_hh, cache, lda, yq, ldq, h0q, T, N, H, 2 * H, reverse);  // r, z blocks
   const bool late_starts = batch_sizes && reverse && h0;  // rows whose h_prev was h0 at a later step
-  if (late_starts) detail::recurrent_weight_gradient_late_starts(dW_hh, cache, lda, h0, batch_sizes, T, N, H, 2 * H);
+  if (late_starts) detail::recurrent_weight_gradient_late_starts(dW_hh, cache, lda, h0q, batch_sizes, T, N, H, 2 * H);
   if (linear_before_reset) {
     // The n-block's recurrent gradient dk is in the k slot.
-    detail::recurrent_weight_gradient(dW_hh + 2 * H * H, cache + GH, lda, y, ldy, h0, T, N, H, H, reverse);
+    detail::recurrent_weight_gradient(dW_hh + 2 * H * H, cache + GH, lda, yq, ldq, h0q, T, N, H, H, reverse);
     if (late_starts)
-      detail::recurrent_weight_gradient_late_starts(dW_hh + 2 * H * H, cache + GH, lda, h0, batch_sizes, T, N, H, H);
+      detail::recurrent_weight_gradient_late_starts(dW_hh + 2 * H * H, cache + GH, lda, h0q, batch_sizes, T, N, H, H);
     if (db_ih) {
       detail::add_column_sums(db_ih, static_cast<Real*>(nullptr), colsum, cache, lda, rows, GH);
       detail::add_column_sums(db_hh, static_cast<Real*>(nullptr), colsum, cache, lda, rows, 2 * H);
@@ -193,9 +206,10 @@ void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
 
 #define PYLSTM_INSTANTIATE(Real)                                                                                \
   template void gru_forward<Real>(const Dims&, const Weights<Real>&, const Real*, const Real*, Real*, index_t, \
-                                  Real*, Real*, Real*, bool, Run);                                          \
+                                  Real*, Real*, Real*, bool, Run, const RecurrentDropout<Real>&);             \
   template void gru_backward<Real>(const Dims&, const Weights<Real>&, const Grads<Real>&, const Recorded<Real>&,  \
-                                   const OutputGrads<Real>&, Real*, Real*, Real*, Real*, bool, Run);
+                                   const OutputGrads<Real>&, Real*, Real*, Real*, Real*, bool, Run,              \
+                                   const RecurrentDropout<Real>&);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

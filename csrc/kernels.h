@@ -71,6 +71,9 @@ struct FusedLstmT {
   bool reverse;
   bool prepacked;    // `packed` already holds this call's weights (lstm_pack or an earlier call): skip packing
   bool prefetch;     // single-row products prefetch the weights (they come from L3: detail::weights_beyond_l2)
+  // Recurrent dropout (RecurrentDropout, common.h): rmask [N][P]; each step writes rmask ⊙ h_t into rmasked
+  // [T][N][P] and the next step's product reads it (h0 then points at rmask ⊙ h0). nullptr: off.
+  const Real* rmask; Real* rmasked;
 };
 using FusedLstm = FusedLstmT<float>;
 
@@ -96,6 +99,7 @@ struct FusedLstmBackwardT {
   const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
   const Real* peep;  // peephole weights [3][H], or nullptr (then dpeep is unused); never with a projection
   Real* dpeep;       // [3][H] accumulated: each thread adds its own units' columns
+  const Real* rmask; // recurrent dropout's mask [N][P]: dh_{t-1} = rmask ⊙ (da_t W_hh); nullptr: off
   index_t T, N, H, P;
   int parts;
   bool reverse;
@@ -142,6 +146,11 @@ struct FusedSingleT {
   bool reverse;
   OneStateCell cell;
   const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
+  // Recurrent dropout (RecurrentDropout, common.h): the products read h0_product (h0, or rmask ⊙ h0) and, after
+  // the first step, rmasked [T][N][H], where each step writes rmask ⊙ h_t; the GRU's carry z ⊙ h_{t-1} reads the
+  // unmasked h. rmask nullptr: off, and h0_product is h0.
+  const Real* h0_product;
+  const Real* rmask; Real* rmasked;
 };
 
 // The fused backward of the GRU (both forms) and the RNN: see isa/single_fused.inc.
@@ -156,6 +165,10 @@ struct FusedSingleBackwardT {
   index_t lddy, dy_step;
   const Real* W_hh;  // [G·H][H]
   Real* dk;          // GRU original form: [N][H] scratch for ∂L/∂(r ⊙ h)
+  // Recurrent dropout: rmask [N][H]; the products' part of dh_{t-1} is masked. The GRU keeps that part in dhr
+  // [N][H] (scratch) before adding it to its carry's; the original form's r gradient reads the masked states ym
+  // [T][N][H] and hm0 [N][H] (rmask ⊙ h0, or zeros). rmask nullptr: off.
+  const Real* rmask; const Real* ym; const Real* hm0; Real* dhr;
   index_t T, N, H;
   int parts;
   bool reverse;

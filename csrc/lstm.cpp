@@ -106,7 +106,8 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 
 template <typename Real>
 void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, const Real* c0, Real* y,
-                  index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, Run run, LstmPacked* packed_keep) {
+                  index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, Run run, LstmPacked* packed_keep,
+                  const RecurrentDropout<Real>& rd) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H, P = d.P, GH = kLstmGates * H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh, *W_hr = w.W_hr, *peep = w.peep;
   const bool reverse = run.reverse;
@@ -114,8 +115,10 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
   detail::check_run(run);
   if (packed_keep && W_hr) throw std::invalid_argument("packed weights are kept for LSTMs without projection only");
   if (peep && W_hr) throw std::invalid_argument("peepholes and a projection cannot be combined");
+  detail::check_recurrent_dropout(rd, cache != nullptr);
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, P, batch_sizes, T, N);
+  const Real* h0_read = detail::mask_initial_state(rd, h0, T, N, P, batch_sizes != nullptr);  // what the products read
   LstmWork<Real> ws;
   lstm_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, P, work, &ws);
   Real *bias = ws.bias, *m = ws.m, *scratch = ws.scratch, *c_alt = ws.c_alt;
@@ -153,7 +156,8 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
     }
     detail::FusedLstmT<Real> F{};
     F.y = y, F.ldy = ldy, F.c_state = c_n, F.gates = gates, F.cs = cs, F.tcs = tcs, F.packed = packed;
-    F.x = x, F.h0 = h0, F.c0 = c_prev, F.W_ih = W_ih, F.W_hh = W_hh, F.bias = bias, F.W_hr = W_hr;
+    F.x = x, F.h0 = h0_read, F.c0 = c_prev, F.W_ih = W_ih, F.W_hh = W_hh, F.bias = bias, F.W_hr = W_hr;
+    F.rmask = rd.mask, F.rmasked = rd.masked;
     F.m = W_hr ? m : nullptr, F.T = T, F.N = N, F.I = I, F.H = H, F.P = P, F.block = block;
     F.parts = get_num_threads(), F.reverse = reverse, F.prepacked = prepacked, F.batch_sizes = batch_sizes;
     F.peep = peep;
@@ -192,7 +196,8 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
 
 template <typename Real>
 void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
-                   const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* dc0, Real* cache, Real* work, Run run) {
+                   const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* dc0, Real* cache, Real* work, Run run,
+                   const RecurrentDropout<Real>& rd) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H, P = d.P, GH = kLstmGates * H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *W_hr = w.W_hr, *peep = w.peep;
   Real *dW_ih = g.dW_ih, *dW_hh = g.dW_hh, *db_ih = g.db_ih, *db_hh = g.db_hh, *dW_hr = g.dW_hr, *dpeep = g.dpeep;
@@ -202,6 +207,7 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
+  detail::check_recurrent_dropout(rd, true);
   if (peep && (W_hr || !dpeep)) throw std::invalid_argument("peepholes need dpeep and no projection");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* da = cache;                              // [T][N][GH] gates in, pre-activation gradients out
@@ -228,7 +234,7 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
     B.da = da, B.dh = dh, B.dc = dc, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dy = dys.p;
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.W_hr = W_hr, B.dm = dm, B.zeros = zeros;
     B.T = T, B.N = N, B.H = H, B.P = P, B.parts = get_num_threads(), B.reverse = reverse;
-    B.batch_sizes = batch_sizes, B.peep = peep, B.dpeep = dpeep;
+    B.batch_sizes = batch_sizes, B.peep = peep, B.dpeep = dpeep, B.rmask = rd.mask;
     const auto run = kernels().of<Real>().lstm_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * P);
   }
@@ -258,9 +264,12 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
   // The rest are sums over all steps, each one GEMM over the stacked T·N rows; both biases enter a identically.
   PYLSTM_PHASE(kPhaseGradientGemm);
   detail::input_gradients(dx, dW_ih, da, GH, x, W_ih, T * N, I, GH);
-  detail::recurrent_weight_gradient(dW_hh, da, GH, y, ldy, h0, T, N, P, GH, reverse);
-  if (batch_sizes && reverse && h0)
-    detail::recurrent_weight_gradient_late_starts(dW_hh, da, GH, h0, batch_sizes, T, N, P, GH);
+  // With recurrent dropout the products read the masked states the forward recorded.
+  const Real* h_seq = rd.mask ? rd.masked : y;
+  const Real* h_first = rd.mask && h0 ? rd.masked + T * N * P : h0;
+  detail::recurrent_weight_gradient(dW_hh, da, GH, h_seq, rd.mask ? P : ldy, h_first, T, N, P, GH, reverse);
+  if (batch_sizes && reverse && h_first)
+    detail::recurrent_weight_gradient_late_starts(dW_hh, da, GH, h_first, batch_sizes, T, N, P, GH);
   if (db_ih) detail::add_column_sums(db_ih, db_hh, colsum, da, GH, T * N, GH);
   if (W_hr) gemm(true, false, P, H, T * N, Real(1), cs, H, tcs, H, Real(1), dW_hr, H);  // dW_hr += Σ dh_tᵀ m_t
 }
@@ -271,9 +280,11 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
   template void lstm_pointwise_backward<Real>(Real*, Real*, const Real*, const Real*, index_t, const Real*,     \
                                               Real*, index_t, index_t);                                       \
   template void lstm_forward<Real>(const Dims&, const Weights<Real>&, const Real*, const Real*, const Real*, Real*,  \
-                                   index_t, Real*, Real*, Real*, Real*, Run, LstmPacked*);                         \
+                                   index_t, Real*, Real*, Real*, Real*, Run, LstmPacked*,                          \
+                                   const RecurrentDropout<Real>&);                                                 \
   template void lstm_backward<Real>(const Dims&, const Weights<Real>&, const Grads<Real>&, const Recorded<Real>&,    \
-                                    const OutputGrads<Real>&, Real*, Real*, Real*, Real*, Real*, Run);
+                                    const OutputGrads<Real>&, Real*, Real*, Real*, Real*, Real*, Run,             \
+                                    const RecurrentDropout<Real>&);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

@@ -59,14 +59,16 @@ void rnn_pointwise_backward(Real* da, const Real* dh, const Real* dy, index_t ld
 
 template <typename Real>
 void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, Real* y, index_t ldy,
-                 Real* h_n, Real* cache, Real* work, Nonlinearity nl, Run run) {
+                 Real* h_n, Real* cache, Real* work, Nonlinearity nl, Run run, const RecurrentDropout<Real>& rd) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh;
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
+  detail::check_recurrent_dropout(rd, cache != nullptr);
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
+  const Real* h0_product = detail::mask_initial_state(rd, h0, T, N, H, batch_sizes != nullptr);
   RnnWork<Real> ws;
   rnn_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, work, &ws);
   Real* bias = ws.bias;                                    // [H]
@@ -81,7 +83,7 @@ void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
     F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bias;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
     F.cell = detail::rnn_cell(nl);
-    F.batch_sizes = batch_sizes;
+    F.batch_sizes = batch_sizes, F.h0_product = h0_product, F.rmask = rd.mask, F.rmasked = rd.masked;
     const auto run = kernels().of<Real>().one_state_loop;
     parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * H * (H + I));
     detail::final_rows(h_n, H, y, ldy, batch_sizes, T, N, reverse);
@@ -106,7 +108,7 @@ void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
 template <typename Real>
 void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
                   const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* cache, Real* work, Nonlinearity nl,
-                  Run run) {
+                  Run run, const RecurrentDropout<Real>& rd) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh;
   Real *dW_ih = g.dW_ih, *dW_hh = g.dW_hh, *db_ih = g.db_ih, *db_hh = g.db_hh;
@@ -115,6 +117,7 @@ void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
+  detail::check_recurrent_dropout(rd, true);
   blas_int(T * N, "T*N");
   Real* da = cache;           // [T][N][H] pre-activation gradients
   RnnWork<Real> ws;
@@ -133,6 +136,7 @@ void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
     B.reverse = reverse, B.batch_sizes = batch_sizes;
     B.cell = detail::rnn_cell(nl);
+    B.rmask = rd.mask;
     const auto run = kernels().of<Real>().one_state_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * H * H);
   }
@@ -144,9 +148,12 @@ void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
   }
   PYLSTM_PHASE(kPhaseGradientGemm);
   detail::input_gradients(dx, dW_ih, da, H, x, W_ih, T * N, I, H);
-  detail::recurrent_weight_gradient(dW_hh, da, H, y, ldy, h0, T, N, H, H, reverse);
-  if (batch_sizes && reverse && h0)
-    detail::recurrent_weight_gradient_late_starts(dW_hh, da, H, h0, batch_sizes, T, N, H, H);
+  // Under recurrent dropout the products read the masked states the forward recorded.
+  const Real* h0q = rd.mask && h0 ? rd.masked + T * N * H : h0;
+  detail::recurrent_weight_gradient(dW_hh, da, H, rd.mask ? rd.masked : y, rd.mask ? H : ldy, h0q, T, N, H, H,
+                                    reverse);
+  if (batch_sizes && reverse && h0q)
+    detail::recurrent_weight_gradient_late_starts(dW_hh, da, H, h0q, batch_sizes, T, N, H, H);
   if (db_ih) detail::add_column_sums(db_ih, db_hh, colsum, da, H, T * N, H);
 }
 
@@ -156,9 +163,10 @@ void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
   template void rnn_pointwise_backward<Real>(Real*, const Real*, const Real*, index_t, const Real*, index_t,      \
                                              index_t, index_t, Nonlinearity);                                    \
   template void rnn_forward<Real>(const Dims&, const Weights<Real>&, const Real*, const Real*, Real*, index_t, \
-                                  Real*, Real*, Real*, Nonlinearity, Run);                                          \
+                                  Real*, Real*, Real*, Nonlinearity, Run, const RecurrentDropout<Real>&);            \
   template void rnn_backward<Real>(const Dims&, const Weights<Real>&, const Grads<Real>&, const Recorded<Real>&,  \
-                                   const OutputGrads<Real>&, Real*, Real*, Real*, Real*, Nonlinearity, Run);
+                                   const OutputGrads<Real>&, Real*, Real*, Real*, Real*, Nonlinearity, Run,         \
+                                   const RecurrentDropout<Real>&);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

@@ -153,6 +153,27 @@ inline void check_run(const Run& run) {
     throw std::invalid_argument("batch_sizes (variable lengths) needs the fused loops");
 }
 
+// Recurrent dropout (common.h) is a training option of the fused loops: refuses it elsewhere, or half given.
+template <typename Real>
+void check_recurrent_dropout(const RecurrentDropout<Real>& rd, bool training) {
+  if (!rd.mask != !rd.masked) throw std::invalid_argument("recurrent dropout needs both its mask and its buffer");
+  if (rd.mask && !training) throw std::invalid_argument("recurrent dropout is for training calls");
+  if (rd.mask && !fused_loops()) throw std::invalid_argument("recurrent dropout needs the fused loops");
+}
+
+// The initial state the recurrent products read: h0 itself, or with recurrent dropout rd.mask ⊙ h0, written into
+// rd.masked's slot T (the backward reads it there for dW_hh; zeros for an absent h0). With variable lengths the
+// masked sequence starts as zeros, as y does past each row's end. Returns nullptr for an absent h0 (the zero state).
+template <typename Real>
+const Real* mask_initial_state(const RecurrentDropout<Real>& rd, const Real* h0, index_t T, index_t N, index_t P,
+                               bool lengths) {
+  if (!rd.mask) return h0;
+  if (lengths) std::fill(rd.masked, rd.masked + T * N * P, Real(0));
+  Real* first = rd.masked + T * N * P;
+  for (index_t j = 0; j < N * P; ++j) first[j] = h0 ? rd.mask[j] * h0[j] : Real(0);
+  return h0 ? first : nullptr;
+}
+
 // Lays a workspace out as consecutive slots of the given sizes (elements): points each slot into `base` when base is
 // given, and returns the total. Each cell's layout function (lstm.cpp, gru.cpp, rnn.cpp) lists its slots once, and
 // both its workspace-size function and its sequence functions go through it, so the two cannot disagree.

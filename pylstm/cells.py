@@ -15,11 +15,19 @@ from ._module import _GRUForm, _Module, _RNNForm, _size
 class _Cell(_Module):
     _kind: _cells.CellKind  # the cell's description: gates, states, kernels
 
-    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None, weight_drop=0.0):
-        if weight_drop:
-            name = type(self).__name__[:-4]
-            raise ValueError(f"weight_drop belongs to a sequence (one mask of W_hh per call, the same at every step); "
-                             f"a cell's call is one step: use pylstm.{name}(..., weight_drop={weight_drop})")
+    # The layers' options that belong to a sequence: a cell takes them only as 0, and refuses anything else with a
+    # pointer to the layer.
+    _SEQUENCE_OPTIONS = {"weight_drop": "one mask of W_hh per call, the same at every step",
+                         "recurrent_dropout": "one mask of h per call, the same at every step"}
+
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None, **sequence_options):
+        for option, value in sequence_options.items():
+            if option not in self._SEQUENCE_OPTIONS:
+                raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument '{option}'")
+            if value:
+                name = type(self).__name__[:-4]
+                raise ValueError(f"{option} belongs to a sequence ({self._SEQUENCE_OPTIONS[option]}); a cell's call "
+                                 f"is one step: use pylstm.{name}(..., {option}={value})")
         self.input_size = _size("input_size", input_size)
         self.hidden_size = _size("hidden_size", hidden_size)
         self.bias = bool(bias)
@@ -129,11 +137,11 @@ class LSTMCell(_Cell):
     _kind = _cells.LSTM
 
     def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, dtype="float32", seed=None,
-                 weight_drop=0.0):
+                 **sequence_options):
         if not isinstance(peepholes, (bool, np.bool_)):
             raise TypeError(f"peepholes must be a bool, got {type(peepholes).__name__}")
         self.peepholes = bool(peepholes)
-        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, weight_drop=weight_drop)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, **sequence_options)
 
     def _param_shapes(self):
         shapes = super()._param_shapes()
@@ -188,9 +196,9 @@ class GRUCell(_GRUForm, _OneStateCell):
     _kind = _cells.GRU
 
     def __init__(self, input_size, hidden_size, bias=True, *, linear_before_reset=True, dtype="float32", seed=None,
-                 weight_drop=0.0):
+                 **sequence_options):
         self.linear_before_reset = bool(linear_before_reset)
-        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, weight_drop=weight_drop)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, **sequence_options)
 
 
 
@@ -201,7 +209,7 @@ class RNNCell(_RNNForm, _OneStateCell):
     _kind = _cells.RNN
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, dtype="float32", seed=None,
-                 weight_drop=0.0):
+                 **sequence_options):
         self._set_nonlinearity(nonlinearity)
-        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, weight_drop=weight_drop)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, **sequence_options)
 

@@ -23,6 +23,11 @@ def _check_lengths(lengths, N, T):
     return lens.astype(np.int64)
 
 
+def _rd_args(rd):
+    """The kernels' recurrent-dropout keywords for rd = (mask, buffer) or None."""
+    return {} if rd is None else {"rd_mask": rd[0], "rd_masked": rd[1]}
+
+
 def _probability(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name} must be a number in [0, 1), got {type(value).__name__}")
@@ -46,7 +51,8 @@ class _Recurrent(_Module):
         return self._kind.states
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, weight_drop=0.0, dtype="float32", seed=None):
+                 bidirectional=False, weight_drop=0.0, recurrent_dropout=0.0, dtype="float32",
+                 seed=None):
         self.input_size = _size("input_size", input_size)
         self.hidden_size = _size("hidden_size", hidden_size)
         self.num_layers = _size("num_layers", num_layers)
@@ -59,6 +65,7 @@ class _Recurrent(_Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dropout = float(dropout)
         self.weight_drop = _probability("weight_drop", weight_drop)
+        self.recurrent_dropout = _probability("recurrent_dropout", recurrent_dropout)
         self.masks = {}  # the masks of the last training call: masks["l0"]["weight_drop"], ... (see forward)
         self._cache = None
         self._packs = {}  # id(W_hh) -> [PackedLstm, the parameter version it holds or None] (fused LSTM only)
@@ -68,6 +75,7 @@ class _Recurrent(_Module):
         self._dropout_rng = np.random.default_rng(None if seed is None else [seed, 1])
         # Each regularizer's masks come from a stream of their own, so that one option does not change another's.
         self._weight_drop_rng = np.random.default_rng(None if seed is None else [seed, 2])
+        self._recurrent_dropout_rng = np.random.default_rng(None if seed is None else [seed, 3])
         self._transient_weights = False  # True while a call runs on weights that are not the parameters
 
     def _forget(self):
@@ -152,21 +160,31 @@ class _Recurrent(_Module):
             raise ValueError(f"masks[{key!r}][{option!r}] must have shape {shape}, got {value.shape}")
         return value
 
-    def _draw_masks(self, layer, d, W, masks, record):
-        """The regularizers' masks of one layer direction for a training call, and its weights with them applied:
-        (W, drop) where drop is (M, masked W_hh) with weight-drop, else None."""
-        if not self.weight_drop:
-            return W, None
+    _REGULARIZERS = ("weight_drop", "recurrent_dropout")  # the options whose masks module.masks holds
+
+    def _draw_masks(self, layer, d, W, N, masks, record):
+        """The regularizers' masks of one layer direction for a training call of N rows, and its weights with them
+        applied: (W, drop, rd) where drop is (M, masked W_hh) with weight-drop and rd the recurrent-dropout mask
+        (N, P) in the caller's row order, each None when its option is off. Each option draws from its own stream,
+        weight-drop first."""
         key = _cells.param_suffix(layer, d)[1:]
-        p = self.weight_drop
-        rng = self._weight_drop_rng
-        keep = self.dtype.type(1 / (1 - p))
-        M = self._mask(masks, key, "weight_drop", W[1].shape,
-                       lambda shape: (rng.random(shape, dtype=self.dtype) >= p) * keep)
-        record.setdefault(key, {})["weight_drop"] = M.copy()  # module.masks: the caller's copy, not backward's
-        W = list(W)
-        W[1] = W[1] * M
-        return W, (M, W[1])
+        drop = rd = None
+
+        def draw(p, rng):
+            keep = self.dtype.type(1 / (1 - p))
+            return lambda shape: (rng.random(shape, dtype=self.dtype) >= p) * keep
+
+        if self.weight_drop:
+            M = self._mask(masks, key, "weight_drop", W[1].shape, draw(self.weight_drop, self._weight_drop_rng))
+            record.setdefault(key, {})["weight_drop"] = M.copy()  # module.masks: the caller's copy, not backward's
+            W = list(W)
+            W[1] = W[1] * M
+            drop = (M, W[1])
+        if self.recurrent_dropout:
+            rd = self._mask(masks, key, "recurrent_dropout", (N, self._out),
+                            draw(self.recurrent_dropout, self._recurrent_dropout_rng))
+            record.setdefault(key, {})["recurrent_dropout"] = rd.copy()
+        return W, drop, rd
 
     def _run_locked(self, x, states, lengths, masks=None):
         x = self._as_input("x", x)
@@ -203,7 +221,7 @@ class _Recurrent(_Module):
         if masks is not None:
             for key, options in masks.items():
                 for option in (options if hasattr(options, "keys") else ()):
-                    if option != "weight_drop" or not self.weight_drop:
+                    if option not in self._REGULARIZERS or not getattr(self, option):
                         raise ValueError(f"masks[{key!r}][{option!r}] is given, but this module draws no such mask "
                                          f"({option} is off)")
         self._cache = None  # a new forward ends the previous one's claim to a backward
@@ -215,20 +233,25 @@ class _Recurrent(_Module):
             # input by its gradient, zero there, and 0 · NaN would be NaN.
             inp[np.arange(T)[:, None] >= lens[perm][None, :]] = 0
         forward = partial(self._kernel_forward, batch_sizes=batch_sizes)
-        inputs, outputs, caches, dropout_masks, finals_all, drops, drawn = [], [], [], [], [], [], {}
+        inputs, outputs, caches, dropout_masks, finals_all, drops, rds, drawn = [], [], [], [], [], [], [], {}
         for layer in range(L):
             out = (np.zeros if lengths is not None else np.empty)((T, N, D * H), self.dtype)  # padding outputs zeros
             for d in range(D):
                 k = layer * D + d
                 W, _ = self._layer_params(layer, d)
-                drop = None
+                drop = rd = None
                 if training:
-                    W, drop = self._draw_masks(layer, d, W, masks, drawn)
+                    W, drop, rd = self._draw_masks(layer, d, W, N, masks, drawn)
+                if rd is not None:  # the kernels' rows (sorted by length) and the buffer of masked states
+                    rd = (np.ascontiguousarray(rd if perm is None else rd[perm]),
+                          np.empty((T + 1, N, H), self.dtype))
                 drops.append(drop)
+                rds.append(rd)
                 self._transient_weights = drop is not None  # no kept packed copy of masked weights
                 try:
                     finals, cache = forward(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
-                                            training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H])
+                                            training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H],
+                                            rd=rd)
                 finally:
                     self._transient_weights = False
                 finals_all.append(finals)
@@ -245,7 +268,8 @@ class _Recurrent(_Module):
         s_n = [f[None] for f in finals_all[0]] if L * D == 1 else [np.stack(f) for f in zip(*finals_all)]
         if training:
             self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, masks=dropout_masks, s0=s0,
-                               unbatched=unbatched, shape=(T, N), perm=perm, batch_sizes=batch_sizes, drops=drops)
+                               unbatched=unbatched, shape=(T, N), perm=perm, batch_sizes=batch_sizes, drops=drops,
+                               rds=rds)
             self.masks = drawn
         out = inp.copy() if training else inp
         if perm is not None:
@@ -299,7 +323,7 @@ class _Recurrent(_Module):
                 cols = slice(d * H, (d + 1) * H)
                 firsts = backward(dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,
                                   None if s0 is None else [s[k] for s in s0], W, G, out[:, :, cols],
-                                  cache["caches"][k], reverse=bool(d), dx=dx)
+                                  cache["caches"][k], reverse=bool(d), dx=dx, rd=cache["rds"][k])
                 if drop is not None:
                     self._layer_params(layer, d, fresh)[1][1][...] += drop[0] * dW
                 for dst, src in zip(ds0, firsts):
@@ -312,14 +336,15 @@ class _Recurrent(_Module):
             self.grads[k] += g
         return (None if dy is None else self._to_user(dy, unbatched)), [self._state_to_user(s, unbatched) for s in ds0]
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None):
         """One layer direction, W = [W_ih, W_hh, b_ih, b_hh, W_hr, peepholes] (None where absent): returns
-        ([final state arrays], cache). batch_sizes: the rows running at each step (lengths), or None."""
+        ([final state arrays], cache). batch_sizes: the rows running at each step (lengths), or None. rd: recurrent
+        dropout's (mask (N, P), buffer (T + 1, N, P)), or None."""
         raise NotImplementedError
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None):
         """One layer direction, G the gradients of W: accumulates into dx (None: not computed) and G; returns
-        [state gradients]."""
+        [state gradients]. rd as the forward had it."""
         raise NotImplementedError
 
     # ---- layouts ----------------------------------------------------------------------------------------
@@ -362,6 +387,7 @@ class _Recurrent(_Module):
             ", batch_first=True" if self.batch_first else "",
             f", dropout={self.dropout}" if self.dropout else "",
             f", weight_drop={self.weight_drop}" if self.weight_drop else "",
+            f", recurrent_dropout={self.recurrent_dropout}" if self.recurrent_dropout else "",
             ", bidirectional=True" if self.bidirectional else "",
             self._extra_repr(),
             f", dtype='{self.dtype.name}'" if self.dtype != np.float32 else "",
@@ -386,7 +412,8 @@ class LSTM(_Recurrent):
     _kind = _cells.LSTM
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, peepholes=False, weight_drop=0.0, dtype="float32", seed=None):
+                 bidirectional=False, proj_size=0, peepholes=False, weight_drop=0.0, recurrent_dropout=0.0, dtype="float32",
+                 seed=None):
         self.proj_size = _size("proj_size", proj_size, minimum=0)
         hidden = _size("hidden_size", hidden_size)
         if self.proj_size >= hidden:
@@ -398,7 +425,8 @@ class LSTM(_Recurrent):
             raise ValueError("peepholes and proj_size cannot be combined (the peepholes read c, the projection "
                              "replaces h)")
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
-                         bidirectional=bidirectional, weight_drop=weight_drop, dtype=dtype, seed=seed)
+                         bidirectional=bidirectional, weight_drop=weight_drop,
+                         recurrent_dropout=recurrent_dropout, dtype=dtype, seed=seed)
 
     @property
     def _out(self):
@@ -486,7 +514,7 @@ class LSTM(_Recurrent):
         made while the kernel ran (another thread's optimizer step) then makes the next call pack again."""
         entry[1] = None if self._editing else version
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None):
         h0, c0 = (None, None) if s0 is None else s0
         entry, version = None, self._version
         if self._fused() and not self._transient_weights:
@@ -496,7 +524,8 @@ class LSTM(_Recurrent):
                 entry[1] = None
         _, h_n, c_n, cache = self._kind.forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
                                                 y=y, packed=None if entry is None else entry[0],
-                                                batch_sizes=batch_sizes, peep=W[5])
+                                                batch_sizes=batch_sizes, peep=W[5],
+                                                **_rd_args(rd))
         if entry is not None:
             self._kept(entry, version)
         return [h_n, c_n], cache
@@ -517,12 +546,12 @@ class LSTM(_Recurrent):
             packs.append(entry[0])
         return packs
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None):
         dh_n, dc_n = (None, None) if ds_n is None else ds_n
         h0, c0 = (None, None) if s0 is None else s0
         _, dh0, dc0 = self._kind.backward(dy, dh_n, dc_n, x, h0, c0, W[0], W[1], y, cache, *G[:4], W_hr=W[4],
                                           dW_hr=G[4], reverse=reverse, dx=dx, input_grad=dx is not None,
-                                          batch_sizes=batch_sizes, peep=W[5], dpeep=G[5])
+                                          batch_sizes=batch_sizes, peep=W[5], dpeep=G[5], **_rd_args(rd))
         return [dh0, dc0]
 
 
@@ -547,17 +576,17 @@ class _OneState(_Recurrent):
         dx, (dh0,) = self._run_backward(dout, None if dh_n is None else [dh_n], input_grad)
         return dx, dh0
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None):
         kind = self._kind
         _, h_n, cache = kind.forward(x, None if s0 is None else s0[0], *W[:4], reverse=reverse, training=training,
-                                     y=y, batch_sizes=batch_sizes, **kind.variant(self))
+                                     y=y, batch_sizes=batch_sizes, **kind.variant(self), **_rd_args(rd))
         return [h_n], cache
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None):
         kind = self._kind
         _, dh0 = kind.backward(dy, None if ds_n is None else ds_n[0], x, None if s0 is None else s0[0], W[0], W[1],
                                y, cache, *G[:4], reverse=reverse, dx=dx, input_grad=dx is not None,
-                               batch_sizes=batch_sizes, **kind.variant(self))
+                               batch_sizes=batch_sizes, **kind.variant(self), **_rd_args(rd))
         return [dh0]
 
 
@@ -572,10 +601,12 @@ class GRU(_GRUForm, _OneState):
     _kind = _cells.GRU
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, linear_before_reset=True, weight_drop=0.0, dtype="float32", seed=None):
+                 bidirectional=False, linear_before_reset=True, weight_drop=0.0, recurrent_dropout=0.0, dtype="float32",
+                 seed=None):
         self.linear_before_reset = bool(linear_before_reset)
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
-                         bidirectional=bidirectional, weight_drop=weight_drop, dtype=dtype, seed=seed)
+                         bidirectional=bidirectional, weight_drop=weight_drop,
+                         recurrent_dropout=recurrent_dropout, dtype=dtype, seed=seed)
 
 
     def _extra_repr(self):
@@ -589,10 +620,12 @@ class RNN(_RNNForm, _OneState):
     _kind = _cells.RNN
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, weight_drop=0.0, dtype="float32", seed=None):
+                 dropout=0.0, bidirectional=False, weight_drop=0.0, recurrent_dropout=0.0, dtype="float32",
+                 seed=None):
         self._set_nonlinearity(nonlinearity)
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
-                         bidirectional=bidirectional, weight_drop=weight_drop, dtype=dtype, seed=seed)
+                         bidirectional=bidirectional, weight_drop=weight_drop,
+                         recurrent_dropout=recurrent_dropout, dtype=dtype, seed=seed)
 
 
     def _extra_repr(self):

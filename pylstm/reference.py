@@ -48,14 +48,16 @@ def _cache_views(cache, T, N, H):
     return gates, c, tc
 
 
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False, training=True, y=None, peep=None):
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False, training=True, y=None, peep=None,
+                 rd_mask=None):
     """One layer direction over a sequence; steps run T-1 … 0 when ``reverse``.
 
     h0, c0, b_ih, b_hh may be None (zeros / no bias). With ``W_hr`` (P, H), h_t = (o ⊙ tanh c_t) W_hrᵀ has P
     values (PyTorch's proj_size) and W_hh is (4H, P). ``y``, if given, is a (T, N, P) array to write the outputs
     into (it may be a column slice of a wider array). ``peep`` (3H: p_i, p_f, p_o), if given, adds peephole
-    connections: i and f also see p ⊙ c_{t-1}, o sees p_o ⊙ c_t (not with W_hr). Returns (y, h_n, c_n, cache);
-    cache is None unless ``training``.
+    connections: i and f also see p ⊙ c_{t-1}, o sees p_o ⊙ c_t (not with W_hr). ``rd_mask`` (N, P), training
+    only, is recurrent dropout: the recurrent product reads rd_mask ⊙ h_{t-1}; y holds the unmasked h_t.
+    Returns (y, h_n, c_n, cache); cache is None unless ``training``.
     """
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
@@ -67,7 +69,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
     gates_all, c_all, tc_all = _cache_views(cache, T, N, H) if training else (None, None, None)
     h, c = _or_zeros(h0, (N, P), dt), _or_zeros(c0, (N, H), dt)
     for t in _steps(T, reverse)[0]:
-        a = x[t] @ W_ih.T + h @ W_hh.T
+        a = x[t] @ W_ih.T + (h if rd_mask is None else rd_mask * h) @ W_hh.T
         if b_ih is not None:
             a = a + b_ih + b_hh
         if peep is not None:  # i and f see c_{t-1}; o sees c_t, below
@@ -88,12 +90,12 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
 
 
 def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *,
-                  W_hr=None, dW_hr=None, reverse=False, dx=None, peep=None, dpeep=None):
+                  W_hr=None, dW_hr=None, reverse=False, dx=None, peep=None, dpeep=None, rd_mask=None):
     """Backpropagates through one ``lstm_forward(training=True)``.
 
     dy, dh_n, dc_n may be None (zero gradient). Adds into dW_ih, dW_hh, db_ih, db_hh (the biases may be
     None), dW_hr (with a projection), dpeep (with peepholes peep) and dx (zeros when None); consumes ``cache``.
-    Returns (dx, dh0, dc0).
+    ``rd_mask`` as the forward had it. Returns (dx, dh0, dc0).
     """
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
@@ -131,10 +133,10 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh,
             dpeep[:H] += (da[:, :H] * c_prev).sum(axis=0)
             dpeep[H:2 * H] += (da[:, H:2 * H] * c_prev).sum(axis=0)
             dpeep[2 * H:] += (dao * c_all[t]).sum(axis=0)
-        dh = da @ W_hh
+        dh = da @ W_hh if rd_mask is None else rd_mask * (da @ W_hh)
         dx[t] += da @ W_ih
         dW_ih += da.T @ x[t]
-        dW_hh += da.T @ h_prev
+        dW_hh += da.T @ (h_prev if rd_mask is None else rd_mask * h_prev)
         if db_ih is not None:
             db_ih += da.sum(axis=0)
             db_hh += da.sum(axis=0)
@@ -147,8 +149,11 @@ def gru_cache_size(T, N, H):
     return T * N * 4 * H
 
 
-def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, reverse=False, training=True, y=None):
-    """One GRU layer direction (gates r, z, n). Returns (y, h_n, cache); cache is None unless ``training``."""
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, reverse=False, training=True, y=None,
+                rd_mask=None):
+    """One GRU layer direction (gates r, z, n). Returns (y, h_n, cache); cache is None unless ``training``.
+    ``rd_mask`` (N, H), training only, is recurrent dropout: every recurrent product (all three gate blocks) reads
+    rd_mask ⊙ h_{t-1}; the carry z ⊙ h_{t-1} reads h_{t-1}."""
     T, N, _ = x.shape
     H = W_hh.shape[1]
     dt = x.dtype
@@ -161,15 +166,16 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, reve
     bh = zero if b_hh is None else b_hh
     h = _or_zeros(h0, (N, H), dt)
     for t in _steps(T, reverse)[0]:
+        hq = h if rd_mask is None else rd_mask * h  # what the products read
         ax = x[t] @ W_ih.T + bi
-        ah = h @ W_hh[: 2 * H].T + bh[: 2 * H]
+        ah = hq @ W_hh[: 2 * H].T + bh[: 2 * H]
         r = sigmoid(ax[:, :H] + ah[:, :H])
         z = sigmoid(ax[:, H : 2 * H] + ah[:, H:])
         if linear_before_reset:
-            k = h @ W_hh[2 * H :].T + bh[2 * H :]
+            k = hq @ W_hh[2 * H :].T + bh[2 * H :]
             n = np.tanh(ax[:, 2 * H :] + r * k)
         else:
-            k = r * h
+            k = r * hq
             n = np.tanh(ax[:, 2 * H :] + k @ W_hh[2 * H :].T + bh[2 * H :])
         h = (1 - z) * n + z * h
         y[t] = h
@@ -179,9 +185,9 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, reve
 
 
 def gru_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, linear_before_reset=True,
-                 reverse=False, dx=None):
+                 reverse=False, dx=None, rd_mask=None):
     """Backpropagates through one ``gru_forward(training=True)``; accumulates like ``lstm_backward``.
-    Returns (dx, dh0)."""
+    ``rd_mask`` as the forward had it. Returns (dx, dh0)."""
     T, N, _ = x.shape
     H = W_hh.shape[1]
     dt = x.dtype
@@ -190,8 +196,10 @@ def gru_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_
     rows = cache.reshape(T, N, 4 * H)
     dh, h_first = _or_zeros(dh_n, (N, H), dt), _or_zeros(h0, (N, H), dt)
     order, prev = _steps(T, reverse)
+    m = 1 if rd_mask is None else rd_mask
     for t in reversed(order):
         h_prev = h_first if prev[t] is None else y[prev[t]]
+        hq = m * h_prev  # what the forward's products read
         r, z, n, k = (rows[t][:, j * H : (j + 1) * H] for j in range(4))
         if dy is not None:
             dh = dh + dy[t]
@@ -202,15 +210,15 @@ def gru_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_
             dk = da_n * r                       # gradient of k = h W_hnᵀ + b_hn
             da_r = da_n * k * r * (1 - r)
             da_h = np.concatenate([da_r, da_z, dk], axis=1)   # the recurrent side's pre-activation gradients
-            dh_prev = dh_prev + da_h @ W_hh
-            dW_hh += da_h.T @ h_prev
+            dh_prev = dh_prev + m * (da_h @ W_hh)
+            dW_hh += da_h.T @ hq
             if db_hh is not None:
                 db_hh += da_h.sum(axis=0)
         else:
             dk = da_n @ W_hh[2 * H :]           # gradient of k = r ⊙ h
-            da_r = dk * h_prev * r * (1 - r)
-            dh_prev = dh_prev + dk * r + np.concatenate([da_r, da_z], axis=1) @ W_hh[: 2 * H]
-            dW_hh[: 2 * H] += np.concatenate([da_r, da_z], axis=1).T @ h_prev
+            da_r = dk * hq * r * (1 - r)
+            dh_prev = dh_prev + m * (dk * r + np.concatenate([da_r, da_z], axis=1) @ W_hh[: 2 * H])
+            dW_hh[: 2 * H] += np.concatenate([da_r, da_z], axis=1).T @ hq
             dW_hh[2 * H :] += da_n.T @ k
             if db_hh is not None:
                 db_hh += np.concatenate([da_r, da_z, da_n], axis=1).sum(axis=0)
@@ -239,8 +247,10 @@ def _phi(nonlinearity):
     raise ValueError(f"nonlinearity must be 'tanh', 'relu' or 'sigmoid', got {nonlinearity!r}")
 
 
-def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh", reverse=False, training=True, y=None):
-    """One Elman RNN layer direction. Returns (y, h_n, cache); cache is None unless ``training``."""
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh", reverse=False, training=True, y=None,
+                rd_mask=None):
+    """One Elman RNN layer direction. Returns (y, h_n, cache); cache is None unless ``training``. ``rd_mask``
+    (N, H), training only: recurrent dropout, the product reads rd_mask ⊙ h_{t-1}."""
     phi, _ = _phi(nonlinearity)
     T, N, _ = x.shape
     H = W_hh.shape[1]
@@ -249,7 +259,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh", reverse=F
         y = np.empty((T, N, H), dt)
     h = _or_zeros(h0, (N, H), dt)
     for t in _steps(T, reverse)[0]:
-        a = x[t] @ W_ih.T + h @ W_hh.T
+        a = x[t] @ W_ih.T + (h if rd_mask is None else rd_mask * h) @ W_hh.T
         if b_ih is not None:
             a = a + b_ih + b_hh
         h = phi(a)
@@ -258,9 +268,9 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, nonlinearity="tanh", reverse=F
 
 
 def rnn_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, nonlinearity="tanh",
-                 reverse=False, dx=None):
-    """Backpropagates through one ``rnn_forward(training=True)``, with φ' taken from the outputs.
-    Returns (dx, dh0)."""
+                 reverse=False, dx=None, rd_mask=None):
+    """Backpropagates through one ``rnn_forward(training=True)``, with φ' taken from the outputs. ``rd_mask`` as
+    the forward had it. Returns (dx, dh0)."""
     _, dphi = _phi(nonlinearity)
     T, N, _ = x.shape
     H = W_hh.shape[1]
@@ -276,11 +286,11 @@ def rnn_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_
         da = dh * dphi(y[t])
         dx[t] += da @ W_ih
         dW_ih += da.T @ x[t]
-        dW_hh += da.T @ h_prev
+        dW_hh += da.T @ (h_prev if rd_mask is None else rd_mask * h_prev)
         if db_ih is not None:
             db_ih += da.sum(axis=0)
             db_hh += da.sum(axis=0)
-        dh = da @ W_hh
+        dh = da @ W_hh if rd_mask is None else rd_mask * (da @ W_hh)
     return dx, dh
 
 

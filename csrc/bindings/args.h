@@ -148,6 +148,18 @@ void both_or_neither(const Arg<Real>& a, const Arg<Real>& b) {
     throw py::value_error(std::string(a.name) + " and " + b.name + " must both be given or both be None");
 }
 
+// Recurrent dropout's arrays (common.h, RecurrentDropout): rd_mask (N, P) and rd_masked (T + 1, N, P), writable, both
+// or neither, for training calls only.
+template <class Real>
+std::pair<Arg<Real>, Arg<Real>> recurrent_dropout_args(py::handle mask_, py::handle masked_, index_t T, index_t N,
+                                                       index_t P, bool training) {
+  auto mask = arg<Real>(mask_, "rd_mask", {N, P}, false, true);
+  auto masked = arg<Real>(masked_, "rd_masked", {T + 1, N, P}, true, true);
+  both_or_neither(mask, masked);
+  if (mask.ptr && !training) throw py::value_error("rd_mask (recurrent dropout) is for training calls");
+  return {mask, masked};
+}
+
 // The caller's output array when given (checked later by arg()), else a new one: uninitialised, or zeros for an
 // output the kernel accumulates into.
 template <class Real>
