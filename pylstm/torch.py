@@ -38,11 +38,16 @@ class _Spec:
     """What one layer's kernels need besides tensors: the cell kind (pylstm._cells), its variant keyword, sizes and
     the running rows per step."""
 
-    __slots__ = ("kind", "variant", "D", "H", "P", "bias", "proj", "batch_sizes")
+    __slots__ = ("kind", "variant", "D", "H", "P", "bias", "proj", "batch_sizes", "rd")
 
-    def __init__(self, kind, variant, D, H, P, bias, proj, batch_sizes):
+    def __init__(self, kind, variant, D, H, P, bias, proj, batch_sizes, rd=None):
         self.kind, self.variant, self.D, self.H, self.P = kind, variant, D, H, P
         self.bias, self.proj, self.batch_sizes = bias, proj, batch_sizes
+        self.rd = rd  # recurrent dropout: this layer's masks (D, N, P) in the kernels' row order, or None
+
+    def with_rd(self, rd):
+        """The same spec for a layer with recurrent-dropout masks rd (or None)."""
+        return _Spec(self.kind, self.variant, self.D, self.H, self.P, self.bias, self.proj, self.batch_sizes, rd)
 
     @property
     def per_direction(self):
@@ -85,10 +90,14 @@ def _layer_forward(spec, x, states, weights, training):
                   **spec.variant)
         if spec.proj:
             kw["W_hr"] = _np(W_hr)
+        rd = None
+        if spec.rd is not None:  # recurrent dropout: the mask and the buffer of masked states backward reads
+            rd = {"rd_mask": spec.rd[d], "rd_masked": np.empty((T + 1, N, P), yn.dtype)}
+            kw.update(rd)
         result = spec.kind.forward(xn, *s0, _np(W_ih), _np(W_hh), _np(b_ih), _np(b_hh), **kw)
         for f, s in zip(finals, result[1:-1]):
             f.append(s)
-        caches.append(result[-1])
+        caches.append((result[-1], rd))
     return y, [torch.from_numpy(np.stack(f)) for f in finals], caches
 
 
@@ -143,8 +152,10 @@ class _Layer(torch.autograd.Function):
             kw = dict(reverse=bool(d), dx=_np(dx), input_grad=need_x, batch_sizes=spec.batch_sizes, **spec.variant)
             if spec.proj:
                 kw.update(W_hr=_np(W_hr), dW_hr=_np(G[4]))
+            cache, rd = caches[d]
+            kw.update(rd or {})
             result = spec.kind.backward(None if dyn is None else dyn[:, :, cols], *ds_n, xn, *s0, _np(W_ih),
-                                          _np(W_hh), yn[:, :, cols], caches[d], *(_np(g) for g in G[:4]), **kw)
+                                          _np(W_hh), yn[:, :, cols], cache, *(_np(g) for g in G[:4]), **kw)
             for acc, g in zip(dstates, result[1:]):
                 acc.append(g)
         dstates = [torch.from_numpy(np.stack(g)) if ctx.needs_input_grad[3 + i] else None
@@ -160,9 +171,9 @@ def _run_layer(spec, x, states, weights):
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         y, *finals = _Layer.apply(spec, x, len(states), *states, *weights)
         return y, finals
-    with torch.no_grad():
+    with torch.no_grad():  # (recurrent dropout's masks apply in a training call without gradients too)
         y, finals, _ = _layer_forward(spec, x, states if any(s is not None for s in states) else None, weights,
-                                      training=False)
+                                      training=spec.rd is not None)
     return y, finals
 
 
@@ -286,9 +297,17 @@ class _Sequence(_Unscriptable):
     @torch.compiler.disable  # torch.compile runs the kernels eagerly, as a graph break, not traced through NumPy
     def _forward(self, input, hx, masks=None):
         """input: a tensor or PackedSequence; hx: None or a list of state tensors; masks: a training call's masks
-        (see _WeightDropOption). Returns (output, [finals])."""
+        (see _RegularizerOptions). Returns (output, [finals])."""
         if masks is not None and not self.training:
             raise ValueError("masks are for training calls: in eval mode no mask is drawn or applied")
+        if masks is not None:
+            if not hasattr(masks, "items"):
+                raise TypeError(f"masks must be a dict like module.masks, got {type(masks).__name__}")
+            for key, options in masks.items():
+                for option in (options if hasattr(options, "keys") else ()):
+                    if option not in ("weight_drop", "recurrent_dropout") or not getattr(self, option):
+                        raise ValueError(f"masks[{key!r}][{option!r}] is given, but this module draws no such "
+                                         f"mask ({option} is off)")
         states = [] if hx is None else list(hx)
         packed = isinstance(input, PackedSequence)
         _check_run(self, [("input", input.data if packed else input)]
@@ -336,7 +355,8 @@ class _Sequence(_Unscriptable):
         for layer in range(L):
             layer_states = [s[layer * D:(layer + 1) * D] for s in states]
             weights = self._drop_weights(layer, self._weights(layer, compute), masks, drawn)
-            x, fin = _run_layer(spec, x, layer_states, [w.contiguous() for w in weights])
+            rd = self._recurrent_masks(layer, N, widths[0], compute, masks, drawn, sorted_indices)
+            x, fin = _run_layer(spec.with_rd(rd), x, layer_states, [w.contiguous() for w in weights])
             for acc, f in zip(finals, fin):
                 acc.append(f)
             if self.dropout and self.training and layer < L - 1:
@@ -357,24 +377,57 @@ class _Sequence(_Unscriptable):
         return out, finals
 
 
-class _WeightDropOption:
-    """``weight_drop=p`` (issue 27; Merity et al. 2017's weight-drop, DropConnect on W_hh): in training, each call
-    draws per layer and direction a mask M of W_hh's shape (0 or 1/(1 − p)) from torch's generator, so that
-    ``torch.manual_seed`` reproduces it, and runs on M ⊙ W_hh; autograd gives W_hh the gradient M ⊙ (that of the
-    masked weights). ``module.masks`` holds the last training call's masks (``masks["l0"]["weight_drop"]``), and
-    ``forward(..., masks=...)`` takes them in that form. Eval mode uses W_hh itself. No parameter is added, so the
-    state_dict is torch.nn's."""
+class _RegularizerOptions:
+    """The regularizers torch.nn lacks (issue 27), as keywords; each draws its masks from torch's generator, so that
+    ``torch.manual_seed`` reproduces them, and none adds a parameter, so the state_dict is torch.nn's.
 
-    def __init__(self, *args, weight_drop=0.0, **kwargs):
+    ``weight_drop=p`` (Merity et al. 2017's weight-drop, DropConnect on W_hh): in training, each call draws per layer
+    and direction a mask M of W_hh's shape (0 or 1/(1 − p)) and runs on M ⊙ W_hh; autograd gives W_hh the gradient
+    M ⊙ (that of the masked weights). ``recurrent_dropout=p`` (Gal & Ghahramani 2016's variational dropout): each
+    call draws per layer and direction a mask m (N, P) of 0 or 1/(1 − p), the same at every step, and every
+    recurrent product reads m ⊙ h_{t−1} (the GRU's carry reads h itself); the kernels apply it. ``module.masks``
+    holds the last training call's masks (``masks["l0"]["weight_drop"]``, ``masks["l0"]["recurrent_dropout"]``), in
+    the caller's row order, and ``forward(..., masks=...)`` takes them in that form. Eval mode draws and applies
+    nothing."""
+
+    def __init__(self, *args, weight_drop=0.0, recurrent_dropout=0.0, **kwargs):
         from .layers import _probability
 
         p = _probability("weight_drop", weight_drop)
+        q = _probability("recurrent_dropout", recurrent_dropout)
         super().__init__(*args, **kwargs)
         self.weight_drop = p
+        self.recurrent_dropout = q
         self.masks = {}
 
     def extra_repr(self):
-        return super().extra_repr() + (f", weight_drop={self.weight_drop}" if self.weight_drop else "")
+        return super().extra_repr() + (f", weight_drop={self.weight_drop}" if self.weight_drop else "") + (
+            f", recurrent_dropout={self.recurrent_dropout}" if self.recurrent_dropout else "")
+
+    def _given_mask(self, masks, key, option, shape, dtype):
+        try:
+            M = masks[key][option]
+        except (KeyError, TypeError):
+            raise ValueError(f"masks must hold masks[{key!r}][{option!r}] (the form module.masks has)") from None
+        if not isinstance(M, torch.Tensor) or tuple(M.shape) != tuple(shape):
+            raise ValueError(f"masks[{key!r}][{option!r}] must be a tensor of shape {tuple(shape)}")
+        return M.to(dtype)
+
+    def _recurrent_masks(self, layer, N, P, dtype, masks, drawn, sorted_indices):
+        """Recurrent dropout's masks of one layer in a training call: a NumPy array (D, N, P) in the kernels' row
+        order (sorted by length for a PackedSequence), recorded in the caller's; None when off."""
+        if not (self.training and self.recurrent_dropout):
+            return None
+        p, out = self.recurrent_dropout, []
+        for d in range(2 if self.bidirectional else 1):
+            key = _cells.param_suffix(layer, d)[1:]
+            if masks is None:
+                m = torch.empty((N, P), dtype=dtype).bernoulli_(1 - p).div_(1 - p)
+            else:
+                m = self._given_mask(masks, key, "recurrent_dropout", (N, P), dtype)
+            drawn.setdefault(key, {})["recurrent_dropout"] = m
+            out.append(m if sorted_indices is None else m.index_select(0, sorted_indices))
+        return np.ascontiguousarray(torch.stack(out).detach().numpy())
 
     def _drop_weights(self, layer, weights, masks, drawn):
         """The layer's weights (per direction, torch's order) with W_hh masked in a training call."""
@@ -388,14 +441,7 @@ class _WeightDropOption:
             if masks is None:
                 M = torch.empty_like(w).bernoulli_(1 - self.weight_drop).div_(1 - self.weight_drop)
             else:
-                try:
-                    M = masks[key]["weight_drop"]
-                except (KeyError, TypeError):
-                    raise ValueError(f"masks must hold masks[{key!r}]['weight_drop'] (the form module.masks "
-                                     "has)") from None
-                if not isinstance(M, torch.Tensor) or tuple(M.shape) != tuple(w.shape):
-                    raise ValueError(f"masks[{key!r}]['weight_drop'] must be a tensor of shape {tuple(w.shape)}")
-                M = M.to(w.dtype)
+                M = self._given_mask(masks, key, "weight_drop", w.shape, w.dtype)
             drawn.setdefault(key, {})["weight_drop"] = M
             weights[d * per + 1] = w * M
         return weights
@@ -416,7 +462,7 @@ class _LinearBeforeResetOption:
         return super().extra_repr() + ("" if self.linear_before_reset else ", linear_before_reset=False")
 
 
-class LSTM(_WeightDropOption, _Sequence, nn.LSTM):
+class LSTM(_RegularizerOptions, _Sequence, nn.LSTM):
     """torch.nn.LSTM, run by pylstm's kernels: same arguments, parameters, initialisation and call."""
 
     _kind = _cells.LSTM
@@ -433,7 +479,7 @@ class LSTM(_WeightDropOption, _Sequence, nn.LSTM):
         return out, (h_n, c_n)
 
 
-class GRU(_LinearBeforeResetOption, _WeightDropOption, _Sequence, nn.GRU):
+class GRU(_LinearBeforeResetOption, _RegularizerOptions, _Sequence, nn.GRU):
     """torch.nn.GRU, run by pylstm's kernels. ``linear_before_reset=False`` (not in torch) is the original GRU,
     with the reset gate applied to h before the recurrent product (the ONNX and Keras ``reset_after=False`` form)."""
 
@@ -445,7 +491,7 @@ class GRU(_LinearBeforeResetOption, _WeightDropOption, _Sequence, nn.GRU):
         return out, h_n
 
 
-class RNN(_WeightDropOption, _Sequence, nn.RNN):
+class RNN(_RegularizerOptions, _Sequence, nn.RNN):
     """torch.nn.RNN (tanh or relu), run by pylstm's kernels."""
 
     _kind = _cells.RNN

@@ -330,10 +330,11 @@ def test_task_resume_refuses_other_options(tmp_path, monkeypatch):
         cli.main(TASK + ["--out", str(tmp_path), "--resume", "--length", "25"])
 
 
-def test_weight_drop_resumes_bit_for_bit_and_is_part_of_the_run(tmp_path, corpus, monkeypatch, capsys):
-    """pylstm train --weight-drop: its masks' stream is saved with the run, so an interrupted run resumes to the
-    same weights; a resume with another --weight-drop is refused."""
-    S, more = 30, ("--weight-drop", "0.3")
+@pytest.mark.parametrize("flag", ["--weight-drop", "--recurrent-dropout"])
+def test_a_regularizer_resumes_bit_for_bit_and_is_part_of_the_run(tmp_path, corpus, monkeypatch, capsys, flag):
+    """pylstm train --weight-drop / --recurrent-dropout: the masks' stream is saved with the run, so an interrupted
+    run resumes to the same weights; a resume with another value is refused."""
+    S, more = 30, (flag, "0.3")
     assert cli.main(train_args(corpus, tmp_path / "straight", S, *more)) == 0
     want = final_state(tmp_path / "straight" / "lstm.npz")
     assert cli.main(train_args(corpus, tmp_path / "plain", S)) == 0
@@ -347,6 +348,6 @@ def test_weight_drop_resumes_bit_for_bit_and_is_part_of_the_run(tmp_path, corpus
     got = final_state(out / "lstm.npz")
     assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
     with pytest.raises(SystemExit):
-        cli.main(train_args(corpus, out, S + 10, "--resume", "--weight-drop", "0.5"))
+        cli.main(train_args(corpus, out, S + 10, "--resume", flag, "0.5"))
     with pytest.raises(SystemExit):
-        cli.main(train_args(corpus, tmp_path / "bad", S, "--weight-drop", "1.5"))
+        cli.main(train_args(corpus, tmp_path / "bad", S, flag, "1.5"))

@@ -73,3 +73,108 @@ def test_trains_in_a_plain_torch_loop():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+# ---- recurrent dropout ----
+
+@pytest.mark.parametrize("name", KINDS)
+def test_recurrent_dropout_masks_follow_torchs_generator_and_equal_the_numpy_api(name):
+    import numpy as np
+
+    import pylstm
+
+    torch.manual_seed(0)
+    m = KINDS[name](3, 5, num_layers=2, bidirectional=True, recurrent_dropout=0.4, weight_drop=0.2,
+                    dtype=torch.float64)
+    x = torch.randn(4, 6, 3, dtype=torch.float64)
+    torch.manual_seed(1)
+    out1, _ = m(x)
+    masks = m.masks
+    assert sorted(masks) == ["l0", "l0_reverse", "l1", "l1_reverse"]
+    assert tuple(masks["l1_reverse"]["recurrent_dropout"].shape) == (6, 5)
+    values = torch.unique(masks["l0"]["recurrent_dropout"]).tolist()
+    assert len(values) == 2 and values[0] == 0 and values[1] == pytest.approx(1 / 0.6)
+    torch.manual_seed(1)
+    assert torch.equal(m(x)[0], out1)  # torch.manual_seed reproduces the masks
+    assert torch.equal(m(x, masks=masks)[0], out1)
+    # the NumPy API's module with the same weights and masks gives the same output and gradients
+    npm = getattr(pylstm, name)(3, 5, num_layers=2, bidirectional=True, recurrent_dropout=0.4, weight_drop=0.2,
+                                dtype="float64")
+    npm.load_state_dict({k: v.detach().numpy() for k, v in m.state_dict().items()})
+    np_masks = {k: {o: v.numpy() for o, v in d.items()} for k, d in masks.items()}
+    y, _ = npm(x.numpy(), masks=np_masks)
+    np.testing.assert_allclose(out1.detach().numpy(), y, rtol=1e-12, atol=1e-13)
+    assert "recurrent_dropout=0.4" in repr(m)
+    with pytest.raises(ValueError, match="zoneout"):
+        m(x, masks={"l0": {"zoneout": masks["l0"]["recurrent_dropout"]}})
+    with pytest.raises(ValueError, match=r"must be a tensor of shape \(6, 5\)"):
+        m(x, masks={**masks, "l0": {**masks["l0"], "recurrent_dropout": torch.ones(2, 5)}})
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_recurrent_dropout_gradcheck_with_the_masks_fixed(name):
+    torch.manual_seed(2)
+    m = KINDS[name](2, 3, num_layers=2, bidirectional=True, recurrent_dropout=0.5, dtype=torch.float64)
+    x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    hx = (h0, torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)) if name == "LSTM" else h0
+    m(x, hx)
+    masks = m.masks
+    assert (masks["l0"]["recurrent_dropout"] == 0).any()
+    params = dict(m.named_parameters())
+    names = list(params)
+
+    def f(x, h0, *ps):
+        state = (h0, hx[1]) if name == "LSTM" else h0
+        out, _ = torch.func.functional_call(m, dict(zip(names, ps)), (x, state), {"masks": masks})
+        return out
+
+    assert torch.autograd.gradcheck(f, (x, h0, *[p.detach().clone().requires_grad_() for p in params.values()]),
+                                    eps=1e-6, atol=1e-6)
+
+
+def test_recurrent_dropout_with_a_packed_sequence_keeps_the_callers_row_order():
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(4)
+    m = pt.GRU(3, 4, recurrent_dropout=0.5, dtype=torch.float64)
+    x = torch.randn(5, 3, 3, dtype=torch.float64)
+    lengths = [2, 5, 3]
+    m(pack_padded_sequence(x, lengths, enforce_sorted=False))
+    masks = m.masks
+    out, _ = m(pack_padded_sequence(x, lengths, enforce_sorted=False), masks=masks)
+    from torch.nn.utils.rnn import pad_packed_sequence
+    padded, _ = pad_packed_sequence(out)
+    for n, length in enumerate(lengths):
+        row = {"l0": {"recurrent_dropout": masks["l0"]["recurrent_dropout"][n:n + 1]}}
+        alone, _ = m(x[:length, n:n + 1], masks=row)
+        torch.testing.assert_close(padded[:length, n:n + 1], alone, rtol=1e-12, atol=1e-13)
+
+
+def test_recurrent_dropout_trains_in_a_plain_torch_loop_and_loads_into_torch_nn():
+    torch.manual_seed(3)
+    lstm = pt.LSTM(1, 16, batch_first=True, recurrent_dropout=0.25)
+    head = torch.nn.Linear(16, 1)
+    opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-2)
+    t = torch.linspace(0, 12, 40)
+    x = torch.sin(t)[None, :-1, None].repeat(8, 1, 1)
+    y = torch.sin(t)[None, 1:, None].repeat(8, 1, 1)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        out, _ = lstm(x)
+        loss = torch.nn.functional.mse_loss(head(out), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+    plain = torch.nn.LSTM(1, 16, batch_first=True)
+    plain.load_state_dict(lstm.state_dict())
+    lstm.eval()
+    torch.testing.assert_close(plain(x)[0], lstm(x)[0], rtol=1e-5, atol=1e-6)  # eval: the plain model
+    with torch.no_grad():  # a training call without gradients still applies the masks
+        lstm.train()
+        a, _ = lstm(x)
+        masks = lstm.masks
+    b, _ = lstm(x, masks=masks)
+    torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)

@@ -63,6 +63,10 @@ def build_parser():
     t.add_argument("--weight-drop", type=_probability, default=0.0, metavar="P",
                    help="weight-drop on the recurrent weights W_hh, DropConnect (Merity et al. 2017): each training "
                    "step runs on a mask of W_hh that keeps each weight with probability 1 - P")
+    t.add_argument("--recurrent-dropout", type=_probability, default=0.0, metavar="P",
+                   help="recurrent (variational) dropout (Gal & Ghahramani 2016): each training step draws one mask "
+                   "per stream that keeps each unit of h with probability 1 - P where it enters the recurrent "
+                   "product, the same at every time step")
     quantize_option(t)
     seed_and_out(t)
     s = command("sample", "generate text from a `pylstm train` checkpoint",

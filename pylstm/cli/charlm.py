@@ -130,7 +130,6 @@ def train(args):
     H0 = _unigram_entropy(train_ids, V)
     print(f"corpus: {source}: {len(text):,} characters, vocabulary {V}; unigram entropy {H0:.3f} nats/char")
     rnn, head = _model(args.cell, V, args.hidden, args.layers, args.seed)
-    rnn.weight_drop = args.weight_drop
     opt = optim.Adam([rnn, head], lr=args.lr)
     eye = np.eye(V, dtype=np.float32)
     # N streams over the training text; truncated BPTT: each chunk starts from the state the previous one ended in.
@@ -143,9 +142,11 @@ def train(args):
     config = dict(cell=args.cell, hidden=args.hidden, layers=args.layers, seq_len=T, batch=N,
                   data=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16])
     generators = {"main": rng, "dropout": rnn._dropout_rng}
-    if args.weight_drop:  # (only then, so that earlier checkpoints resume as they were written)
-        config["weight_drop"] = args.weight_drop
-        generators["weight_drop"] = rnn._weight_drop_rng
+    for option in rnn._REGULARIZERS:  # --weight-drop, --recurrent-dropout
+        setattr(rnn, option, getattr(args, option))
+        if getattr(args, option):  # (only then, so that earlier checkpoints resume as they were written)
+            config[option] = getattr(args, option)
+            generators[option] = getattr(rnn, f"_{option}_rng")
     history = {"step": [], "train": [], "val_step": [], "val": []}
     ema, start, saved_step = None, 1, 0
     if args.resume:
