@@ -98,6 +98,21 @@ struct RecurrentDropout {
   Real* masked;
 };
 
+// Zoneout of one layer direction (Krueger et al. 2016): each unit keeps its previous state with probability z,
+//   c_t = d_c ⊙ c_{t−1} + (1 − d_c) ⊙ c̃_t,   h_t = d_h ⊙ h_{t−1} + (1 − d_h) ⊙ h̃_t,
+// where c̃_t, h̃_t are the plain cell's new state (the GRU has h only). The layer outputs the zoned h_t and carries
+// both states.
+//   keep_c, keep_h  [T][N][H]  training: d, 0 or 1 per step (time order), row and unit; nullptr in inference
+//   z_c, z_h                   inference: the masks' expectation, used where the arrays are nullptr
+// Everything nullptr and 0: off, the plain cell. Fused loops only; not with a projection or peepholes.
+template <typename Real>
+struct Zoneout {
+  const Real* keep_c;
+  const Real* keep_h;
+  Real z_c, z_h;
+  bool on() const { return keep_c || keep_h || z_c != Real(0) || z_h != Real(0); }
+};
+
 }  // namespace pylstm
 
 namespace pylstm {

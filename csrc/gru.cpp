@@ -51,13 +51,14 @@ index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H
 template <typename Real>
 void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, Real* y, index_t ldy,
                  Real* h_n, Real* cache, Real* work, bool linear_before_reset, Run run,
-                 const RecurrentDropout<Real>& rd) {
+                 const RecurrentDropout<Real>& rd, const Zoneout<Real>& zone) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh;
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
   detail::check_recurrent_dropout(rd, cache != nullptr);
+  detail::check_zoneout(zone, cache != nullptr, 1, false);
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
   const Real* h0_product = detail::mask_initial_state(rd, h0, T, N, H, batch_sizes != nullptr);
@@ -86,6 +87,7 @@ void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.parts = get_num_threads(), F.reverse = reverse;
     F.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore;
     F.batch_sizes = batch_sizes, F.h0_product = h0_product, F.rmask = rd.mask, F.rmasked = rd.masked;
+    F.zone = zone;
     const auto run = kernels().of<Real>().one_state_loop;
     parallel_steps([&F, run](int tid, int nt) { run(F, tid, nt); }, 2.0 * N * GH * (H + I));
     detail::final_rows(h_n, H, y, ldy, batch_sizes, T, N, reverse);
@@ -123,7 +125,7 @@ void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
 template <typename Real>
 void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
                   const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* cache, Real* work, bool linear_before_reset,
-                  Run run, const RecurrentDropout<Real>& rd) {
+                  Run run, const RecurrentDropout<Real>& rd, const Zoneout<Real>& zone) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh;
   Real *dW_ih = g.dW_ih, *dW_hh = g.dW_hh, *db_ih = g.db_ih, *db_hh = g.db_hh;
@@ -133,6 +135,7 @@ void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
   detail::check_recurrent_dropout(rd, true);
+  detail::check_zoneout(zone, true, 1, false);
   blas_int(T * N, "T*N");
   const auto& K = kernels().of<Real>();
   // The states as the forward's products read them: y and h0, or under recurrent dropout the masked ones it
@@ -162,6 +165,7 @@ void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
     B.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore;
     B.batch_sizes = batch_sizes;
     B.rmask = rd.mask, B.ym = rd.masked, B.hm0 = rd.mask ? rd.masked + T * N * H : nullptr, B.dhr = dg;
+    B.zone = zone;
     const auto run = kernels().of<Real>().one_state_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * H);
   }
@@ -206,10 +210,11 @@ void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
 
 #define PYLSTM_INSTANTIATE(Real)                                                                                \
   template void gru_forward<Real>(const Dims&, const Weights<Real>&, const Real*, const Real*, Real*, index_t, \
-                                  Real*, Real*, Real*, bool, Run, const RecurrentDropout<Real>&);             \
+                                  Real*, Real*, Real*, bool, Run, const RecurrentDropout<Real>&,              \
+                                  const Zoneout<Real>&);                                                      \
   template void gru_backward<Real>(const Dims&, const Weights<Real>&, const Grads<Real>&, const Recorded<Real>&,  \
                                    const OutputGrads<Real>&, Real*, Real*, Real*, Real*, bool, Run,              \
-                                   const RecurrentDropout<Real>&);
+                                   const RecurrentDropout<Real>&, const Zoneout<Real>&);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

@@ -33,13 +33,13 @@ index_t gru_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H
 template <typename Real>
 void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, Real* y, index_t ldy,
                  Real* h_n, Real* cache, Real* work, bool linear_before_reset, Run run,
-                 const RecurrentDropout<Real>& rd = {});
+                 const RecurrentDropout<Real>& rd = {}, const Zoneout<Real>& zone = {});
 
 // As lstm_backward, for the GRU: dx accumulated, dh0 overwritten, dW_* and db_* accumulated, cache consumed;
 // dy and dh_n may be nullptr (zeros). b_hh is needed by neither form's backward, so it is not an argument.
 template <typename Real>
 void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
                   const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* cache, Real* work, bool linear_before_reset,
-                  Run run, const RecurrentDropout<Real>& rd = {});
+                  Run run, const RecurrentDropout<Real>& rd = {}, const Zoneout<Real>& zone = {});
 
 }  // namespace pylstm

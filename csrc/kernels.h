@@ -72,8 +72,10 @@ struct FusedLstmT {
   bool prepacked;    // `packed` already holds this call's weights (lstm_pack or an earlier call): skip packing
   bool prefetch;     // single-row products prefetch the weights (they come from L3: detail::weights_beyond_l2)
   // Recurrent dropout (RecurrentDropout, common.h): rmask [N][P]; each step writes rmask ⊙ h_t into rmasked
-  // [T][N][P] and the next step's product reads it (h0 then points at rmask ⊙ h0). nullptr: off.
-  const Real* rmask; Real* rmasked;
+  // [T][N][P] and the next step's product reads it; h0_product is what the first products read (h0, or rmask ⊙ h0).
+  // nullptr: off.
+  const Real* rmask; Real* rmasked; const Real* h0_product;
+  Zoneout<Real> zone;  // zoneout (common.h; not with a projection or peepholes), off when !zone.on()
 };
 using FusedLstm = FusedLstmT<float>;
 
@@ -100,6 +102,10 @@ struct FusedLstmBackwardT {
   const Real* peep;  // peephole weights [3][H], or nullptr (then dpeep is unused); never with a projection
   Real* dpeep;       // [3][H] accumulated: each thread adds its own units' columns
   const Real* rmask; // recurrent dropout's mask [N][P]: dh_{t-1} = rmask ⊙ (da_t W_hh); nullptr: off
+  // Zoneout's masks (zone.keep_c, keep_h [T][N][H]; off when !zone.on()): the element-wise pass takes (1 − d) of
+  // dh_t and dc_t, and the kept parts d ⊙ dh_t (parked in dkeep [N][H] until the product has written dh_{t-1}) and
+  // d ⊙ dc_t go straight to step t−1.
+  Zoneout<Real> zone; Real* dkeep;
   index_t T, N, H, P;
   int parts;
   bool reverse;
@@ -151,6 +157,7 @@ struct FusedSingleT {
   // unmasked h. rmask nullptr: off, and h0_product is h0.
   const Real* h0_product;
   const Real* rmask; Real* rmasked;
+  Zoneout<Real> zone;  // zoneout of h (the GRU's only; zone.keep_c nullptr), off when !zone.on()
 };
 
 // The fused backward of the GRU (both forms) and the RNN: see isa/single_fused.inc.
@@ -169,6 +176,7 @@ struct FusedSingleBackwardT {
   // [N][H] (scratch) before adding it to its carry's; the original form's r gradient reads the masked states ym
   // [T][N][H] and hm0 [N][H] (rmask ⊙ h0, or zeros). rmask nullptr: off.
   const Real* rmask; const Real* ym; const Real* hm0; Real* dhr;
+  Zoneout<Real> zone;  // the GRU's zoneout masks (zone.keep_h [T][N][H]): d ⊙ dh_t goes straight to dh_{t−1}
   index_t T, N, H;
   int parts;
   bool reverse;

@@ -96,7 +96,7 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
       float* cl = c + l * N * H;
       detail::FusedLstmT<float> F{};
       F.y = h, F.ldy = H, F.c_state = cl, F.gates = work, F.packed = align64(const_cast<float*>(packed[l]));
-      F.x = l == 0 ? x : h_new + (l - 1) * N * H, F.h0 = h_prev + l * N * H, F.c0 = cl;
+      F.x = l == 0 ? x : h_new + (l - 1) * N * H, F.h0 = F.h0_product = h_prev + l * N * H, F.c0 = cl;
       F.T = 1, F.N = N, F.I = l == 0 ? I0 : H, F.H = H, F.P = H, F.block = 1, F.parts = parts;
       F.prepacked = true, F.prefetch = prefetch;
       run(F, tid, nt);
@@ -107,7 +107,7 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 template <typename Real>
 void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, const Real* c0, Real* y,
                   index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, Run run, LstmPacked* packed_keep,
-                  const RecurrentDropout<Real>& rd) {
+                  const RecurrentDropout<Real>& rd, const Zoneout<Real>& zone) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H, P = d.P, GH = kLstmGates * H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh, *W_hr = w.W_hr, *peep = w.peep;
   const bool reverse = run.reverse;
@@ -116,6 +116,7 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
   if (packed_keep && W_hr) throw std::invalid_argument("packed weights are kept for LSTMs without projection only");
   if (peep && W_hr) throw std::invalid_argument("peepholes and a projection cannot be combined");
   detail::check_recurrent_dropout(rd, cache != nullptr);
+  detail::check_zoneout(zone, cache != nullptr, 2, W_hr || peep);
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, P, batch_sizes, T, N);
   const Real* h0_read = detail::mask_initial_state(rd, h0, T, N, P, batch_sizes != nullptr);  // what the products read
@@ -156,8 +157,8 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
     }
     detail::FusedLstmT<Real> F{};
     F.y = y, F.ldy = ldy, F.c_state = c_n, F.gates = gates, F.cs = cs, F.tcs = tcs, F.packed = packed;
-    F.x = x, F.h0 = h0_read, F.c0 = c_prev, F.W_ih = W_ih, F.W_hh = W_hh, F.bias = bias, F.W_hr = W_hr;
-    F.rmask = rd.mask, F.rmasked = rd.masked;
+    F.x = x, F.h0 = h0, F.c0 = c_prev, F.W_ih = W_ih, F.W_hh = W_hh, F.bias = bias, F.W_hr = W_hr;
+    F.rmask = rd.mask, F.rmasked = rd.masked, F.h0_product = h0_read, F.zone = zone;
     F.m = W_hr ? m : nullptr, F.T = T, F.N = N, F.I = I, F.H = H, F.P = P, F.block = block;
     F.parts = get_num_threads(), F.reverse = reverse, F.prepacked = prepacked, F.batch_sizes = batch_sizes;
     F.peep = peep;
@@ -197,7 +198,7 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
 template <typename Real>
 void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
                    const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* dc0, Real* cache, Real* work, Run run,
-                   const RecurrentDropout<Real>& rd) {
+                   const RecurrentDropout<Real>& rd, const Zoneout<Real>& zone) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H, P = d.P, GH = kLstmGates * H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *W_hr = w.W_hr, *peep = w.peep;
   Real *dW_ih = g.dW_ih, *dW_hh = g.dW_hh, *db_ih = g.db_ih, *db_hh = g.db_hh, *dW_hr = g.dW_hr, *dpeep = g.dpeep;
@@ -208,6 +209,7 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
   detail::check_recurrent_dropout(rd, true);
+  detail::check_zoneout(zone, true, 2, W_hr || peep);
   if (peep && (W_hr || !dpeep)) throw std::invalid_argument("peepholes need dpeep and no projection");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   Real* da = cache;                              // [T][N][GH] gates in, pre-activation gradients out
@@ -235,6 +237,7 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.W_hr = W_hr, B.dm = dm, B.zeros = zeros;
     B.T = T, B.N = N, B.H = H, B.P = P, B.parts = get_num_threads(), B.reverse = reverse;
     B.batch_sizes = batch_sizes, B.peep = peep, B.dpeep = dpeep, B.rmask = rd.mask;
+    B.zone = zone, B.dkeep = dm;  // (zoneout comes without a projection, whose dm this is)
     const auto run = kernels().of<Real>().lstm_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * P);
   }
@@ -281,10 +284,10 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
                                               Real*, index_t, index_t);                                       \
   template void lstm_forward<Real>(const Dims&, const Weights<Real>&, const Real*, const Real*, const Real*, Real*,  \
                                    index_t, Real*, Real*, Real*, Real*, Run, LstmPacked*,                          \
-                                   const RecurrentDropout<Real>&);                                                 \
+                                   const RecurrentDropout<Real>&, const Zoneout<Real>&);                           \
   template void lstm_backward<Real>(const Dims&, const Weights<Real>&, const Grads<Real>&, const Recorded<Real>&,    \
                                     const OutputGrads<Real>&, Real*, Real*, Real*, Real*, Real*, Run,             \
-                                    const RecurrentDropout<Real>&);
+                                    const RecurrentDropout<Real>&, const Zoneout<Real>&);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

@@ -109,10 +109,12 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 //            paths leave it alone
 //   rd       recurrent dropout (common.h), training only; its mask multiplies h_{t-1} (the projected h with a
 //            projection) where it enters the recurrent product; peepholes read the unmasked c
+//   zone     zoneout (common.h): masks in training, their expectation in inference; the cache then keeps the zoned
+//            c_t and tanh(c̃_t) of the unzoned one. Recurrent dropout masks the zoned h_t.
 template <typename Real>
 void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, const Real* c0, Real* y,
                   index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, Run run, LstmPacked* packed = nullptr,
-                  const RecurrentDropout<Real>& rd = {});
+                  const RecurrentDropout<Real>& rd = {}, const Zoneout<Real>& zone = {});
 
 // Backpropagates through the T steps of one lstm_forward(training) call, given the gradients of its outputs.
 //   d, w        as given to the forward (w.b_ih and w.b_hh are not read)
@@ -124,10 +126,10 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
 //   dh0 [N][P], dc0 [N][H]  overwritten with ∂L/∂h0, ∂L/∂c0 (the loop keeps its running ∂L/∂h_t, ∂L/∂c_t there)
 //   cache       consumed: the forward's cache, overwritten with the gates' pre-activation gradients
 //   work        [lstm_workspace_size(Backward, T, N, I, H, P)]
-//   run, rd     as given to the forward (rd.masked as the forward filled it)
+//   run, rd, zone  as given to the forward (rd.masked as the forward filled it)
 template <typename Real>
 void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
                    const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* dc0, Real* cache, Real* work, Run run,
-                   const RecurrentDropout<Real>& rd = {});
+                   const RecurrentDropout<Real>& rd = {}, const Zoneout<Real>& zone = {});
 
 }  // namespace pylstm

@@ -59,13 +59,15 @@ void rnn_pointwise_backward(Real* da, const Real* dh, const Real* dy, index_t ld
 
 template <typename Real>
 void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, Real* y, index_t ldy,
-                 Real* h_n, Real* cache, Real* work, Nonlinearity nl, Run run, const RecurrentDropout<Real>& rd) {
+                 Real* h_n, Real* cache, Real* work, Nonlinearity nl, Run run, const RecurrentDropout<Real>& rd,
+                 const Zoneout<Real>& zone) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh;
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
   detail::check_recurrent_dropout(rd, cache != nullptr);
+  if (zone.on()) throw std::invalid_argument("zoneout is an option of the LSTM and the GRU, not the RNN");
   blas_int(T * N, "T*N");  // the largest BLAS size of the call: refuse it before any work
   if (batch_sizes) detail::zero_padding_rows(y, ldy, H, batch_sizes, T, N);
   const Real* h0_product = detail::mask_initial_state(rd, h0, T, N, H, batch_sizes != nullptr);
@@ -108,7 +110,7 @@ void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
 template <typename Real>
 void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
                   const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* cache, Real* work, Nonlinearity nl,
-                  Run run, const RecurrentDropout<Real>& rd) {
+                  Run run, const RecurrentDropout<Real>& rd, const Zoneout<Real>& zone) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh;
   Real *dW_ih = g.dW_ih, *dW_hh = g.dW_hh, *db_ih = g.db_ih, *db_hh = g.db_hh;
@@ -118,6 +120,7 @@ void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
   detail::check_recurrent_dropout(rd, true);
+  if (zone.on()) throw std::invalid_argument("zoneout is an option of the LSTM and the GRU, not the RNN");
   blas_int(T * N, "T*N");
   Real* da = cache;           // [T][N][H] pre-activation gradients
   RnnWork<Real> ws;
@@ -163,10 +166,11 @@ void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
   template void rnn_pointwise_backward<Real>(Real*, const Real*, const Real*, index_t, const Real*, index_t,      \
                                              index_t, index_t, Nonlinearity);                                    \
   template void rnn_forward<Real>(const Dims&, const Weights<Real>&, const Real*, const Real*, Real*, index_t, \
-                                  Real*, Real*, Real*, Nonlinearity, Run, const RecurrentDropout<Real>&);            \
+                                  Real*, Real*, Real*, Nonlinearity, Run, const RecurrentDropout<Real>&,             \
+                                  const Zoneout<Real>&);                                                             \
   template void rnn_backward<Real>(const Dims&, const Weights<Real>&, const Grads<Real>&, const Recorded<Real>&,  \
                                    const OutputGrads<Real>&, Real*, Real*, Real*, Real*, Nonlinearity, Run,         \
-                                   const RecurrentDropout<Real>&);
+                                   const RecurrentDropout<Real>&, const Zoneout<Real>&);
 PYLSTM_INSTANTIATE(float)
 PYLSTM_INSTANTIATE(double)
 #undef PYLSTM_INSTANTIATE

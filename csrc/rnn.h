@@ -36,13 +36,14 @@ void rnn_pointwise_backward(Real* da, const Real* dh, const Real* dy, index_t ld
 template <typename Real>
 void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, Real* y, index_t ldy,
                  Real* h_n, Real* cache, Real* work, Nonlinearity nl, Run run,
-                 const RecurrentDropout<Real>& rd = {});
+                 const RecurrentDropout<Real>& rd = {}, const Zoneout<Real>& zone = {});
 
+// (zone: the RNN has no zoneout; anything but off is refused.)
 // As lstm_backward, without the cell state: dx accumulated, dh0 overwritten, dW_* and db_* accumulated,
 // cache consumed; dy [T][N][lddy] and dh_n [N][H] may be nullptr (zeros).
 template <typename Real>
 void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
                   const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* cache, Real* work, Nonlinearity nl,
-                  Run run, const RecurrentDropout<Real>& rd = {});
+                  Run run, const RecurrentDropout<Real>& rd = {}, const Zoneout<Real>& zone = {});
 
 }  // namespace pylstm

@@ -21,34 +21,38 @@ def lstm_forward(
     x: Array, h0: Opt, c0: Opt, W_ih: Array, W_hh: Array, b_ih: Opt, b_hh: Opt, *, W_hr: Opt = None,
     reverse: bool = False, training: bool = True, y: Opt = None, packed: Optional[PackedLstm] = None,
     batch_sizes: Lengths = None, peep: Opt = None, rd_mask: Opt = None, rd_masked: Opt = None,
+    zone_keep_c: Opt = None, zone_keep_h: Opt = None, zone_c: float = 0.0, zone_h: float = 0.0,
 ) -> Tuple[Array, Array, Array, Opt]: ...
 def lstm_backward(
     dy: Opt, dh_n: Opt, dc_n: Opt, x: Array, h0: Opt, c0: Opt, W_ih: Array, W_hh: Array, y: Array, cache: Array,
     dW_ih: Opt, dW_hh: Opt, db_ih: Opt, db_hh: Opt, *, W_hr: Opt = None, dW_hr: Opt = None,
     reverse: bool = False, dx: Opt = None, input_grad: bool = True, batch_sizes: Lengths = None, peep: Opt = None,
-    dpeep: Opt = None, rd_mask: Opt = None, rd_masked: Opt = None,
+    dpeep: Opt = None, rd_mask: Opt = None, rd_masked: Opt = None, zone_keep_c: Opt = None,
+    zone_keep_h: Opt = None,
 ) -> Tuple[Optional[Array], Array, Array]: ...
 def lstm_pack(packed: PackedLstm, W_ih: Array, W_hh: Array, b_ih: Opt, b_hh: Opt) -> None: ...
 def lstm_stream_step(x: Array, h_prev: Array, h_new: Array, c: Array, packs: Sequence[PackedLstm]) -> None: ...
 def gru_forward(
     x: Array, h0: Opt, W_ih: Array, W_hh: Array, b_ih: Opt, b_hh: Opt, *, linear_before_reset: bool = True,
     reverse: bool = False, training: bool = True, y: Opt = None, batch_sizes: Lengths = None, rd_mask: Opt = None,
-    rd_masked: Opt = None,
+    rd_masked: Opt = None, zone_keep_h: Opt = None, zone_h: float = 0.0,
 ) -> Tuple[Array, Array, Opt]: ...
 def gru_backward(
     dy: Opt, dh_n: Opt, x: Array, h0: Opt, W_ih: Array, W_hh: Array, y: Array, cache: Array, dW_ih: Opt,
     dW_hh: Opt, db_ih: Opt, db_hh: Opt, *, linear_before_reset: bool = True, reverse: bool = False, dx: Opt = None,
     input_grad: bool = True, batch_sizes: Lengths = None, rd_mask: Opt = None, rd_masked: Opt = None,
+    zone_keep_h: Opt = None,
 ) -> Tuple[Optional[Array], Array]: ...
 def rnn_forward(
     x: Array, h0: Opt, W_ih: Array, W_hh: Array, b_ih: Opt, b_hh: Opt, *, nonlinearity: str = "tanh",
     reverse: bool = False, training: bool = True, y: Opt = None, batch_sizes: Lengths = None, rd_mask: Opt = None,
-    rd_masked: Opt = None,
+    rd_masked: Opt = None, zone_keep_h: Opt = None, zone_h: float = 0.0,
 ) -> Tuple[Array, Array, Opt]: ...
 def rnn_backward(
     dy: Opt, dh_n: Opt, x: Array, h0: Opt, W_ih: Array, W_hh: Array, y: Array, cache: Array, dW_ih: Opt,
     dW_hh: Opt, db_ih: Opt, db_hh: Opt, *, nonlinearity: str = "tanh", reverse: bool = False, dx: Opt = None,
     input_grad: bool = True, batch_sizes: Lengths = None, rd_mask: Opt = None, rd_masked: Opt = None,
+    zone_keep_h: Opt = None,
 ) -> Tuple[Optional[Array], Array]: ...
 def lstm_cache_size(T: int, N: int, H: int) -> int: ...
 def gru_cache_size(T: int, N: int, H: int) -> int: ...

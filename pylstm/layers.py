@@ -51,7 +51,7 @@ class _Recurrent(_Module):
         return self._kind.states
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, weight_drop=0.0, recurrent_dropout=0.0, dtype="float32",
+                 bidirectional=False, weight_drop=0.0, recurrent_dropout=0.0, zoneout=0.0, dtype="float32",
                  seed=None):
         self.input_size = _size("input_size", input_size)
         self.hidden_size = _size("hidden_size", hidden_size)
@@ -66,6 +66,7 @@ class _Recurrent(_Module):
         self.dropout = float(dropout)
         self.weight_drop = _probability("weight_drop", weight_drop)
         self.recurrent_dropout = _probability("recurrent_dropout", recurrent_dropout)
+        self.zoneout = zoneout
         self.masks = {}  # the masks of the last training call: masks["l0"]["weight_drop"], ... (see forward)
         self._cache = None
         self._packs = {}  # id(W_hh) -> [PackedLstm, the parameter version it holds or None] (fused LSTM only)
@@ -76,6 +77,7 @@ class _Recurrent(_Module):
         # Each regularizer's masks come from a stream of their own, so that one option does not change another's.
         self._weight_drop_rng = np.random.default_rng(None if seed is None else [seed, 2])
         self._recurrent_dropout_rng = np.random.default_rng(None if seed is None else [seed, 3])
+        self._zoneout_rng = np.random.default_rng(None if seed is None else [seed, 4])
         self._transient_weights = False  # True while a call runs on weights that are not the parameters
 
     def _forget(self):
@@ -160,7 +162,50 @@ class _Recurrent(_Module):
             raise ValueError(f"masks[{key!r}][{option!r}] must have shape {shape}, got {value.shape}")
         return value
 
-    _REGULARIZERS = ("weight_drop", "recurrent_dropout")  # the options whose masks module.masks holds
+    _REGULARIZERS = ("weight_drop", "recurrent_dropout", "zoneout")  # the options that draw masks
+    # module.masks' keys per layer direction, and the option each belongs to
+    _MASKS = {"weight_drop": "weight_drop", "recurrent_dropout": "recurrent_dropout", "zoneout_c": "zoneout",
+              "zoneout_h": "zoneout"}
+
+    @property
+    def zoneout(self):
+        """Zoneout's probability z, or (z_c, z_h) for an LSTM whose two differ (0: off)."""
+        z_c, z_h = self._zone
+        return z_h if z_c == z_h or len(self._kind.states) == 1 else (z_c, z_h)
+
+    @zoneout.setter
+    def zoneout(self, value):
+        self._zone = self._zoneout_option(value)  # (z_c, z_h); z_c 0 for the GRU
+
+    def _zoneout_option(self, value):
+        """zoneout=z (both states) or (z_c, z_h) for the LSTM, z for the GRU; the RNN has none. Returns the pair
+        (z_c, z_h), z_c 0 for the GRU."""
+        states = self._kind.states
+        if isinstance(value, (tuple, list)):
+            if len(states) == 1 or len(value) != 2:
+                raise TypeError(f"zoneout must be a number{' or a pair (z_c, z_h)' if len(states) == 2 else ''}, "
+                                f"got {value!r}")
+            pair = (_probability("zoneout", value[0]), _probability("zoneout", value[1]))
+        else:
+            z = _probability("zoneout", value)
+            pair = (z if len(states) == 2 else 0.0, z)
+        if any(pair) and self._kind.name == "rnn":
+            raise ValueError("zoneout is an option of pylstm.LSTM and pylstm.GRU (the issue's cells with a state "
+                             "to keep); the RNN has recurrent_dropout and weight_drop")
+        return pair
+
+    @property
+    def _zoneout_on(self):
+        return any(self._zone)
+
+    def _zone_kwargs(self, zone=None):
+        """The kernels' zoneout keywords: the masks (zone_c, zone_h) of a training call, or the expectation."""
+        if not self._zoneout_on:
+            return {}
+        lstm = len(self._kind.states) == 2
+        if zone is None:
+            return dict(zone_c=self._zone[0], zone_h=self._zone[1]) if lstm else dict(zone_h=self._zone[1])
+        return dict(zone_keep_c=zone[0], zone_keep_h=zone[1]) if lstm else dict(zone_keep_h=zone[1])
 
     def _draw_masks(self, layer, d, W, N, masks, record):
         """The regularizers' masks of one layer direction for a training call of N rows, and its weights with them
@@ -185,6 +230,24 @@ class _Recurrent(_Module):
                             draw(self.recurrent_dropout, self._recurrent_dropout_rng))
             record.setdefault(key, {})["recurrent_dropout"] = rd.copy()
         return W, drop, rd
+
+    def _draw_zoneout(self, layer, d, T, N, masks, record):
+        """Zoneout's masks (d_c, d_h) of one layer direction for a training call, (T, N, H) each (1: keep the
+        previous state, with probability z), time order and the caller's rows; d_c None for the GRU; None when
+        off."""
+        if not self._zoneout_on:
+            return None
+        key = _cells.param_suffix(layer, d)[1:]
+        rng, out = self._zoneout_rng, []
+        for state, z in zip(("c", "h"), self._zone):
+            if state == "c" and len(self._kind.states) == 1:
+                out.append(None)
+                continue
+            m = self._mask(masks, key, f"zoneout_{state}", (T, N, self.hidden_size),
+                           lambda shape, z=z: rng.random(shape, dtype=self.dtype) < z)
+            record.setdefault(key, {})[f"zoneout_{state}"] = m.copy()
+            out.append(m)
+        return out
 
     def _run_locked(self, x, states, lengths, masks=None):
         x = self._as_input("x", x)
@@ -221,9 +284,13 @@ class _Recurrent(_Module):
         if masks is not None:
             for key, options in masks.items():
                 for option in (options if hasattr(options, "keys") else ()):
-                    if option not in self._REGULARIZERS or not getattr(self, option):
+                    on = option in self._MASKS and (self._zoneout_on if self._MASKS[option] == "zoneout"
+                                                    else getattr(self, option))
+                    no_c = option == "zoneout_c" and len(self._kind.states) == 1
+                    if not on or no_c:
+                        why = "it has no cell state c" if no_c else f"{self._MASKS.get(option, option)} is off"
                         raise ValueError(f"masks[{key!r}][{option!r}] is given, but this module draws no such mask "
-                                         f"({option} is off)")
+                                         f"({why})")
         self._cache = None  # a new forward ends the previous one's claim to a backward
         # Training keeps the layer inputs and outputs for backward, so it works on private copies: writing into x or
         # into the returned out between forward and backward must not change the gradients.
@@ -234,24 +301,30 @@ class _Recurrent(_Module):
             inp[np.arange(T)[:, None] >= lens[perm][None, :]] = 0
         forward = partial(self._kernel_forward, batch_sizes=batch_sizes)
         inputs, outputs, caches, dropout_masks, finals_all, drops, rds, drawn = [], [], [], [], [], [], [], {}
+        zones = []
         for layer in range(L):
             out = (np.zeros if lengths is not None else np.empty)((T, N, D * H), self.dtype)  # padding outputs zeros
             for d in range(D):
                 k = layer * D + d
                 W, _ = self._layer_params(layer, d)
-                drop = rd = None
+                drop = rd = zone = None
                 if training:
                     W, drop, rd = self._draw_masks(layer, d, W, N, masks, drawn)
+                    zone = self._draw_zoneout(layer, d, T, N, masks, drawn)
                 if rd is not None:  # the kernels' rows (sorted by length) and the buffer of masked states
                     rd = (np.ascontiguousarray(rd if perm is None else rd[perm]),
                           np.empty((T + 1, N, H), self.dtype))
+                if zone is not None:  # the kernels' rows
+                    zone = [None if z is None else np.ascontiguousarray(z if perm is None else z[:, perm])
+                            for z in zone]
+                zones.append(zone)
                 drops.append(drop)
                 rds.append(rd)
                 self._transient_weights = drop is not None  # no kept packed copy of masked weights
                 try:
                     finals, cache = forward(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
                                             training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H],
-                                            rd=rd)
+                                            rd=rd, zone=self._zone_kwargs(zone))
                 finally:
                     self._transient_weights = False
                 finals_all.append(finals)
@@ -269,7 +342,7 @@ class _Recurrent(_Module):
         if training:
             self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, masks=dropout_masks, s0=s0,
                                unbatched=unbatched, shape=(T, N), perm=perm, batch_sizes=batch_sizes, drops=drops,
-                               rds=rds)
+                               rds=rds, zones=zones)
             self.masks = drawn
         out = inp.copy() if training else inp
         if perm is not None:
@@ -323,7 +396,8 @@ class _Recurrent(_Module):
                 cols = slice(d * H, (d + 1) * H)
                 firsts = backward(dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,
                                   None if s0 is None else [s[k] for s in s0], W, G, out[:, :, cols],
-                                  cache["caches"][k], reverse=bool(d), dx=dx, rd=cache["rds"][k])
+                                  cache["caches"][k], reverse=bool(d), dx=dx, rd=cache["rds"][k],
+                                  zone=self._zone_kwargs(cache["zones"][k]))
                 if drop is not None:
                     self._layer_params(layer, d, fresh)[1][1][...] += drop[0] * dW
                 for dst, src in zip(ds0, firsts):
@@ -336,15 +410,16 @@ class _Recurrent(_Module):
             self.grads[k] += g
         return (None if dy is None else self._to_user(dy, unbatched)), [self._state_to_user(s, unbatched) for s in ds0]
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None):
         """One layer direction, W = [W_ih, W_hh, b_ih, b_hh, W_hr, peepholes] (None where absent): returns
         ([final state arrays], cache). batch_sizes: the rows running at each step (lengths), or None. rd: recurrent
-        dropout's (mask (N, P), buffer (T + 1, N, P)), or None."""
+        dropout's (mask (N, P), buffer (T + 1, N, P)), or None. zone: the kernels' zoneout keywords."""
         raise NotImplementedError
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None,
+                         zone=None):
         """One layer direction, G the gradients of W: accumulates into dx (None: not computed) and G; returns
-        [state gradients]. rd as the forward had it."""
+        [state gradients]. rd and zone as the forward had them."""
         raise NotImplementedError
 
     # ---- layouts ----------------------------------------------------------------------------------------
@@ -367,6 +442,9 @@ class _Recurrent(_Module):
         return cls._kind.module_name
 
     def _torch_config(self):
+        if self._zoneout_on:
+            raise ValueError(f"torch.nn.{self._torch_name()} has no zoneout (in eval each state keeps a share z of "
+                             "its previous value), so its outputs would differ")
         return self._torch_name(), dict(
             input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers, bias=self.bias,
             batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional)
@@ -388,6 +466,7 @@ class _Recurrent(_Module):
             f", dropout={self.dropout}" if self.dropout else "",
             f", weight_drop={self.weight_drop}" if self.weight_drop else "",
             f", recurrent_dropout={self.recurrent_dropout}" if self.recurrent_dropout else "",
+            f", zoneout={self.zoneout}" if self._zoneout_on else "",
             ", bidirectional=True" if self.bidirectional else "",
             self._extra_repr(),
             f", dtype='{self.dtype.name}'" if self.dtype != np.float32 else "",
@@ -412,8 +491,8 @@ class LSTM(_Recurrent):
     _kind = _cells.LSTM
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, peepholes=False, weight_drop=0.0, recurrent_dropout=0.0, dtype="float32",
-                 seed=None):
+                 bidirectional=False, proj_size=0, peepholes=False, weight_drop=0.0, recurrent_dropout=0.0,
+                 zoneout=0.0, dtype="float32", seed=None):
         self.proj_size = _size("proj_size", proj_size, minimum=0)
         hidden = _size("hidden_size", hidden_size)
         if self.proj_size >= hidden:
@@ -424,9 +503,12 @@ class LSTM(_Recurrent):
         if self.peepholes and self.proj_size:
             raise ValueError("peepholes and proj_size cannot be combined (the peepholes read c, the projection "
                              "replaces h)")
+        if (self.peepholes or self.proj_size) and zoneout:
+            raise ValueError("zoneout is not combined with peepholes or proj_size (the kernels zone the cell's own "
+                             "h and c)")
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, weight_drop=weight_drop,
-                         recurrent_dropout=recurrent_dropout, dtype=dtype, seed=seed)
+                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, dtype=dtype, seed=seed)
 
     @property
     def _out(self):
@@ -496,7 +578,7 @@ class LSTM(_Recurrent):
     def _fused(self):
         """Whether the layers run the fused float32 loop, which packs the weights and can keep them packed (and
         streams take the one-call-per-step path, which has no peepholes)."""
-        return self.dtype == np.float32 and not self.proj_size and not self.peepholes
+        return self.dtype == np.float32 and not self.proj_size and not self.peepholes and not self._zoneout_on
 
     def _packed(self, W):
         """The kept PackedLstm of the layer direction with weights W (keyed by its W_hh array, which lives as long
@@ -514,7 +596,7 @@ class LSTM(_Recurrent):
         made while the kernel ran (another thread's optimizer step) then makes the next call pack again."""
         entry[1] = None if self._editing else version
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None):
         h0, c0 = (None, None) if s0 is None else s0
         entry, version = None, self._version
         if self._fused() and not self._transient_weights:
@@ -525,7 +607,7 @@ class LSTM(_Recurrent):
         _, h_n, c_n, cache = self._kind.forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
                                                 y=y, packed=None if entry is None else entry[0],
                                                 batch_sizes=batch_sizes, peep=W[5],
-                                                **_rd_args(rd))
+                                                **_rd_args(rd), **(zone or {}))
         if entry is not None:
             self._kept(entry, version)
         return [h_n, c_n], cache
@@ -546,12 +628,14 @@ class LSTM(_Recurrent):
             packs.append(entry[0])
         return packs
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None,
+                         zone=None):
         dh_n, dc_n = (None, None) if ds_n is None else ds_n
         h0, c0 = (None, None) if s0 is None else s0
         _, dh0, dc0 = self._kind.backward(dy, dh_n, dc_n, x, h0, c0, W[0], W[1], y, cache, *G[:4], W_hr=W[4],
                                           dW_hr=G[4], reverse=reverse, dx=dx, input_grad=dx is not None,
-                                          batch_sizes=batch_sizes, peep=W[5], dpeep=G[5], **_rd_args(rd))
+                                          batch_sizes=batch_sizes, peep=W[5], dpeep=G[5], **_rd_args(rd),
+                                          **(zone or {}))
         return [dh0, dc0]
 
 
@@ -576,17 +660,19 @@ class _OneState(_Recurrent):
         dx, (dh0,) = self._run_backward(dout, None if dh_n is None else [dh_n], input_grad)
         return dx, dh0
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None):
         kind = self._kind
         _, h_n, cache = kind.forward(x, None if s0 is None else s0[0], *W[:4], reverse=reverse, training=training,
-                                     y=y, batch_sizes=batch_sizes, **kind.variant(self), **_rd_args(rd))
+                                     y=y, batch_sizes=batch_sizes, **kind.variant(self), **_rd_args(rd),
+                                     **(zone or {}))
         return [h_n], cache
 
-    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None):
+    def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None,
+                         zone=None):
         kind = self._kind
         _, dh0 = kind.backward(dy, None if ds_n is None else ds_n[0], x, None if s0 is None else s0[0], W[0], W[1],
                                y, cache, *G[:4], reverse=reverse, dx=dx, input_grad=dx is not None,
-                               batch_sizes=batch_sizes, **kind.variant(self), **_rd_args(rd))
+                               batch_sizes=batch_sizes, **kind.variant(self), **_rd_args(rd), **(zone or {}))
         return [dh0]
 
 
@@ -601,12 +687,12 @@ class GRU(_GRUForm, _OneState):
     _kind = _cells.GRU
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, linear_before_reset=True, weight_drop=0.0, recurrent_dropout=0.0, dtype="float32",
-                 seed=None):
+                 bidirectional=False, linear_before_reset=True, weight_drop=0.0, recurrent_dropout=0.0,
+                 zoneout=0.0, dtype="float32", seed=None):
         self.linear_before_reset = bool(linear_before_reset)
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, weight_drop=weight_drop,
-                         recurrent_dropout=recurrent_dropout, dtype=dtype, seed=seed)
+                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, dtype=dtype, seed=seed)
 
 
     def _extra_repr(self):
@@ -620,12 +706,12 @@ class RNN(_RNNForm, _OneState):
     _kind = _cells.RNN
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, weight_drop=0.0, recurrent_dropout=0.0, dtype="float32",
-                 seed=None):
+                 dropout=0.0, bidirectional=False, weight_drop=0.0, recurrent_dropout=0.0, zoneout=0.0,
+                 dtype="float32", seed=None):
         self._set_nonlinearity(nonlinearity)
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, weight_drop=weight_drop,
-                         recurrent_dropout=recurrent_dropout, dtype=dtype, seed=seed)
+                         recurrent_dropout=recurrent_dropout, zoneout=zoneout, dtype=dtype, seed=seed)
 
 
     def _extra_repr(self):

@@ -79,6 +79,9 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
                          "as DynamicQuantizeLSTM)")
     if getattr(module, "proj_size", 0):
         raise ValueError("an LSTM with proj_size has no ONNX form: ONNX's LSTM has no projection of h")
+    if getattr(module, "_zoneout_on", False):
+        raise ValueError("zoneout has no ONNX form: in eval it keeps a share z of each previous state, which no "
+                         "ONNX recurrent op does (recurrent dropout and weight-drop export as the plain model)")
     if not isinstance(opset, int) or not 14 <= opset <= onnx.defs.onnx_opset_version():
         raise ValueError(f"opset must be an int from 14 to {onnx.defs.onnx_opset_version()} (this onnx), got {opset!r}")
     dt = module.dtype

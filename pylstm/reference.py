@@ -36,6 +36,11 @@ def _or_zeros(a, shape, dt):
     return np.zeros(shape, dt) if a is None else a.copy()
 
 
+def _zone(d, t):
+    """Zoneout's d at step t: the training masks' row [N][H] (an array [T][N][H]) or the expectation (a number)."""
+    return d[t] if np.ndim(d) == 3 else d
+
+
 def lstm_cache_size(T, N, H):
     """Elements of the training cache of one layer and direction."""
     return T * N * (4 * H + 2 * H)
@@ -49,7 +54,7 @@ def _cache_views(cache, T, N, H):
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False, training=True, y=None, peep=None,
-                 rd_mask=None):
+                 rd_mask=None, zoneout=None):
     """One layer direction over a sequence; steps run T-1 … 0 when ``reverse``.
 
     h0, c0, b_ih, b_hh may be None (zeros / no bias). With ``W_hr`` (P, H), h_t = (o ⊙ tanh c_t) W_hrᵀ has P
@@ -57,7 +62,10 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
     into (it may be a column slice of a wider array). ``peep`` (3H: p_i, p_f, p_o), if given, adds peephole
     connections: i and f also see p ⊙ c_{t-1}, o sees p_o ⊙ c_t (not with W_hr). ``rd_mask`` (N, P), training
     only, is recurrent dropout: the recurrent product reads rd_mask ⊙ h_{t-1}; y holds the unmasked h_t.
-    Returns (y, h_n, c_n, cache); cache is None unless ``training``.
+    ``zoneout`` (d_c, d_h), each a (T, N, H) array of 0/1 masks (training) or a number (their expectation): the new
+    state is c_t = d_c ⊙ c_{t-1} + (1 − d_c) ⊙ c̃_t, h_t likewise, with c̃_t, h̃_t the plain cell's; the cache keeps
+    the zoned c_t and tanh(c̃_t) (not with W_hr or peep). Returns (y, h_n, c_n, cache); cache is None unless
+    ``training``.
     """
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
@@ -77,10 +85,15 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
         i = sigmoid(a[:, :H])
         f = sigmoid(a[:, H : 2 * H])
         g = np.tanh(a[:, 2 * H : 3 * H])
+        c_prev, h_prev = c, h
         c = f * c + i * g
         o = sigmoid(a[:, 3 * H :] + (0 if peep is None else peep[2 * H:] * c))
         tc = np.tanh(c)
         h = o * tc if W_hr is None else (o * tc) @ W_hr.T
+        if zoneout is not None:  # c and h are the plain cell's c̃_t, h̃_t: each unit keeps its previous state where d
+            d_c, d_h = _zone(zoneout[0], t), _zone(zoneout[1], t)
+            c = d_c * c_prev + (1 - d_c) * c
+            h = d_h * h_prev + (1 - d_h) * h
         y[t] = h
         if training:
             gates_all[t] = np.concatenate([i, f, g, o], axis=1)
@@ -90,12 +103,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
 
 
 def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *,
-                  W_hr=None, dW_hr=None, reverse=False, dx=None, peep=None, dpeep=None, rd_mask=None):
+                  W_hr=None, dW_hr=None, reverse=False, dx=None, peep=None, dpeep=None, rd_mask=None,
+                  zoneout=None):
     """Backpropagates through one ``lstm_forward(training=True)``.
 
     dy, dh_n, dc_n may be None (zero gradient). Adds into dW_ih, dW_hh, db_ih, db_hh (the biases may be
     None), dW_hr (with a projection), dpeep (with peepholes peep) and dx (zeros when None); consumes ``cache``.
-    ``rd_mask`` as the forward had it. Returns (dx, dh0, dc0).
+    ``rd_mask`` and ``zoneout`` as the forward had them. Returns (dx, dh0, dc0).
     """
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
@@ -114,6 +128,11 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh,
         tc = tc_all[t]
         if dy is not None:
             dh = dh + dy[t]
+        keep_h = keep_c = 0
+        if zoneout is not None:  # d of each gradient goes straight to step t-1, 1 − d through the cell
+            d_c, d_h = _zone(zoneout[0], t), _zone(zoneout[1], t)
+            keep_h, dh = d_h * dh, (1 - d_h) * dh
+            keep_c, dc = d_c * dc, (1 - d_c) * dc
         if W_hr is not None:  # back through the projection h = m W_hrᵀ, m = o ⊙ tanh c
             dW_hr += dh.T @ (o * tc)
             dh = dh @ W_hr
@@ -133,7 +152,8 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh,
             dpeep[:H] += (da[:, :H] * c_prev).sum(axis=0)
             dpeep[H:2 * H] += (da[:, H:2 * H] * c_prev).sum(axis=0)
             dpeep[2 * H:] += (dao * c_all[t]).sum(axis=0)
-        dh = da @ W_hh if rd_mask is None else rd_mask * (da @ W_hh)
+        dh = (da @ W_hh if rd_mask is None else rd_mask * (da @ W_hh)) + keep_h
+        dc = dc + keep_c
         dx[t] += da @ W_ih
         dW_ih += da.T @ x[t]
         dW_hh += da.T @ (h_prev if rd_mask is None else rd_mask * h_prev)
@@ -150,10 +170,10 @@ def gru_cache_size(T, N, H):
 
 
 def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, reverse=False, training=True, y=None,
-                rd_mask=None):
+                rd_mask=None, zoneout=None):
     """One GRU layer direction (gates r, z, n). Returns (y, h_n, cache); cache is None unless ``training``.
     ``rd_mask`` (N, H), training only, is recurrent dropout: every recurrent product (all three gate blocks) reads
-    rd_mask ⊙ h_{t-1}; the carry z ⊙ h_{t-1} reads h_{t-1}."""
+    rd_mask ⊙ h_{t-1}; the carry z ⊙ h_{t-1} reads h_{t-1}. ``zoneout`` d_h as lstm_forward's (h only)."""
     T, N, _ = x.shape
     H = W_hh.shape[1]
     dt = x.dtype
@@ -177,7 +197,8 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, reve
         else:
             k = r * hq
             n = np.tanh(ax[:, 2 * H :] + k @ W_hh[2 * H :].T + bh[2 * H :])
-        h = (1 - z) * n + z * h
+        h_new = (1 - z) * n + z * h
+        h = h_new if zoneout is None else _zone(zoneout, t) * h + (1 - _zone(zoneout, t)) * h_new
         y[t] = h
         if training:
             rows[t] = np.concatenate([r, z, n, k], axis=1)
@@ -185,9 +206,9 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, *, linear_before_reset=True, reve
 
 
 def gru_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *, linear_before_reset=True,
-                 reverse=False, dx=None, rd_mask=None):
+                 reverse=False, dx=None, rd_mask=None, zoneout=None):
     """Backpropagates through one ``gru_forward(training=True)``; accumulates like ``lstm_backward``.
-    ``rd_mask`` as the forward had it. Returns (dx, dh0)."""
+    ``rd_mask`` and ``zoneout`` as the forward had them. Returns (dx, dh0)."""
     T, N, _ = x.shape
     H = W_hh.shape[1]
     dt = x.dtype
@@ -203,6 +224,9 @@ def gru_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_
         r, z, n, k = (rows[t][:, j * H : (j + 1) * H] for j in range(4))
         if dy is not None:
             dh = dh + dy[t]
+        keep = 0
+        if zoneout is not None:  # d straight to h_{t-1}, 1 − d through the cell
+            keep, dh = _zone(zoneout, t) * dh, (1 - _zone(zoneout, t)) * dh
         da_n = dh * (1 - z) * (1 - n * n)
         da_z = dh * (h_prev - n) * z * (1 - z)
         dh_prev = dh * z
@@ -228,7 +252,7 @@ def gru_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_
         if db_ih is not None:
             db_ih += da_x.sum(axis=0)
         rows[t] = 0  # consumed, as in the core
-        dh = dh_prev
+        dh = dh_prev + keep
     return dx, dh
 
 

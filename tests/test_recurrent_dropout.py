@@ -273,7 +273,8 @@ def test_eval_stream_and_the_checks():
 
 def test_the_cells_refuse_it_and_point_to_the_layers():
     for cls in (pylstm.LSTMCell, pylstm.GRUCell, pylstm.RNNCell):
-        with pytest.raises(ValueError, match=rf"belongs to a sequence.*pylstm\.{cls.__name__[:-4]}\(.*recurrent_dropout"):
+        name = cls.__name__[:-4]
+        with pytest.raises(ValueError, match=rf"belongs to a sequence.*pylstm\.{name}\(.*recurrent_dropout"):
             cls(3, 4, recurrent_dropout=0.2)
         cls(3, 4, recurrent_dropout=0.0)  # 0 is the plain cell
         with pytest.raises(TypeError, match="unexpected keyword argument 'zoneout_typo'"):

@@ -330,7 +330,7 @@ def test_task_resume_refuses_other_options(tmp_path, monkeypatch):
         cli.main(TASK + ["--out", str(tmp_path), "--resume", "--length", "25"])
 
 
-@pytest.mark.parametrize("flag", ["--weight-drop", "--recurrent-dropout"])
+@pytest.mark.parametrize("flag", ["--weight-drop", "--recurrent-dropout", "--zoneout"])
 def test_a_regularizer_resumes_bit_for_bit_and_is_part_of_the_run(tmp_path, corpus, monkeypatch, capsys, flag):
     """pylstm train --weight-drop / --recurrent-dropout: the masks' stream is saved with the run, so an interrupted
     run resumes to the same weights; a resume with another value is refused."""

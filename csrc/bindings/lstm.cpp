@@ -47,7 +47,8 @@ template <class Real>
 py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array W_ih_, py::array W_hh_,
                          py::object b_ih_, py::object b_hh_, py::object W_hr_, bool reverse, bool training,
                          py::object y_, py::object packed_, py::object batch_sizes_, py::object peep_,
-                         py::object rd_mask_, py::object rd_masked_) {
+                         py::object rd_mask_, py::object rd_masked_, py::object zk_c_, py::object zk_h_, double z_c,
+                         double z_h) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
@@ -67,6 +68,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   py::object y_obj = out_or_new<Real>(y_, {T, N, P}, batch_sizes != nullptr);
   auto y = arg<Real>(y_obj, "y", {T, N, P}, true, false, true);
   auto [rd_mask, rd_masked] = recurrent_dropout_args<Real>(rd_mask_, rd_masked_, T, N, P, training);
+  const auto zone = zoneout_args<Real>(zk_c_, zk_h_, z_c, z_h, T, N, H, 2);
   no_overlap<Real>({&y, &rd_masked}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr, &peep, &rd_mask, &y, &rd_masked});
   py::array_t<Real> h_n({N, P}), c_n({N, H});
   Real* cache;
@@ -86,7 +88,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   pylstm::LstmPacked* kp = keep.data ? &keep : nullptr;
   const pylstm::RecurrentDropout<Real> rd{rd_mask.ptr, rd_masked.ptr};
   without_gil([=] {
-    pylstm::lstm_forward<Real>(d, w, x.ptr, h0.ptr, c0.ptr, y.ptr, y.ld, hn, cn, cache, wk, run, kp, rd);
+    pylstm::lstm_forward<Real>(d, w, x.ptr, h0.ptr, c0.ptr, y.ptr, y.ld, hn, cn, cache, wk, run, kp, rd, zone);
   });
   if (pk) pk->ready = keep.ready;
   return py::make_tuple(y_obj, h_n, c_n, cache_obj);
@@ -98,7 +100,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
                           py::object dW_ih_, py::object dW_hh_, py::object db_ih_, py::object db_hh_,
                           py::object W_hr_, py::object dW_hr_, bool reverse, py::object dx_, bool input_grad,
                           py::object batch_sizes_, py::object peep_, py::object dpeep_, py::object rd_mask_,
-                          py::object rd_masked_) {
+                          py::object rd_masked_, py::object zk_c_, py::object zk_h_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto dy = arg<Real>(dy_, "dy", {T, N, P}, false, true, true);
@@ -129,6 +131,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   py::object dx_obj = input_grad ? out_or_new<Real>(dx_, {T, N, I}, true) : py::none();
   auto dx = input_grad ? arg<Real>(dx_obj, "dx", {T, N, I}, true) : Arg<Real>{};
   auto [rd_mask, rd_masked] = recurrent_dropout_args<Real>(rd_mask_, rd_masked_, T, N, P, true);
+  const auto zone = zoneout_args<Real>(zk_c_, zk_h_, 0.0, 0.0, T, N, H, 2);
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &dW_hr, &dpeep},
                    {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &W_hr, &y, &cache, &dW_ih, &dW_hh, &db_ih,
                     &db_hh, &dW_hr, &peep, &dpeep, &rd_mask, &rd_masked});
@@ -143,7 +146,9 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   const pylstm::Run run{reverse, batch_sizes};
   Real *d_h0 = dh0.mutable_data(), *d_c0 = dc0.mutable_data(), *wk = work.get();
   const pylstm::RecurrentDropout<Real> rd{rd_mask.ptr, rd_masked.ptr};
-  without_gil([=] { pylstm::lstm_backward<Real>(d, w, g, fwd, out, dx.ptr, d_h0, d_c0, cache.ptr, wk, run, rd); });
+  without_gil([=] {
+    pylstm::lstm_backward<Real>(d, w, g, fwd, out, dx.ptr, d_h0, d_c0, cache.ptr, wk, run, rd, zone);
+  });
   return py::make_tuple(dx_obj, dh0, dc0);
 }
 
@@ -170,21 +175,27 @@ void bind_lstm(py::module_& m) {
       "lstm_forward",
       [](py::array x, py::object h0, py::object c0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh,
          py::object W_hr, bool reverse, bool training, py::object y, py::object packed, py::object batch_sizes,
-         py::object peep, py::object rd_mask, py::object rd_masked) {
+         py::object peep, py::object rd_mask, py::object rd_masked, py::object zone_keep_c, py::object zone_keep_h,
+         double zone_c, double zone_h) {
         return with_real(x, [&](auto real) {
           return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, reverse, training, y,
-                                                packed, batch_sizes, peep, rd_mask, rd_masked);
+                                                packed, batch_sizes, peep, rd_mask, rd_masked, zone_keep_c,
+                                                zone_keep_h, zone_c, zone_h);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
       py::kw_only(), py::arg("W_hr") = py::none(), py::arg("reverse") = false, py::arg("training") = true,
       py::arg("y") = py::none(), py::arg("packed") = py::none(), py::arg("batch_sizes") = py::none(),
       py::arg("peep") = py::none(), py::arg("rd_mask") = py::none(), py::arg("rd_masked") = py::none(),
+      py::arg("zone_keep_c") = py::none(), py::arg("zone_keep_h") = py::none(), py::arg("zone_c") = 0.0,
+      py::arg("zone_h") = 0.0,
       "One LSTM layer direction over a sequence. Returns (y, h_n, c_n, cache); cache is None unless training. "
       "packed: a PackedLstm that the float32 loop without projection reuses when ready (the caller guarantees "
       "the weights are those it was packed from) and packs into otherwise. peep: peephole weights (3H,) = p_i, p_f, "
       "p_o, or None. rd_mask (N, P) and rd_masked (T + 1, N, P), training only: recurrent dropout (the recurrent "
-      "product reads rd_mask * h_{t-1}); rd_masked receives the masked states, for the backward.");
+      "product reads rd_mask * h_{t-1}); rd_masked receives the masked states, for the backward. zone_keep_c, zone_keep_h "
+      "(T, N, H), 0 or 1, training: zoneout (c_t = d * c_{t-1} + (1 - d) * the new c, h likewise); zone_c, zone_h: "
+      "their expectation in inference.");
 
   m.def(
       "lstm_pack",
@@ -246,11 +257,12 @@ void bind_lstm(py::module_& m) {
       [](py::object dy, py::object dh_n, py::object dc_n, py::array x, py::object h0, py::object c0, py::array W_ih,
          py::array W_hh, py::object y, py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih,
          py::object db_hh, py::object W_hr, py::object dW_hr, bool reverse, py::object dx, bool input_grad,
-         py::object batch_sizes, py::object peep, py::object dpeep, py::object rd_mask, py::object rd_masked) {
+         py::object batch_sizes, py::object peep, py::object dpeep, py::object rd_mask, py::object rd_masked,
+         py::object zone_keep_c, py::object zone_keep_h) {
         return with_real(x, [&](auto real) {
           return lstm_backward_t<decltype(real)>(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
                                                  db_hh, W_hr, dW_hr, reverse, dx, input_grad, batch_sizes, peep, dpeep,
-                                                 rd_mask, rd_masked);
+                                                 rd_mask, rd_masked, zone_keep_c, zone_keep_h);
         });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"),
@@ -258,10 +270,12 @@ void bind_lstm(py::module_& m) {
       py::arg("db_hh"), py::kw_only(), py::arg("W_hr") = py::none(), py::arg("dW_hr") = py::none(),
       py::arg("reverse") = false, py::arg("dx") = py::none(), py::arg("input_grad") = true,
       py::arg("batch_sizes") = py::none(), py::arg("peep") = py::none(), py::arg("dpeep") = py::none(),
-      py::arg("rd_mask") = py::none(), py::arg("rd_masked") = py::none(),
+      py::arg("rd_mask") = py::none(), py::arg("rd_masked") = py::none(), py::arg("zone_keep_c") = py::none(),
+      py::arg("zone_keep_h") = py::none(),
       "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_*, dpeep and dx (allocated as "
       "zeros when None); consumes cache. Returns (dx, dh0, dc0); dx is None (and not computed) with "
-      "input_grad=False. peep and dpeep (peepholes): both or neither. rd_mask, rd_masked: as the forward had them.");
+      "input_grad=False. peep and dpeep (peepholes): both or neither. rd_mask, rd_masked, zone_keep_c, zone_keep_h: as "
+      "the forward had them.");
   m.def("lstm_cache_size", &pylstm::lstm_cache_size, py::arg("T"), py::arg("N"), py::arg("H"));
 }
 

@@ -41,7 +41,8 @@ pylstm::Nonlinearity nonlinearity(const std::string& s) {
 template <class Cell, class Real>
 py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::array W_hh_, py::object b_ih_,
                            py::object b_hh_, typename Cell::Variant variant, bool reverse, bool training, py::object y_,
-                           py::object batch_sizes_, py::object rd_mask_, py::object rd_masked_) {
+                           py::object batch_sizes_, py::object rd_mask_, py::object rd_masked_,
+                           py::object zk_h_, double z_h) {
   const auto [T, N, I, H] = sizes(x_, W_hh_);
   const index_t GH = Cell::G * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
@@ -55,6 +56,7 @@ py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::ar
   py::object y_obj = out_or_new<Real>(y_, {T, N, H}, batch_sizes != nullptr);  // zeros past each row's end
   auto y = arg<Real>(y_obj, "y", {T, N, H}, true, false, true);
   auto [rd_mask, rd_masked] = recurrent_dropout_args<Real>(rd_mask_, rd_masked_, T, N, H, training);
+  const auto zone = zoneout_args<Real>(py::none(), zk_h_, 0.0, z_h, T, N, H, 1);
   no_overlap<Real>({&y, &rd_masked}, {&x, &h0, &W_ih, &W_hh, &b_ih, &b_hh, &rd_mask, &y, &rd_masked});
   py::array_t<Real> h_n({N, H});
   Real* cache;
@@ -65,7 +67,7 @@ py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::ar
   const pylstm::Weights<Real> w{W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, nullptr, nullptr};
   const pylstm::Run run{reverse, batch_sizes};
   const pylstm::RecurrentDropout<Real> rd{rd_mask.ptr, rd_masked.ptr};
-  without_gil([=] { Cell::forward(d, w, x.ptr, h0.ptr, y.ptr, y.ld, hn, cache, wk, variant, run, rd); });
+  without_gil([=] { Cell::forward(d, w, x.ptr, h0.ptr, y.ptr, y.ld, hn, cache, wk, variant, run, rd, zone); });
   return py::make_tuple(y_obj, h_n, cache_obj);
 }
 
@@ -73,7 +75,8 @@ template <class Cell, class Real>
 py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::object h0_, py::array W_ih_,
                             py::array W_hh_, py::object y_, py::object cache_, py::object dW_ih_, py::object dW_hh_,
                             py::object db_ih_, py::object db_hh_, typename Cell::Variant variant, bool reverse, py::object dx_,
-                            bool input_grad, py::object batch_sizes_, py::object rd_mask_, py::object rd_masked_) {
+                            bool input_grad, py::object batch_sizes_, py::object rd_mask_, py::object rd_masked_,
+                            py::object zk_h_) {
   const auto [T, N, I, H] = sizes(x_, W_hh_);
   const index_t GH = Cell::G * H;
   auto dy = arg<Real>(dy_, "dy", {T, N, H}, false, true, true);
@@ -94,6 +97,7 @@ py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::
   py::object dx_obj = input_grad ? out_or_new<Real>(dx_, {T, N, I}, true) : py::none();
   auto dx = input_grad ? arg<Real>(dx_obj, "dx", {T, N, I}, true) : Arg<Real>{};
   auto [rd_mask, rd_masked] = recurrent_dropout_args<Real>(rd_mask_, rd_masked_, T, N, H, true);
+  const auto zone = zoneout_args<Real>(py::none(), zk_h_, 0.0, 0.0, T, N, H, 1);
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh},
                    {&dx, &dy, &dh_n, &x, &h0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &rd_mask,
                     &rd_masked});
@@ -108,7 +112,7 @@ py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::
   const pylstm::OutputGrads<Real> out{dy.ptr, dy.ld, dh_n.ptr, nullptr};
   const pylstm::Run run{reverse, batch_sizes};
   const pylstm::RecurrentDropout<Real> rd{rd_mask.ptr, rd_masked.ptr};
-  without_gil([=] { Cell::backward(d, w, g, fwd, out, dx.ptr, d_h0, cache.ptr, wk, variant, run, rd); });
+  without_gil([=] { Cell::backward(d, w, g, fwd, out, dx.ptr, d_h0, cache.ptr, wk, variant, run, rd, zone); });
   return py::make_tuple(dx_obj, dh0);
 }
 
@@ -119,41 +123,42 @@ void bind_one_state(py::module_& m, const char* name, const char* variant_name, 
       (std::string(name) + "_forward").c_str(),
       [parse](py::array x, py::object h0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh, V variant,
               bool reverse, bool training, py::object y, py::object batch_sizes, py::object rd_mask,
-              py::object rd_masked) {
+              py::object rd_masked, py::object zone_keep_h, double zone_h) {
         const typename Cell::Variant v = parse(variant);
         return with_real(x, [&](auto real) {
           return single_forward_t<Cell, decltype(real)>(x, h0, W_ih, W_hh, b_ih, b_hh, v, reverse, training, y,
-                                                        batch_sizes, rd_mask, rd_masked);
+                                                        batch_sizes, rd_mask, rd_masked, zone_keep_h, zone_h);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"), py::kw_only(),
       py::arg(variant_name) = variant_default, py::arg("reverse") = false, py::arg("training") = true,
       py::arg("y") = py::none(), py::arg("batch_sizes") = py::none(), py::arg("rd_mask") = py::none(),
-      py::arg("rd_masked") = py::none(),
+      py::arg("rd_masked") = py::none(), py::arg("zone_keep_h") = py::none(), py::arg("zone_h") = 0.0,
       "One layer direction over a sequence. Returns (y, h_n, cache); cache is None unless training. batch_sizes: "
       "variable lengths as PyTorch's packed sequences count them (rows running per step, sorted batch). rd_mask "
-      "(N, H) and rd_masked (T + 1, N, H), training only: recurrent dropout, as lstm_forward.");
+      "(N, H) and rd_masked (T + 1, N, H), training only: recurrent dropout, as lstm_forward. zone_keep_h (T, N, H) "
+      "in training, zone_h in inference: zoneout of h, as lstm_forward (the GRU's; the RNN refuses it).");
   m.def(
       (std::string(name) + "_backward").c_str(),
       [parse](py::object dy, py::object dh_n, py::array x, py::object h0, py::array W_ih, py::array W_hh, py::object y,
               py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih, py::object db_hh, V variant,
               bool reverse, py::object dx, bool input_grad, py::object batch_sizes, py::object rd_mask,
-              py::object rd_masked) {
+              py::object rd_masked, py::object zone_keep_h) {
         const typename Cell::Variant v = parse(variant);
         return with_real(x, [&](auto real) {
           return single_backward_t<Cell, decltype(real)>(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
                                                          db_hh, v, reverse, dx, input_grad, batch_sizes, rd_mask,
-                                                         rd_masked);
+                                                         rd_masked, zone_keep_h);
         });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("y"),
       py::arg("cache"), py::arg("dW_ih"), py::arg("dW_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(),
       py::arg(variant_name) = variant_default, py::arg("reverse") = false, py::arg("dx") = py::none(),
       py::arg("input_grad") = true, py::arg("batch_sizes") = py::none(), py::arg("rd_mask") = py::none(),
-      py::arg("rd_masked") = py::none(),
+      py::arg("rd_masked") = py::none(), py::arg("zone_keep_h") = py::none(),
       "Backward through one forward(training=True). Accumulates into dW_*, db_* and dx (zeros when None); "
-      "consumes cache. Returns (dx, dh0); dx is None (and not computed) with input_grad=False. rd_mask, rd_masked: "
-      "as the forward had them.");
+      "consumes cache. Returns (dx, dh0); dx is None (and not computed) with input_grad=False. rd_mask, rd_masked, "
+      "zone_keep_h: as the forward had them.");
 }
 
 }  // namespace

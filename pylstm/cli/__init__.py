@@ -67,6 +67,9 @@ def build_parser():
                    help="recurrent (variational) dropout (Gal & Ghahramani 2016): each training step draws one mask "
                    "per stream that keeps each unit of h with probability 1 - P where it enters the recurrent "
                    "product, the same at every time step")
+    t.add_argument("--zoneout", type=_probability, default=0.0, metavar="Z",
+                   help="zoneout (Krueger et al. 2016) of c and h: in training each unit keeps its previous state "
+                   "with probability Z at each step; evaluation uses the expectation (lstm and gru)")
     quantize_option(t)
     seed_and_out(t)
     s = command("sample", "generate text from a `pylstm train` checkpoint",

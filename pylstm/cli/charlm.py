@@ -142,8 +142,11 @@ def train(args):
     config = dict(cell=args.cell, hidden=args.hidden, layers=args.layers, seq_len=T, batch=N,
                   data=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16])
     generators = {"main": rng, "dropout": rnn._dropout_rng}
-    for option in rnn._REGULARIZERS:  # --weight-drop, --recurrent-dropout
-        setattr(rnn, option, getattr(args, option))
+    for option in rnn._REGULARIZERS:  # --weight-drop, --recurrent-dropout, --zoneout
+        try:
+            setattr(rnn, option, getattr(args, option))
+        except ValueError as e:
+            raise SystemExit(f"pylstm train: --{option.replace('_', '-')}: {e}") from None
         if getattr(args, option):  # (only then, so that earlier checkpoints resume as they were written)
             config[option] = getattr(args, option)
             generators[option] = getattr(rnn, f"_{option}_rng")
