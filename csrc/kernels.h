@@ -245,6 +245,21 @@ inline index_t lstm_fused_packed_size(index_t I, index_t H, index_t P) {
   return lstm_packed_layout(kMaxLanesOf<Real>, I, H, P).size + kMaxLanesOf<Real>;
 }
 
+// The regularizers' uniform 32-bit value number i under the key (s0, s1) (train.h, bernoulli_fill): two rounds of
+// the lowbias32 mixer, the second keyed by s1 and i's high half.
+inline std::uint32_t mix32(std::uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x7feb352dU;
+  h ^= h >> 15;
+  h *= 0x846ca68bU;
+  h ^= h >> 16;
+  return h;
+}
+inline std::uint32_t bernoulli_u32(std::uint64_t i, std::uint32_t s0, std::uint32_t s1) {
+  const std::uint32_t h = mix32(static_cast<std::uint32_t>(i) ^ s0);
+  return mix32(h ^ (s1 + static_cast<std::uint32_t>(i >> 32) * 0x9e3779b9U));
+}
+
 // One Adam step's coefficients (train.h): m = b1 m + a1 g; v = b2 v + a2 g²; p −= step_size m / (√(v / c2) + eps).
 template <typename Real>
 struct AdamCoefficients {
@@ -297,6 +312,10 @@ struct Kernels {
   // logits z [rows][C] against targets t, writing d = (softmax − onehot)·inv_n; returns Σ −log softmax(z)[t].
   void (*adam)(Real* p, Real* m, Real* v, const Real* g, index_t n, const detail::AdamCoefficients<Real>& c);
   double (*softmax_xent_rows)(Real* d, const Real* z, const std::int64_t* t, index_t rows, index_t C, Real inv_n);
+  // The regularizers' masks (train.h, bernoulli_fill): out[i − begin] for i in [begin, end) = below where the
+  // keyed hash of i is under `threshold` (of 2^32), else above.
+  void (*bernoulli)(Real* out, index_t begin, index_t end, std::uint64_t seed, std::uint32_t threshold, Real below,
+                    Real above);
 };
 
 namespace detail {

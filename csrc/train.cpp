@@ -147,6 +147,22 @@ void scale_grads(const std::vector<TensorSlot<Real>>& slots, Real scale) {
   });
 }
 
+template <typename Real>
+void bernoulli_fill(Real* out, index_t n, std::uint64_t seed, double p, Real below, Real above) {
+  const double scaled = p * 4294967296.0;
+  const auto fill = kernels().of<Real>().bernoulli;
+  if (p >= 1) {  // every value is below: the 32-bit threshold cannot say so
+    std::fill(out, out + n, below);
+    return;
+  }
+  const std::uint32_t threshold = static_cast<std::uint32_t>(scaled);
+  const int parts = parts_for(n);
+  on_parts(parts, [&](int part) {
+    const auto [b, e] = split_range(n, part, parts);
+    fill(out + b, b, e, seed, threshold, below, above);
+  });
+}
+
 #define PYLSTM_TRAIN(Real)                                                                                        \
   template void linear_forward<Real>(Real*, const Real*, const Real*, const Real*, index_t, index_t, index_t);    \
   template void linear_backward<Real>(Real*, Real*, Real*, const Real*, const Real*, const Real*, index_t,        \
@@ -155,7 +171,8 @@ void scale_grads(const std::vector<TensorSlot<Real>>& slots, Real scale) {
   template void adam_step<Real>(const std::vector<TensorSlot<Real>>&, double, double, double, double, long);      \
   template void sgd_step<Real>(const std::vector<TensorSlot<Real>>&, double, double);                             \
   template double grad_norm<Real>(const std::vector<TensorSlot<Real>>&);                                          \
-  template void scale_grads<Real>(const std::vector<TensorSlot<Real>>&, Real);
+  template void scale_grads<Real>(const std::vector<TensorSlot<Real>>&, Real);                                     \
+  template void bernoulli_fill<Real>(Real*, index_t, std::uint64_t, double, Real, Real);
 PYLSTM_TRAIN(float)
 PYLSTM_TRAIN(double)
 #undef PYLSTM_TRAIN

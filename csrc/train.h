@@ -51,4 +51,10 @@ double grad_norm(const std::vector<TensorSlot<Real>>& slots);
 template <typename Real>
 void scale_grads(const std::vector<TensorSlot<Real>>& slots, Real scale);
 
+// The regularizers' masks: out[i] = below with probability p (exactly: where a 32-bit value keyed by `seed` and i,
+// detail::bernoulli_u32, is under ⌊p · 2^32⌋), else above, for i in [0, n). Value i depends on (seed, i) alone,
+// so the result is the same on any number of threads. p in [0, 1].
+template <typename Real>
+void bernoulli_fill(Real* out, index_t n, std::uint64_t seed, double p, Real below, Real above);
+
 }  // namespace pylstm

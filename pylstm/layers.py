@@ -23,6 +23,14 @@ def _check_lengths(lengths, N, T):
     return lens.astype(np.int64)
 
 
+def _bernoulli(rng, shape, p, dtype, below=1.0, above=0.0):
+    """A (shape) array in dtype of `below` with probability p and `above` otherwise: the core's counter-based
+    generator (threaded, about 10x NumPy's draw at zoneout's T·N·H values) keyed by one draw from rng."""
+    out = np.empty(shape, dtype)
+    _core.bernoulli(out, p, int(rng.integers(0, 2**63)), below=below, above=above)
+    return out
+
+
 def _rd_args(rd):
     """The kernels' recurrent-dropout keywords for rd = (mask, buffer) or None."""
     return {} if rd is None else {"rd_mask": rd[0], "rd_masked": rd[1]}
@@ -137,6 +145,11 @@ class _Recurrent(_Module):
     def _fused(self):
         return False
 
+    def _stream_one_call(self):
+        """Whether stream() runs the one-call-per-step path (the fused float32 LSTM without zoneout, whose
+        streaming kernel has no zoned state), else a one-step forward."""
+        return self._fused() and not self._zoneout_on
+
     # ---- input checks -----------------------------------------------------------------------------------
     def _check_state(self, name, value, N, H, unbatched):  # H: this state's width
         want = (self.num_directions * self.num_layers,) + (() if unbatched else (N,)) + (H,)
@@ -153,7 +166,7 @@ class _Recurrent(_Module):
     def _mask(self, masks, key, option, shape, draw):
         """The `option` mask of layer direction `key` ("l0", "l0_reverse"): the caller's (checked) or drawn."""
         if masks is None:
-            return draw(shape).astype(self.dtype)
+            return draw(shape).astype(self.dtype, copy=False)
         try:
             value = np.array(masks[key][option], dtype=self.dtype)  # a private copy: the cache must not change
         except (KeyError, TypeError):
@@ -244,8 +257,10 @@ class _Recurrent(_Module):
                 out.append(None)
                 continue
             m = self._mask(masks, key, f"zoneout_{state}", (T, N, self.hidden_size),
-                           lambda shape, z=z: rng.random(shape, dtype=self.dtype) < z)
-            record.setdefault(key, {})[f"zoneout_{state}"] = m.copy()
+                           lambda shape, z=z: _bernoulli(rng, shape, z, self.dtype))
+            # (T·N·H values each: module.masks shares them read-only rather than copy them per call)
+            m.flags.writeable = False
+            record.setdefault(key, {})[f"zoneout_{state}"] = m
             out.append(m)
         return out
 
@@ -578,7 +593,7 @@ class LSTM(_Recurrent):
     def _fused(self):
         """Whether the layers run the fused float32 loop, which packs the weights and can keep them packed (and
         streams take the one-call-per-step path, which has no peepholes)."""
-        return self.dtype == np.float32 and not self.proj_size and not self.peepholes and not self._zoneout_on
+        return self.dtype == np.float32 and not self.proj_size and not self.peepholes
 
     def _packed(self, W):
         """The kept PackedLstm of the layer direction with weights W (keyed by its W_hh array, which lives as long

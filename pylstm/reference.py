@@ -318,6 +318,31 @@ def rnn_backward(dy, dh_n, x, h0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_
     return dx, dh
 
 
+# ---- the regularizers' masks (the core's train.h, bernoulli_fill) ----
+
+def _mix32(h):
+    """lowbias32: the integer mixer of the core's bernoulli_u32 (uint32 arithmetic, wrapping)."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x7FEB352D)
+    h = h ^ (h >> np.uint32(15))
+    h = h * np.uint32(0x846CA68B)
+    return h ^ (h >> np.uint32(16))
+
+
+def bernoulli(shape, p, seed, below=1.0, above=0.0, dtype=np.float32):
+    """A mask of `shape`: `below` where the 32-bit value keyed by (seed, i) is under ⌊p · 2^32⌋ (probability p),
+    `above` elsewhere, i the flat index: the core's counter-based generator, value for value."""
+    n = int(np.prod(shape))
+    i = np.arange(n, dtype=np.uint64)
+    s0, s1 = np.uint32(seed & 0xFFFFFFFF), np.uint32(seed >> 32)
+    with np.errstate(over="ignore"):
+        h = _mix32(i.astype(np.uint32) ^ s0)
+        u = _mix32(h ^ (s1 + (i >> np.uint64(32)).astype(np.uint32) * np.uint32(0x9E3779B9)))
+    if p >= 1:
+        return np.full(shape, below, dtype)
+    return np.where(u < np.uint32(int(p * 4294967296.0)), below, above).astype(dtype).reshape(shape)
+
+
 # ---- the training step's pieces around the layers (the core's train.h) ----
 
 def linear_forward(x, W, b):

@@ -91,7 +91,7 @@ class Stream:
         if I != layer.input_size:
             raise ValueError(f"x must have {layer.input_size} features (input_size), got {I}")
         with layer._lock:
-            if layer._fused():
+            if layer._stream_one_call():
                 return self._fused_step(np.ascontiguousarray(x2), N, unbatched)
             return self._general_step(x2, N, unbatched)
 

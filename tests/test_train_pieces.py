@@ -172,3 +172,37 @@ def test_optimizers_over_mixed_dtype_modules_match_the_reference(rng, opt_cls, k
                 ref.sgd_step([p], [grads[key]], [m1] if mom else None, lr=0.1, momentum=mom)
     for (m, k), p in params.items():
         _close(mods[m].state_dict()[k], p, p.dtype.type)
+
+
+# ---- the regularizers' masks (train.h, bernoulli_fill) ----
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,p,seed", [((100, 32, 64), 0.1, 12345), ((7,), 0.5, 2**63 - 1), ((3, 5), 0.0, 1),
+                                          ((40000,), 0.999, 99), ((4, 4), 1.0, 3)])
+def test_bernoulli_equals_the_reference_value_for_value(dtype, shape, p, seed):
+    out = np.full(shape, np.nan, dtype)
+    _core.bernoulli(out, p, seed, below=2.0, above=-1.0)
+    np.testing.assert_array_equal(out, ref.bernoulli(shape, p, seed, below=2.0, above=-1.0, dtype=dtype))
+    if out.size > 1000:
+        assert abs((out == 2.0).mean() - p) < 4 * np.sqrt(p * (1 - p) / out.size) + 1e-12
+
+
+def test_bernoulli_does_not_depend_on_the_threads_and_checks_its_arguments():
+    a, b = np.empty(200_000, np.float32), np.empty(200_000, np.float32)
+    _core.bernoulli(a, 0.3, 5)
+    threads = pylstm.get_num_threads()
+    try:
+        pylstm.set_num_threads(1)
+        _core.bernoulli(b, 0.3, 5)
+    finally:
+        pylstm.set_num_threads(threads)
+    np.testing.assert_array_equal(a, b)
+    c = np.empty_like(a)
+    _core.bernoulli(c, 0.3, 6)
+    assert not np.array_equal(a, c)  # another seed, other masks
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
+        _core.bernoulli(a, 1.5, 5)
+    with pytest.raises(ValueError, match="out must be writable"):
+        _core.bernoulli(np.frombuffer(b"\0" * 16, np.float32), 0.5, 1)
+    with pytest.raises(TypeError, match="out must have dtype float32 or float64"):
+        _core.bernoulli(np.zeros(4, np.int32), 0.5, 1)

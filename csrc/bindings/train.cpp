@@ -199,6 +199,24 @@ void bind_train(py::module_& m) {
         });
       },
       py::arg("grads"), py::arg("scale"), "g *= scale over every array, in place.");
+  m.def(
+      "bernoulli",
+      [](py::array out_, double p, std::uint64_t seed, double below, double above) {
+        if (!(p >= 0 && p <= 1)) throw py::value_error("p must be in [0, 1], got " + std::to_string(p));
+        with_real_named(out_, "out", [&](auto real) {
+          using Real = decltype(real);
+          std::vector<index_t> shape(out_.shape(), out_.shape() + out_.ndim());
+          auto out = arg<Real>(out_, "out", shape, true);
+          const index_t n = static_cast<index_t>(out_.size());
+          Real* o = out.ptr;
+          without_gil([=] { pylstm::bernoulli_fill<Real>(o, n, seed, p, Real(below), Real(above)); });
+          return 0;
+        });
+      },
+      py::arg("out"), py::arg("p"), py::arg("seed"), py::kw_only(), py::arg("below") = 1.0, py::arg("above") = 0.0,
+      "Fills out (C-contiguous float32 or float64, any shape) with `below` with probability p and `above` "
+      "otherwise, from a counter-based generator keyed by seed: value i depends on (seed, i) only "
+      "(reference.bernoulli).");
 }
 
 }  // namespace pylstm::bind
