@@ -8,6 +8,8 @@ import threading
 
 import numpy as np
 
+from . import _core
+
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -17,6 +19,72 @@ def _size(name, value, minimum=1):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def _probability(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number in [0, 1), got {type(value).__name__}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return float(value)
+
+
+def _zoneout_pair(kind, value):
+    """(z_c, z_h) from zoneout=z (both states) or (z_c, z_h) for the LSTM, z for the GRU (z_c 0); the RNN has none.
+    The NumPy API's layers and pylstm.torch's take it the same way."""
+    if isinstance(value, (tuple, list)):
+        if len(kind.states) == 1 or len(value) != 2:
+            raise TypeError(f"zoneout must be a number{' or a pair (z_c, z_h)' if len(kind.states) == 2 else ''}, "
+                            f"got {value!r}")
+        pair = (_probability("zoneout", value[0]), _probability("zoneout", value[1]))
+    else:
+        z = _probability("zoneout", value)
+        pair = (z if len(kind.states) == 2 else 0.0, z)
+    if any(pair) and kind.name == "rnn":
+        raise ValueError("zoneout is an option of the LSTM and the GRU (cells with a state to keep); the RNN has "
+                         "recurrent_dropout and weight_drop")
+    return pair
+
+
+def _zoneout_shown(kind, pair):
+    """zoneout as a module shows it: z, or an LSTM's (z_c, z_h) when the two differ."""
+    z_c, z_h = pair
+    return z_h if z_c == z_h or len(kind.states) == 1 else (z_c, z_h)
+
+
+def _bernoulli(rng, shape, p, dtype, below=1.0, above=0.0):
+    """A (shape) array in dtype of `below` with probability p and `above` otherwise: the core's counter-based
+    generator (threaded, about 10x NumPy's draw at zoneout's T·N·H values) keyed by one draw from rng."""
+    out = np.empty(shape, dtype)
+    _core.bernoulli(out, p, int(rng.integers(0, 2**63)), below=below, above=above)
+    return out
+
+
+class _ZoneoutOption:
+    """zoneout=z or (z_c, z_h) (issue 27), shared by the layers, the cells and pylstm.torch's modules: the module
+    keeps the pair in `_zone` and shows it as `zoneout`."""
+
+    @property
+    def zoneout(self):
+        """Zoneout's probability z, or (z_c, z_h) for an LSTM whose two differ (0: off)."""
+        return _zoneout_shown(self._kind, self._zone)
+
+    @zoneout.setter
+    def zoneout(self, value):
+        self._zone = _zoneout_pair(self._kind, value)  # (z_c, z_h); z_c 0 for the GRU
+
+    @property
+    def _zoneout_on(self):
+        return any(self._zone)
+
+    def _zone_kwargs(self, zone=None):
+        """The kernels' zoneout keywords: the masks (zone_c, zone_h) of a training call, or the expectation."""
+        if not self._zoneout_on:
+            return {}
+        lstm = len(self._kind.states) == 2
+        if zone is None:
+            return dict(zone_c=self._zone[0], zone_h=self._zone[1]) if lstm else dict(zone_h=self._zone[1])
+        return dict(zone_keep_c=zone[0], zone_keep_h=zone[1]) if lstm else dict(zone_keep_h=zone[1])
 
 
 def _dtype(value):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cells
-from ._module import _GRUForm, _Module, _RNNForm, _size
+from ._module import _bernoulli, _GRUForm, _Module, _RNNForm, _size, _ZoneoutOption
 
 
-class _Cell(_Module):
+class _Cell(_ZoneoutOption, _Module):
     _kind: _cells.CellKind  # the cell's description: gates, states, kernels
 
     # The layers' options that belong to a sequence: a cell takes them only as 0, and refuses anything else with a
@@ -20,7 +20,9 @@ class _Cell(_Module):
     _SEQUENCE_OPTIONS = {"weight_drop": "one mask of W_hh per call, the same at every step",
                          "recurrent_dropout": "one mask of h per call, the same at every step"}
 
-    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None, **sequence_options):
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype="float32", seed=None, zoneout=0.0,
+                 **sequence_options):
+        self.zoneout = zoneout  # (checked first: the RNN cell refuses it)
         for option, value in sequence_options.items():
             if option not in self._SEQUENCE_OPTIONS:
                 raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument '{option}'")
@@ -32,7 +34,9 @@ class _Cell(_Module):
         self.hidden_size = _size("hidden_size", hidden_size)
         self.bias = bool(bias)
         self._tape = []
+        self.masks = {}  # zoneout's masks of the last training step: masks["zoneout_c"], masks["zoneout_h"], (N, H)
         super().__init__(dtype, seed)
+        self._zoneout_rng = np.random.default_rng(None if seed is None else [seed, 4])  # as the layers'
 
     def _param_shapes(self):
         G, H = self._kind.G, self.hidden_size
@@ -61,12 +65,40 @@ class _Cell(_Module):
     def _config_from_torch(cls, module):
         return dict(input_size=module.input_size, hidden_size=module.hidden_size, bias=module.bias)
 
-    def _step(self, x, states):
-        """One step. states: None or a list of one array per state. Returns the new states in the caller's layout."""
+    def _step(self, x, states, masks=None):
+        """One step. states: None or a list of one array per state; masks: a training step's zoneout masks (as
+        self.masks holds them) or None to draw them. Returns the new states in the caller's layout."""
         with self._lock:
-            return self._step_locked(x, states)
+            return self._step_locked(x, states, masks)
 
-    def _step_locked(self, x, states):
+    def _zone_masks(self, N, masks):
+        """Zoneout's masks (1, N, H) per state of a training step (drawn, or the caller's), recorded in self.masks."""
+        if masks is not None and not hasattr(masks, "keys"):
+            raise TypeError(f"masks must be a dict like cell.masks, got {type(masks).__name__}")
+        lstm, H = len(self._kind.states) == 2, self.hidden_size
+        names = ["zoneout_c", "zoneout_h"] if lstm else ["zoneout_h"]
+        for key in masks or {}:
+            if key not in names or not self._zoneout_on:
+                raise ValueError(f"masks[{key!r}] is given, but this cell draws no such mask")
+        if not self._zoneout_on:
+            return None
+        out = {}
+        for name, z in zip(names, self._zone if lstm else self._zone[1:]):
+            if masks is None:
+                m = _bernoulli(self._zoneout_rng, (1, N, H), z, self.dtype)
+            else:
+                try:
+                    m = np.array(masks[name], dtype=self.dtype).reshape(1, N, H)
+                except KeyError:
+                    raise ValueError(f"masks must hold masks[{name!r}] (the form cell.masks has)") from None
+                except ValueError:
+                    raise ValueError(f"masks[{name!r}] must have shape ({N}, {H})") from None
+            m.flags.writeable = False
+            out[name] = m
+        self.masks = {k: v[0] for k, v in out.items()}
+        return [out.get("zoneout_c"), out["zoneout_h"]]
+
+    def _step_locked(self, x, states, masks=None):
         x = self._as_input("x", x)
         if x.ndim not in (1, 2):
             raise ValueError(f"x must be 2-D (N, I) or 1-D unbatched (I,), got shape {x.shape}")
@@ -80,19 +112,23 @@ class _Cell(_Module):
         s0 = None
         if states is not None:
             s0 = [self._check(name, v, N, unbatched) for name, v in zip(("h", "c"), states)]
+        if masks is not None and not self.training:
+            raise ValueError("masks are for training steps: in eval mode no mask is drawn or applied")
+        zone = self._zone_masks(N, masks) if self.training else None
         xs = np.array(x2[None], order="C", copy=True)  # (T=1, N, I), private: the tape must not see later writes
-        y, finals, cache = self._kernel_step(xs, s0)
+        y, finals, cache = self._kernel_step(xs, s0, self._zone_kwargs(zone))
         if self.training:
-            self._tape.append((xs, s0, y, cache, unbatched))
+            self._tape.append((xs, s0, y, cache, unbatched, zone))
         return [f[0] if unbatched else f for f in finals], unbatched
 
-    def _kernel_step(self, xs, s0):
-        """The kernels on one step xs (1, N, I) from s0 (None or a list of (N, H) states): (y, finals, cache)."""
+    def _kernel_step(self, xs, s0, zone=None):
+        """The kernels on one step xs (1, N, I) from s0 (None or a list of (N, H) states), zone the kernels' zoneout
+        keywords: (y, finals, cache)."""
         p = self._params
         W = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
         kind = self._kind
         out = kind.forward(xs, *(s0 if s0 is not None else [None] * len(kind.states)), *W, training=self.training,
-                           **kind.variant(self), **self._forward_extra())
+                           **kind.variant(self), **self._forward_extra(), **(zone or {}))
         return out[0], list(out[1:-1]), out[-1]
 
     def _step_backward(self, dstates):
@@ -103,7 +139,7 @@ class _Cell(_Module):
         if not self._tape:
             raise RuntimeError("backward() needs a forward in training mode first (each forward supports one "
                                "backward; several forwards are undone last first)")
-        xs, s0, y, cache, unbatched = self._tape[-1]
+        xs, s0, y, cache, unbatched, zone = self._tape[-1]
         N = xs.shape[1]
         ds = [None if v is None else self._check(name, v, N, unbatched) for name, v in zip(("dh", "dc"), dstates)]
         g = self.grads
@@ -113,7 +149,7 @@ class _Cell(_Module):
         out = kind.backward(
             None, *ds, xs, *(s0 if s0 is not None else [None] * len(kind.states)), self._params["weight_ih"],
             self._params["weight_hh"], y, cache, g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"),
-            **kind.variant(self), **self._backward_extra())
+            **kind.variant(self), **self._backward_extra(), **self._zone_kwargs(zone) if zone else {})
         self._tape.pop()
         dx, firsts = out[0][0], list(out[1:])
         if unbatched:
@@ -126,6 +162,7 @@ class _Cell(_Module):
 
     def __repr__(self):
         extra = ", bias=False" if not self.bias else ""
+        extra += f", zoneout={self.zoneout}" if self._zoneout_on else ""
         extra += f", dtype='{self.dtype.name}'" if self.dtype != np.float32 else ""
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
 
@@ -141,6 +178,8 @@ class LSTMCell(_Cell):
         if not isinstance(peepholes, (bool, np.bool_)):
             raise TypeError(f"peepholes must be a bool, got {type(peepholes).__name__}")
         self.peepholes = bool(peepholes)
+        if self.peepholes and sequence_options.get("zoneout"):
+            raise ValueError("zoneout is not combined with peepholes (the kernels zone the cell's own h and c)")
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, **sequence_options)
 
     def _param_shapes(self):
@@ -160,13 +199,15 @@ class LSTMCell(_Cell):
             raise ValueError("torch.nn.LSTMCell has no peephole connections (peepholes=True)")
         return super()._torch_config()
 
-    def __call__(self, x, state=None):
-        return self.forward(x, state)
+    def __call__(self, x, state=None, *, masks=None):
+        return self.forward(x, state, masks=masks)
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, *, masks=None):
+        """One step: returns (h, c). With ``zoneout``, a training step draws masks (``cell.masks``) or takes
+        ``masks=`` in that form."""
         if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
             raise TypeError(f"state must be a pair (h, c) of arrays or None, got {type(state).__name__}")
-        (h, c), _ = self._step(x, state)
+        (h, c), _ = self._step(x, state, masks)
         return h, c
 
     def backward(self, dh, dc=None):
@@ -176,12 +217,12 @@ class LSTMCell(_Cell):
 
 
 class _OneStateCell(_Cell):
-    def __call__(self, x, h=None):
-        return self.forward(x, h)
+    def __call__(self, x, h=None, *, masks=None):
+        return self.forward(x, h, masks=masks)
 
-    def forward(self, x, h=None):
-        """One step: returns the new h."""
-        (h1,), _ = self._step(x, None if h is None else [h])
+    def forward(self, x, h=None, *, masks=None):
+        """One step: returns the new h. ``masks`` as LSTMCell.forward's (the GRU cell's zoneout of h)."""
+        (h1,), _ = self._step(x, None if h is None else [h], masks)
         return h1
 
     def backward(self, dh):

@@ -7,7 +7,7 @@ from functools import partial
 import numpy as np
 
 from . import _cells, _core
-from ._module import _GRUForm, _Module, _RNNForm, _size
+from ._module import _bernoulli, _GRUForm, _Module, _probability, _RNNForm, _size, _ZoneoutOption
 
 
 def _check_lengths(lengths, N, T):
@@ -23,28 +23,12 @@ def _check_lengths(lengths, N, T):
     return lens.astype(np.int64)
 
 
-def _bernoulli(rng, shape, p, dtype, below=1.0, above=0.0):
-    """A (shape) array in dtype of `below` with probability p and `above` otherwise: the core's counter-based
-    generator (threaded, about 10x NumPy's draw at zoneout's T·N·H values) keyed by one draw from rng."""
-    out = np.empty(shape, dtype)
-    _core.bernoulli(out, p, int(rng.integers(0, 2**63)), below=below, above=above)
-    return out
-
-
 def _rd_args(rd):
     """The kernels' recurrent-dropout keywords for rd = (mask, buffer) or None."""
     return {} if rd is None else {"rd_mask": rd[0], "rd_masked": rd[1]}
 
 
-def _probability(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number in [0, 1), got {type(value).__name__}")
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return float(value)
-
-
-class _Recurrent(_Module):
+class _Recurrent(_ZoneoutOption, _Module):
     """What the three layer types share: parameters, gradients, layouts, checks and the layer/direction loop.
 
     A subclass sets ``_kind``, its cell's description (pylstm._cells), and implements ``_kernel_forward`` and
@@ -179,46 +163,6 @@ class _Recurrent(_Module):
     # module.masks' keys per layer direction, and the option each belongs to
     _MASKS = {"weight_drop": "weight_drop", "recurrent_dropout": "recurrent_dropout", "zoneout_c": "zoneout",
               "zoneout_h": "zoneout"}
-
-    @property
-    def zoneout(self):
-        """Zoneout's probability z, or (z_c, z_h) for an LSTM whose two differ (0: off)."""
-        z_c, z_h = self._zone
-        return z_h if z_c == z_h or len(self._kind.states) == 1 else (z_c, z_h)
-
-    @zoneout.setter
-    def zoneout(self, value):
-        self._zone = self._zoneout_option(value)  # (z_c, z_h); z_c 0 for the GRU
-
-    def _zoneout_option(self, value):
-        """zoneout=z (both states) or (z_c, z_h) for the LSTM, z for the GRU; the RNN has none. Returns the pair
-        (z_c, z_h), z_c 0 for the GRU."""
-        states = self._kind.states
-        if isinstance(value, (tuple, list)):
-            if len(states) == 1 or len(value) != 2:
-                raise TypeError(f"zoneout must be a number{' or a pair (z_c, z_h)' if len(states) == 2 else ''}, "
-                                f"got {value!r}")
-            pair = (_probability("zoneout", value[0]), _probability("zoneout", value[1]))
-        else:
-            z = _probability("zoneout", value)
-            pair = (z if len(states) == 2 else 0.0, z)
-        if any(pair) and self._kind.name == "rnn":
-            raise ValueError("zoneout is an option of pylstm.LSTM and pylstm.GRU (the issue's cells with a state "
-                             "to keep); the RNN has recurrent_dropout and weight_drop")
-        return pair
-
-    @property
-    def _zoneout_on(self):
-        return any(self._zone)
-
-    def _zone_kwargs(self, zone=None):
-        """The kernels' zoneout keywords: the masks (zone_c, zone_h) of a training call, or the expectation."""
-        if not self._zoneout_on:
-            return {}
-        lstm = len(self._kind.states) == 2
-        if zone is None:
-            return dict(zone_c=self._zone[0], zone_h=self._zone[1]) if lstm else dict(zone_h=self._zone[1])
-        return dict(zone_keep_c=zone[0], zone_keep_h=zone[1]) if lstm else dict(zone_keep_h=zone[1])
 
     def _draw_masks(self, layer, d, W, N, masks, record):
         """The regularizers' masks of one layer direction for a training call of N rows, and its weights with them

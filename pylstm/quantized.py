@@ -161,7 +161,7 @@ class _Quantized:
                                          batch_sizes=batch_sizes)
         return ([h_n] if c_n is None else [h_n, c_n]), None
 
-    def _kernel_step(self, xs, s0):  # the cells' one step
+    def _kernel_step(self, xs, s0, zone=None):  # the cells' one step
         h0, c0 = (None, None) if s0 is None else (s0[0], s0[1] if len(s0) > 1 else None)
         y, h_n, c_n = _core.lowp_forward(xs, h0, c0, self._packed(""))
         return y, ([h_n] if c_n is None else [h_n, c_n]), None

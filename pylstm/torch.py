@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _cells, _share_with_torch_unless_opted_out
+from ._module import _probability, _zoneout_pair, _ZoneoutOption
 
 _share_with_torch_unless_opted_out()  # pylstm's parallel work on torch's OpenMP threads: see share_threads_with_torch
 
@@ -38,16 +39,24 @@ class _Spec:
     """What one layer's kernels need besides tensors: the cell kind (pylstm._cells), its variant keyword, sizes and
     the running rows per step."""
 
-    __slots__ = ("kind", "variant", "D", "H", "P", "bias", "proj", "batch_sizes", "rd")
+    __slots__ = ("kind", "variant", "D", "H", "P", "bias", "proj", "batch_sizes", "rd", "zone")
 
-    def __init__(self, kind, variant, D, H, P, bias, proj, batch_sizes, rd=None):
+    def __init__(self, kind, variant, D, H, P, bias, proj, batch_sizes, rd=None, zone=None):
         self.kind, self.variant, self.D, self.H, self.P = kind, variant, D, H, P
         self.bias, self.proj, self.batch_sizes = bias, proj, batch_sizes
         self.rd = rd  # recurrent dropout: this layer's masks (D, N, P) in the kernels' row order, or None
+        # zoneout: per direction, the kernels' keywords (masks in a training call, the expectation otherwise), or None
+        self.zone = zone
 
-    def with_rd(self, rd):
-        """The same spec for a layer with recurrent-dropout masks rd (or None)."""
-        return _Spec(self.kind, self.variant, self.D, self.H, self.P, self.bias, self.proj, self.batch_sizes, rd)
+    def with_masks(self, rd, zone):
+        """The same spec for a layer with recurrent-dropout masks rd and zoneout keywords zone (or None)."""
+        return _Spec(self.kind, self.variant, self.D, self.H, self.P, self.bias, self.proj, self.batch_sizes, rd,
+                     zone)
+
+    @property
+    def trains(self):
+        """Whether the kernels run a training call even without gradients: the masks apply in training mode."""
+        return self.rd is not None or (self.zone is not None and "zone_keep_h" in self.zone[0])
 
     @property
     def per_direction(self):
@@ -94,6 +103,12 @@ def _layer_forward(spec, x, states, weights, training):
         if spec.rd is not None:  # recurrent dropout: the mask and the buffer of masked states backward reads
             rd = {"rd_mask": spec.rd[d], "rd_masked": np.empty((T + 1, N, P), yn.dtype)}
             kw.update(rd)
+        if spec.zone is not None:
+            zk = spec.zone[d]
+            if training and "zone_h" in zk:  # eval mode with gradients: the expectation as constant masks
+                zk = {f"zone_keep_{k[-1]}": np.full((T, N, spec.H), v, yn.dtype) for k, v in zk.items()}
+            kw.update(zk)
+            rd = dict(rd or {}, **{k: v for k, v in zk.items() if k.startswith("zone_keep")})
         result = spec.kind.forward(xn, *s0, _np(W_ih), _np(W_hh), _np(b_ih), _np(b_hh), **kw)
         for f, s in zip(finals, result[1:-1]):
             f.append(s)
@@ -173,7 +188,7 @@ def _run_layer(spec, x, states, weights):
         return y, finals
     with torch.no_grad():  # (recurrent dropout's masks apply in a training call without gradients too)
         y, finals, _ = _layer_forward(spec, x, states if any(s is not None for s in states) else None, weights,
-                                      training=spec.rd is not None)
+                                      training=spec.trains)
     return y, finals
 
 
@@ -305,7 +320,9 @@ class _Sequence(_Unscriptable):
                 raise TypeError(f"masks must be a dict like module.masks, got {type(masks).__name__}")
             for key, options in masks.items():
                 for option in (options if hasattr(options, "keys") else ()):
-                    if option not in ("weight_drop", "recurrent_dropout") or not getattr(self, option):
+                    on = {"weight_drop": self.weight_drop, "recurrent_dropout": self.recurrent_dropout,
+                          "zoneout_c": self._zone[0], "zoneout_h": self._zone[1]}.get(option, 0)
+                    if not on:
                         raise ValueError(f"masks[{key!r}][{option!r}] is given, but this module draws no such "
                                          f"mask ({option} is off)")
         states = [] if hx is None else list(hx)
@@ -356,7 +373,8 @@ class _Sequence(_Unscriptable):
             layer_states = [s[layer * D:(layer + 1) * D] for s in states]
             weights = self._drop_weights(layer, self._weights(layer, compute), masks, drawn)
             rd = self._recurrent_masks(layer, N, widths[0], compute, masks, drawn, sorted_indices)
-            x, fin = _run_layer(spec.with_rd(rd), x, layer_states, [w.contiguous() for w in weights])
+            zone = self._zoneout_kwargs(layer, T, N, compute, masks, drawn, sorted_indices)
+            x, fin = _run_layer(spec.with_masks(rd, zone), x, layer_states, [w.contiguous() for w in weights])
             for acc, f in zip(finals, fin):
                 acc.append(f)
             if self.dropout and self.training and layer < L - 1:
@@ -377,7 +395,7 @@ class _Sequence(_Unscriptable):
         return out, finals
 
 
-class _RegularizerOptions:
+class _RegularizerOptions(_ZoneoutOption):
     """The regularizers torch.nn lacks (issue 27), as keywords; each draws its masks from torch's generator, so that
     ``torch.manual_seed`` reproduces them, and none adds a parameter, so the state_dict is torch.nn's.
 
@@ -390,19 +408,49 @@ class _RegularizerOptions:
     the caller's row order, and ``forward(..., masks=...)`` takes them in that form. Eval mode draws and applies
     nothing."""
 
-    def __init__(self, *args, weight_drop=0.0, recurrent_dropout=0.0, **kwargs):
-        from .layers import _probability
-
+    def __init__(self, *args, weight_drop=0.0, recurrent_dropout=0.0, zoneout=0.0, **kwargs):
         p = _probability("weight_drop", weight_drop)
         q = _probability("recurrent_dropout", recurrent_dropout)
+        zone = _zoneout_pair(self._kind, zoneout)
         super().__init__(*args, **kwargs)
+        if any(zone) and getattr(self, "proj_size", 0):
+            raise ValueError("zoneout is not combined with proj_size (the kernels zone the cell's own h and c)")
         self.weight_drop = p
         self.recurrent_dropout = q
+        self._zone = zone
         self.masks = {}
 
     def extra_repr(self):
         return super().extra_repr() + (f", weight_drop={self.weight_drop}" if self.weight_drop else "") + (
-            f", recurrent_dropout={self.recurrent_dropout}" if self.recurrent_dropout else "")
+            f", recurrent_dropout={self.recurrent_dropout}" if self.recurrent_dropout else "") + (
+            f", zoneout={self.zoneout}" if any(self._zone) else "")
+
+    def _zoneout_kwargs(self, layer, T, N, dtype, masks, drawn, sorted_indices):
+        """Zoneout's kernel keywords of one layer, per direction: in a training call the masks (T, N, H) of 1 with
+        probability z, from torch's generator, recorded in the caller's rows and handed to the kernels in theirs;
+        in eval the expectation; None when off."""
+        if not any(self._zone):
+            return None
+        lstm = len(self._kind.states) == 2
+        if not self.training:
+            return [self._zone_kwargs()] * (2 if self.bidirectional else 1)
+        out = []
+        for d in range(2 if self.bidirectional else 1):
+            key = _cells.param_suffix(layer, d)[1:]
+            kw = {}
+            for state, z in zip(("c", "h"), self._zone):
+                if state == "c" and not lstm:
+                    continue
+                option = f"zoneout_{state}"
+                if masks is None:
+                    m = torch.empty((T, N, self.hidden_size), dtype=dtype).bernoulli_(z)
+                else:
+                    m = self._given_mask(masks, key, option, (T, N, self.hidden_size), dtype)
+                drawn.setdefault(key, {})[option] = m
+                m = m if sorted_indices is None else m.index_select(1, sorted_indices)
+                kw[f"zone_keep_{state}"] = np.ascontiguousarray(m.detach().numpy())
+            out.append(kw)
+        return out
 
     def _given_mask(self, masks, key, option, shape, dtype):
         try:

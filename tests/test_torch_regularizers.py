@@ -178,3 +178,95 @@ def test_recurrent_dropout_trains_in_a_plain_torch_loop_and_loads_into_torch_nn(
         masks = lstm.masks
     b, _ = lstm(x, masks=masks)
     torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
+
+
+# ---- zoneout ----
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+def test_zoneout_masks_follow_torchs_generator_and_equal_the_numpy_api(name):
+    import numpy as np
+
+    import pylstm
+
+    z = (0.3, 0.2) if name == "LSTM" else 0.2
+    torch.manual_seed(0)
+    m = KINDS[name](3, 5, num_layers=2, bidirectional=True, zoneout=z, recurrent_dropout=0.2, dtype=torch.float64)
+    x = torch.randn(4, 6, 3, dtype=torch.float64)
+    torch.manual_seed(1)
+    out1, _ = m(x)
+    masks = m.masks
+    assert tuple(masks["l1_reverse"]["zoneout_h"].shape) == (4, 6, 5)
+    assert ("zoneout_c" in masks["l0"]) == (name == "LSTM")
+    torch.manual_seed(1)
+    assert torch.equal(m(x)[0], out1)
+    assert torch.equal(m(x, masks=masks)[0], out1)
+    npm = getattr(pylstm, name)(3, 5, num_layers=2, bidirectional=True, zoneout=z, recurrent_dropout=0.2,
+                                dtype="float64")
+    npm.load_state_dict({k: v.detach().numpy() for k, v in m.state_dict().items()})
+    y, _ = npm(x.numpy(), masks={k: {o: v.numpy() for o, v in d.items()} for k, d in masks.items()})
+    np.testing.assert_allclose(out1.detach().numpy(), y, rtol=1e-12, atol=1e-13)
+    m.eval(), npm.eval()  # the expectation
+    np.testing.assert_allclose(m(x)[0].detach().numpy(), npm(x.numpy())[0], rtol=1e-12, atol=1e-13)
+    assert f"zoneout={z}" in repr(m)
+    plain = getattr(torch.nn, name)(3, 5, num_layers=2, bidirectional=True, dtype=torch.float64)
+    plain.load_state_dict(m.state_dict())  # no added parameters
+    with pytest.raises(ValueError, match="zoneout is an option of the LSTM and the GRU"):
+        pt.RNN(3, 4, zoneout=0.1)
+    with pytest.raises(ValueError, match="not combined with proj_size"):
+        pt.LSTM(3, 4, proj_size=2, zoneout=0.1)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+def test_zoneout_gradcheck_with_the_masks_fixed_and_a_packed_sequence(name):
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(2)
+    m = KINDS[name](2, 3, num_layers=2, bidirectional=True, zoneout=0.4, dtype=torch.float64)
+    x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+    m(x)
+    masks = m.masks
+    params = dict(m.named_parameters())
+    names = list(params)
+
+    def f(x, *ps):
+        out, _ = torch.func.functional_call(m, dict(zip(names, ps)), (x,), {"masks": masks})
+        return out
+
+    assert torch.autograd.gradcheck(f, (x, *[p.detach().clone().requires_grad_() for p in params.values()]),
+                                    eps=1e-6, atol=1e-6)
+    xs = torch.randn(4, 3, 2, dtype=torch.float64)
+    packed = pack_padded_sequence(xs, [2, 4, 3], enforce_sorted=False)
+    m(packed)
+    pm = m.masks
+    out, _ = m(packed, masks=pm)
+    assert torch.equal(out.data, m(packed, masks=pm)[0].data)
+
+
+def test_zoneout_trains_in_a_plain_torch_loop():
+    torch.manual_seed(3)
+    gru = pt.GRU(1, 16, batch_first=True, zoneout=0.1)
+    head = torch.nn.Linear(16, 1)
+    opt = torch.optim.Adam([*gru.parameters(), *head.parameters()], lr=1e-2)
+    t = torch.linspace(0, 12, 40)
+    x = torch.sin(t)[None, :-1, None].repeat(8, 1, 1)
+    y = torch.sin(t)[None, 1:, None].repeat(8, 1, 1)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        out, _ = gru(x)
+        loss = torch.nn.functional.mse_loss(head(out), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+
+
+def test_zoneout_in_eval_mode_with_gradients_uses_the_expectation():
+    torch.manual_seed(5)
+    m = pt.LSTM(2, 3, zoneout=(0.3, 0.5), dtype=torch.float64).eval()
+    x = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        want, _ = m(x)
+    out, _ = m(x)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-13)
+    assert torch.autograd.gradcheck(lambda x: m(x)[0], (x,), eps=1e-6, atol=1e-6)

@@ -241,7 +241,7 @@ def test_with_lengths_each_row_equals_its_own_sequence():
 
 
 def test_the_checks():
-    with pytest.raises(ValueError, match="zoneout is an option of pylstm.LSTM and pylstm.GRU"):
+    with pytest.raises(ValueError, match="zoneout is an option of the LSTM and the GRU"):
         pylstm.RNN(3, 4, zoneout=0.1)
     with pytest.raises(TypeError, match="zoneout must be a number, got"):
         pylstm.GRU(3, 4, zoneout=(0.1, 0.2))
@@ -295,3 +295,63 @@ def test_the_kernels_check_their_arguments():
             _core.lstm_forward(x, None, None, W_ih, W_hh, None, None, zone_keep_c=keep, zone_keep_h=keep)
     finally:
         _core._set_fused_loops(True)
+
+
+# ---- the cells: zoneout drawn per call, that is per step ----
+
+@pytest.mark.parametrize("cls,kw", [(pylstm.LSTMCell, {"zoneout": (0.3, 0.5)}), (pylstm.GRUCell, {"zoneout": 0.4}),
+                                    (pylstm.GRUCell, {"zoneout": 0.4, "linear_before_reset": False})])
+def test_a_cell_equals_the_layer_with_the_same_masks_and_its_gradients(cls, kw):
+    layer_cls = pylstm.LSTM if cls is pylstm.LSTMCell else pylstm.GRU
+    cell = cls(3, 4, dtype="float64", seed=2, **kw)
+    layer = layer_cls(3, 4, dtype="float64", seed=2, **kw)
+    layer.load_state_dict({k + "_l0": v for k, v in cell.state_dict().items()})
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 2, 3))
+    lstm = cls is pylstm.LSTMCell
+    state, steps, masks = None, [], {"zoneout_h": [], "zoneout_c": []}
+    for t in range(5):
+        state = cell(x[t], state)
+        steps.append(state[0] if lstm else state)
+        for k, v in cell.masks.items():
+            masks[k].append(v)
+    layer_masks = {"l0": {k: np.stack(v) for k, v in masks.items() if v}}
+    y, _ = layer(x, masks=layer_masks)
+    np.testing.assert_allclose(np.stack(steps), y, rtol=1e-12, atol=1e-14)
+    assert set(np.unique(layer_masks["l0"]["zoneout_h"])) <= {0.0, 1.0}
+    # gradients: the cell's backward, step by step, against the layer's
+    dy = rng.standard_normal((5, 2, 4))
+    layer.zero_grad()
+    layer(x, masks=layer_masks)
+    dx_layer, _ = layer.backward(dy)
+    dh, dc, dxs = np.zeros((2, 4)), np.zeros((2, 4)), []
+    for t in reversed(range(5)):
+        if lstm:
+            dx_t, (dh, dc) = cell.backward(dh + dy[t], dc)
+        else:
+            dx_t, dh = cell.backward(dh + dy[t])
+        dxs.append(dx_t)
+    np.testing.assert_allclose(np.stack(dxs[::-1]), dx_layer, rtol=1e-12, atol=1e-13)
+    for k, v in cell.grads.items():
+        np.testing.assert_allclose(v, layer.grads[k + "_l0"], rtol=1e-12, atol=1e-13)
+
+
+def test_a_cell_in_eval_uses_the_expectation_and_the_checks():
+    cell = pylstm.GRUCell(3, 4, zoneout=0.25, dtype="float64", seed=1)
+    x, h = np.ones((2, 3)), np.full((2, 4), 0.5)
+    cell.eval()
+    got = cell(x, h)
+    plain = pylstm.GRUCell(3, 4, dtype="float64", seed=1).eval()
+    np.testing.assert_allclose(got, 0.25 * h + 0.75 * plain(x, h), rtol=1e-12)
+    cell.train()
+    given = {"zoneout_h": np.ones((2, 4))}
+    np.testing.assert_array_equal(cell(x, h, masks=given), h)  # every unit keeps its state
+    with pytest.raises(ValueError, match=r"masks\['zoneout_c'\] is given, but this cell draws no such mask"):
+        cell(x, h, masks={"zoneout_c": np.ones((2, 4))})
+    with pytest.raises(ValueError, match=r"masks\['zoneout_h'\] must have shape \(2, 4\)"):
+        cell(x, h, masks={"zoneout_h": np.ones((3, 4))})
+    with pytest.raises(ValueError, match="zoneout is an option of the LSTM and the GRU"):
+        pylstm.RNNCell(3, 4, zoneout=0.1)
+    with pytest.raises(ValueError, match="not combined with peepholes"):
+        pylstm.LSTMCell(3, 4, zoneout=0.1, peepholes=True)
+    assert "zoneout=0.25" in repr(cell)
