@@ -8,7 +8,7 @@ first; the table gives the median ms per call over the rounds and each option's 
 bound for the cheap options). 2 threads (pylstm's pool default on this machine); no thread limit or environment
 variable is set.
 Inference with weight-drop or recurrent dropout is the plain model (eval mode draws nothing), so it is timed to show
-that; with zoneout it zones the states by their expectation (and keeps no packed weights between calls).
+that; with zoneout it zones the states by their expectation.
 """
 
 from __future__ import annotations

@@ -33,14 +33,14 @@ namespace detail {
 constexpr index_t kOwnProjectionBytes = 256 * 1024;
 
 // A single-row product whose weights come from L3 (they do not stay in the thread's L2 between uses: a stream of
-// several layers re-reads all of them every step) prefetches them this many bytes ahead. A 2-layer stream (I = H =
-// 256, 2.1 MB of packed weights per thread on 2 threads) took 24.7-25.1 µs per step without, 22.8-23.3 with 2048
-// (23.0-23.3 with 1024, 23.6-24.5 with 4096); a 1-layer one on one thread (2.1 MB) 23.3-23.5 -> 21.0-21.3 µs; but a
-// 1-layer one on 2 threads (1.05 MB each, held in L2) got slower with it, 9.8-10.5 -> 10.6-10.9 µs (2-core Zen 5,
-// 2 MB of L2 per core, 2026-12-05, alternating processes).
+// several layers re-reads all of them every step) prefetches them this many bytes ahead. On a 2-core Zen 5 with
+// 1 MiB of L2 per core (2026-12-05, alternating builds): a 2-layer stream (I = H = 256, 2.1 MB of packed weights per
+// thread on 2 threads) took 24.7-25.1 µs per step without, 22.8-23.3 with 2048 ahead (23.0-23.3 with 1024, 23.6-24.5
+// with 4096); a 1-layer one on one thread (2.1 MB) 23.3-23.5 -> 21.0-21.3 µs. A 1-layer stream on 2 threads
+// (1.05 MB each, just over that L2) measured the same with and without (9.7-10.4 against 9.8-10.3 µs, three rounds).
 constexpr int kPrefetchBytes = 2048;
-// Whether `bytes` of weights read per step by each thread exceed what its L2 keeps beside everything else: three
-// quarters of it (the 1.05 MB shares above stayed in a 2 MB L2, the 2.1 MB ones did not).
+// Whether `bytes` of weights read per step by each thread exceed what its L2 keeps beside everything else (three
+// quarters of it, as sysconf reports the L2 of one core).
 bool weights_beyond_l2(index_t bytes);
 
 template <typename Real>

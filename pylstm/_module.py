@@ -71,20 +71,52 @@ class _ZoneoutOption:
 
     @zoneout.setter
     def zoneout(self, value):
-        self._zone = _zoneout_pair(self._kind, value)  # (z_c, z_h); z_c 0 for the GRU
+        pair = _zoneout_pair(self._kind, value)  # (z_c, z_h); z_c 0 for the GRU
+        if any(pair):
+            self._refuse_zoneout()
+        changed = getattr(self, "_zone", pair) != pair
+        self._zone = pair
+        if changed and hasattr(self, "_version"):  # a NumPy-API module: what it keeps (a stream's path) goes stale
+            self._changed()
+
+    def _refuse_zoneout(self):
+        """Raises where this module cannot run zoneout (peepholes, a projection, low-precision kernels)."""
 
     @property
     def _zoneout_on(self):
         return any(self._zone)
 
-    def _zone_kwargs(self, zone=None):
-        """The kernels' zoneout keywords: the masks (zone_c, zone_h) of a training call, or the expectation."""
+    def _zone_kwargs(self):
+        """The kernels' zoneout keywords of an inference call: the expectation ({} when off)."""
         if not self._zoneout_on:
             return {}
-        lstm = len(self._kind.states) == 2
+        if len(self._kind.states) == 2:
+            return dict(zone_c=self._zone[0], zone_h=self._zone[1])
+        return dict(zone_h=self._zone[1])
+
+    @staticmethod
+    def _zone_mask_kwargs(zone):
+        """The kernels' keywords for the masks [d_c or None, d_h] a training call drew (whatever the option is now,
+        so that a backward runs as its forward did); {} for None."""
         if zone is None:
-            return dict(zone_c=self._zone[0], zone_h=self._zone[1]) if lstm else dict(zone_h=self._zone[1])
-        return dict(zone_keep_c=zone[0], zone_keep_h=zone[1]) if lstm else dict(zone_keep_h=zone[1])
+            return {}
+        return dict(zone_keep_h=zone[1]) if zone[0] is None else dict(zone_keep_c=zone[0], zone_keep_h=zone[1])
+
+
+def _check_mask_options(module, masks):
+    """Refuses a masks= dict (masks[layer direction][option]) with an option this module draws no mask for: the
+    layers' and pylstm.torch's one check."""
+    if not hasattr(masks, "items"):
+        raise TypeError(f"masks must be a dict like module.masks, got {type(masks).__name__}")
+    zone, lstm = any(module._zone), len(module._kind.states) == 2
+    on = {"weight_drop": bool(module.weight_drop), "recurrent_dropout": bool(module.recurrent_dropout),
+          "zoneout_c": zone and lstm, "zoneout_h": zone}
+    for key, options in masks.items():
+        for option in (options if hasattr(options, "keys") else ()):
+            if not on.get(option, False):
+                name = "zoneout" if option.startswith("zoneout") else option
+                why = "it has no cell state c" if option == "zoneout_c" and zone else f"{name} is off"
+                raise ValueError(f"masks[{key!r}][{option!r}] is given, but this module draws no such mask ({why})")
 
 
 def _dtype(value):

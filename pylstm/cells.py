@@ -59,6 +59,9 @@ class _Cell(_ZoneoutOption, _Module):
         return cls._kind.module_name + "Cell"
 
     def _torch_config(self):
+        if self._zoneout_on:
+            raise ValueError(f"torch.nn.{self._torch_name()} has no zoneout (in eval each state keeps a share z of "
+                             "its previous value), so its outputs would differ")
         return self._torch_name(), dict(input_size=self.input_size, hidden_size=self.hidden_size, bias=self.bias)
 
     @classmethod
@@ -88,14 +91,14 @@ class _Cell(_ZoneoutOption, _Module):
                 m = _bernoulli(self._zoneout_rng, (1, N, H), z, self.dtype)
             else:
                 try:
-                    m = np.array(masks[name], dtype=self.dtype).reshape(1, N, H)
+                    m = np.array(masks[name], dtype=self.dtype)
                 except KeyError:
                     raise ValueError(f"masks must hold masks[{name!r}] (the form cell.masks has)") from None
-                except ValueError:
-                    raise ValueError(f"masks[{name!r}] must have shape ({N}, {H})") from None
+                if m.shape != (N, H):
+                    raise ValueError(f"masks[{name!r}] must have shape ({N}, {H}), got {m.shape}")
+                m = m[None]
             m.flags.writeable = False
             out[name] = m
-        self.masks = {k: v[0] for k, v in out.items()}
         return [out.get("zoneout_c"), out["zoneout_h"]]
 
     def _step_locked(self, x, states, masks=None):
@@ -116,9 +119,12 @@ class _Cell(_ZoneoutOption, _Module):
             raise ValueError("masks are for training steps: in eval mode no mask is drawn or applied")
         zone = self._zone_masks(N, masks) if self.training else None
         xs = np.array(x2[None], order="C", copy=True)  # (T=1, N, I), private: the tape must not see later writes
-        y, finals, cache = self._kernel_step(xs, s0, self._zone_kwargs(zone))
+        y, finals, cache = self._kernel_step(xs, s0, self._zone_mask_kwargs(zone) if self.training
+                                             else self._zone_kwargs())
         if self.training:
             self._tape.append((xs, s0, y, cache, unbatched, zone))
+            if zone is not None:  # (only once the step has run: a failed call leaves them as they were)
+                self.masks = {k: v[0] for k, v in zip(("zoneout_c", "zoneout_h"), zone) if v is not None}
         return [f[0] if unbatched else f for f in finals], unbatched
 
     def _kernel_step(self, xs, s0, zone=None):
@@ -149,7 +155,7 @@ class _Cell(_ZoneoutOption, _Module):
         out = kind.backward(
             None, *ds, xs, *(s0 if s0 is not None else [None] * len(kind.states)), self._params["weight_ih"],
             self._params["weight_hh"], y, cache, g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"),
-            **kind.variant(self), **self._backward_extra(), **self._zone_kwargs(zone) if zone else {})
+            **kind.variant(self), **self._backward_extra(), **self._zone_mask_kwargs(zone))
         self._tape.pop()
         dx, firsts = out[0][0], list(out[1:])
         if unbatched:
@@ -178,9 +184,11 @@ class LSTMCell(_Cell):
         if not isinstance(peepholes, (bool, np.bool_)):
             raise TypeError(f"peepholes must be a bool, got {type(peepholes).__name__}")
         self.peepholes = bool(peepholes)
-        if self.peepholes and sequence_options.get("zoneout"):
-            raise ValueError("zoneout is not combined with peepholes (the kernels zone the cell's own h and c)")
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, **sequence_options)
+
+    def _refuse_zoneout(self):
+        if self.peepholes:
+            raise ValueError("zoneout is not combined with peepholes (the kernels zone the cell's own h and c)")
 
     def _param_shapes(self):
         shapes = super()._param_shapes()

@@ -7,7 +7,7 @@ from functools import partial
 import numpy as np
 
 from . import _cells, _core
-from ._module import _bernoulli, _GRUForm, _Module, _probability, _RNNForm, _size, _ZoneoutOption
+from ._module import _bernoulli, _check_mask_options, _GRUForm, _Module, _probability, _RNNForm, _size, _ZoneoutOption
 
 
 def _check_lengths(lengths, N, T):
@@ -238,18 +238,8 @@ class _Recurrent(_ZoneoutOption, _Module):
         training = self.training
         if masks is not None and not training:
             raise ValueError("masks are for training calls: in eval mode no mask is drawn or applied")
-        if masks is not None and not hasattr(masks, "keys"):
-            raise TypeError(f"masks must be a dict like module.masks, got {type(masks).__name__}")
         if masks is not None:
-            for key, options in masks.items():
-                for option in (options if hasattr(options, "keys") else ()):
-                    on = option in self._MASKS and (self._zoneout_on if self._MASKS[option] == "zoneout"
-                                                    else getattr(self, option))
-                    no_c = option == "zoneout_c" and len(self._kind.states) == 1
-                    if not on or no_c:
-                        why = "it has no cell state c" if no_c else f"{self._MASKS.get(option, option)} is off"
-                        raise ValueError(f"masks[{key!r}][{option!r}] is given, but this module draws no such mask "
-                                         f"({why})")
+            _check_mask_options(self, masks)
         self._cache = None  # a new forward ends the previous one's claim to a backward
         # Training keeps the layer inputs and outputs for backward, so it works on private copies: writing into x or
         # into the returned out between forward and backward must not change the gradients.
@@ -283,7 +273,8 @@ class _Recurrent(_ZoneoutOption, _Module):
                 try:
                     finals, cache = forward(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
                                             training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H],
-                                            rd=rd, zone=self._zone_kwargs(zone))
+                                            rd=rd, zone=self._zone_mask_kwargs(zone) if training
+                                            else self._zone_kwargs())
                 finally:
                     self._transient_weights = False
                 finals_all.append(finals)
@@ -356,7 +347,7 @@ class _Recurrent(_ZoneoutOption, _Module):
                 firsts = backward(dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,
                                   None if s0 is None else [s[k] for s in s0], W, G, out[:, :, cols],
                                   cache["caches"][k], reverse=bool(d), dx=dx, rd=cache["rds"][k],
-                                  zone=self._zone_kwargs(cache["zones"][k]))
+                                  zone=self._zone_mask_kwargs(cache["zones"][k]))
                 if drop is not None:
                     self._layer_params(layer, d, fresh)[1][1][...] += drop[0] * dW
                 for dst, src in zip(ds0, firsts):
@@ -462,9 +453,6 @@ class LSTM(_Recurrent):
         if self.peepholes and self.proj_size:
             raise ValueError("peepholes and proj_size cannot be combined (the peepholes read c, the projection "
                              "replaces h)")
-        if (self.peepholes or self.proj_size) and zoneout:
-            raise ValueError("zoneout is not combined with peepholes or proj_size (the kernels zone the cell's own "
-                             "h and c)")
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, weight_drop=weight_drop,
                          recurrent_dropout=recurrent_dropout, zoneout=zoneout, dtype=dtype, seed=seed)
@@ -472,6 +460,11 @@ class LSTM(_Recurrent):
     @property
     def _out(self):
         return self.proj_size or self.hidden_size
+
+    def _refuse_zoneout(self):
+        if self.peepholes or self.proj_size:
+            raise ValueError("zoneout is not combined with peepholes or proj_size (the kernels zone the cell's own "
+                             "h and c)")
 
     def _param_shapes(self):
         shapes = super()._param_shapes()
@@ -512,7 +505,9 @@ class LSTM(_Recurrent):
         With ``weight_drop=p`` a training call draws, per layer and direction, a mask M of W_hh's shape (0 or
         1/(1 − p)) and runs on M ⊙ W_hh (DropConnect, Merity et al. 2017); ``module.masks`` holds the last training
         call's masks (``masks["l0"]["weight_drop"]``, ``masks["l1_reverse"]...``), and ``masks=`` in that form
-        gives a training call its masks instead of drawing them. Eval mode uses W_hh itself."""
+        gives a training call its masks instead of drawing them. Eval mode uses W_hh itself. ``recurrent_dropout``
+        and ``zoneout`` record theirs the same way (``masks["l0"]["recurrent_dropout"]`` (N, P),
+        ``["zoneout_c"]``, ``["zoneout_h"]`` (T, N, H)); see docs/regularizers.md."""
         out, (h_n, c_n) = self._run(x, self._pair("state", state), lengths, masks)
         return out, (h_n, c_n)
 

@@ -60,6 +60,9 @@ class _Quantized:
     """What the quantized layers share (mixed in before their float class): inference only, low-precision weights,
     and the kernels (_core.lowp_forward on packed weights kept per layer direction)."""
 
+    def _refuse_zoneout(self):
+        raise ValueError("a quantized module has no zoneout: its low-precision kernels have no zoned state")
+
     def _quantize_init(self, dtype):
         self.qdtype = dtype
         self._params = _quantized_params(self._params, dtype)

@@ -120,6 +120,8 @@ class Stream:
 
     def _general_step(self, x, N, unbatched):
         layer = self._layer
+        if self._h is not None:  # the one-call path ran until now (an option changed since): carry its state over
+            self._state, self._h = [self._h[0].copy(), self._c.copy()], None
         if self._state is not None and self._state[0].shape[1] != N:
             raise ValueError(f"x has {N} rows, the stream's state {self._state[0].shape[1]}")
         # An inference forward of one step; the layer's mode and any cache a training forward left for backward

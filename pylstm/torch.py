@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _cells, _share_with_torch_unless_opted_out
-from ._module import _probability, _zoneout_pair, _ZoneoutOption
+from ._module import _check_mask_options, _probability, _zoneout_pair, _ZoneoutOption
 
 _share_with_torch_unless_opted_out()  # pylstm's parallel work on torch's OpenMP threads: see share_threads_with_torch
 
@@ -316,15 +316,7 @@ class _Sequence(_Unscriptable):
         if masks is not None and not self.training:
             raise ValueError("masks are for training calls: in eval mode no mask is drawn or applied")
         if masks is not None:
-            if not hasattr(masks, "items"):
-                raise TypeError(f"masks must be a dict like module.masks, got {type(masks).__name__}")
-            for key, options in masks.items():
-                for option in (options if hasattr(options, "keys") else ()):
-                    on = {"weight_drop": self.weight_drop, "recurrent_dropout": self.recurrent_dropout,
-                          "zoneout_c": self._zone[0], "zoneout_h": self._zone[1]}.get(option, 0)
-                    if not on:
-                        raise ValueError(f"masks[{key!r}][{option!r}] is given, but this module draws no such "
-                                         f"mask ({option} is off)")
+            _check_mask_options(self, masks)
         states = [] if hx is None else list(hx)
         packed = isinstance(input, PackedSequence)
         _check_run(self, [("input", input.data if packed else input)]
@@ -406,19 +398,23 @@ class _RegularizerOptions(_ZoneoutOption):
     recurrent product reads m ⊙ h_{t−1} (the GRU's carry reads h itself); the kernels apply it. ``module.masks``
     holds the last training call's masks (``masks["l0"]["weight_drop"]``, ``masks["l0"]["recurrent_dropout"]``), in
     the caller's row order, and ``forward(..., masks=...)`` takes them in that form. Eval mode draws and applies
-    nothing."""
+    nothing. ``zoneout=z`` or ``(z_c, z_h)`` (LSTM and GRU; Krueger et al. 2016): each unit keeps its previous state
+    with probability z per step (masks ``masks["l0"]["zoneout_c"]``, ``["zoneout_h"]``, (T, N, H)); eval uses the
+    expectation."""
 
     def __init__(self, *args, weight_drop=0.0, recurrent_dropout=0.0, zoneout=0.0, **kwargs):
         p = _probability("weight_drop", weight_drop)
         q = _probability("recurrent_dropout", recurrent_dropout)
-        zone = _zoneout_pair(self._kind, zoneout)
+        _zoneout_pair(self._kind, zoneout)  # checked before torch builds anything
         super().__init__(*args, **kwargs)
-        if any(zone) and getattr(self, "proj_size", 0):
-            raise ValueError("zoneout is not combined with proj_size (the kernels zone the cell's own h and c)")
         self.weight_drop = p
         self.recurrent_dropout = q
-        self._zone = zone
+        self.zoneout = zoneout
         self.masks = {}
+
+    def _refuse_zoneout(self):
+        if getattr(self, "proj_size", 0):
+            raise ValueError("zoneout is not combined with proj_size (the kernels zone the cell's own h and c)")
 
     def extra_repr(self):
         return super().extra_repr() + (f", weight_drop={self.weight_drop}" if self.weight_drop else "") + (

@@ -50,7 +50,7 @@ def test_stream_equals_forward(rng, cls, kw, N, with_state):
 
 @pytest.mark.parametrize("N", [1, 2])
 def test_stream_whose_weights_exceed_l2_equals_forward(rng, N):
-    # 3 layers of 4·384·768 float32 weights: over 3 MB per thread on 2 threads, more than any L2 keeps, so the
+    # 3 layers of 4·384·768 float32 weights: about 7 MB per thread on 2 threads, more than any L2 keeps, so the
     # single-row products prefetch their weights (kernels.h, weights_beyond_l2); N = 2 runs the same step without.
     m = pylstm.LSTM(384, 384, 3, seed=5).eval()
     x = rng.standard_normal((4, N, 384)).astype(np.float32)

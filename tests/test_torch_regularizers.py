@@ -270,3 +270,13 @@ def test_zoneout_in_eval_mode_with_gradients_uses_the_expectation():
     out, _ = m(x)
     torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-13)
     assert torch.autograd.gradcheck(lambda x: m(x)[0], (x,), eps=1e-6, atol=1e-6)
+
+
+def test_zoneout_masks_round_trip_when_one_state_is_not_zoned():
+    torch.manual_seed(6)
+    m = pt.LSTM(3, 4, zoneout=(0.0, 0.3))
+    x = torch.randn(5, 2, 3)
+    out, _ = m(x)
+    masks = m.masks
+    assert not masks["l0"]["zoneout_c"].any()
+    torch.testing.assert_close(m(x, masks=masks)[0], out, rtol=0, atol=0)

@@ -261,14 +261,20 @@ def test_the_checks():
         m(x, masks={"l0": {"zoneout_c": np.ones((2, 1, 3)), "zoneout_h": np.ones((2, 1, 4))}})
     with pytest.raises(ValueError, match="zoneout_c.*no cell state"):
         pylstm.GRU(3, 4, zoneout=0.2)(x, masks={"l0": {"zoneout_c": np.ones((2, 1, 4))}})
-    with pytest.raises(ValueError, match="torch.nn.LSTM has no zoneout"):
-        m.to_torch()
     with pytest.raises(ValueError, match="zoneout"):
         pylstm.quantize(m.eval(), "int8")
     pytest.importorskip("onnx")
     from pylstm import onnx as ponnx
     with pytest.raises(ValueError, match="zoneout has no ONNX form"):
         ponnx.export(m)
+
+
+def test_to_torch_refuses_zoneout():
+    pytest.importorskip("torch")
+    for m in (pylstm.LSTM(3, 4, zoneout=0.1), pylstm.GRU(3, 4, zoneout=0.1), pylstm.LSTMCell(3, 4, zoneout=0.1),
+              pylstm.GRUCell(3, 4, zoneout=0.1)):
+        with pytest.raises(ValueError, match=r"torch.nn.\w+ has no zoneout"):
+            m.to_torch()
 
 
 def test_the_kernels_check_their_arguments():
@@ -355,3 +361,73 @@ def test_a_cell_in_eval_uses_the_expectation_and_the_checks():
     with pytest.raises(ValueError, match="not combined with peepholes"):
         pylstm.LSTMCell(3, 4, zoneout=0.1, peepholes=True)
     assert "zoneout=0.25" in repr(cell)
+
+
+# ---- after a second reading ----
+
+def test_a_backward_runs_as_its_forward_did_whatever_the_option_is_now():
+    for make in (lambda: pylstm.LSTM(3, 4, zoneout=0.5, dtype="float64", seed=1),
+                 lambda: pylstm.GRUCell(3, 4, zoneout=0.5, dtype="float64", seed=1)):
+        a, b = make(), make()
+        x = np.random.default_rng(0).standard_normal((4, 2, 3))
+        if isinstance(a, pylstm.GRUCell):
+            x = x[0]
+        out = a(x)
+        b(x, masks=a.masks)
+        a.zoneout = 0.0  # switched off between the forward and its backward
+        dout = np.ones_like(out[0] if isinstance(out, tuple) else out)
+        a.backward(dout)
+        b.backward(dout)
+        assert all(np.array_equal(a.grads[k], b.grads[k]) for k in a.grads)
+    m = pylstm.LSTM(3, 4, seed=1)
+    m(np.zeros((2, 1, 3), np.float32))
+    m.zoneout = 0.3  # switched on between them: the forward drew nothing, so the backward zones nothing
+    m.backward(np.ones((2, 1, 4), np.float32))
+
+
+def test_zoneout_settings_are_checked_when_set():
+    pylstm.LSTM(3, 4, proj_size=2, zoneout=(0.0, 0.0))  # off is fine with a projection
+    m = pylstm.LSTM(3, 4, peepholes=True)
+    with pytest.raises(ValueError, match="not combined with peepholes"):
+        m.zoneout = 0.2
+    assert m.zoneout == 0.0
+    q = pylstm.quantize(pylstm.LSTM(3, 4), "int8")
+    with pytest.raises(ValueError, match="a quantized module has no zoneout"):
+        q.zoneout = 0.1
+
+
+def test_a_stream_carries_its_state_when_zoneout_is_switched_on_midway():
+    m = pylstm.LSTM(3, 4, seed=2).eval()
+    x = np.random.default_rng(1).standard_normal((6, 1, 3)).astype(np.float32)
+    s = m.stream()
+    for t in range(3):
+        s.step(x[t])
+    m.zoneout = 0.4
+    ys = [s.step(x[t]) for t in range(3, 6)]
+    ref = pylstm.LSTM(3, 4, seed=2).eval()
+    _, state = ref(x[:3])
+    ref.zoneout = 0.4
+    want, _ = ref(x[3:], state)
+    np.testing.assert_allclose(np.stack(ys), want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_cells_masks_must_have_their_shape_and_a_failed_step_keeps_the_last():
+    cell = pylstm.LSTMCell(3, 4, zoneout=0.5, seed=3)
+    x = np.ones((2, 3), np.float32)
+    cell(x)
+    last = {k: v.copy() for k, v in cell.masks.items()}
+    with pytest.raises(ValueError, match=r"must have shape \(2, 4\)"):
+        cell(x, masks={"zoneout_c": np.ones((4, 2)), "zoneout_h": np.ones((4, 2))})
+    with pytest.raises(ValueError):
+        cell(np.ones((2, 5), np.float32))
+    assert all(np.array_equal(cell.masks[k], last[k]) for k in last)
+
+
+def test_the_kernels_refuse_masks_that_share_memory_with_an_output():
+    x = np.zeros((2, 1, 3), np.float32)
+    W_ih, W_hh = np.zeros((12, 3), np.float32), np.zeros((12, 4), np.float32)
+    y = np.zeros((2, 1, 4), np.float32)
+    with pytest.raises(ValueError, match="y must not share memory with zone_keep_h"):
+        _core.gru_forward(x, None, W_ih, W_hh, None, None, y=y, zone_keep_h=y)
+    with pytest.raises(ValueError, match="out must have at least one dimension"):
+        _core.bernoulli(np.empty((), np.float32), 0.5, 1)

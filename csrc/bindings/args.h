@@ -163,8 +163,13 @@ std::pair<Arg<Real>, Arg<Real>> recurrent_dropout_args(py::handle mask_, py::han
 // Zoneout's arguments (common.h, Zoneout): zone_keep_c, zone_keep_h (T, N, H) masks of a training call (the GRU and
 // the RNN have no c: states 1), or the expectations zone_c, zone_h in [0, 1) of an inference call.
 template <class Real>
-pylstm::Zoneout<Real> zoneout_args(py::handle keep_c_, py::handle keep_h_, double z_c, double z_h, index_t T,
-                                   index_t N, index_t H, int states) {
+struct ZoneoutArgs {
+  pylstm::Zoneout<Real> zone;
+  Arg<Real> keep_c, keep_h;  // for the overlap checks
+};
+template <class Real>
+ZoneoutArgs<Real> zoneout_args(py::handle keep_c_, py::handle keep_h_, double z_c, double z_h, index_t T, index_t N,
+                               index_t H, int states) {
   auto keep_c = arg<Real>(keep_c_, "zone_keep_c", {T, N, H}, false, true);
   auto keep_h = arg<Real>(keep_h_, "zone_keep_h", {T, N, H}, false, true);
   if (!(z_c >= 0 && z_c < 1) || !(z_h >= 0 && z_h < 1))
@@ -175,7 +180,7 @@ pylstm::Zoneout<Real> zoneout_args(py::handle keep_c_, py::handle keep_h_, doubl
     throw py::value_error("zone_keep_c and zone_keep_h must both be given or both be None");
   if (keep_h.ptr && (z_c != 0 || z_h != 0))
     throw py::value_error("zoneout takes masks (training) or expectations (inference), not both");
-  return {keep_c.ptr, keep_h.ptr, Real(z_c), Real(z_h)};
+  return {{keep_c.ptr, keep_h.ptr, Real(z_c), Real(z_h)}, keep_c, keep_h};
 }
 
 // The caller's output array when given (checked later by arg()), else a new one: uninitialised, or zeros for an

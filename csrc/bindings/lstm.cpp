@@ -68,8 +68,10 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   py::object y_obj = out_or_new<Real>(y_, {T, N, P}, batch_sizes != nullptr);
   auto y = arg<Real>(y_obj, "y", {T, N, P}, true, false, true);
   auto [rd_mask, rd_masked] = recurrent_dropout_args<Real>(rd_mask_, rd_masked_, T, N, P, training);
-  const auto zone = zoneout_args<Real>(zk_c_, zk_h_, z_c, z_h, T, N, H, 2);
-  no_overlap<Real>({&y, &rd_masked}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr, &peep, &rd_mask, &y, &rd_masked});
+  const auto za = zoneout_args<Real>(zk_c_, zk_h_, z_c, z_h, T, N, H, 2);
+  const auto zone = za.zone;
+  no_overlap<Real>({&y, &rd_masked}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr, &peep, &rd_mask, &y, &rd_masked,
+                                      &za.keep_c, &za.keep_h});
   py::array_t<Real> h_n({N, P}), c_n({N, H});
   Real* cache;
   py::object cache_obj = new_cache(training, pylstm::lstm_cache_size(T, N, H), cache);
@@ -131,10 +133,11 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   py::object dx_obj = input_grad ? out_or_new<Real>(dx_, {T, N, I}, true) : py::none();
   auto dx = input_grad ? arg<Real>(dx_obj, "dx", {T, N, I}, true) : Arg<Real>{};
   auto [rd_mask, rd_masked] = recurrent_dropout_args<Real>(rd_mask_, rd_masked_, T, N, P, true);
-  const auto zone = zoneout_args<Real>(zk_c_, zk_h_, 0.0, 0.0, T, N, H, 2);
+  const auto za = zoneout_args<Real>(zk_c_, zk_h_, 0.0, 0.0, T, N, H, 2);
+  const auto zone = za.zone;
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &dW_hr, &dpeep},
                    {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &W_hr, &y, &cache, &dW_ih, &dW_hh, &db_ih,
-                    &db_hh, &dW_hr, &peep, &dpeep, &rd_mask, &rd_masked});
+                    &db_hh, &dW_hr, &peep, &dpeep, &rd_mask, &rd_masked, &za.keep_c, &za.keep_h});
   const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
   py::array_t<Real> dh0({N, P}), dc0({N, H});
   auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H, P));

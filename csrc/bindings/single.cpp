@@ -56,8 +56,9 @@ py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::ar
   py::object y_obj = out_or_new<Real>(y_, {T, N, H}, batch_sizes != nullptr);  // zeros past each row's end
   auto y = arg<Real>(y_obj, "y", {T, N, H}, true, false, true);
   auto [rd_mask, rd_masked] = recurrent_dropout_args<Real>(rd_mask_, rd_masked_, T, N, H, training);
-  const auto zone = zoneout_args<Real>(py::none(), zk_h_, 0.0, z_h, T, N, H, 1);
-  no_overlap<Real>({&y, &rd_masked}, {&x, &h0, &W_ih, &W_hh, &b_ih, &b_hh, &rd_mask, &y, &rd_masked});
+  const auto za = zoneout_args<Real>(py::none(), zk_h_, 0.0, z_h, T, N, H, 1);
+  const auto zone = za.zone;
+  no_overlap<Real>({&y, &rd_masked}, {&x, &h0, &W_ih, &W_hh, &b_ih, &b_hh, &rd_mask, &y, &rd_masked, &za.keep_h});
   py::array_t<Real> h_n({N, H});
   Real* cache;
   py::object cache_obj = new_cache(training, Cell::cache_size(T, N, H), cache);
@@ -97,10 +98,11 @@ py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::
   py::object dx_obj = input_grad ? out_or_new<Real>(dx_, {T, N, I}, true) : py::none();
   auto dx = input_grad ? arg<Real>(dx_obj, "dx", {T, N, I}, true) : Arg<Real>{};
   auto [rd_mask, rd_masked] = recurrent_dropout_args<Real>(rd_mask_, rd_masked_, T, N, H, true);
-  const auto zone = zoneout_args<Real>(py::none(), zk_h_, 0.0, 0.0, T, N, H, 1);
+  const auto za = zoneout_args<Real>(py::none(), zk_h_, 0.0, 0.0, T, N, H, 1);
+  const auto zone = za.zone;
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh},
                    {&dx, &dy, &dh_n, &x, &h0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &rd_mask,
-                    &rd_masked});
+                    &rd_masked, &za.keep_h});
   const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
   py::array_t<Real> dh0({N, H});
   auto work = workspace<Real>(Cell::workspace_size(Pass::Backward, T, N, I, H));

@@ -203,6 +203,7 @@ void bind_train(py::module_& m) {
       "bernoulli",
       [](py::array out_, double p, std::uint64_t seed, double below, double above) {
         if (!(p >= 0 && p <= 1)) throw py::value_error("p must be in [0, 1], got " + std::to_string(p));
+        if (out_.ndim() == 0) throw py::value_error("out must have at least one dimension, got a 0-d array");
         with_real_named(out_, "out", [&](auto real) {
           using Real = decltype(real);
           std::vector<index_t> shape(out_.shape(), out_.shape() + out_.ndim());
