@@ -44,6 +44,22 @@ def numerical_gradient(loss, value, eps=1e-6):
     return num
 
 
+def parameter_gradient(module, name, loss, eps=1e-6):
+    """Central finite differences of loss() with respect to every element of the module's parameter `name`, each
+    perturbed through edit_parameters() and restored."""
+    num = np.zeros(module.state_dict()[name].shape)
+    for idx in np.ndindex(num.shape):
+        vals = []
+        for sign in (1, -1):
+            with module.edit_parameters() as params:
+                params[name][idx] += sign * eps
+            vals.append(loss())
+            with module.edit_parameters() as params:
+                params[name][idx] -= sign * eps
+        num[idx] = (vals[0] - vals[1]) / (2 * eps)
+    return num
+
+
 KINDS = {  # name: (constructor, reference kernel prefix, keyword arguments for the kernels, number of states)
     "lstm": (pylstm.LSTM, "lstm", {}, 2),
     "gru": (pylstm.GRU, "gru", {"linear_before_reset": True}, 1),

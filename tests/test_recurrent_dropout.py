@@ -8,6 +8,7 @@ eval, lengths and the checks."""
 
 import numpy as np
 import pytest
+from helpers import numerical_gradient, parameter_gradient
 
 import pylstm
 from pylstm import _core
@@ -110,19 +111,10 @@ def test_the_reference_backward_against_finite_differences(cell, opts):
         return float((out[0] * dy).sum() + sum((f * d).sum() for f, d in zip(out[1], ds)))
 
     _, _, dx, dstates, grads = _run(R, cell, opts, x, s0, W, mask, None, False, dy, ds)
-    eps = 1e-6
     arrays = dict(W, x=x, **{f"s{i}": s for i, s in enumerate(s0)})
     analytic = dict({k[1:]: v for k, v in grads.items()}, x=dx, **{f"s{i}": d for i, d in enumerate(dstates)})
     for name, arr in arrays.items():
-        num = np.zeros_like(arr)
-        for idx in np.ndindex(*arr.shape):
-            keep = arr[idx]
-            arr[idx] = keep + eps
-            up = loss()
-            arr[idx] = keep - eps
-            down = loss()
-            arr[idx] = keep
-            num[idx] = (up - down) / (2 * eps)
+        num = numerical_gradient(loss, arr)
         np.testing.assert_allclose(analytic[name], num, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
@@ -206,29 +198,11 @@ def test_module_gradients_against_finite_differences_with_lengths(kind, kw):
     out, _ = m(x, state, lengths=lengths, masks=masks)
     dx, dstate = m.backward(Rr)
     grads = {k: v.copy() for k, v in m.grads.items()}
-    eps = 1e-6
     for name in grads:
-        num = np.zeros_like(grads[name])
-        for idx in np.ndindex(*num.shape):
-            vals = []
-            for sign in (1, -1):
-                with m.edit_parameters() as params:
-                    params[name][idx] += sign * eps
-                vals.append(loss())
-                with m.edit_parameters() as params:
-                    params[name][idx] -= sign * eps
-            num[idx] = (vals[0] - vals[1]) / (2 * eps)
+        num = parameter_gradient(m, name, loss)
         np.testing.assert_allclose(grads[name], num, rtol=1e-6, atol=1e-8, err_msg=name)
     for arr, analytic in [(x, dx), (states[0], dstate[0] if kind == "lstm" else dstate)]:
-        num = np.zeros_like(arr)
-        for idx in np.ndindex(*arr.shape):
-            keep = arr[idx]
-            arr[idx] = keep + eps
-            up = loss()
-            arr[idx] = keep - eps
-            down = loss()
-            arr[idx] = keep
-            num[idx] = (up - down) / (2 * eps)
+        num = numerical_gradient(loss, arr)
         np.testing.assert_allclose(analytic, num, rtol=1e-6, atol=1e-8)
 
 

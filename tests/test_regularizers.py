@@ -4,6 +4,7 @@ W_hh is replaced by M ⊙ W_hh in a training call, M drawn once per call for eac
 
 import numpy as np
 import pytest
+from helpers import parameter_gradient
 
 import pylstm
 
@@ -76,18 +77,8 @@ def test_the_gradients_against_finite_differences(kind):
     m(x)
     masks = m.masks
     _, grads = _loss_and_grads(m, x, R, masks)
-    eps = 1e-6
     for name in ("weight_hh_l0", "weight_hh_l0_reverse", "weight_ih_l0"):
-        num = np.zeros_like(grads[name])
-        for idx in np.ndindex(*num.shape):
-            vals = []
-            for sign in (1, -1):
-                with m.edit_parameters() as params:
-                    params[name][idx] += sign * eps
-                vals.append(float((m(x, masks=masks)[0] * R).sum()))
-                with m.edit_parameters() as params:
-                    params[name][idx] -= sign * eps
-            num[idx] = (vals[0] - vals[1]) / (2 * eps)
+        num = parameter_gradient(m, name, lambda: float((m(x, masks=masks)[0] * R).sum()))
         np.testing.assert_allclose(grads[name], num, rtol=1e-6, atol=1e-8)
         if name.startswith("weight_hh"):
             dropped = masks[name[len("weight_hh_"):]]["weight_drop"] == 0

@@ -8,6 +8,7 @@ layers' masks, eval's expectation, stream, p = 0 and the checks."""
 
 import numpy as np
 import pytest
+from helpers import numerical_gradient, parameter_gradient
 
 import pylstm
 from pylstm import _core
@@ -91,17 +92,8 @@ def test_the_reference_backward_against_finite_differences(cell, opts):
     dstates = out[4:6] if cell == "lstm" else out[3:4]
     analytic = dict({k[1:]: v for k, v in grads.items()}, x=out[3] if cell == "lstm" else out[2],
                     **{f"s{i}": d for i, d in enumerate(dstates)})
-    eps = 1e-6
     for name, arr in dict(W, x=x, **{f"s{i}": s for i, s in enumerate(s0)}).items():
-        num = np.zeros_like(arr)
-        for idx in np.ndindex(*arr.shape):
-            keep_value = arr[idx]
-            arr[idx] = keep_value + eps
-            up = loss()
-            arr[idx] = keep_value - eps
-            down = loss()
-            arr[idx] = keep_value
-            num[idx] = (up - down) / (2 * eps)
+        num = numerical_gradient(loss, arr)
         np.testing.assert_allclose(analytic[name], num, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
@@ -176,30 +168,12 @@ def test_module_gradients_against_finite_differences_with_lengths(kind, kw):
     m(x, state, lengths=lengths, masks=masks)
     dx, dstate = m.backward(Rr)
     grads = {k: v.copy() for k, v in m.grads.items()}
-    eps = 1e-6
     for name in grads:
-        num = np.zeros_like(grads[name])
-        for idx in np.ndindex(*num.shape):
-            vals = []
-            for sign in (1, -1):
-                with m.edit_parameters() as params:
-                    params[name][idx] += sign * eps
-                vals.append(loss())
-                with m.edit_parameters() as params:
-                    params[name][idx] -= sign * eps
-            num[idx] = (vals[0] - vals[1]) / (2 * eps)
+        num = parameter_gradient(m, name, loss)
         np.testing.assert_allclose(grads[name], num, rtol=1e-6, atol=1e-8, err_msg=name)
     analytic_states = list(dstate) if kind == "lstm" else [dstate]
     for arr, analytic in [(x, dx)] + list(zip(states, analytic_states)):
-        num = np.zeros_like(arr)
-        for idx in np.ndindex(*arr.shape):
-            keep = arr[idx]
-            arr[idx] = keep + eps
-            up = loss()
-            arr[idx] = keep - eps
-            down = loss()
-            arr[idx] = keep
-            num[idx] = (up - down) / (2 * eps)
+        num = numerical_gradient(loss, arr)
         np.testing.assert_allclose(analytic, num, rtol=1e-6, atol=1e-8)
 
 
