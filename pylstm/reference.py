@@ -164,6 +164,95 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh,
     return dx, dh, dc
 
 
+# ---- layer-norm LSTM (issue 27; haste's parameterisation). The maths the kernels will run: they do not yet. ----
+
+LN_EPS = 1e-5
+
+
+def layer_norm(v, gamma):
+    """LN(v; γ) = γ ⊙ (v − mean v) / √(var v + 1e−5) over each row of v (the biased variance; no β). Returns
+    (LN(v; γ), v̂, 1/σ), the last two for layer_norm_backward."""
+    d = v - v.mean(axis=1, keepdims=True)
+    rstd = 1.0 / np.sqrt((d * d).mean(axis=1, keepdims=True) + LN_EPS)
+    vhat = d * rstd
+    return gamma * vhat, vhat, rstd
+
+
+def layer_norm_backward(dout, vhat, rstd, gamma):
+    """(∂L/∂v, ∂L/∂γ) of layer_norm, given ∂L/∂out: ∂v = (1/σ)(ĝ − mean ĝ − v̂ mean(ĝ ⊙ v̂)) with ĝ = γ ⊙ ∂out."""
+    g = dout * gamma
+    dv = rstd * (g - g.mean(axis=1, keepdims=True) - vhat * (g * vhat).mean(axis=1, keepdims=True))
+    return dv, (dout * vhat).sum(axis=0)
+
+
+def lstm_ln_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, ln_ih, ln_hh, ln_c, ln_c_bias, *, reverse=False):
+    """One layer-norm LSTM layer direction (Ba et al. 2016, as haste parameterises it), training form:
+        a_t = LN(x_t W_ihᵀ; γ_ih) + LN(h_{t−1} W_hhᵀ; γ_hh) + b_ih + b_hh     (each LN over a row's whole 4H)
+        c_t = f ⊙ c_{t−1} + i ⊙ g,    h_t = o ⊙ tanh(LN(c_t; γ_c) + β_c)     (LN over the row's H)
+    ln_ih, ln_hh (4H), ln_c, ln_c_bias (H): γ_ih, γ_hh, γ_c, β_c. b_ih, b_hh may be None. Returns (y, h_n, c_n,
+    cache), cache a dict for lstm_ln_backward."""
+    T, N, _ = x.shape
+    H = W_hh.shape[0] // 4
+    dt = x.dtype
+    y = np.empty((T, N, H), dt)
+    h, c = _or_zeros(h0, (N, H), dt), _or_zeros(c0, (N, H), dt)
+    b = 0 if b_ih is None else b_ih + b_hh
+    cache = {k: [None] * T for k in ("gates", "c", "c_prev", "h_prev", "ln_x", "ln_h", "ln_c", "tn")}
+    for t in _steps(T, reverse)[0]:
+        ax, vx, rx = layer_norm(x[t] @ W_ih.T, ln_ih)
+        ah, vh, rh = layer_norm(h @ W_hh.T, ln_hh)
+        a = ax + ah + b
+        i, f = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H])
+        g, o = np.tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
+        cache["c_prev"][t], cache["h_prev"][t] = c, h
+        c = f * c + i * g
+        nc, vc, rc = layer_norm(c, ln_c)
+        tn = np.tanh(nc + ln_c_bias)
+        h = o * tn
+        y[t] = h
+        cache["gates"][t] = (i, f, g, o)
+        cache["c"][t], cache["tn"][t] = c, tn
+        cache["ln_x"][t], cache["ln_h"][t], cache["ln_c"][t] = (vx, rx), (vh, rh), (vc, rc)
+    return y, h.copy(), c.copy(), cache
+
+
+def lstm_ln_backward(dy, dh_n, dc_n, x, W_ih, W_hh, ln_ih, ln_hh, ln_c, cache, *, reverse=False):
+    """The backward of lstm_ln_forward: returns (dx, dh0, dc0, grads), grads a dict of dW_ih, dW_hh, db (the
+    gradient of b_ih and of b_hh alike), dln_ih, dln_hh, dln_c, dln_c_bias. dy, dh_n, dc_n may be None."""
+    T, N, _ = x.shape
+    H = W_hh.shape[0] // 4
+    dt = x.dtype
+    dx = np.zeros(x.shape, dt)
+    dh, dc = _or_zeros(dh_n, (N, H), dt), _or_zeros(dc_n, (N, H), dt)
+    G = {k: np.zeros_like(v) for k, v in (("dW_ih", W_ih), ("dW_hh", W_hh), ("dln_ih", ln_ih), ("dln_hh", ln_hh),
+                                          ("dln_c", ln_c), ("dln_c_bias", ln_c))}
+    G["db"] = np.zeros(4 * H, dt)
+    for t in reversed(_steps(T, reverse)[0]):
+        i, f, g, o = cache["gates"][t]
+        tn = cache["tn"][t]
+        if dy is not None:
+            dh = dh + dy[t]
+        do = dh * tn
+        dn = dh * o * (1 - tn * tn)              # ∂ of LN(c_t; γ_c) + β_c
+        G["dln_c_bias"] += dn.sum(axis=0)
+        dct, dgc = layer_norm_backward(dn, *cache["ln_c"][t], ln_c)
+        G["dln_c"] += dgc
+        dct = dct + dc
+        da = np.concatenate([dct * g * i * (1 - i), dct * cache["c_prev"][t] * f * (1 - f),
+                             dct * i * (1 - g * g), do * o * (1 - o)], axis=1)
+        dc = dct * f
+        G["db"] += da.sum(axis=0)
+        dpx, dgx = layer_norm_backward(da, *cache["ln_x"][t], ln_ih)
+        dph, dgh = layer_norm_backward(da, *cache["ln_h"][t], ln_hh)
+        G["dln_ih"] += dgx
+        G["dln_hh"] += dgh
+        dx[t] += dpx @ W_ih
+        G["dW_ih"] += dpx.T @ x[t]
+        G["dW_hh"] += dph.T @ cache["h_prev"][t]
+        dh = dph @ W_hh
+    return dx, dh, dc, G
+
+
 def gru_cache_size(T, N, H):
     """Elements of the GRU training cache of one layer and direction."""
     return T * N * 4 * H
