@@ -43,6 +43,11 @@ struct Weights {
   const Real* b_hh;
   const Real* W_hr;
   const Real* peep;
+  // The LSTM's layer norm (lstm.h): γ_ih, γ_hh [G*H], γ_c, β_c [H]; all nullptr when off (not with W_hr or peep).
+  const Real* ln_ih;
+  const Real* ln_hh;
+  const Real* ln_c;
+  const Real* ln_c_bias;
 };
 
 // The gradients of those weights, accumulated (+=), nullptr where the weight is absent (db_* may also be nullptr
@@ -55,6 +60,10 @@ struct Grads {
   Real* db_hh;
   Real* dW_hr;
   Real* dpeep;
+  Real* dln_ih;  // the layer norm's, with it
+  Real* dln_hh;
+  Real* dln_c;
+  Real* dln_c_bias;
 };
 
 // What a training forward read and wrote, which its backward reads again: x [T][N][I], y [T][N][ldy] (h_t in

@@ -111,6 +111,79 @@ struct FusedLstmBackwardT {
   bool reverse;
 };
 
+// ---- the layer-norm LSTM (lstm.h: Weights::ln) ----
+//
+// Its training cache, laid out once for the core, the size function and the loops: per step and row, in
+// [T][N][...] slots (GH = 4H). Inference uses the same layout for one step as scratch (T = 1).
+template <typename Real>
+struct LstmLnCache {
+  Real* xa;      // [T][N][GH] x_t W_ihᵀ in, x̂ (its normalised form) out; backward: ∂L/∂(x_t W_ihᵀ)
+  Real* ha;      // [T][N][GH] the recurrent product in, ĥ out; backward: ∂L/∂(the product)
+  Real* gates;   // [T][N][GH] the activated i, f, g, o; backward: ∂L/∂a
+  Real* c_prev;  // [T][N][H]  c_{t-1}
+  Real* cn;      // [T][N][H]  ĉ, the normalised c̃_t (the plain cell's new c)
+  Real* tn;      // [T][N][H]  tanh(γ_c ⊙ ĉ + β_c)
+  Real* hp;      // [T][N][H]  what the recurrent product read: h_{t-1}, or with recurrent dropout mask ⊙ h_{t-1}
+  Real* rstd;    // [T][N][3]  1/σ of x_t W_ihᵀ, of the product and of c̃_t
+};
+// The one layout: its size in elements, and with `base` the slots' pointers in *c.
+template <typename Real>
+inline index_t lstm_ln_cache_layout(index_t T, index_t N, index_t H, Real* base = nullptr,
+                                    LstmLnCache<Real>* c = nullptr) {
+  const index_t rows = T * N, GH = 4 * H;
+  LstmLnCache<Real> unused{};
+  LstmLnCache<Real>& s = c ? *c : unused;
+  Real** const slots[] = {&s.xa, &s.ha, &s.gates, &s.c_prev, &s.cn, &s.tn, &s.hp, &s.rstd};
+  const index_t sizes[] = {rows * GH, rows * GH, rows * GH, rows * H, rows * H, rows * H, rows * H, rows * 3};
+  index_t offset = 0;
+  for (int k = 0; k < 8; ++k) {
+    if (base) *slots[k] = base + offset;
+    offset += sizes[k];
+  }
+  return offset;
+}
+
+// The layer-norm LSTM forward of one layer direction (isa/layer_norm.inc). Rows are independent through time, so
+// the threads split the batch: part p of F.parts takes its rows through all T steps (one product per step with
+// OpenBLAS on its rows, then the normalisations and gates row by row) and never waits for another.
+template <typename Real>
+struct LstmLnT {
+  LstmLnCache<Real> at;  // training: the cache, its xa holding x W_ihᵀ of every step; inference: one step's scratch
+  bool training;
+  Real* y;  index_t ldy;
+  Real* h;  Real* c;     // [N][H] the running state: h0 and c0 in, the final state out (running rows only)
+  const Real* x;         // [T][N][I]: inference projects each step's rows itself
+  const Real* W_ih; const Real* W_hh;
+  const Real* bias;      // [GH] b_ih + b_hh (zeros without biases)
+  const Real* ln_ih; const Real* ln_hh; const Real* ln_c; const Real* ln_c_bias;  // γ_ih, γ_hh [GH]; γ_c, β_c [H]
+  const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
+  const Real* rmask;     // recurrent dropout's mask [N][H], or nullptr
+  Zoneout<Real> zone;    // zoneout, of the normalised cell's new state (see lstm.h), off when !zone.on()
+  index_t T, N, I, H;
+  int parts;             // row parts (at most N)
+  bool reverse;
+};
+
+// Its backward: the same split by rows. Per step each part runs the element-wise backward of its rows (the
+// gradients of the three normalisations included) and then dh_{t-1} = (∂L/∂product) W_hh on its rows. The sums of
+// the γ, β and bias gradients go to the part's own row of `partial`; the caller adds the parts up in order.
+template <typename Real>
+struct LstmLnBackwardT {
+  LstmLnCache<Real> at;  // the forward's cache, consumed (xa, ha and gates take their gradients)
+  Real* dh;  Real* dc;   // [N][H] the running ∂L/∂h_t and ∂L/∂c_t: dh_n, dc_n in, ∂L/∂h0, ∂L/∂c0 out
+  Real* dkeep;           // [N][H] scratch: zoneout's kept part of dh_t
+  const Real* dy;  index_t lddy, dy_step;  // as in FusedLstmBackwardT
+  const Real* W_hh;
+  const Real* ln_ih; const Real* ln_hh; const Real* ln_c;
+  Real* partial;         // [parts][3·GH + 2·H]: Σ ∂L/∂a ⊙ x̂, Σ ∂L/∂a ⊙ ĥ, Σ ∂L/∂a, then γ_c's and β_c's sums
+  const index_t* batch_sizes;
+  const Real* rmask;
+  Zoneout<Real> zone;
+  index_t T, N, H;
+  int parts;
+  bool reverse;
+};
+
 // The cells with one state that the fused loops run: one value selects the cell and its form.
 enum class OneStateCell {
   GruResetAfter,   // PyTorch's GRU, linear_before_reset = true (3 gates)
@@ -300,6 +373,9 @@ struct Kernels {
   // Packs thread tid's part of F's weights (W_ih, W_hh, bias) into F.packed, as lstm_loop does first.
   void (*lstm_pack_weights)(const detail::FusedLstmT<Real>& F, int tid, int nt);
   void (*lstm_loop_backward)(const detail::FusedLstmBackwardT<Real>& B, int tid, int nt);
+  // The layer-norm LSTM's loops (see detail::LstmLnT): thread tid of nt runs its share of the row parts.
+  void (*lstm_ln_loop)(const detail::LstmLnT<Real>& F, int tid, int nt);
+  void (*lstm_ln_loop_backward)(const detail::LstmLnBackwardT<Real>& B, int tid, int nt);
   void (*one_state_loop)(const detail::FusedSingleT<Real>& F, int tid, int nt);
   void (*one_state_loop_backward)(const detail::FusedSingleBackwardT<Real>& B, int tid, int nt);
   // The LSTM's N-row passes with peepholes (peep [3][H]; dpeep [3][H] accumulated; c [N][H] is c_t).

@@ -13,7 +13,8 @@
 
 namespace pylstm {
 
-index_t lstm_cache_size(index_t T, index_t N, index_t H) {
+index_t lstm_cache_size(index_t T, index_t N, index_t H, bool layer_norm) {
+  if (layer_norm) return detail::lstm_ln_cache_layout<float>(T, N, H);
   // [T][N][G*H] activated gates, then [T][N][H] c_t, then [T][N][H] tanh(c_t).
   return T * N * (kLstmGates * H + 2 * H);
 }
@@ -48,11 +49,112 @@ index_t lstm_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, index
   return detail::lay_out(base, slots, sizes);
 }
 
+// The layer-norm loop's workspace, by slot: the summed bias (forward), one step's scratch laid out as the cache
+// (inference), and in backward zeros for an absent dy, zoneout's kept dh and the parts' sums (at most N parts).
+template <typename Real>
+struct LstmLnWork {
+  Real* bias;     // [G*H]
+  Real* step;     // inference: detail::lstm_ln_cache_layout(1, N, H)
+  Real* zeros;    // [N][H] backward
+  Real* dkeep;    // [N][H] backward
+  Real* partial;  // [N][3·G·H + 2·H] backward
+};
+template <typename Real>
+index_t lstm_ln_layout(Pass pass, index_t N, index_t H, Real* base = nullptr, LstmLnWork<Real>* w = nullptr) {
+  const index_t GH = kLstmGates * H, NH = N * H;
+  const bool backward = pass == Pass::Backward;
+  LstmLnWork<Real> unused{};
+  LstmLnWork<Real>& s = w ? *w : unused;
+  Real** const slots[] = {&s.bias, &s.step, &s.zeros, &s.dkeep, &s.partial};
+  const index_t sizes[] = {GH, pass == Pass::Inference ? detail::lstm_ln_cache_layout<Real>(1, N, H) : 0,
+                           backward ? NH : 0, backward ? NH : 0, backward ? N * (3 * GH + 2 * H) : 0};
+  return detail::lay_out(base, slots, sizes);
+}
+
 }  // namespace
 
-index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H, index_t P) {
+index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H, index_t P, bool layer_norm) {
+  if (layer_norm) return lstm_ln_layout<float>(pass, N, H);
   return lstm_layout<float>(pass, T, N, I, H, P);
 }
+
+namespace {
+
+// The layer-norm forward and backward (lstm.h): the row-split loops of isa/layer_norm.inc, with the products
+// over all steps (x W_ihᵀ in training, the weight gradients) as single GEMMs around them.
+template <typename Real>
+void lstm_ln_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, const Real* c0, Real* y,
+                     index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, Run run,
+                     const RecurrentDropout<Real>& rd, const Zoneout<Real>& zone) {
+  const index_t T = d.T, N = d.N, I = d.I, H = d.H, GH = kLstmGates * H;
+  if (w.W_hr || w.peep || d.P != H) throw std::invalid_argument("layer norm is not combined with a projection or peepholes");
+  if (!w.ln_hh || !w.ln_c || !w.ln_c_bias) throw std::invalid_argument("layer norm needs all four of its parameters");
+  if (!rd.mask != !rd.masked) throw std::invalid_argument("recurrent dropout needs both its mask and its buffer");
+  if (rd.mask && !cache) throw std::invalid_argument("recurrent dropout is for training calls");
+  detail::check_zoneout_masks(zone, cache != nullptr, 2);
+  blas_int(T * N, "T*N"), blas_int(GH, "G*H"), blas_int(I, "I");
+  if (run.batch_sizes) detail::zero_padding_rows(y, ldy, H, run.batch_sizes, T, N);
+  LstmLnWork<Real> ws;
+  lstm_ln_layout(cache ? Pass::TrainingForward : Pass::Inference, N, H, work, &ws);
+  for (index_t j = 0; j < GH; ++j) ws.bias[j] = w.b_ih ? w.b_ih[j] + w.b_hh[j] : Real(0);
+  detail::copy_or_zero(h_n, h0, N * H);  // the running state
+  detail::copy_or_zero(c_n, c0, N * H);
+  detail::LstmLnT<Real> F{};
+  detail::lstm_ln_cache_layout(cache ? T : 1, N, H, cache ? cache : ws.step, &F.at);
+  if (cache) gemm(false, true, T * N, GH, I, Real(1), x, I, w.W_ih, I, Real(0), F.at.xa, GH);
+  F.training = cache != nullptr, F.y = y, F.ldy = ldy, F.h = h_n, F.c = c_n, F.x = x, F.W_ih = w.W_ih;
+  F.W_hh = w.W_hh, F.bias = ws.bias, F.ln_ih = w.ln_ih, F.ln_hh = w.ln_hh, F.ln_c = w.ln_c;
+  F.ln_c_bias = w.ln_c_bias, F.batch_sizes = run.batch_sizes, F.rmask = rd.mask, F.zone = zone;
+  F.T = T, F.N = N, F.I = I, F.H = H, F.parts = static_cast<int>(std::min<index_t>(get_num_threads(), N));
+  F.reverse = run.reverse;
+  const auto loop = kernels().of<Real>().lstm_ln_loop;
+  parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, 2.0 * N * GH * (H + I));
+}
+
+template <typename Real>
+void lstm_ln_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, const Recorded<Real>& fwd,
+                      const OutputGrads<Real>& out, Real* dx, Real* dh0, Real* dc0, Real* cache, Real* work, Run run,
+                      const RecurrentDropout<Real>& rd, const Zoneout<Real>& zone) {
+  const index_t T = d.T, N = d.N, I = d.I, H = d.H, GH = kLstmGates * H;
+  if (w.W_hr || w.peep || d.P != H) throw std::invalid_argument("layer norm is not combined with a projection or peepholes");
+  if (!w.ln_hh || !w.ln_c || !g.dln_ih || !g.dln_hh || !g.dln_c || !g.dln_c_bias)
+    throw std::invalid_argument("layer norm's backward needs all four of its parameters and their gradients");
+  detail::check_zoneout_masks(zone, true, 2);
+  blas_int(T * N, "T*N");
+  LstmLnWork<Real> ws;
+  lstm_ln_layout(Pass::Backward, N, H, work, &ws);
+  std::fill(ws.zeros, ws.zeros + N * H, Real(0));
+  const auto dys = detail::step_rows(out.dy, out.lddy, N, static_cast<const Real*>(ws.zeros));
+  detail::copy_or_zero(dh0, out.dh_n, N * H);  // the running gradients end as ∂L/∂h0, ∂L/∂c0
+  detail::copy_or_zero(dc0, out.dc_n, N * H);
+  const int parts = static_cast<int>(std::min<index_t>(get_num_threads(), N));
+  const index_t row = 3 * GH + 2 * H;
+  std::fill(ws.partial, ws.partial + parts * row, Real(0));
+  detail::LstmLnBackwardT<Real> B{};
+  detail::lstm_ln_cache_layout(T, N, H, cache, &B.at);
+  B.dh = dh0, B.dc = dc0, B.dkeep = ws.dkeep, B.dy = dys.p, B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = w.W_hh;
+  B.ln_ih = w.ln_ih, B.ln_hh = w.ln_hh, B.ln_c = w.ln_c, B.partial = ws.partial, B.batch_sizes = run.batch_sizes;
+  B.rmask = rd.mask, B.zone = zone, B.T = T, B.N = N, B.H = H, B.parts = parts, B.reverse = run.reverse;
+  const auto loop = kernels().of<Real>().lstm_ln_loop_backward;
+  parallel_steps([&B, loop](int tid, int nt) { loop(B, tid, nt); }, 2.0 * N * GH * H);
+
+  PYLSTM_PHASE(kPhaseGradientGemm);
+  // xa and ha now hold ∂L/∂(x_t W_ihᵀ) and ∂L/∂(product) for every row (zeros past a row's end); hp what each
+  // product read.
+  detail::input_gradients(dx, g.dW_ih, B.at.xa, GH, fwd.x, w.W_ih, T * N, I, GH);
+  gemm(true, false, GH, H, T * N, Real(1), B.at.ha, GH, B.at.hp, H, Real(1), g.dW_hh, H);
+  for (int p = 0; p < parts; ++p) {  // the parts' sums, in order
+    const Real* s = ws.partial + p * row;
+    for (index_t k = 0; k < GH; ++k) {
+      g.dln_ih[k] += s[k];
+      g.dln_hh[k] += s[GH + k];
+      if (g.db_ih) g.db_ih[k] += s[2 * GH + k], g.db_hh[k] += s[2 * GH + k];
+    }
+    for (index_t j = 0; j < H; ++j) g.dln_c[j] += s[3 * GH + j], g.dln_c_bias[j] += s[3 * GH + H + j];
+  }
+}
+
+}  // namespace
 
 template <typename Real>
 void lstm_pointwise_forward(Real* h, index_t ldh, Real* c, Real* tc, Real* gates, const Real* c_prev,
@@ -110,6 +212,10 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
                   const RecurrentDropout<Real>& rd, const Zoneout<Real>& zone) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H, P = d.P, GH = kLstmGates * H;
   const Real *W_ih = w.W_ih, *W_hh = w.W_hh, *b_ih = w.b_ih, *b_hh = w.b_hh, *W_hr = w.W_hr, *peep = w.peep;
+  if (w.ln_ih) {
+    if (packed_keep) throw std::invalid_argument("packed weights are not kept for a layer-norm LSTM");
+    return lstm_ln_forward(d, w, x, h0, c0, y, ldy, h_n, c_n, cache, work, run, rd, zone);
+  }
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);
@@ -205,6 +311,7 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
   const Real *x = fwd.x, *y = fwd.y, *h0 = fwd.h0, *c0 = fwd.c0;
   const Real *dy = out.dy, *dh_n = out.dh_n, *dc_n = out.dc_n;
   const index_t ldy = fwd.ldy, lddy = out.lddy;
+  if (w.ln_ih) return lstm_ln_backward(d, w, g, fwd, out, dx, dh0, dc0, cache, work, run, rd, zone);
   const bool reverse = run.reverse;
   const index_t* batch_sizes = run.batch_sizes;
   detail::check_run(run);

@@ -29,11 +29,12 @@ namespace pylstm {
 
 constexpr index_t kLstmGates = 4;
 
-// Elements of the training cache for one layer and direction.
-index_t lstm_cache_size(index_t T, index_t N, index_t H);
+// Elements of the training cache for one layer and direction (with layer norm: detail::lstm_ln_cache_layout's).
+index_t lstm_cache_size(index_t T, index_t N, index_t H, bool layer_norm = false);
 
 // Elements of scratch a call of the given pass needs (the caller allocates it once per call).
-index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H, index_t P);
+index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H, index_t P,
+                            bool layer_norm = false);
 
 // ---- one step's element-wise work (plain loops: the documentation and the portable fallback) ----
 // No argument of these two may be nullptr (the sequence functions pass zeros from their workspace instead), and
@@ -111,6 +112,15 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 //            projection) where it enters the recurrent product; peepholes read the unmasked c
 //   zone     zoneout (common.h): masks in training, their expectation in inference; the cache then keeps the zoned
 //            c_t and tanh(c̃_t) of the unzoned one. Recurrent dropout masks the zoned h_t.
+//
+// With layer norm (w.ln_ih, ... given; Ba et al. 2016 in haste's parameterisation, reference.lstm_ln_forward):
+//   a_t = LN(x_t W_ihᵀ; γ_ih) + LN(h̄_{t-1} W_hhᵀ; γ_hh) + b_ih + b_hh   (each LN over a row's 4H values)
+//   c̃_t = f ⊙ c_{t-1} + i ⊙ g,   h̃_t = o ⊙ tanh(LN(c̃_t; γ_c) + β_c)  (over the row's H values)
+// with LN(v; γ) = γ ⊙ (v − mean v) / √(var v + 1e-5), h̄_{t-1} = h_{t-1} or, with recurrent dropout, its masked
+// form, and zoneout applied to the normalised cell's new state (c_t = d_c ⊙ c_{t-1} + (1 − d_c) ⊙ c̃_t; h_t
+// likewise from h̃_t). Not with a projection, peepholes or kept packed weights; the cache is laid out by
+// detail::lstm_ln_cache_layout (and rd.masked is left alone: the cache keeps what the products read). The loop
+// splits rows across threads (detail::LstmLnT); it is also what runs under _set_fused_loops(False).
 template <typename Real>
 void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, const Real* c0, Real* y,
                   index_t ldy, Real* h_n, Real* c_n, Real* cache, Real* work, Run run, LstmPacked* packed = nullptr,

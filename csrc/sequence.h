@@ -163,15 +163,22 @@ void check_recurrent_dropout(const RecurrentDropout<Real>& rd, bool training) {
 
 // Zoneout (common.h) is an option of the fused loops without a projection or peepholes; a training call takes its
 // masks (both of the cell's states: `states` 2 for the LSTM, 1 for the GRU), an inference call their expectation.
+// The masks or expectation given agree with a training or inference call (any loop).
+template <typename Real>
+void check_zoneout_masks(const Zoneout<Real>& z, bool training, int states) {
+  if (!z.on()) return;
+  const bool masks = z.keep_h && (states == 1 ? !z.keep_c : z.keep_c != nullptr);
+  if (training && !masks) throw std::invalid_argument("zoneout in training needs the masks of every state");
+  if (!training && (z.keep_c || z.keep_h)) throw std::invalid_argument("zoneout's masks are for training calls");
+  if (states == 1 && z.z_c != Real(0)) throw std::invalid_argument("zoneout of c needs a cell state");
+}
+
 template <typename Real>
 void check_zoneout(const Zoneout<Real>& z, bool training, int states, bool projection_or_peepholes) {
   if (!z.on()) return;
   if (!fused_loops()) throw std::invalid_argument("zoneout needs the fused loops");
   if (projection_or_peepholes) throw std::invalid_argument("zoneout is not combined with a projection or peepholes");
-  const bool masks = z.keep_h && (states == 1 ? !z.keep_c : z.keep_c != nullptr);
-  if (training && !masks) throw std::invalid_argument("zoneout in training needs the masks of every state");
-  if (!training && (z.keep_c || z.keep_h)) throw std::invalid_argument("zoneout's masks are for training calls");
-  if (states == 1 && z.z_c != Real(0)) throw std::invalid_argument("zoneout of c needs a cell state");
+  check_zoneout_masks(z, training, states);
 }
 
 // The initial state the recurrent products read: h0 itself, or with recurrent dropout rd.mask ⊙ h0, written into

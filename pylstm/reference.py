@@ -41,8 +41,10 @@ def _zone(d, t):
     return d[t] if np.ndim(d) == 3 else d
 
 
-def lstm_cache_size(T, N, H):
-    """Elements of the training cache of one layer and direction."""
+def lstm_cache_size(T, N, H, *, layer_norm=False):
+    """Elements of the training cache of one layer and direction (with layer norm: lstm_ln_cache_layout's)."""
+    if layer_norm:
+        return lstm_ln_cache_layout(None, T, N, H)
     return T * N * (4 * H + 2 * H)
 
 
@@ -54,7 +56,7 @@ def _cache_views(cache, T, N, H):
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False, training=True, y=None, peep=None,
-                 rd_mask=None, zoneout=None):
+                 rd_mask=None, zoneout=None, ln=None):
     """One layer direction over a sequence; steps run T-1 … 0 when ``reverse``.
 
     h0, c0, b_ih, b_hh may be None (zeros / no bias). With ``W_hr`` (P, H), h_t = (o ⊙ tanh c_t) W_hrᵀ has P
@@ -64,9 +66,12 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
     only, is recurrent dropout: the recurrent product reads rd_mask ⊙ h_{t-1}; y holds the unmasked h_t.
     ``zoneout`` (d_c, d_h), each a (T, N, H) array of 0/1 masks (training) or a number (their expectation): the new
     state is c_t = d_c ⊙ c_{t-1} + (1 − d_c) ⊙ c̃_t, h_t likewise, with c̃_t, h̃_t the plain cell's; the cache keeps
-    the zoned c_t and tanh(c̃_t) (not with W_hr or peep). Returns (y, h_n, c_n, cache); cache is None unless
-    ``training``.
+    the zoned c_t and tanh(c̃_t) (not with W_hr or peep). ``ln`` (γ_ih, γ_hh, γ_c, β_c) makes it the layer-norm
+    LSTM (lstm_ln_forward; not with W_hr or peep). Returns (y, h_n, c_n, cache); cache is None unless ``training``.
     """
+    if ln is not None:
+        return lstm_ln_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, ln, reverse=reverse, training=training, y=y,
+                               rd_mask=rd_mask, zoneout=zoneout)
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
     P = H if W_hr is None else W_hr.shape[0]
@@ -104,13 +109,17 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, *, W_hr=None, reverse=False,
 
 def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih, db_hh, *,
                   W_hr=None, dW_hr=None, reverse=False, dx=None, peep=None, dpeep=None, rd_mask=None,
-                  zoneout=None):
+                  zoneout=None, ln=None, dln=None):
     """Backpropagates through one ``lstm_forward(training=True)``.
 
     dy, dh_n, dc_n may be None (zero gradient). Adds into dW_ih, dW_hh, db_ih, db_hh (the biases may be
     None), dW_hr (with a projection), dpeep (with peepholes peep) and dx (zeros when None); consumes ``cache``.
-    ``rd_mask`` and ``zoneout`` as the forward had them. Returns (dx, dh0, dc0).
+    ``rd_mask`` and ``zoneout`` as the forward had them; with ``ln``, dln receives the layer norm's gradients
+    (lstm_ln_backward). Returns (dx, dh0, dc0).
     """
+    if ln is not None:
+        return lstm_ln_backward(dy, dh_n, dc_n, x, W_ih, W_hh, cache, dW_ih, dW_hh, db_ih, db_hh, ln, dln,
+                                reverse=reverse, dx=dx, rd_mask=rd_mask, zoneout=zoneout)
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
     P = H if W_hr is None else W_hr.shape[0]
@@ -164,7 +173,7 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh,
     return dx, dh, dc
 
 
-# ---- layer-norm LSTM (issue 27; haste's parameterisation). The maths the kernels will run: they do not yet. ----
+# ---- layer-norm LSTM (Ba et al. 2016, as haste parameterises it): lstm_forward / lstm_backward with ln= ----
 
 LN_EPS = 1e-5
 
@@ -185,72 +194,110 @@ def layer_norm_backward(dout, vhat, rstd, gamma):
     return dv, (dout * vhat).sum(axis=0)
 
 
-def lstm_ln_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, ln_ih, ln_hh, ln_c, ln_c_bias, *, reverse=False):
-    """One layer-norm LSTM layer direction (Ba et al. 2016, as haste parameterises it), training form:
-        a_t = LN(x_t W_ihᵀ; γ_ih) + LN(h_{t−1} W_hhᵀ; γ_hh) + b_ih + b_hh     (each LN over a row's whole 4H)
-        c_t = f ⊙ c_{t−1} + i ⊙ g,    h_t = o ⊙ tanh(LN(c_t; γ_c) + β_c)     (LN over the row's H)
-    ln_ih, ln_hh (4H), ln_c, ln_c_bias (H): γ_ih, γ_hh, γ_c, β_c. b_ih, b_hh may be None. Returns (y, h_n, c_n,
-    cache), cache a dict for lstm_ln_backward."""
+_LN_SLOTS = (("xa", 4), ("ha", 4), ("gates", 4), ("c_prev", 1), ("cn", 1), ("tn", 1), ("hp", 1))
+
+
+def lstm_ln_cache_layout(cache, T, N, H):
+    """The layer-norm cache's slots as views of the flat cache, in the core's order (detail::lstm_ln_cache_layout):
+    xa, ha, gates (T, N, 4H): x̂, ĥ (the normalised products) and the activated gates; c_prev, cn, tn, hp (T, N, H):
+    c_{t-1}, ĉ (the normalised c̃_t), tanh(γ_c ⊙ ĉ + β_c) and what the recurrent product read; rstd (T, N, 3): 1/σ of
+    the two products and of c̃_t. With cache None, returns the number of elements."""
+    views, at = {}, 0
+    for name, width in _LN_SLOTS + (("rstd", None),):
+        n = T * N * (3 if width is None else width * H)
+        if cache is not None:
+            views[name] = cache[at:at + n].reshape(T, N, -1)
+        at += n
+    return at if cache is None else views
+
+
+def lstm_ln_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, ln, *, reverse=False, training=True, y=None, rd_mask=None,
+                    zoneout=None):
+    """One layer-norm LSTM layer direction, ln = (γ_ih, γ_hh (4H), γ_c, β_c (H)):
+        a_t = LN(x_t W_ihᵀ; γ_ih) + LN(h̄_{t−1} W_hhᵀ; γ_hh) + b_ih + b_hh     (each LN over a row's whole 4H)
+        c̃_t = f ⊙ c_{t−1} + i ⊙ g,    h̃_t = o ⊙ tanh(LN(c̃_t; γ_c) + β_c)     (LN over the row's H)
+    h̄_{t−1} is h_{t−1}, or rd_mask ⊙ h_{t−1} with recurrent dropout. Zoneout, when given, zones the normalised
+    cell's new state: c_t = d_c ⊙ c_{t−1} + (1 − d_c) ⊙ c̃_t, h_t = d_h ⊙ h_{t−1} + (1 − d_h) ⊙ h̃_t. Arguments and
+    returns as lstm_forward's; the cache has lstm_ln_cache_layout's slots."""
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
     dt = x.dtype
-    y = np.empty((T, N, H), dt)
+    g_ih, g_hh, g_c, b_c = ln
+    if y is None:
+        y = np.empty((T, N, H), dt)
+    cache = np.empty(lstm_ln_cache_layout(None, T, N, H), dt) if training else None
+    C = lstm_ln_cache_layout(cache, T, N, H) if training else None
     h, c = _or_zeros(h0, (N, H), dt), _or_zeros(c0, (N, H), dt)
     b = 0 if b_ih is None else b_ih + b_hh
-    cache = {k: [None] * T for k in ("gates", "c", "c_prev", "h_prev", "ln_x", "ln_h", "ln_c", "tn")}
     for t in _steps(T, reverse)[0]:
-        ax, vx, rx = layer_norm(x[t] @ W_ih.T, ln_ih)
-        ah, vh, rh = layer_norm(h @ W_hh.T, ln_hh)
+        hp = h if rd_mask is None else rd_mask * h
+        ax, xhat, rx = layer_norm(x[t] @ W_ih.T, g_ih)
+        ah, hhat, rh = layer_norm(hp @ W_hh.T, g_hh)
         a = ax + ah + b
         i, f = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H])
         g, o = np.tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
-        cache["c_prev"][t], cache["h_prev"][t] = c, h
+        c_prev, h_prev = c, h
         c = f * c + i * g
-        nc, vc, rc = layer_norm(c, ln_c)
-        tn = np.tanh(nc + ln_c_bias)
+        nc, chat, rc = layer_norm(c, g_c)
+        tn = np.tanh(nc + b_c)
         h = o * tn
+        if zoneout is not None:
+            d_c, d_h = _zone(zoneout[0], t), _zone(zoneout[1], t)
+            c = d_c * c_prev + (1 - d_c) * c
+            h = d_h * h_prev + (1 - d_h) * h
         y[t] = h
-        cache["gates"][t] = (i, f, g, o)
-        cache["c"][t], cache["tn"][t] = c, tn
-        cache["ln_x"][t], cache["ln_h"][t], cache["ln_c"][t] = (vx, rx), (vh, rh), (vc, rc)
+        if training:
+            C["xa"][t], C["ha"][t], C["gates"][t] = xhat, hhat, np.concatenate([i, f, g, o], axis=1)
+            C["c_prev"][t], C["cn"][t], C["tn"][t], C["hp"][t] = c_prev, chat, tn, hp
+            C["rstd"][t] = np.concatenate([rx, rh, rc], axis=1)
     return y, h.copy(), c.copy(), cache
 
 
-def lstm_ln_backward(dy, dh_n, dc_n, x, W_ih, W_hh, ln_ih, ln_hh, ln_c, cache, *, reverse=False):
-    """The backward of lstm_ln_forward: returns (dx, dh0, dc0, grads), grads a dict of dW_ih, dW_hh, db (the
-    gradient of b_ih and of b_hh alike), dln_ih, dln_hh, dln_c, dln_c_bias. dy, dh_n, dc_n may be None."""
+def lstm_ln_backward(dy, dh_n, dc_n, x, W_ih, W_hh, cache, dW_ih, dW_hh, db_ih, db_hh, ln, dln, *, reverse=False,
+                     dx=None, rd_mask=None, zoneout=None):
+    """Backpropagates through one lstm_ln_forward(training=True), as lstm_backward does; adds the layer norm's
+    gradients into dln (four arrays, in ln's order) and consumes the cache. Returns (dx, dh0, dc0)."""
     T, N, _ = x.shape
     H = W_hh.shape[0] // 4
     dt = x.dtype
-    dx = np.zeros(x.shape, dt)
+    g_ih, g_hh, g_c, _ = ln
+    if dx is None:
+        dx = np.zeros(x.shape, dt)
+    C = lstm_ln_cache_layout(cache, T, N, H)
     dh, dc = _or_zeros(dh_n, (N, H), dt), _or_zeros(dc_n, (N, H), dt)
-    G = {k: np.zeros_like(v) for k, v in (("dW_ih", W_ih), ("dW_hh", W_hh), ("dln_ih", ln_ih), ("dln_hh", ln_hh),
-                                          ("dln_c", ln_c), ("dln_c_bias", ln_c))}
-    G["db"] = np.zeros(4 * H, dt)
     for t in reversed(_steps(T, reverse)[0]):
-        i, f, g, o = cache["gates"][t]
-        tn = cache["tn"][t]
-        if dy is not None:
-            dh = dh + dy[t]
+        i, f, g, o = (C["gates"][t][:, k * H:(k + 1) * H] for k in range(4))
+        tn, rstd = C["tn"][t], C["rstd"][t]
+        dh = dh if dy is None else dh + dy[t]
+        kept_h = kept_c = 0
+        if zoneout is not None:  # d of each state's gradient goes straight to the previous state
+            kept_h, kept_c = _zone(zoneout[1], t) * dh, _zone(zoneout[0], t) * dc
+            dh, dc = dh - kept_h, dc - kept_c
         do = dh * tn
-        dn = dh * o * (1 - tn * tn)              # ∂ of LN(c_t; γ_c) + β_c
-        G["dln_c_bias"] += dn.sum(axis=0)
-        dct, dgc = layer_norm_backward(dn, *cache["ln_c"][t], ln_c)
-        G["dln_c"] += dgc
+        du = dh * o * (1 - tn * tn)  # ∂ of LN(c̃_t; γ_c) + β_c
+        dln[3] += du.sum(axis=0)
+        dct, dgc = layer_norm_backward(du, C["cn"][t], rstd[:, 2:3], g_c)
+        dln[2] += dgc
         dct = dct + dc
-        da = np.concatenate([dct * g * i * (1 - i), dct * cache["c_prev"][t] * f * (1 - f),
+        da = np.concatenate([dct * g * i * (1 - i), dct * C["c_prev"][t] * f * (1 - f),
                              dct * i * (1 - g * g), do * o * (1 - o)], axis=1)
-        dc = dct * f
-        G["db"] += da.sum(axis=0)
-        dpx, dgx = layer_norm_backward(da, *cache["ln_x"][t], ln_ih)
-        dph, dgh = layer_norm_backward(da, *cache["ln_h"][t], ln_hh)
-        G["dln_ih"] += dgx
-        G["dln_hh"] += dgh
+        dc = dct * f + kept_c
+        if db_ih is not None:
+            db_ih += da.sum(axis=0)
+            db_hh += da.sum(axis=0)
+        dpx, dgx = layer_norm_backward(da, C["xa"][t], rstd[:, 0:1], g_ih)
+        dph, dgh = layer_norm_backward(da, C["ha"][t], rstd[:, 1:2], g_hh)
+        dln[0] += dgx
+        dln[1] += dgh
         dx[t] += dpx @ W_ih
-        G["dW_ih"] += dpx.T @ x[t]
-        G["dW_hh"] += dph.T @ cache["h_prev"][t]
+        dW_ih += dpx.T @ x[t]
+        dW_hh += dph.T @ C["hp"][t]
         dh = dph @ W_hh
-    return dx, dh, dc, G
+        if rd_mask is not None:
+            dh = dh * rd_mask
+        dh = dh + kept_h
+        C["gates"][t], C["xa"][t], C["ha"][t] = da, dpx, dph  # consumed, as in the core
+    return dx, dh, dc
 
 
 def gru_cache_size(T, N, H):

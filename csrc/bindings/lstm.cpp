@@ -23,6 +23,33 @@ inline LstmSizes lstm_sizes(const py::array& x, const py::array& W_hh, const py:
 }
 
 
+// The layer norm's four arrays (γ_ih, γ_hh [4H], γ_c, β_c [H]) from `obj`, a sequence of four arrays, or None.
+template <class Real>
+struct LnArgs {
+  Arg<Real> ih, hh, c, c_bias;
+  bool on() const { return ih.ptr != nullptr; }
+};
+template <class Real>
+LnArgs<Real> ln_args(const py::object& obj, const char* name, index_t H, bool writable) {
+  LnArgs<Real> r;
+  if (obj.is_none()) return r;
+  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj) || py::len(obj) != 4)
+    throw py::type_error(std::string(name) + " must be a sequence of four arrays (weight_ih, weight_hh, weight_c, "
+                         "bias_c of the layer norm) or None");
+  const auto seq = py::reinterpret_borrow<py::sequence>(obj);
+  static const char* const names[2][4] = {{"ln[0] (ln_weight_ih)", "ln[1] (ln_weight_hh)", "ln[2] (ln_weight_c)",
+                                           "ln[3] (ln_bias_c)"},
+                                          {"dln[0] (ln_weight_ih)", "dln[1] (ln_weight_hh)", "dln[2] (ln_weight_c)",
+                                           "dln[3] (ln_bias_c)"}};
+  const int k = writable ? 1 : 0;
+  const index_t GH = pylstm::kLstmGates * H;
+  r.ih = arg<Real>(seq[0], names[k][0], {GH}, writable);
+  r.hh = arg<Real>(seq[1], names[k][1], {GH}, writable);
+  r.c = arg<Real>(seq[2], names[k][2], {H}, writable);
+  r.c_bias = arg<Real>(seq[3], names[k][3], {H}, writable);
+  return r;
+}
+
 // A float32 LSTM layer direction's packed weights, kept by the Python layer between calls (see LstmPacked).
 struct PackedLstm {
   index_t I, H;
@@ -48,7 +75,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
                          py::object b_ih_, py::object b_hh_, py::object W_hr_, bool reverse, bool training,
                          py::object y_, py::object packed_, py::object batch_sizes_, py::object peep_,
                          py::object rd_mask_, py::object rd_masked_, py::object zk_c_, py::object zk_h_, double z_c,
-                         double z_h) {
+                         double z_h, py::object ln_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
@@ -62,6 +89,10 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   auto b_hh = arg<Real>(b_hh_, "b_hh", {GH}, false, true);
   auto W_hr = arg<Real>(W_hr_, "W_hr", {P, H}, false, true);
   both_or_neither(b_ih, b_hh);
+  const auto ln = ln_args<Real>(ln_, "ln", H, false);
+  if (ln.on() && (peep.ptr || W_hr.ptr))
+    throw py::value_error("ln (layer norm) is not combined with peep (peepholes) or W_hr (a projection)");
+  if (ln.on() && !packed_.is_none()) throw py::value_error("packed must be None with ln (layer norm)");
 
   const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
   // With variable lengths the kernel leaves y past each row's end alone: a new y starts as zeros.
@@ -71,11 +102,12 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   const auto za = zoneout_args<Real>(zk_c_, zk_h_, z_c, z_h, T, N, H, 2);
   const auto zone = za.zone;
   no_overlap<Real>({&y, &rd_masked}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr, &peep, &rd_mask, &y, &rd_masked,
-                                      &za.keep_c, &za.keep_h});
+                                      &za.keep_c, &za.keep_h, &ln.ih, &ln.hh, &ln.c, &ln.c_bias});
   py::array_t<Real> h_n({N, P}), c_n({N, H});
   Real* cache;
-  py::object cache_obj = new_cache(training, pylstm::lstm_cache_size(T, N, H), cache);
-  auto work = workspace<Real>(pylstm::lstm_workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H, P));
+  py::object cache_obj = new_cache(training, pylstm::lstm_cache_size(T, N, H, ln.on()), cache);
+  auto work = workspace<Real>(
+      pylstm::lstm_workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H, P, ln.on()));
   PackedLstm* pk = nullptr;
   pylstm::LstmPacked keep{nullptr, false};
   if (!packed_.is_none()) {
@@ -84,7 +116,8 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
     pk->ready = false;  // until the call has succeeded
   }
   const pylstm::Dims d{T, N, I, H, P};
-  const pylstm::Weights<Real> w{W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, W_hr.ptr, peep.ptr};
+  const pylstm::Weights<Real> w{W_ih.ptr, W_hh.ptr, b_ih.ptr, b_hh.ptr, W_hr.ptr, peep.ptr,
+                                ln.ih.ptr, ln.hh.ptr, ln.c.ptr, ln.c_bias.ptr};
   const pylstm::Run run{reverse, batch_sizes};
   Real *hn = h_n.mutable_data(), *cn = c_n.mutable_data(), *wk = work.get();
   pylstm::LstmPacked* kp = keep.data ? &keep : nullptr;
@@ -102,7 +135,8 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
                           py::object dW_ih_, py::object dW_hh_, py::object db_ih_, py::object db_hh_,
                           py::object W_hr_, py::object dW_hr_, bool reverse, py::object dx_, bool input_grad,
                           py::object batch_sizes_, py::object peep_, py::object dpeep_, py::object rd_mask_,
-                          py::object rd_masked_, py::object zk_c_, py::object zk_h_) {
+                          py::object rd_masked_, py::object zk_c_, py::object zk_h_, py::object ln_,
+                          py::object dln_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto dy = arg<Real>(dy_, "dy", {T, N, P}, false, true, true);
@@ -115,7 +149,10 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   auto W_hh = arg<Real>(W_hh_, "W_hh", {GH, P});
   auto W_hr = arg<Real>(W_hr_, "W_hr", {P, H}, false, true);
   auto y = arg<Real>(y_, "y", {T, N, P}, false, false, true);
-  auto cache = arg<Real>(cache_, "cache", {pylstm::lstm_cache_size(T, N, H)}, true);
+  const auto ln = ln_args<Real>(ln_, "ln", H, false);
+  const auto dln = ln_args<Real>(dln_, "dln", H, true);
+  if (ln.on() != dln.on()) throw py::value_error("ln and dln (layer norm and its gradients): both or neither");
+  auto cache = arg<Real>(cache_, "cache", {pylstm::lstm_cache_size(T, N, H, ln.on())}, true);
   auto dW_ih = arg<Real>(dW_ih_, "dW_ih", {GH, I}, true);
   auto dW_hh = arg<Real>(dW_hh_, "dW_hh", {GH, P}, true);
   auto db_ih = arg<Real>(db_ih_, "db_ih", {GH}, true, true);
@@ -127,6 +164,8 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   auto dpeep = arg<Real>(dpeep_, "dpeep", {3 * H}, true, true);
   both_or_neither(peep, dpeep);
   if (peep.ptr && W_hr.ptr) throw py::value_error("peep (peepholes) and W_hr (a projection) cannot be combined");
+  if (ln.on() && (peep.ptr || W_hr.ptr))
+    throw py::value_error("ln (layer norm) is not combined with peep (peepholes) or W_hr (a projection)");
 
   // Without input_grad, ∂L/∂x is not computed (as torch skips it for an input that does not require a gradient).
   if (!input_grad && !dx_.is_none()) throw py::value_error("dx must be None when input_grad is False");
@@ -137,13 +176,20 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
   const auto zone = za.zone;
   no_overlap<Real>({&dx, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &dW_hr, &dpeep},
                    {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &W_hr, &y, &cache, &dW_ih, &dW_hh, &db_ih,
-                    &db_hh, &dW_hr, &peep, &dpeep, &rd_mask, &rd_masked, &za.keep_c, &za.keep_h});
+                    &db_hh, &dW_hr, &peep, &dpeep, &rd_mask, &rd_masked, &za.keep_c, &za.keep_h, &ln.ih, &ln.hh,
+                    &ln.c, &ln.c_bias, &dln.ih, &dln.hh, &dln.c, &dln.c_bias});
+  no_overlap<Real>({&dln.ih, &dln.hh, &dln.c, &dln.c_bias},
+                   {&dx, &dy, &dh_n, &dc_n, &x, &h0, &c0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh,
+                    &rd_mask, &rd_masked, &za.keep_c, &za.keep_h, &ln.ih, &ln.hh, &ln.c, &ln.c_bias, &dln.ih,
+                    &dln.hh, &dln.c, &dln.c_bias});
   const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
   py::array_t<Real> dh0({N, P}), dc0({N, H});
-  auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H, P));
+  auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H, P, ln.on()));
   const pylstm::Dims d{T, N, I, H, P};
-  const pylstm::Weights<Real> w{W_ih.ptr, W_hh.ptr, nullptr, nullptr, W_hr.ptr, peep.ptr};
-  const pylstm::Grads<Real> g{dW_ih.ptr, dW_hh.ptr, db_ih.ptr, db_hh.ptr, dW_hr.ptr, dpeep.ptr};
+  const pylstm::Weights<Real> w{W_ih.ptr, W_hh.ptr, nullptr, nullptr, W_hr.ptr, peep.ptr,
+                                ln.ih.ptr, ln.hh.ptr, ln.c.ptr, ln.c_bias.ptr};
+  const pylstm::Grads<Real> g{dW_ih.ptr, dW_hh.ptr, db_ih.ptr, db_hh.ptr, dW_hr.ptr, dpeep.ptr,
+                              dln.ih.ptr, dln.hh.ptr, dln.c.ptr, dln.c_bias.ptr};
   const pylstm::Recorded<Real> fwd{x.ptr, y.ptr, y.ld, h0.ptr, c0.ptr};
   const pylstm::OutputGrads<Real> out{dy.ptr, dy.ld, dh_n.ptr, dc_n.ptr};
   const pylstm::Run run{reverse, batch_sizes};
@@ -179,11 +225,11 @@ void bind_lstm(py::module_& m) {
       [](py::array x, py::object h0, py::object c0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh,
          py::object W_hr, bool reverse, bool training, py::object y, py::object packed, py::object batch_sizes,
          py::object peep, py::object rd_mask, py::object rd_masked, py::object zone_keep_c, py::object zone_keep_h,
-         double zone_c, double zone_h) {
+         double zone_c, double zone_h, py::object ln) {
         return with_real(x, [&](auto real) {
           return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, reverse, training, y,
                                                 packed, batch_sizes, peep, rd_mask, rd_masked, zone_keep_c,
-                                                zone_keep_h, zone_c, zone_h);
+                                                zone_keep_h, zone_c, zone_h, ln);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
@@ -191,14 +237,15 @@ void bind_lstm(py::module_& m) {
       py::arg("y") = py::none(), py::arg("packed") = py::none(), py::arg("batch_sizes") = py::none(),
       py::arg("peep") = py::none(), py::arg("rd_mask") = py::none(), py::arg("rd_masked") = py::none(),
       py::arg("zone_keep_c") = py::none(), py::arg("zone_keep_h") = py::none(), py::arg("zone_c") = 0.0,
-      py::arg("zone_h") = 0.0,
+      py::arg("zone_h") = 0.0, py::arg("ln") = py::none(),
       "One LSTM layer direction over a sequence. Returns (y, h_n, c_n, cache); cache is None unless training. "
       "packed: a PackedLstm that the float32 loop without projection reuses when ready (the caller guarantees "
       "the weights are those it was packed from) and packs into otherwise. peep: peephole weights (3H,) = p_i, p_f, "
       "p_o, or None. rd_mask (N, P) and rd_masked (T + 1, N, P), training only: recurrent dropout (the recurrent "
       "product reads rd_mask * h_{t-1}); rd_masked receives the masked states, for the backward. zone_keep_c, zone_keep_h "
       "(T, N, H), 0 or 1, training: zoneout (c_t = d * c_{t-1} + (1 - d) * the new c, h likewise); zone_c, zone_h: "
-      "their expectation in inference.");
+      "their expectation in inference. ln: the layer norm's (weight_ih (4H,), weight_hh (4H,), weight_c (H,), "
+      "bias_c (H,)), or None; its cache has lstm_cache_size(T, N, H, layer_norm=True) elements.");
 
   m.def(
       "lstm_pack",
@@ -261,11 +308,11 @@ void bind_lstm(py::module_& m) {
          py::array W_hh, py::object y, py::object cache, py::object dW_ih, py::object dW_hh, py::object db_ih,
          py::object db_hh, py::object W_hr, py::object dW_hr, bool reverse, py::object dx, bool input_grad,
          py::object batch_sizes, py::object peep, py::object dpeep, py::object rd_mask, py::object rd_masked,
-         py::object zone_keep_c, py::object zone_keep_h) {
+         py::object zone_keep_c, py::object zone_keep_h, py::object ln, py::object dln) {
         return with_real(x, [&](auto real) {
           return lstm_backward_t<decltype(real)>(dy, dh_n, dc_n, x, h0, c0, W_ih, W_hh, y, cache, dW_ih, dW_hh, db_ih,
                                                  db_hh, W_hr, dW_hr, reverse, dx, input_grad, batch_sizes, peep, dpeep,
-                                                 rd_mask, rd_masked, zone_keep_c, zone_keep_h);
+                                                 rd_mask, rd_masked, zone_keep_c, zone_keep_h, ln, dln);
         });
       },
       py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"),
@@ -274,12 +321,14 @@ void bind_lstm(py::module_& m) {
       py::arg("reverse") = false, py::arg("dx") = py::none(), py::arg("input_grad") = true,
       py::arg("batch_sizes") = py::none(), py::arg("peep") = py::none(), py::arg("dpeep") = py::none(),
       py::arg("rd_mask") = py::none(), py::arg("rd_masked") = py::none(), py::arg("zone_keep_c") = py::none(),
-      py::arg("zone_keep_h") = py::none(),
+      py::arg("zone_keep_h") = py::none(), py::arg("ln") = py::none(), py::arg("dln") = py::none(),
       "Backward through one lstm_forward(training=True). Accumulates into dW_*, db_*, dpeep and dx (allocated as "
       "zeros when None); consumes cache. Returns (dx, dh0, dc0); dx is None (and not computed) with "
       "input_grad=False. peep and dpeep (peepholes): both or neither. rd_mask, rd_masked, zone_keep_c, zone_keep_h: as "
-      "the forward had them.");
-  m.def("lstm_cache_size", &pylstm::lstm_cache_size, py::arg("T"), py::arg("N"), py::arg("H"));
+      "the forward had them. ln, dln: the layer norm's parameters, as the forward had them, and their gradients "
+      "(four arrays, accumulated), both or neither.");
+  m.def("lstm_cache_size", &pylstm::lstm_cache_size, py::arg("T"), py::arg("N"), py::arg("H"), py::kw_only(),
+        py::arg("layer_norm") = false);
 }
 
 }  // namespace pylstm::bind
