@@ -60,6 +60,32 @@ def _bernoulli(rng, shape, p, dtype, below=1.0, above=0.0):
     return out
 
 
+# The layer-norm LSTM's parameters (haste's parameterisation; issue 27), one description for the layers, the cells
+# and pylstm.torch: the name's stem (a layer adds _l{k} and _reverse), the width in units of H and the initial value.
+LN_PARAMS = (("ln_weight_ih", 4, 1.0), ("ln_weight_hh", 4, 1.0), ("ln_weight_c", 1, 1.0), ("ln_bias_c", 1, 0.0))
+
+
+def _layer_norm_flag(value, *, peepholes=False, proj_size=0):
+    """The checked layer_norm option of an LSTM (or LSTMCell)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"layer_norm must be a bool, got {type(value).__name__}")
+    if value and (peepholes or proj_size):
+        raise ValueError("layer_norm is not combined with peepholes or proj_size (it normalises the cell's own "
+                         "gate products and c)")
+    return bool(value)
+
+
+def _ln_shapes(suffix, H):
+    """The layer norm's parameter shapes of one layer direction (suffix "_l0", "_l1_reverse", or "" for a cell)."""
+    return {stem + suffix: (width * H,) for stem, width, _ in LN_PARAMS}
+
+
+def _ln_constants(names):
+    """The initial value of each layer-norm parameter among `names` (1 for the γ's, 0 for β_c)."""
+    init = {stem: value for stem, _, value in LN_PARAMS}
+    return {n: init[stem] for n in names for stem in init if n == stem or n.startswith(stem + "_l")}
+
+
 class _ZoneoutOption:
     """zoneout=z or (z_c, z_h) (issue 27), shared by the layers, the cells and pylstm.torch's modules: the module
     keeps the pair in `_zone` and shows it as `zoneout`."""
@@ -133,7 +159,8 @@ class _Module:
     """Parameters in ``_params`` (name -> array, in PyTorch's order), gradients of the same names in ``grads``.
 
     A subclass sets its sizes, then calls ``super().__init__(dtype, seed)``, which draws every parameter from
-    U(−1/√H, 1/√H) with ``numpy.random.default_rng(seed)`` in the order ``_param_shapes()`` gives.
+    U(−1/√H, 1/√H) with ``numpy.random.default_rng(seed)`` in the order ``_param_shapes()`` gives, except the layer
+    norm's (LN_PARAMS), which start at 1 (γ) and 0 (β).
     """
 
     def __init__(self, dtype, seed):
@@ -147,8 +174,13 @@ class _Module:
         rng = np.random.default_rng(seed)
         k = self._init_bound()
         self._params = {}
-        for name, shape in self._param_shapes().items():
-            self._params[name] = rng.uniform(-k, k, size=shape).astype(self.dtype)
+        shapes = self._param_shapes()
+        constants = _ln_constants(shapes)  # not drawn: the other parameters are those of the same module without
+        for name, shape in shapes.items():
+            if name in constants:
+                self._params[name] = np.full(shape, constants[name], self.dtype)
+            else:
+                self._params[name] = rng.uniform(-k, k, size=shape).astype(self.dtype)
         self.grads = {name: np.zeros_like(p) for name, p in self._params.items()}
         # Every change of the parameters goes through _changed(), which bumps _version: kept derived data (the
         # fused kernels' packed weights) records the version it was made from and is remade when it differs.

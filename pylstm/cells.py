@@ -9,7 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cells
-from ._module import _bernoulli, _GRUForm, _Module, _RNNForm, _size, _ZoneoutOption
+from ._module import (
+    LN_PARAMS,
+    _bernoulli,
+    _GRUForm,
+    _layer_norm_flag,
+    _ln_shapes,
+    _Module,
+    _RNNForm,
+    _size,
+    _ZoneoutOption,
+)
 
 
 class _Cell(_ZoneoutOption, _Module):
@@ -168,6 +178,7 @@ class _Cell(_ZoneoutOption, _Module):
 
     def __repr__(self):
         extra = ", bias=False" if not self.bias else ""
+        extra += ", layer_norm=True" if getattr(self, "layer_norm", False) else ""
         extra += f", zoneout={self.zoneout}" if self._zoneout_on else ""
         extra += f", dtype='{self.dtype.name}'" if self.dtype != np.float32 else ""
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
@@ -175,15 +186,17 @@ class _Cell(_ZoneoutOption, _Module):
 
 class LSTMCell(_Cell):
     """``h, c = cell(x, (h, c))``; ``dx, (dh, dc) = cell.backward(dh_out, dc_out)``; x is (N, I) or (I,).
-    ``peepholes=True`` adds ``weight_ch`` (3H,), as pylstm.LSTM's."""
+    ``peepholes=True`` adds ``weight_ch`` (3H,), as pylstm.LSTM's; ``layer_norm=True`` makes it the layer-norm
+    cell, with ``ln_weight_ih``, ``ln_weight_hh`` (4H,), ``ln_weight_c`` and ``ln_bias_c`` (H,), as pylstm.LSTM's."""
 
     _kind = _cells.LSTM
 
-    def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, dtype="float32", seed=None,
-                 **sequence_options):
+    def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, layer_norm=False, dtype="float32",
+                 seed=None, **sequence_options):
         if not isinstance(peepholes, (bool, np.bool_)):
             raise TypeError(f"peepholes must be a bool, got {type(peepholes).__name__}")
         self.peepholes = bool(peepholes)
+        self.layer_norm = _layer_norm_flag(layer_norm, peepholes=self.peepholes)
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, **sequence_options)
 
     def _refuse_zoneout(self):
@@ -194,17 +207,26 @@ class LSTMCell(_Cell):
         shapes = super()._param_shapes()
         if self.peepholes:
             shapes["weight_ch"] = (3 * self.hidden_size,)
+        if self.layer_norm:
+            shapes.update(_ln_shapes("", self.hidden_size))
         return shapes
 
+    def _ln(self, arrays):
+        return [arrays[stem] for stem, _, _ in LN_PARAMS] if self.layer_norm else None
+
     def _forward_extra(self):
-        return {"peep": self._params["weight_ch"]} if self.peepholes else {}
+        extra = {"peep": self._params["weight_ch"]} if self.peepholes else {}
+        return dict(extra, ln=self._ln(self._params)) if self.layer_norm else extra
 
     def _backward_extra(self):
-        return {"peep": self._params["weight_ch"], "dpeep": self.grads["weight_ch"]} if self.peepholes else {}
+        extra = {"peep": self._params["weight_ch"], "dpeep": self.grads["weight_ch"]} if self.peepholes else {}
+        return dict(extra, ln=self._ln(self._params), dln=self._ln(self.grads)) if self.layer_norm else extra
 
     def _torch_config(self):
         if self.peepholes:
             raise ValueError("torch.nn.LSTMCell has no peephole connections (peepholes=True)")
+        if self.layer_norm:
+            raise ValueError("torch.nn.LSTMCell has no layer norm (layer_norm=True)")
         return super()._torch_config()
 
     def __call__(self, x, state=None, *, masks=None):

@@ -7,7 +7,18 @@ from functools import partial
 import numpy as np
 
 from . import _cells, _core
-from ._module import _bernoulli, _check_mask_options, _GRUForm, _Module, _probability, _RNNForm, _size, _ZoneoutOption
+from ._module import (
+    _bernoulli,
+    _check_mask_options,
+    _GRUForm,
+    _layer_norm_flag,
+    _ln_shapes,
+    _Module,
+    _probability,
+    _RNNForm,
+    _size,
+    _ZoneoutOption,
+)
 
 
 def _check_lengths(lengths, N, T):
@@ -21,6 +32,11 @@ def _check_lengths(lengths, N, T):
     if lens.min() < 1 or lens.max() > T:
         raise ValueError(f"lengths must be between 1 and T = {T}, got min {lens.min()} and max {lens.max()}")
     return lens.astype(np.int64)
+
+
+def _ln(W):
+    """The layer norm's four arrays of a layer direction's parameter list (or gradients), or None without it."""
+    return None if W[6] is None else W[6:10]
 
 
 def _rd_args(rd):
@@ -105,7 +121,8 @@ class _Recurrent(_ZoneoutOption, _Module):
         """The width of each state, in the order of ``_states``."""
         return [self._out if name == "h" else self.hidden_size for name in self._states]
 
-    _PARAM_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch")
+    _PARAM_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch", "ln_weight_ih",
+                    "ln_weight_hh", "ln_weight_c", "ln_bias_c")
 
     def _layer_params(self, layer, d, grads=None):
         names = self.__dict__.get("_param_names")  # built once: the call is on every layer call's path
@@ -436,13 +453,17 @@ class LSTM(_Recurrent):
     With ``peepholes=True`` (ONNX's P; not in torch) the gates also see the cell state: i and f add p_i ⊙ c_{t-1}
     and p_f ⊙ c_{t-1}, o adds p_o ⊙ c_t; each layer and direction has a ``weight_ch_l{k}`` (3H,) = (p_i, p_f, p_o),
     drawn like the other weights. Not with proj_size.
+    With ``layer_norm=True`` (Ba et al. 2016, haste's parameterisation) the gates read LN(x W_ihᵀ; γ_ih) +
+    LN(h W_hhᵀ; γ_hh) + b and h_t = o ⊙ tanh(LN(c_t; γ_c) + β_c), each LN over one row; each layer and direction
+    has ``ln_weight_ih_l{k}``, ``ln_weight_hh_l{k}`` (4H,), ``ln_weight_c_l{k}`` (H,), starting at 1, and
+    ``ln_bias_c_l{k}`` (H,), starting at 0 (see docs/regularizers.md). Not with proj_size or peepholes.
     """
 
     _kind = _cells.LSTM
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, peepholes=False, weight_drop=0.0, recurrent_dropout=0.0,
-                 zoneout=0.0, dtype="float32", seed=None):
+                 zoneout=0.0, layer_norm=False, dtype="float32", seed=None):
         self.proj_size = _size("proj_size", proj_size, minimum=0)
         hidden = _size("hidden_size", hidden_size)
         if self.proj_size >= hidden:
@@ -453,6 +474,7 @@ class LSTM(_Recurrent):
         if self.peepholes and self.proj_size:
             raise ValueError("peepholes and proj_size cannot be combined (the peepholes read c, the projection "
                              "replaces h)")
+        self.layer_norm = _layer_norm_flag(layer_norm, peepholes=self.peepholes, proj_size=self.proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
                          bidirectional=bidirectional, weight_drop=weight_drop,
                          recurrent_dropout=recurrent_dropout, zoneout=zoneout, dtype=dtype, seed=seed)
@@ -468,19 +490,26 @@ class LSTM(_Recurrent):
 
     def _param_shapes(self):
         shapes = super()._param_shapes()
-        if not self.peepholes:
+        if not self.peepholes and not self.layer_norm:
             return shapes
-        out = {}  # each layer direction's weight_ch after its other parameters
+        out = {}  # each layer direction's weight_ch or layer-norm parameters after its other parameters
+        last = "bias_hh" if self.bias else "weight_hh"
         for k, v in shapes.items():
             out[k] = v
-            last = "bias_hh" if self.bias else "weight_hh"
             if k.startswith(last):
-                out["weight_ch" + k[len(last):]] = (3 * self.hidden_size,)
+                sfx = k[len(last):]
+                if self.peepholes:
+                    out["weight_ch" + sfx] = (3 * self.hidden_size,)
+                if self.layer_norm:
+                    out.update(_ln_shapes(sfx, self.hidden_size))
         return out
 
     def _torch_config(self):
         if self.peepholes:
             raise ValueError("torch.nn.LSTM has no peephole connections (peepholes=True)")
+        if self.layer_norm:
+            raise ValueError("torch.nn.LSTM has no layer norm (layer_norm=True): use pylstm.torch.LSTM(..., "
+                             "layer_norm=True), which has")
         name, kwargs = super()._torch_config()
         return name, dict(kwargs, proj_size=self.proj_size)
 
@@ -490,7 +519,7 @@ class LSTM(_Recurrent):
 
     def _extra_repr(self):
         return (f", proj_size={self.proj_size}" if self.proj_size else "") + \
-            (", peepholes=True" if self.peepholes else "")
+            (", peepholes=True" if self.peepholes else "") + (", layer_norm=True" if self.layer_norm else "")
 
     def __call__(self, x, state=None, *, lengths=None, masks=None):
         return self.forward(x, state, lengths=lengths, masks=masks)
@@ -532,7 +561,7 @@ class LSTM(_Recurrent):
     def _fused(self):
         """Whether the layers run the fused float32 loop, which packs the weights and can keep them packed (and
         streams take the one-call-per-step path, which has no peepholes)."""
-        return self.dtype == np.float32 and not self.proj_size and not self.peepholes
+        return self.dtype == np.float32 and not self.proj_size and not self.peepholes and not self.layer_norm
 
     def _packed(self, W):
         """The kept PackedLstm of the layer direction with weights W (keyed by its W_hh array, which lives as long
@@ -560,7 +589,7 @@ class LSTM(_Recurrent):
                 entry[1] = None
         _, h_n, c_n, cache = self._kind.forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
                                                 y=y, packed=None if entry is None else entry[0],
-                                                batch_sizes=batch_sizes, peep=W[5],
+                                                batch_sizes=batch_sizes, peep=W[5], ln=_ln(W),
                                                 **_rd_args(rd), **(zone or {}))
         if entry is not None:
             self._kept(entry, version)
@@ -588,8 +617,8 @@ class LSTM(_Recurrent):
         h0, c0 = (None, None) if s0 is None else s0
         _, dh0, dc0 = self._kind.backward(dy, dh_n, dc_n, x, h0, c0, W[0], W[1], y, cache, *G[:4], W_hr=W[4],
                                           dW_hr=G[4], reverse=reverse, dx=dx, input_grad=dx is not None,
-                                          batch_sizes=batch_sizes, peep=W[5], dpeep=G[5], **_rd_args(rd),
-                                          **(zone or {}))
+                                          batch_sizes=batch_sizes, peep=W[5], dpeep=G[5], ln=_ln(W), dln=_ln(G),
+                                          **_rd_args(rd), **(zone or {}))
         return [dh0, dc0]
 
 

@@ -79,6 +79,9 @@ def export(module, f=None, *, opset=17, lengths=False, initial_state=False):
                          "as DynamicQuantizeLSTM)")
     if getattr(module, "proj_size", 0):
         raise ValueError("an LSTM with proj_size has no ONNX form: ONNX's LSTM has no projection of h")
+    if getattr(module, "layer_norm", False):
+        raise ValueError("layer_norm has no ONNX form: the LSTM op has no normalisation of its gate products or "
+                         "cell state, and pylstm does not export it as a Loop of primitive ops")
     if getattr(module, "_zoneout_on", False):
         raise ValueError("zoneout has no ONNX form: in eval it keeps a share z of each previous state, which no "
                          "ONNX recurrent op does (recurrent dropout and weight-drop export as the plain model)")

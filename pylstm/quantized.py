@@ -272,6 +272,9 @@ def quantize(module, dtype):
         raise ValueError(f"pylstm.quantize takes pylstm.LSTM, GRU, RNN and their cells, got {type(module).__name__}")
     if module.dtype != np.float32:
         raise ValueError(f"module must be float32 to quantize, got {module.dtype.name}")
+    if getattr(module, "layer_norm", False):
+        raise ValueError("pylstm.quantize does not take layer_norm: the low-precision kernels have no normalisation "
+                         "(the layer-norm LSTM runs in float32 or float64)")
     if getattr(module, "_zoneout_on", False):
         raise ValueError("pylstm.quantize does not take zoneout yet: the low-precision kernels have no zoned state "
                          "(recurrent dropout and weight-drop quantize as the plain model they are in eval)")

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _cells, _share_with_torch_unless_opted_out
-from ._module import _check_mask_options, _probability, _zoneout_pair, _ZoneoutOption
+from ._module import LN_PARAMS, _check_mask_options, _layer_norm_flag, _probability, _zoneout_pair, _ZoneoutOption
 
 _share_with_torch_unless_opted_out()  # pylstm's parallel work on torch's OpenMP threads: see share_threads_with_torch
 
@@ -39,11 +39,12 @@ class _Spec:
     """What one layer's kernels need besides tensors: the cell kind (pylstm._cells), its variant keyword, sizes and
     the running rows per step."""
 
-    __slots__ = ("kind", "variant", "D", "H", "P", "bias", "proj", "batch_sizes", "rd", "zone")
+    __slots__ = ("kind", "variant", "D", "H", "P", "bias", "proj", "batch_sizes", "rd", "zone", "ln")
 
-    def __init__(self, kind, variant, D, H, P, bias, proj, batch_sizes, rd=None, zone=None):
+    def __init__(self, kind, variant, D, H, P, bias, proj, batch_sizes, rd=None, zone=None, ln=False):
         self.kind, self.variant, self.D, self.H, self.P = kind, variant, D, H, P
         self.bias, self.proj, self.batch_sizes = bias, proj, batch_sizes
+        self.ln = ln  # layer norm: each direction's weights end with its four layer-norm parameters
         self.rd = rd  # recurrent dropout: this layer's masks (D, N, P) in the kernels' row order, or None
         # zoneout: per direction, the kernels' keywords (masks in a training call, the expectation otherwise), or None
         self.zone = zone
@@ -51,7 +52,7 @@ class _Spec:
     def with_masks(self, rd, zone):
         """The same spec for a layer with recurrent-dropout masks rd and zoneout keywords zone (or None)."""
         return _Spec(self.kind, self.variant, self.D, self.H, self.P, self.bias, self.proj, self.batch_sizes, rd,
-                     zone)
+                     zone, self.ln)
 
     @property
     def trains(self):
@@ -60,8 +61,8 @@ class _Spec:
 
     @property
     def per_direction(self):
-        """Weights per direction, in torch's order: W_ih, W_hh[, b_ih, b_hh][, W_hr]."""
-        return 2 + 2 * self.bias + self.proj
+        """Weights per direction, in torch's order: W_ih, W_hh[, b_ih, b_hh][, W_hr], then the layer norm's four."""
+        return 2 + 2 * self.bias + self.proj + 4 * self.ln
 
 
 def _np(t):
@@ -74,14 +75,19 @@ def _zeros(like):
 
 
 def _split(spec, weights):
-    """[(W_ih, W_hh, b_ih, b_hh, W_hr)] per direction, None where absent."""
+    """[(W_ih, W_hh, b_ih, b_hh, W_hr, ln)] per direction, None where absent (ln: the layer norm's four)."""
     k, out = spec.per_direction, []
     for d in range(spec.D):
         w = list(weights[d * k:(d + 1) * k])
+        ln, w = (w[-4:], w[:-4]) if spec.ln else (None, w)
         W_ih, W_hh = w[:2]
         b_ih, b_hh = w[2:4] if spec.bias else (None, None)
-        out.append((W_ih, W_hh, b_ih, b_hh, w[-1] if spec.proj else None))
+        out.append((W_ih, W_hh, b_ih, b_hh, w[-1] if spec.proj else None, ln))
     return out
+
+
+def _np_list(ts):
+    return None if ts is None else [_np(t) for t in ts]
 
 
 def _layer_forward(spec, x, states, weights, training):
@@ -93,12 +99,14 @@ def _layer_forward(spec, x, states, weights, training):
     yn, xn = y.numpy(), _np(x)
     finals = [[] for _ in spec.kind.states]
     caches = []
-    for d, (W_ih, W_hh, b_ih, b_hh, W_hr) in enumerate(_split(spec, weights)):
+    for d, (W_ih, W_hh, b_ih, b_hh, W_hr, ln) in enumerate(_split(spec, weights)):
         s0 = [None if s is None else _np(s)[d] for s in states] if states else [None] * len(finals)
         kw = dict(reverse=bool(d), training=training, y=yn[:, :, d * P:(d + 1) * P], batch_sizes=spec.batch_sizes,
                   **spec.variant)
         if spec.proj:
             kw["W_hr"] = _np(W_hr)
+        if spec.ln:
+            kw["ln"] = _np_list(ln)
         rd = None
         if spec.rd is not None:  # recurrent dropout: the mask and the buffer of masked states backward reads
             rd = {"rd_mask": spec.rd[d], "rd_masked": np.empty((T + 1, N, P), yn.dtype)}
@@ -160,13 +168,15 @@ class _Layer(torch.autograd.Function):
         dstates = [[] for _ in range(n)]
         xn, yn = _np(x), _np(y)
         for d, (W, G) in enumerate(zip(_split(spec, weights), _split(spec, dweights))):
-            W_ih, W_hh, _, _, W_hr = W
+            W_ih, W_hh, _, _, W_hr, ln = W
             cols = slice(d * P, (d + 1) * P)
             s0 = [_np(s)[d] for s in states] if states else [None] * len(dfin)
             ds_n = [None if g is None else g[d] for g in dfin]
             kw = dict(reverse=bool(d), dx=_np(dx), input_grad=need_x, batch_sizes=spec.batch_sizes, **spec.variant)
             if spec.proj:
                 kw.update(W_hr=_np(W_hr), dW_hr=_np(G[4]))
+            if spec.ln:
+                kw.update(ln=_np_list(ln), dln=_np_list(G[5]))
             cache, rd = caches[d]
             kw.update(rd or {})
             result = spec.kind.backward(None if dyn is None else dyn[:, :, cols], *ds_n, xn, *s0, _np(W_ih),
@@ -302,6 +312,8 @@ class _Sequence(_Unscriptable):
                 names += ["bias_ih" + sfx, "bias_hh" + sfx]
             if getattr(self, "proj_size", 0):
                 names.append("weight_hr" + sfx)
+            if getattr(self, "layer_norm", False):
+                names += [stem + sfx for stem, _, _ in LN_PARAMS]
         # no copy unless a weight is a strided view or in another dtype than the kernels run (16-bit, autocast)
         return [_as(getattr(self, n), dtype).contiguous() for n in names]
 
@@ -357,7 +369,7 @@ class _Sequence(_Unscriptable):
             states = fixed
         bs = None if batch_sizes is None else np.ascontiguousarray(batch_sizes.numpy(), dtype=np.int64)
         spec = _Spec(self._kind, self._kind.variant(self), D, self.hidden_size, widths[0], bool(self.bias),
-                     bool(getattr(self, "proj_size", 0)), bs)
+                     bool(getattr(self, "proj_size", 0)), bs, ln=getattr(self, "layer_norm", False))
         x = x.contiguous()
         finals = [[] for _ in widths]
         drawn = {}
@@ -507,14 +519,41 @@ class _LinearBeforeResetOption:
 
 
 class LSTM(_RegularizerOptions, _Sequence, nn.LSTM):
-    """torch.nn.LSTM, run by pylstm's kernels: same arguments, parameters, initialisation and call."""
+    """torch.nn.LSTM, run by pylstm's kernels: same arguments, parameters, initialisation and call.
+
+    ``layer_norm=True`` (not in torch; Ba et al. 2016 in haste's parameterisation, as pylstm.LSTM's) adds per layer
+    and direction ``ln_weight_ih_l{k}``, ``ln_weight_hh_l{k}`` (4H, starting at 1), ``ln_weight_c_l{k}`` (H, 1) and
+    ``ln_bias_c_l{k}`` (H, 0), ``_reverse`` for the reverse direction: its state_dict then has no torch.nn form."""
 
     _kind = _cells.LSTM
     _autocast_lowers = True  # torch.nn's op under CPU autocast: see _precision
 
-    def __init__(self, *args, device=None, dtype=None, **kwargs):
+    def __init__(self, *args, device=None, dtype=None, layer_norm=False, **kwargs):
         _check_factory("LSTM", device, dtype)
+        ln = _layer_norm_flag(layer_norm, proj_size=kwargs.get("proj_size", args[7] if len(args) > 7 else 0))
         super().__init__(*args, device=device, dtype=dtype, **kwargs)
+        self.layer_norm = ln
+        if ln:
+            like = self.weight_hh_l0
+            for layer in range(self.num_layers):
+                for d in range(2 if self.bidirectional else 1):
+                    sfx = _cells.param_suffix(layer, d)
+                    for stem, width, value in LN_PARAMS:
+                        self.register_parameter(stem + sfx, nn.Parameter(
+                            torch.full((width * self.hidden_size,), value, dtype=like.dtype, device=like.device)))
+
+    def reset_parameters(self):
+        super().reset_parameters()  # torch's uniform draw for every parameter, then the layer norm's 1 and 0 again
+        if getattr(self, "layer_norm", False):
+            init = {stem: value for stem, _, value in LN_PARAMS}
+            with torch.no_grad():
+                for name, p in self.named_parameters():
+                    stem = name.split("_l")[0]
+                    if stem in init:
+                        p.fill_(init[stem])
+
+    def extra_repr(self):
+        return super().extra_repr() + (", layer_norm=True" if getattr(self, "layer_norm", False) else "")
 
     def forward(self, input, hx=None, *, masks=None):
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
