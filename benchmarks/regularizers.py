@@ -24,7 +24,8 @@ import pylstm
 
 SHAPES = {"medium": (100, 32, 256, 256), "large": (50, 64, 1024, 1024)}
 OPTIONS = {"plain": {}, "weight_drop=0.3": {"weight_drop": 0.3},
-           "recurrent_dropout=0.3": {"recurrent_dropout": 0.3}, "zoneout=0.1": {"zoneout": 0.1}}
+           "recurrent_dropout=0.3": {"recurrent_dropout": 0.3}, "zoneout=0.1": {"zoneout": 0.1},
+           "layer_norm": {"layer_norm": True}}
 
 
 def contender(shape, options, train):

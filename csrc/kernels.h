@@ -144,16 +144,20 @@ inline index_t lstm_ln_cache_layout(index_t T, index_t N, index_t H, Real* base 
 }
 
 // The layer-norm LSTM forward of one layer direction (isa/layer_norm.inc). Rows are independent through time, so
-// the threads split the batch: part p of F.parts takes its rows through all T steps (one product per step with
-// OpenBLAS on its rows, then the normalisations and gates row by row) and never waits for another.
+// the threads split the batch: part p of F.parts takes its rows through all T steps (the step's products with the
+// register tiles over the whole packed W_hh, then the normalisations and gates row by row) and never waits for
+// another.
 template <typename Real>
 struct LstmLnT {
   LstmLnCache<Real> at;  // training: the cache, its xa holding x W_ihᵀ of every step; inference: one step's scratch
   bool training;
   Real* y;  index_t ldy;
   Real* h;  Real* c;     // [N][H] the running state: h0 and c0 in, the final state out (running rows only)
+  Real* hn;              // [N][H] scratch: h̃_t
   const Real* x;         // [T][N][I]: inference projects each step's rows itself
   const Real* W_ih; const Real* W_hh;
+  Real* packed;          // W_hh (and in inference W_ih) packed whole, lstm_packed_layout(lanes, I, H, H): the
+                         // threads pack their share of unit blocks first and meet once; 64-byte aligned
   const Real* bias;      // [GH] b_ih + b_hh (zeros without biases)
   const Real* ln_ih; const Real* ln_hh; const Real* ln_c; const Real* ln_c_bias;  // γ_ih, γ_hh [GH]; γ_c, β_c [H]
   const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
@@ -165,7 +169,8 @@ struct LstmLnT {
 };
 
 // Its backward: the same split by rows. Per step each part runs the element-wise backward of its rows (the
-// gradients of the three normalisations included) and then dh_{t-1} = (∂L/∂product) W_hh on its rows. The sums of
+// gradients of the three normalisations included) and then dh_{t-1} = (∂L/∂product) W_hh on its rows (W_hh read in
+// place). The sums of
 // the γ, β and bias gradients go to the part's own row of `partial`; the caller adds the parts up in order.
 template <typename Real>
 struct LstmLnBackwardT {
