@@ -149,15 +149,18 @@ inline index_t lstm_ln_cache_layout(index_t T, index_t N, index_t H, Real* base 
 // another.
 template <typename Real>
 struct LstmLnT {
-  LstmLnCache<Real> at;  // training: the cache, its xa holding x W_ihᵀ of every step; inference: one step's scratch
+  LstmLnCache<Real> at;  // training: the cache; inference: one step's scratch (its xa unused)
   bool training;
+  // The input projections x_t W_ihᵀ of steps [s0, s1) (processing order), rows in time order from time t_base:
+  // training, the cache's xa (all T steps, t_base 0); inference, one block of steps. Normalised in place.
+  Real* xproj;  index_t s0, s1, t_base;
+  bool pack;             // pack W_hh first (the first region of a call)
   Real* y;  index_t ldy;
   Real* h;  Real* c;     // [N][H] the running state: h0 and c0 in, the final state out (running rows only)
   Real* hn;              // [N][H] scratch: h̃_t
-  const Real* x;         // [T][N][I]: inference projects each step's rows itself
   const Real* W_ih; const Real* W_hh;
-  Real* packed;          // W_hh (and in inference W_ih) packed whole, lstm_packed_layout(lanes, I, H, H): the
-                         // threads pack their share of unit blocks first and meet once; 64-byte aligned
+  Real* packed;          // W_hh packed whole (the hh part of lstm_packed_layout(lanes, I, H, H)): the threads of
+                         // the first region pack their share of unit blocks and meet once; 64-byte aligned
   const Real* bias;      // [GH] b_ih + b_hh (zeros without biases)
   const Real* ln_ih; const Real* ln_hh; const Real* ln_c; const Real* ln_c_bias;  // γ_ih, γ_hh [GH]; γ_c, β_c [H]
   const index_t* batch_sizes;  // variable lengths: as in FusedLstmT

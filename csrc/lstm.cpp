@@ -56,21 +56,24 @@ struct LstmLnWork {
   Real* bias;     // [G*H]
   Real* packed;   // forward: the packed weights (64-byte aligned at use)
   Real* step;     // inference: detail::lstm_ln_cache_layout(1, N, H)
+  Real* xproj;    // inference: [block][N][G*H] the input projections of a block of steps
   Real* hn;       // [N][H] forward: h̃_t
   Real* zeros;    // [N][H] backward
   Real* dkeep;    // [N][H] backward
   Real* partial;  // [N][3·G·H + 2·H] backward
 };
 template <typename Real>
-index_t lstm_ln_layout(Pass pass, index_t N, index_t I, index_t H, Real* base = nullptr,
+index_t lstm_ln_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, Real* base = nullptr,
                        LstmLnWork<Real>* w = nullptr) {
   const index_t GH = kLstmGates * H, NH = N * H;
   const bool backward = pass == Pass::Backward;
   LstmLnWork<Real> unused{};
   LstmLnWork<Real>& s = w ? *w : unused;
-  Real** const slots[] = {&s.bias, &s.packed, &s.step, &s.hn, &s.zeros, &s.dkeep, &s.partial};
+  const bool inference = pass == Pass::Inference;
+  Real** const slots[] = {&s.bias, &s.packed, &s.step, &s.xproj, &s.hn, &s.zeros, &s.dkeep, &s.partial};
   const index_t sizes[] = {GH, backward ? 0 : detail::lstm_fused_packed_size<float>(I, H, H),
-                           pass == Pass::Inference ? detail::lstm_ln_cache_layout<Real>(1, N, H) : 0,
+                           inference ? detail::lstm_ln_cache_layout<Real>(1, N, H) : 0,
+                           inference ? detail::inference_block_steps(T, N, I) * N * GH : 0,
                            backward ? 0 : NH,
                            backward ? NH : 0, backward ? NH : 0, backward ? N * (3 * GH + 2 * H) : 0};
   return detail::lay_out(base, slots, sizes);
@@ -79,7 +82,7 @@ index_t lstm_ln_layout(Pass pass, index_t N, index_t I, index_t H, Real* base = 
 }  // namespace
 
 index_t lstm_workspace_size(Pass pass, index_t T, index_t N, index_t I, index_t H, index_t P, bool layer_norm) {
-  if (layer_norm) return lstm_ln_layout<float>(pass, N, I, H);
+  if (layer_norm) return lstm_ln_layout<float>(pass, T, N, I, H);
   return lstm_layout<float>(pass, T, N, I, H, P);
 }
 
@@ -100,20 +103,32 @@ void lstm_ln_forward(const Dims& d, const Weights<Real>& w, const Real* x, const
   blas_int(T * N, "T*N"), blas_int(GH, "G*H"), blas_int(I, "I");
   if (run.batch_sizes) detail::zero_padding_rows(y, ldy, H, run.batch_sizes, T, N);
   LstmLnWork<Real> ws;
-  lstm_ln_layout(cache ? Pass::TrainingForward : Pass::Inference, N, I, H, work, &ws);
+  lstm_ln_layout(cache ? Pass::TrainingForward : Pass::Inference, T, N, I, H, work, &ws);
   for (index_t j = 0; j < GH; ++j) ws.bias[j] = w.b_ih ? w.b_ih[j] + w.b_hh[j] : Real(0);
   detail::copy_or_zero(h_n, h0, N * H);  // the running state
   detail::copy_or_zero(c_n, c0, N * H);
   detail::LstmLnT<Real> F{};
   detail::lstm_ln_cache_layout(cache ? T : 1, N, H, cache ? cache : ws.step, &F.at);
-  if (cache) gemm(false, true, T * N, GH, I, Real(1), x, I, w.W_ih, I, Real(0), F.at.xa, GH);
-  F.training = cache != nullptr, F.y = y, F.ldy = ldy, F.h = h_n, F.c = c_n, F.hn = ws.hn, F.x = x, F.W_ih = w.W_ih;
+  F.training = cache != nullptr, F.y = y, F.ldy = ldy, F.h = h_n, F.c = c_n, F.hn = ws.hn, F.W_ih = w.W_ih;
   F.W_hh = w.W_hh, F.packed = detail::align64(ws.packed), F.bias = ws.bias, F.ln_ih = w.ln_ih, F.ln_hh = w.ln_hh, F.ln_c = w.ln_c;
   F.ln_c_bias = w.ln_c_bias, F.batch_sizes = run.batch_sizes, F.rmask = rd.mask, F.zone = zone;
   F.T = T, F.N = N, F.I = I, F.H = H, F.parts = static_cast<int>(std::min<index_t>(get_num_threads(), N));
   F.reverse = run.reverse;
   const auto loop = kernels().of<Real>().lstm_ln_loop;
-  parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, 2.0 * N * GH * (H + I));
+  const double step_flops = 2.0 * N * GH * H;
+  if (cache) {  // the input projections of all steps into the cache, then the whole sequence in one region
+    gemm(false, true, T * N, GH, I, Real(1), x, I, w.W_ih, I, Real(0), F.at.xa, GH);
+    F.xproj = F.at.xa, F.s0 = 0, F.s1 = T, F.t_base = 0, F.pack = true;
+    parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, step_flops);
+    return;
+  }
+  // inference: a block of steps' projections at a time (as the plain loop's), then those steps in a region
+  const index_t block = detail::inference_block_steps(T, N, I);
+  for (index_t s = 0; s < T; s += block) {
+    F.t_base = detail::project_block(ws.xproj, GH, x, w.W_ih, s, block, T, N, I, GH, run.reverse);
+    F.xproj = ws.xproj, F.s0 = s, F.s1 = std::min(T, s + block), F.pack = s == 0;
+    parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, step_flops);
+  }
 }
 
 template <typename Real>
@@ -127,7 +142,7 @@ void lstm_ln_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& 
   detail::check_zoneout_masks(zone, true, 2);
   blas_int(T * N, "T*N");
   LstmLnWork<Real> ws;
-  lstm_ln_layout(Pass::Backward, N, I, H, work, &ws);
+  lstm_ln_layout(Pass::Backward, T, N, I, H, work, &ws);
   std::fill(ws.zeros, ws.zeros + N * H, Real(0));
   const auto dys = detail::step_rows(out.dy, out.lddy, N, static_cast<const Real*>(ws.zeros));
   detail::copy_or_zero(dh0, out.dh_n, N * H);  // the running gradients end as ∂L/∂h0, ∂L/∂c0
