@@ -1,5 +1,6 @@
-"""pylstm.torch's weight_drop (issue 27): masks from torch's generator, masks= in training calls, gradcheck with the
-masks fixed, a plain torch training loop, and the state_dict of torch.nn."""
+"""pylstm.torch's regularizers and layer norm (issue 27): masks from torch's generator, masks= in training calls,
+gradcheck with the masks fixed, a plain torch training loop, and the state_dict of torch.nn (or, with layer norm, its
+own)."""
 
 import pytest
 
@@ -254,3 +255,54 @@ def test_zoneout_masks_round_trip_when_one_state_is_not_zoned():
     masks = m.masks
     assert not masks["l0"]["zoneout_c"].any()
     torch.testing.assert_close(m(x, masks=masks)[0], out, rtol=0, atol=0)
+
+
+# ---- layer norm ----
+
+def test_layer_norm_gradcheck_with_every_option_and_the_masks_fixed():
+    torch.manual_seed(7)
+    m = pt.LSTM(2, 3, num_layers=2, bidirectional=True, layer_norm=True, recurrent_dropout=0.3, weight_drop=0.2,
+                zoneout=(0.3, 0.2), dtype=torch.float64)
+    with torch.no_grad():  # γ and β away from their start
+        for name, p in m.named_parameters():
+            if name.startswith("ln_"):
+                p.add_(0.3 * torch.randn_like(p))
+    _gradcheck_with_masks_fixed(m)
+
+
+def test_layer_norm_trains_in_a_plain_torch_loop():
+    torch.manual_seed(3)
+    _train_on_a_sine(pt.LSTM(1, 16, batch_first=True, layer_norm=True))
+
+
+def test_layer_norm_state_dict_round_trips_and_equals_the_numpy_api():
+    import numpy as np
+
+    import pylstm
+
+    torch.manual_seed(8)
+    m = pt.LSTM(3, 4, num_layers=2, bidirectional=True, layer_norm=True, dtype=torch.float64)
+    sd = m.state_dict()
+    for sfx in ("_l0", "_l1_reverse"):
+        assert torch.equal(sd["ln_weight_ih" + sfx], torch.ones(16, dtype=torch.float64))
+        assert torch.equal(sd["ln_weight_hh" + sfx], torch.ones(16, dtype=torch.float64))
+        assert torch.equal(sd["ln_weight_c" + sfx], torch.ones(4, dtype=torch.float64))
+        assert torch.equal(sd["ln_bias_c" + sfx], torch.zeros(4, dtype=torch.float64))
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.startswith("ln_"):
+                p.add_(0.3 * torch.randn_like(p))
+    again = pt.LSTM(3, 4, num_layers=2, bidirectional=True, layer_norm=True, dtype=torch.float64)
+    again.load_state_dict(m.state_dict())
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    assert torch.equal(m(x)[0], again(x)[0])
+    numpy_lstm = pylstm.LSTM(3, 4, num_layers=2, bidirectional=True, layer_norm=True, dtype="float64")
+    numpy_lstm.load_state_dict({k: v.detach().numpy() for k, v in m.state_dict().items()})
+    np.testing.assert_allclose(numpy_lstm.eval()(x.numpy())[0], m(x)[0].detach().numpy(), rtol=1e-12, atol=1e-14)
+    with pytest.raises(RuntimeError, match="Unexpected key"):  # torch.nn.LSTM has no layer norm
+        torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64).load_state_dict(m.state_dict())
+    m.reset_parameters()  # torch's draw for the weights, the layer norm's start again
+    assert torch.equal(m.ln_weight_c_l1, torch.ones(4, dtype=torch.float64)) and not m.ln_bias_c_l0.any()
+    assert "layer_norm=True" in repr(m)
+    with pytest.raises(ValueError, match="layer_norm is not combined"):
+        pt.LSTM(3, 4, proj_size=2, layer_norm=True)
