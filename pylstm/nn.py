@@ -21,13 +21,15 @@ def seeds(seed, n):
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n)]
 
 
-def recurrent_model(cell, input_size, hidden_size, output_size, num_layers=1, *, seed=None, dtype="float32"):
+def recurrent_model(cell, input_size, hidden_size, output_size, num_layers=1, *, seed=None, dtype="float32",
+                    **options):
     """(layer, head): a recurrent stack of `cell` ('lstm', 'gru' or 'rnn') and a Linear output layer, drawn from
-    independent seeds derived from `seed` (fresh entropy when None)."""
+    independent seeds derived from `seed` (fresh entropy when None). `options` go to the layer (layer_norm=True,
+    say)."""
     if cell not in LAYERS:
         raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn', got {cell!r}")
     layer_seed, head_seed = seeds(seed, 2)
-    return (LAYERS[cell](input_size, hidden_size, num_layers, seed=layer_seed, dtype=dtype),
+    return (LAYERS[cell](input_size, hidden_size, num_layers, seed=layer_seed, dtype=dtype, **options),
             Linear(hidden_size, output_size, seed=head_seed, dtype=dtype))
 
 

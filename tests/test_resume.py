@@ -351,3 +351,26 @@ def test_a_regularizer_resumes_bit_for_bit_and_is_part_of_the_run(tmp_path, corp
         cli.main(train_args(corpus, out, S + 10, "--resume", flag, "0.5"))
     with pytest.raises(SystemExit):
         cli.main(train_args(corpus, tmp_path / "bad", S, flag, "1.5"))
+
+
+def test_layer_norm_resumes_bit_for_bit_samples_and_is_part_of_the_run(tmp_path, corpus, monkeypatch, capsys):
+    """pylstm train --layer-norm: the layer-norm LSTM's parameters are in the checkpoint, an interrupted run resumes
+    to the same weights, `pylstm sample` rebuilds it from the file, and a resume without the flag is refused."""
+    S = 30
+    assert cli.main(train_args(corpus, tmp_path / "straight", S, "--layer-norm")) == 0
+    want = final_state(tmp_path / "straight" / "lstm.npz")
+    assert "model/rnn/ln_weight_ih_l0" in want and not np.all(want["model/rnn/ln_weight_ih_l0"] == 1)  # trained
+    out = tmp_path / "stopped"
+    signal_at_step(monkeypatch, 13)
+    assert cli.main(train_args(corpus, out, S, "--layer-norm")) == 130
+    monkeypatch.undo()
+    assert cli.main(train_args(corpus, out, S, "--layer-norm", "--resume")) == 0
+    got = final_state(out / "lstm.npz")
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+    with pytest.raises(SystemExit, match="layer_norm"):
+        cli.main(train_args(corpus, out, S + 10, "--resume"))
+    capsys.readouterr()
+    assert cli.main(["sample", "--checkpoint", str(out / "lstm.npz"), "--length", "20"]) == 0
+    assert len(capsys.readouterr().out) > 20
+    with pytest.raises(SystemExit, match="--layer-norm is for --cell lstm"):
+        cli.main(train_args(corpus, tmp_path / "gru", S, "--layer-norm", "--cell", "gru"))

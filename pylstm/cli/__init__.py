@@ -70,6 +70,9 @@ def build_parser():
     t.add_argument("--zoneout", type=_probability, default=0.0, metavar="Z",
                    help="zoneout (Krueger et al. 2016) of c and h: in training each unit keeps its previous state "
                    "with probability Z at each step; evaluation uses the expectation (lstm and gru)")
+    t.add_argument("--layer-norm", action="store_true",
+                   help="the layer-norm LSTM (Ba et al. 2016): each gate product and c normalised over its row, with "
+                   "learned gains (lstm only)")
     quantize_option(t)
     seed_and_out(t)
     s = command("sample", "generate text from a `pylstm train` checkpoint",

@@ -56,10 +56,11 @@ def stdlib_docstrings(max_chars=2_000_000):
     return text
 
 
-def _model(cell, vocab_size, hidden, layers, seed):
+def _model(cell, vocab_size, hidden, layers, seed, layer_norm=False):
     from pylstm import nn
 
-    return nn.recurrent_model(cell, vocab_size, hidden, vocab_size, layers, seed=seed)
+    options = {"layer_norm": True} if layer_norm else {}  # (the GRU and the RNN have no such option)
+    return nn.recurrent_model(cell, vocab_size, hidden, vocab_size, layers, seed=seed, **options)
 
 
 def _unigram_entropy(ids, V):
@@ -129,7 +130,9 @@ def train(args):
                          f"chunks (--seq-len) need about {need:,}: use a longer text or smaller --batch/--seq-len")
     H0 = _unigram_entropy(train_ids, V)
     print(f"corpus: {source}: {len(text):,} characters, vocabulary {V}; unigram entropy {H0:.3f} nats/char")
-    rnn, head = _model(args.cell, V, args.hidden, args.layers, args.seed)
+    if args.layer_norm and args.cell != "lstm":
+        raise SystemExit(f"pylstm train: --layer-norm is for --cell lstm, got --cell {args.cell}")
+    rnn, head = _model(args.cell, V, args.hidden, args.layers, args.seed, args.layer_norm)
     opt = optim.Adam([rnn, head], lr=args.lr)
     eye = np.eye(V, dtype=np.float32)
     # N streams over the training text; truncated BPTT: each chunk starts from the state the previous one ended in.
@@ -141,6 +144,8 @@ def train(args):
     # What a resumed run must share with the one that wrote the checkpoint (--lr, --clip and --steps may change).
     config = dict(cell=args.cell, hidden=args.hidden, layers=args.layers, seq_len=T, batch=N,
                   data=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16])
+    if args.layer_norm:  # (only then, so that earlier checkpoints resume as they were written)
+        config["layer_norm"] = True
     generators = {"main": rng, "dropout": rnn._dropout_rng}
     for option in rnn._REGULARIZERS:  # --weight-drop, --recurrent-dropout, --zoneout
         try:
@@ -273,7 +278,8 @@ def load_model(path, command):
                                   "it)") from None
         if cell not in CELLS:
             raise CheckpointError(f"{path} names an unknown cell {cell!r}")
-        rnn, head = _model(cell, len(vocab), hidden, layers, 0)
+        layer_norm = any(k.endswith("ln_weight_ih_l0") for k in data)  # the layer-norm LSTM's parameters
+        rnn, head = _model(cell, len(vocab), hidden, layers, 0, layer_norm)
         Checkpoint.from_arrays(data, path, {"rnn": rnn, "head": head}, resume=False)
     except CheckpointError as e:
         raise SystemExit(f"pylstm {command}: {e}") from None
