@@ -22,20 +22,21 @@ def lstm_forward(
     reverse: bool = False, training: bool = True, y: Opt = None, packed: Optional[PackedLstm] = None,
     batch_sizes: Lengths = None, peep: Opt = None, rd_mask: Opt = None, rd_masked: Opt = None,
     zone_keep_c: Opt = None, zone_keep_h: Opt = None, zone_c: float = 0.0, zone_h: float = 0.0,
+    ln: Optional[Sequence[Array]] = None, cache: Opt = None,
 ) -> Tuple[Array, Array, Array, Opt]: ...
 def lstm_backward(
     dy: Opt, dh_n: Opt, dc_n: Opt, x: Array, h0: Opt, c0: Opt, W_ih: Array, W_hh: Array, y: Array, cache: Array,
     dW_ih: Opt, dW_hh: Opt, db_ih: Opt, db_hh: Opt, *, W_hr: Opt = None, dW_hr: Opt = None,
     reverse: bool = False, dx: Opt = None, input_grad: bool = True, batch_sizes: Lengths = None, peep: Opt = None,
     dpeep: Opt = None, rd_mask: Opt = None, rd_masked: Opt = None, zone_keep_c: Opt = None,
-    zone_keep_h: Opt = None,
+    zone_keep_h: Opt = None, ln: Optional[Sequence[Array]] = None, dln: Optional[Sequence[Array]] = None,
 ) -> Tuple[Optional[Array], Array, Array]: ...
 def lstm_pack(packed: PackedLstm, W_ih: Array, W_hh: Array, b_ih: Opt, b_hh: Opt) -> None: ...
 def lstm_stream_step(x: Array, h_prev: Array, h_new: Array, c: Array, packs: Sequence[PackedLstm]) -> None: ...
 def gru_forward(
     x: Array, h0: Opt, W_ih: Array, W_hh: Array, b_ih: Opt, b_hh: Opt, *, linear_before_reset: bool = True,
     reverse: bool = False, training: bool = True, y: Opt = None, batch_sizes: Lengths = None, rd_mask: Opt = None,
-    rd_masked: Opt = None, zone_keep_h: Opt = None, zone_h: float = 0.0,
+    rd_masked: Opt = None, zone_keep_h: Opt = None, zone_h: float = 0.0, cache: Opt = None,
 ) -> Tuple[Array, Array, Opt]: ...
 def gru_backward(
     dy: Opt, dh_n: Opt, x: Array, h0: Opt, W_ih: Array, W_hh: Array, y: Array, cache: Array, dW_ih: Opt,
@@ -46,7 +47,7 @@ def gru_backward(
 def rnn_forward(
     x: Array, h0: Opt, W_ih: Array, W_hh: Array, b_ih: Opt, b_hh: Opt, *, nonlinearity: str = "tanh",
     reverse: bool = False, training: bool = True, y: Opt = None, batch_sizes: Lengths = None, rd_mask: Opt = None,
-    rd_masked: Opt = None, zone_keep_h: Opt = None, zone_h: float = 0.0,
+    rd_masked: Opt = None, zone_keep_h: Opt = None, zone_h: float = 0.0, cache: Opt = None,
 ) -> Tuple[Array, Array, Opt]: ...
 def rnn_backward(
     dy: Opt, dh_n: Opt, x: Array, h0: Opt, W_ih: Array, W_hh: Array, y: Array, cache: Array, dW_ih: Opt,
@@ -54,7 +55,7 @@ def rnn_backward(
     input_grad: bool = True, batch_sizes: Lengths = None, rd_mask: Opt = None, rd_masked: Opt = None,
     zone_keep_h: Opt = None,
 ) -> Tuple[Optional[Array], Array]: ...
-def lstm_cache_size(T: int, N: int, H: int) -> int: ...
+def lstm_cache_size(T: int, N: int, H: int, *, layer_norm: bool = False) -> int: ...
 def gru_cache_size(T: int, N: int, H: int) -> int: ...
 def rnn_cache_size(T: int, N: int, H: int) -> int: ...
 def sigmoid(x: Array) -> Array: ...

@@ -202,6 +202,8 @@ class _Module:
         state["_editing"] = 0  # a copy made inside edit_parameters() is not itself being edited
         if "_packs" in state:
             state["_packs"] = {}
+        if "_spare_caches" in state:  # scratch, refilled by the next training call
+            state["_spare_caches"] = {}
         return state
 
     def __setstate__(self, state):

@@ -77,6 +77,10 @@ class _Recurrent(_ZoneoutOption, _Module):
         self.zoneout = zoneout
         self.masks = {}  # the masks of the last training call: masks["l0"]["weight_drop"], ... (see forward)
         self._cache = None
+        # Each layer direction's training cache once a backward has consumed it, for the next training call to fill
+        # again: a fresh one (T·N·6H values for the LSTM, T·N·(16H + 3) with layer norm) costs its pages' clearing on
+        # first touch, measured at up to a quarter of a medium layer-norm training call.
+        self._spare_caches = {}
         self._packs = {}  # id(W_hh) -> [PackedLstm, the parameter version it holds or None] (fused LSTM only)
         super().__init__(dtype, seed)
         # Dropout masks come from their own stream, seeded from the module's seed, so that they are reproducible
@@ -90,6 +94,15 @@ class _Recurrent(_ZoneoutOption, _Module):
 
     def _forget(self):
         self._cache = None
+
+    def _cache_size(self, T, N):
+        """Elements of one layer direction's training cache."""
+        return self._kind.cache_size(T, N, self.hidden_size)
+
+    def _spare_cache(self, k, T, N):
+        """Layer direction k's consumed cache if it has this call's size, else None (the kernels make a new one)."""
+        spare = self._spare_caches.pop(k, None)
+        return spare if spare is not None and spare.size == self._cache_size(T, N) else None
 
     # ---- parameters -------------------------------------------------------------------------------------
     @property
@@ -291,7 +304,8 @@ class _Recurrent(_ZoneoutOption, _Module):
                     finals, cache = forward(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
                                             training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H],
                                             rd=rd, zone=self._zone_mask_kwargs(zone) if training
-                                            else self._zone_kwargs())
+                                            else self._zone_kwargs(),
+                                            cache=self._spare_cache(k, T, N) if training else None)
                 finally:
                     self._transient_weights = False
                 finals_all.append(finals)
@@ -375,12 +389,14 @@ class _Recurrent(_ZoneoutOption, _Module):
             dy, ds0 = None if dy is None else dy[:, inv], [s[:, inv] for s in ds0]
         for k, g in fresh.items():
             self.grads[k] += g
+        self._spare_caches = dict(enumerate(cache["caches"]))  # consumed: the next training call fills them again
         return (None if dy is None else self._to_user(dy, unbatched)), [self._state_to_user(s, unbatched) for s in ds0]
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None):
-        """One layer direction, W = [W_ih, W_hh, b_ih, b_hh, W_hr, peepholes] (None where absent): returns
-        ([final state arrays], cache). batch_sizes: the rows running at each step (lengths), or None. rd: recurrent
-        dropout's (mask (N, P), buffer (T + 1, N, P)), or None. zone: the kernels' zoneout keywords."""
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None):
+        """One layer direction, W = [W_ih, W_hh, b_ih, b_hh, W_hr, peepholes, the layer norm's four] (None where
+        absent): returns ([final state arrays], cache). batch_sizes: the rows running at each step (lengths), or
+        None. rd: recurrent dropout's (mask (N, P), buffer (T + 1, N, P)), or None. zone: the kernels' zoneout
+        keywords. cache: an array for the training cache to fill (a consumed one), or None."""
         raise NotImplementedError
 
     def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None,
@@ -558,6 +574,9 @@ class LSTM(_Recurrent):
             raise TypeError(f"{name} must be a pair (h, c) of arrays or None, got {type(value).__name__}")
         return value
 
+    def _cache_size(self, T, N):
+        return _core.lstm_cache_size(T, N, self.hidden_size, layer_norm=self.layer_norm)
+
     def _fused(self):
         """Whether the layers run the fused float32 loop, which packs the weights and can keep them packed (and
         streams take the one-call-per-step path, which has no peepholes)."""
@@ -579,7 +598,7 @@ class LSTM(_Recurrent):
         made while the kernel ran (another thread's optimizer step) then makes the next call pack again."""
         entry[1] = None if self._editing else version
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None):
         h0, c0 = (None, None) if s0 is None else s0
         entry, version = None, self._version
         if self._fused() and not self._transient_weights:
@@ -589,7 +608,7 @@ class LSTM(_Recurrent):
                 entry[1] = None
         _, h_n, c_n, cache = self._kind.forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
                                                 y=y, packed=None if entry is None else entry[0],
-                                                batch_sizes=batch_sizes, peep=W[5], ln=_ln(W),
+                                                batch_sizes=batch_sizes, peep=W[5], ln=_ln(W), cache=cache,
                                                 **_rd_args(rd), **(zone or {}))
         if entry is not None:
             self._kept(entry, version)
@@ -643,11 +662,11 @@ class _OneState(_Recurrent):
         dx, (dh0,) = self._run_backward(dout, None if dh_n is None else [dh_n], input_grad)
         return dx, dh0
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None):
         kind = self._kind
         _, h_n, cache = kind.forward(x, None if s0 is None else s0[0], *W[:4], reverse=reverse, training=training,
                                      y=y, batch_sizes=batch_sizes, **kind.variant(self), **_rd_args(rd),
-                                     **(zone or {}))
+                                     **(zone or {}), cache=cache)
         return [h_n], cache
 
     def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None,

@@ -5,6 +5,7 @@ import pytest
 from helpers import KINDS, TOL, layer_case, ref_model, rel_err
 
 import pylstm
+from pylstm import _core
 
 CONFIGS = [  # (T, N, I, H, layers, bidirectional)
     (1, 1, 1, 1, 1, False),
@@ -261,3 +262,47 @@ def test_dropout_is_reproducible_from_the_seed_and_off_in_eval(rng):
         pylstm.GRU(3, 4, dropout=1.0)
     with pytest.raises(TypeError, match="^seed must be"):
         pylstm.RNN(3, 4, seed=1.5)
+
+
+@pytest.mark.parametrize("make", [lambda: pylstm.LSTM(3, 5, 2, bidirectional=True, seed=0),
+                                  lambda: pylstm.LSTM(3, 5, layer_norm=True, seed=0),
+                                  lambda: pylstm.GRU(3, 5, seed=0), lambda: pylstm.RNN(3, 5, seed=0)],
+                         ids=["lstm", "lstm-ln", "gru", "rnn"])
+def test_a_consumed_cache_is_filled_again_by_the_next_training_call(make):
+    m, fresh = make(), make()
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.standard_normal((4, 2, 3)).astype(np.float32), rng.standard_normal((4, 2, 3)).astype(np.float32)
+    y, _ = m(x1)
+    m.backward(np.ones_like(y))
+    spares = dict(m._spare_caches)
+    assert len(spares) == m.num_layers * m.num_directions
+    m.zero_grad()
+    y2, _ = m(x2)
+    assert all(a is b for a, b in zip(m._cache["caches"], spares.values()))  # the same arrays, filled again
+    m.backward(np.ones_like(y2))
+    y3, _ = fresh(x2)
+    fresh.backward(np.ones_like(y3))
+    assert np.array_equal(y2, y3) and all(np.array_equal(m.grads[k], fresh.grads[k]) for k in m.grads)
+    m(rng.standard_normal((6, 2, 3)).astype(np.float32))  # another size: a new cache, the spare left alone
+    assert all(c is not s for c, s in zip(m._cache["caches"], spares.values()))
+
+
+def test_the_kernels_check_a_given_cache():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2, 4)).astype(np.float32)
+    W_ih, W_hh = rng.standard_normal((20, 4)).astype(np.float32), rng.standard_normal((20, 5)).astype(np.float32)
+    n = _core.lstm_cache_size(3, 2, 5)
+    with pytest.raises(ValueError, match=r"cache must have shape \(%d,\)" % n):
+        _core.lstm_forward(x, None, None, W_ih, W_hh, None, None, cache=np.empty(n + 1, np.float32))
+    with pytest.raises(ValueError, match="cache must be None in inference"):
+        _core.lstm_forward(x, None, None, W_ih, W_hh, None, None, training=False, cache=np.empty(n, np.float32))
+    y = np.empty((3, 2, 5), np.float32)
+    big = np.empty(n + y.size, np.float32)
+    with pytest.raises(ValueError, match="must not share memory"):
+        _core.lstm_forward(x, None, None, W_ih, W_hh, None, None, y=big[:y.size].reshape(y.shape), cache=big[:n])
+    given = np.full(n, np.nan, np.float32)
+    out = _core.lstm_forward(x, None, None, W_ih, W_hh, None, None, cache=given)
+    assert out[3] is given and np.isfinite(given).all()
+    with pytest.raises(ValueError, match="cache must have shape"):
+        _core.gru_forward(x, None, rng.standard_normal((15, 4)).astype(np.float32),
+                          rng.standard_normal((15, 5)).astype(np.float32), None, None, cache=np.empty(1, np.float32))

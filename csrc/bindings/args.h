@@ -192,13 +192,22 @@ py::object out_or_new(py::object given, const std::vector<index_t>& shape, bool 
   return py::array_t<Real>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
 
-// A training forward's cache (size elements, returned with its data pointer in `ptr`), or None for inference.
+// A training forward's cache (size elements), or None for inference: the caller's array `given` (a consumed cache of
+// an earlier call, say: reusing it spares the pages of a fresh allocation, which the OS clears on first touch), or
+// a new one. `out` describes it for the overlap checks.
 template <class Real>
-py::object new_cache(bool training, index_t size, Real*& ptr) {
-  ptr = nullptr;
-  if (!training) return py::none();
+py::object new_cache(bool training, index_t size, Arg<Real>& out, const py::object& given) {
+  out = Arg<Real>{};
+  if (!training) {
+    if (!given.is_none()) throw py::value_error("cache must be None in inference (training=False)");
+    return py::none();
+  }
+  if (!given.is_none()) {
+    out = arg<Real>(given, "cache", {size}, true);
+    return given;
+  }
   py::array_t<Real> c(size);
-  ptr = c.mutable_data();
+  out = arg<Real>(c, "cache", {size}, true);
   return c;
 }
 

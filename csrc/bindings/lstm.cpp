@@ -75,7 +75,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
                          py::object b_ih_, py::object b_hh_, py::object W_hr_, bool reverse, bool training,
                          py::object y_, py::object packed_, py::object batch_sizes_, py::object peep_,
                          py::object rd_mask_, py::object rd_masked_, py::object zk_c_, py::object zk_h_, double z_c,
-                         double z_h, py::object ln_) {
+                         double z_h, py::object ln_, py::object cache_) {
   const auto [T, N, I, H, P] = lstm_sizes(x_, W_hh_, W_hr_);
   const index_t GH = pylstm::kLstmGates * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
@@ -101,11 +101,13 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   auto [rd_mask, rd_masked] = recurrent_dropout_args<Real>(rd_mask_, rd_masked_, T, N, P, training);
   const auto za = zoneout_args<Real>(zk_c_, zk_h_, z_c, z_h, T, N, H, 2);
   const auto zone = za.zone;
-  no_overlap<Real>({&y, &rd_masked}, {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr, &peep, &rd_mask, &y, &rd_masked,
-                                      &za.keep_c, &za.keep_h, &ln.ih, &ln.hh, &ln.c, &ln.c_bias});
+  Arg<Real> cache_arg;
+  py::object cache_obj = new_cache<Real>(training, pylstm::lstm_cache_size(T, N, H, ln.on()), cache_arg, cache_);
+  no_overlap<Real>({&y, &rd_masked, &cache_arg},
+                   {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr, &peep, &rd_mask, &y, &rd_masked, &za.keep_c,
+                    &za.keep_h, &ln.ih, &ln.hh, &ln.c, &ln.c_bias, &cache_arg});
   py::array_t<Real> h_n({N, P}), c_n({N, H});
-  Real* cache;
-  py::object cache_obj = new_cache(training, pylstm::lstm_cache_size(T, N, H, ln.on()), cache);
+  Real* const cache = cache_arg.ptr;
   auto work = workspace<Real>(
       pylstm::lstm_workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H, P, ln.on()));
   PackedLstm* pk = nullptr;
@@ -225,11 +227,11 @@ void bind_lstm(py::module_& m) {
       [](py::array x, py::object h0, py::object c0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh,
          py::object W_hr, bool reverse, bool training, py::object y, py::object packed, py::object batch_sizes,
          py::object peep, py::object rd_mask, py::object rd_masked, py::object zone_keep_c, py::object zone_keep_h,
-         double zone_c, double zone_h, py::object ln) {
+         double zone_c, double zone_h, py::object ln, py::object cache) {
         return with_real(x, [&](auto real) {
           return lstm_forward_t<decltype(real)>(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, reverse, training, y,
                                                 packed, batch_sizes, peep, rd_mask, rd_masked, zone_keep_c,
-                                                zone_keep_h, zone_c, zone_h, ln);
+                                                zone_keep_h, zone_c, zone_h, ln, cache);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"),
@@ -237,7 +239,7 @@ void bind_lstm(py::module_& m) {
       py::arg("y") = py::none(), py::arg("packed") = py::none(), py::arg("batch_sizes") = py::none(),
       py::arg("peep") = py::none(), py::arg("rd_mask") = py::none(), py::arg("rd_masked") = py::none(),
       py::arg("zone_keep_c") = py::none(), py::arg("zone_keep_h") = py::none(), py::arg("zone_c") = 0.0,
-      py::arg("zone_h") = 0.0, py::arg("ln") = py::none(),
+      py::arg("zone_h") = 0.0, py::arg("ln") = py::none(), py::arg("cache") = py::none(),
       "One LSTM layer direction over a sequence. Returns (y, h_n, c_n, cache); cache is None unless training. "
       "packed: a PackedLstm that the float32 loop without projection reuses when ready (the caller guarantees "
       "the weights are those it was packed from) and packs into otherwise. peep: peephole weights (3H,) = p_i, p_f, "
@@ -245,7 +247,8 @@ void bind_lstm(py::module_& m) {
       "product reads rd_mask * h_{t-1}); rd_masked receives the masked states, for the backward. zone_keep_c, zone_keep_h "
       "(T, N, H), 0 or 1, training: zoneout (c_t = d * c_{t-1} + (1 - d) * the new c, h likewise); zone_c, zone_h: "
       "their expectation in inference. ln: the layer norm's (weight_ih (4H,), weight_hh (4H,), weight_c (H,), "
-      "bias_c (H,)), or None; its cache has lstm_cache_size(T, N, H, layer_norm=True) elements.");
+      "bias_c (H,)), or None; its cache has lstm_cache_size(T, N, H, layer_norm=True) elements. cache, training "
+      "only: an array of that many elements to fill (a consumed cache of an earlier call), or None for a new one.");
 
   m.def(
       "lstm_pack",

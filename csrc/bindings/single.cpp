@@ -42,7 +42,7 @@ template <class Cell, class Real>
 py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::array W_hh_, py::object b_ih_,
                            py::object b_hh_, typename Cell::Variant variant, bool reverse, bool training, py::object y_,
                            py::object batch_sizes_, py::object rd_mask_, py::object rd_masked_,
-                           py::object zk_h_, double z_h) {
+                           py::object zk_h_, double z_h, py::object cache_) {
   const auto [T, N, I, H] = sizes(x_, W_hh_);
   const index_t GH = Cell::G * H;
   auto x = arg<Real>(x_, "x", {T, N, I});
@@ -58,10 +58,12 @@ py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::ar
   auto [rd_mask, rd_masked] = recurrent_dropout_args<Real>(rd_mask_, rd_masked_, T, N, H, training);
   const auto za = zoneout_args<Real>(py::none(), zk_h_, 0.0, z_h, T, N, H, 1);
   const auto zone = za.zone;
-  no_overlap<Real>({&y, &rd_masked}, {&x, &h0, &W_ih, &W_hh, &b_ih, &b_hh, &rd_mask, &y, &rd_masked, &za.keep_h});
+  Arg<Real> cache_arg;
+  py::object cache_obj = new_cache<Real>(training, Cell::cache_size(T, N, H), cache_arg, cache_);
+  no_overlap<Real>({&y, &rd_masked, &cache_arg},
+                   {&x, &h0, &W_ih, &W_hh, &b_ih, &b_hh, &rd_mask, &y, &rd_masked, &za.keep_h, &cache_arg});
   py::array_t<Real> h_n({N, H});
-  Real* cache;
-  py::object cache_obj = new_cache(training, Cell::cache_size(T, N, H), cache);
+  Real* const cache = cache_arg.ptr;
   auto work = workspace<Real>(Cell::workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H));
   Real *hn = h_n.mutable_data(), *wk = work.get();
   const pylstm::Dims d{T, N, I, H, H};
@@ -125,21 +127,23 @@ void bind_one_state(py::module_& m, const char* name, const char* variant_name, 
       (std::string(name) + "_forward").c_str(),
       [parse](py::array x, py::object h0, py::array W_ih, py::array W_hh, py::object b_ih, py::object b_hh, V variant,
               bool reverse, bool training, py::object y, py::object batch_sizes, py::object rd_mask,
-              py::object rd_masked, py::object zone_keep_h, double zone_h) {
+              py::object rd_masked, py::object zone_keep_h, double zone_h, py::object cache) {
         const typename Cell::Variant v = parse(variant);
         return with_real(x, [&](auto real) {
           return single_forward_t<Cell, decltype(real)>(x, h0, W_ih, W_hh, b_ih, b_hh, v, reverse, training, y,
-                                                        batch_sizes, rd_mask, rd_masked, zone_keep_h, zone_h);
+                                                        batch_sizes, rd_mask, rd_masked, zone_keep_h, zone_h, cache);
         });
       },
       py::arg("x"), py::arg("h0"), py::arg("W_ih"), py::arg("W_hh"), py::arg("b_ih"), py::arg("b_hh"), py::kw_only(),
       py::arg(variant_name) = variant_default, py::arg("reverse") = false, py::arg("training") = true,
       py::arg("y") = py::none(), py::arg("batch_sizes") = py::none(), py::arg("rd_mask") = py::none(),
       py::arg("rd_masked") = py::none(), py::arg("zone_keep_h") = py::none(), py::arg("zone_h") = 0.0,
+      py::arg("cache") = py::none(),
       "One layer direction over a sequence. Returns (y, h_n, cache); cache is None unless training. batch_sizes: "
       "variable lengths as PyTorch's packed sequences count them (rows running per step, sorted batch). rd_mask "
       "(N, H) and rd_masked (T + 1, N, H), training only: recurrent dropout, as lstm_forward. zone_keep_h (T, N, H) "
-      "in training, zone_h in inference: zoneout of h, as lstm_forward (the GRU's; the RNN refuses it).");
+      "in training, zone_h in inference: zoneout of h, as lstm_forward (the GRU's; the RNN refuses it). cache: as "
+      "lstm_forward's, an array of the cache's size to fill, or None.");
   m.def(
       (std::string(name) + "_backward").c_str(),
       [parse](py::object dy, py::object dh_n, py::array x, py::object h0, py::array W_ih, py::array W_hh, py::object y,
