@@ -192,6 +192,36 @@ struct LstmLnBackwardT {
   bool reverse;
 };
 
+// The plain LSTM split by rows (isa/row_split.inc), for batches with rows for every thread: part p of `parts` takes
+// its rows through the steps [s0, s1) with no barrier per step (rows never meet through time), its products with
+// the register tiles over the whole packed W_hh. No projection, peepholes, recurrent dropout or zoneout.
+template <typename Real>
+struct LstmRowsT {
+  Real* gates;  index_t t_base;  // [steps][N][GH] x_t W_ihᵀ for the times from t_base on (training: the cache, all
+                                 // T; inference: one block); the forward adds the product and leaves the gates
+  Real* cs;  Real* tcs;          // training: [T][N][H] c_t, tanh(c_t); inference: [N][H] scratch each
+  Real* y;  index_t ldy;
+  Real* h;  Real* c;             // [N][H] the running state: h0, c0 in; the final state out
+  Real* packed;                  // W_hh packed whole (lstm_packed_layout's hh part), 64-byte aligned
+  const Real* W_hh;  const Real* bias;  // bias [GH]: b_ih + b_hh (zeros without)
+  const index_t* batch_sizes;
+  index_t T, N, H, s0, s1;
+  int parts;
+  bool reverse, training, pack;  // pack: pack W_hh first (all threads, one barrier)
+};
+// Its backward: per step each part runs the element-wise backward of its rows, then dh_{t-1} = da_t W_hh on them.
+template <typename Real>
+struct LstmRowsBackwardT {
+  Real* da;  Real* tcs;  const Real* cs;  const Real* c0;  // as FusedLstmBackwardT's (c0: c0 or zeros)
+  Real* dh;  Real* dc;
+  const Real* dy;  index_t lddy, dy_step;
+  const Real* W_hh;
+  const index_t* batch_sizes;
+  index_t T, N, H;
+  int parts;
+  bool reverse;
+};
+
 // The cells with one state that the fused loops run: one value selects the cell and its form.
 enum class OneStateCell {
   GruResetAfter,   // PyTorch's GRU, linear_before_reset = true (3 gates)
@@ -384,6 +414,9 @@ struct Kernels {
   // The layer-norm LSTM's loops (see detail::LstmLnT): thread tid of nt runs its share of the row parts.
   void (*lstm_ln_loop)(const detail::LstmLnT<Real>& F, int tid, int nt);
   void (*lstm_ln_loop_backward)(const detail::LstmLnBackwardT<Real>& B, int tid, int nt);
+  // The plain LSTM split by rows (detail::LstmRowsT).
+  void (*lstm_rows_loop)(const detail::LstmRowsT<Real>& F, int tid, int nt);
+  void (*lstm_rows_loop_backward)(const detail::LstmRowsBackwardT<Real>& B, int tid, int nt);
   void (*one_state_loop)(const detail::FusedSingleT<Real>& F, int tid, int nt);
   void (*one_state_loop_backward)(const detail::FusedSingleBackwardT<Real>& B, int tid, int nt);
   // The LSTM's N-row passes with peepholes (peep [3][H]; dpeep [3][H] accumulated; c [N][H] is c_t).

@@ -23,6 +23,8 @@
 // (both for dW_hr after the loop). So one forward supports exactly one backward.
 #pragma once
 
+#include <string>
+
 #include "common.h"
 
 namespace pylstm {
@@ -90,6 +92,10 @@ void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* 
 //   packed [L]        each layer's ready packed weights (layer 0 packed for I0 inputs, the others for H)
 void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const float* h_prev,
                       const float* const* packed, index_t L, index_t N, index_t I0, index_t H);
+
+// Which split the plain LSTM's fused loops take for N rows of H units (no projection, peepholes, recurrent dropout
+// or zoneout, which always take the unit split): "rows" (isa/row_split.inc) or "units" (isa/lstm_fused.inc).
+std::string lstm_split(index_t N, index_t H, bool float64);
 
 // ---- a whole sequence ----
 

@@ -45,6 +45,10 @@ long openblas_products_on_pool();
 // switch to in order to check both against the reference. Process-wide; not for use while kernels run.
 bool fused_loops();
 void set_fused_loops(bool on);
+// Which split the plain LSTM's fused loops take: -1 the rule (lstm.cpp, rows_split), 0 always the units, 1 the rows
+// wherever the options allow. Process-wide, for the tests and the measurements behind the rule.
+int row_split_mode();
+void set_row_split_mode(int mode);
 
 // f(tid, nt) on the pool.
 template <typename F>

@@ -221,10 +221,13 @@ bool in_parallel_region() { return tl_in_region; }
 
 namespace {
 std::atomic<bool> g_fused_loops{true};
+std::atomic<int> g_row_split{-1};
 }  // namespace
 
 bool fused_loops() { return g_fused_loops.load(std::memory_order_relaxed); }
 void set_fused_loops(bool on) { g_fused_loops.store(on, std::memory_order_relaxed); }
+int row_split_mode() { return g_row_split.load(std::memory_order_relaxed); }
+void set_row_split_mode(int mode) { g_row_split.store(mode < 0 ? -1 : mode > 0 ? 1 : 0, std::memory_order_relaxed); }
 
 int get_num_threads() { return g_pool->size.load(std::memory_order_relaxed); }
 

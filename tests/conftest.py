@@ -41,14 +41,17 @@ def _seed_torch():
     torch.manual_seed(0)
 
 
-@pytest.fixture(params=["fused", "blas-per-step"])
+@pytest.fixture(params=["fused", "fused-rows", "blas-per-step"])
 def time_loops(request):
-    """Runs a test under both forms of the time loops: the fused loops (the default) and the BLAS-per-step
-    reference shape they replaced, which stays as the documented fallback and must stay correct."""
+    """Runs a test under every form of the time loops: the fused loops with the plain LSTM's batch split by units
+    ("fused") and by rows ("fused-rows"; by default a rule picks one per call), and the BLAS-per-step reference shape
+    they replaced, which stays as the documented fallback and must stay correct."""
     from pylstm import _core
 
-    _core._set_fused_loops(request.param == "fused")
+    _core._set_fused_loops(request.param != "blas-per-step")
+    _core._set_row_split(1 if request.param == "fused-rows" else 0)
     try:
         yield request.param
     finally:
         _core._set_fused_loops(True)
+        _core._set_row_split(-1)

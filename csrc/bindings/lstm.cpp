@@ -330,6 +330,8 @@ void bind_lstm(py::module_& m) {
       "input_grad=False. peep and dpeep (peepholes): both or neither. rd_mask, rd_masked, zone_keep_c, zone_keep_h: as "
       "the forward had them. ln, dln: the layer norm's parameters, as the forward had them, and their gradients "
       "(four arrays, accumulated), both or neither.");
+  m.def("_lstm_split", &pylstm::lstm_split, py::arg("N"), py::arg("H"), py::arg("float64") = false,
+        "Which split the plain LSTM's fused loops take for N rows of H units: 'rows' or 'units'.");
   m.def("lstm_cache_size", &pylstm::lstm_cache_size, py::arg("T"), py::arg("N"), py::arg("H"), py::kw_only(),
         py::arg("layer_norm") = false);
 }

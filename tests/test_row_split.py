@@ -1,0 +1,116 @@
+"""The plain LSTM's loops split by rows (isa/row_split.inc) against the unit split and the reference: lengths in both
+directions, kept packed weights, inference over several blocks of steps, the layers; and the rule that picks it."""
+
+import numpy as np
+import pytest
+
+import pylstm
+from pylstm import _core
+from pylstm import reference as R
+
+
+@pytest.fixture
+def split():
+    """Sets the split for one test (mode: 0 units, 1 rows, -1 the rule), restoring the rule after it."""
+    yield _core._set_row_split
+    _core._set_row_split(-1)
+
+
+def _call(mode, x, h0, c0, W, dy, reverse, lengths=None, packed=None):
+    _core._set_row_split(mode)
+    T, N, _ = x.shape
+    bs = None if lengths is None else np.array([(np.asarray(lengths) > t).sum() for t in range(T)], np.int64)
+    kw = dict(reverse=reverse, batch_sizes=bs)
+    y, h_n, c_n, cache = _core.lstm_forward(x, h0, c0, *W, packed=packed, **kw)
+    G = [np.zeros_like(w) for w in W]
+    dx, dh0, dc0 = _core.lstm_backward(dy, h_n, c_n, x, h0, c0, W[0], W[1], y, cache, *G, **kw)
+    yi, hi, ci, _ = _core.lstm_forward(x, h0, c0, *W, training=False, packed=packed, **kw)
+    return [y, h_n, c_n, dx, dh0, dc0, *G, yi, hi, ci]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("lengths", [None, [5, 5, 3, 3, 2, 1, 1]], ids=["full", "lengths"])
+def test_rows_equal_units(split, dtype, reverse, lengths):
+    rng = np.random.default_rng(0)
+    T, N, I, H = 5, 7, 4, 20  # a ragged unit block at every level; parts of 3 and 4 rows
+    dt = np.dtype(dtype)
+    W = [(rng.standard_normal(s) * 0.5).astype(dt) for s in ((4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
+    x = rng.standard_normal((T, N, I)).astype(dt)
+    if lengths is not None:
+        x[np.arange(T)[:, None] >= np.array(lengths)[None, :]] = 0  # padding, as the layers zero it
+    h0, c0 = rng.standard_normal((N, H)).astype(dt), rng.standard_normal((N, H)).astype(dt)
+    dy = rng.standard_normal((T, N, H)).astype(dt)
+    if lengths is not None:
+        dy[np.arange(T)[:, None] >= np.array(lengths)[None, :]] = 0
+    units = _call(0, x, h0, c0, W, dy, reverse, lengths)
+    rows = _call(1, x, h0, c0, W, dy, reverse, lengths)
+    tol = 1e-13 if dtype == "float64" else 2e-6
+    for i, (a, b) in enumerate(zip(rows, units)):
+        assert np.abs(a - b).max() <= tol * max(np.abs(b).max(), 1e-30), i
+    if lengths is None:  # and the reference
+        want = R.lstm_forward(x, h0, c0, *W, reverse=reverse)[0]
+        assert np.abs(rows[0] - want).max() <= 10 * tol * np.abs(want).max()
+
+
+def test_kept_packed_weights_serve_both_splits(split):
+    rng = np.random.default_rng(1)
+    T, N, I, H = 4, 6, 5, 24
+    W = [(rng.standard_normal(s) * 0.5).astype(np.float32) for s in ((4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
+    x = rng.standard_normal((T, N, I)).astype(np.float32)
+    dy = np.ones((T, N, H), np.float32)
+    plain = _call(0, x, None, None, W, dy, False)
+    packed = _core.PackedLstm(I, H)
+    for mode in (1, 0, 1):  # packed by the row split's call first, then read by either
+        got = _call(mode, x, None, None, W, dy, False, packed=packed)
+        assert packed.ready
+        for a, b in zip(got, plain):
+            np.testing.assert_allclose(a, b, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_inference_over_several_blocks(split, reverse):
+    rng = np.random.default_rng(2)
+    T, N, I, H = 9, 64, 5, 16  # 4 steps of 64 rows per block of input projections
+    W = [(rng.standard_normal(s) * 0.5).astype(np.float64) for s in ((4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
+    x = rng.standard_normal((T, N, I))
+    split(1)
+    y, h, c, _ = _core.lstm_forward(x, None, None, *W, reverse=reverse, training=False)
+    want = R.lstm_forward(x, None, None, *W, reverse=reverse, training=False)
+    for a, b in zip((y, h, c), want[:3]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_a_bidirectional_layer_with_lengths_trains_the_same_either_way(split):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 8, 3)).astype(np.float32)
+    lengths = [6, 2, 5, 6, 1, 3, 4, 6]
+    out = {}
+    for mode in (0, 1):
+        split(mode)
+        m = pylstm.LSTM(3, 10, num_layers=2, bidirectional=True, seed=4)
+        y, (h, c) = m(x, lengths=lengths)
+        dx, _ = m.backward(np.ones_like(y))
+        out[mode] = [y, h, c, dx] + [m.grads[k] for k in sorted(m.grads)]
+    for a, b in zip(out[1], out[0]):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+def test_the_rule(split):
+    """The rows where every thread has at least two rows and W_hh is at most 4 MiB; forced either way by the mode."""
+    split(-1)
+    assert _core._row_split() == -1
+    threads = pylstm.config()["threads"]
+    assert _core._lstm_split(2 * threads, 512) == "rows"  # W_hh 4 MiB in float32
+    assert _core._lstm_split(2 * threads, 1024) == "units"  # 16 MiB
+    assert _core._lstm_split(2 * threads, 512, float64=True) == "units"  # 8 MiB
+    assert _core._lstm_split(2 * threads, 362, float64=True) == "rows"
+    assert _core._lstm_split(1, 64) == "units"
+    if threads > 1:
+        assert _core._lstm_split(2 * threads - 1, 64) == "units"
+    split(1)
+    assert _core._lstm_split(2, 1024) == "rows"
+    split(0)
+    assert _core._lstm_split(64, 64) == "units"
+    with pytest.raises(TypeError):
+        _core._set_row_split("rows")
