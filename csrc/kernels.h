@@ -194,7 +194,7 @@ struct LstmLnBackwardT {
 
 // The plain LSTM split by rows (isa/row_split.inc), for batches with rows for every thread: part p of `parts` takes
 // its rows through the steps [s0, s1) with no barrier per step (rows never meet through time), its products with
-// the register tiles over the whole packed W_hh. No projection, peepholes, recurrent dropout or zoneout.
+// the register tiles over the whole packed W_hh. No projection or peepholes.
 template <typename Real>
 struct LstmRowsT {
   Real* gates;  index_t t_base;  // [steps][N][GH] x_t W_ihᵀ for the times from t_base on (training: the cache, all
@@ -205,6 +205,10 @@ struct LstmRowsT {
   Real* packed;                  // W_hh packed whole (lstm_packed_layout's hh part), 64-byte aligned
   const Real* W_hh;  const Real* bias;  // bias [GH]: b_ih + b_hh (zeros without)
   const index_t* batch_sizes;
+  // Recurrent dropout (RecurrentDropout, common.h): the products read rmask ⊙ h (made in hq [N][H]), and each step
+  // records rmask ⊙ h_t in rmasked [T][N][H]; nullptr: off.
+  const Real* rmask;  Real* rmasked;  Real* hq;
+  Zoneout<Real> zone;  // zoneout of c and h (the cache keeps the zoned c_t and tanh(c̃_t)), off when !zone.on()
   index_t T, N, H, s0, s1;
   int parts;
   bool reverse, training, pack;  // pack: pack W_hh first (all threads, one barrier)
@@ -217,6 +221,10 @@ struct LstmRowsBackwardT {
   const Real* dy;  index_t lddy, dy_step;
   const Real* W_hh;
   const index_t* batch_sizes;
+  const Real* rmask;   // recurrent dropout: dh_{t-1} = rmask ⊙ (da_t W_hh); nullptr: off
+  // Zoneout's masks (zone.keep_c, keep_h): d ⊙ dh_t waits in dkeep [N][H] until the product has written dh_{t-1},
+  // d ⊙ dc_t in dckeep [N][H]; zeros [N][H] stands in for dy once it has been added.
+  Zoneout<Real> zone;  Real* dkeep;  Real* dckeep;  const Real* zeros;
   index_t T, N, H;
   int parts;
   bool reverse;

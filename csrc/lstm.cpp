@@ -29,7 +29,7 @@ struct LstmWork {
   Real* bias;     // [G*H] b_ih + b_hh (forward), the bias-gradient column sums (backward)
   Real* m;        // [N][H] m = o ⊙ tanh(c), the projection's input (forward), or ∂L/∂m (backward)
   Real* scratch;  // [N][H] zeros standing in for an absent c0 or dy; inference's discarded tanh(c)
-  Real* c_alt;    // [N][H] inference: the second cell-state buffer
+  Real* c_alt;    // [N][H] inference: the second cell-state buffer; backward, split by rows: zoneout's kept dc
   Real* gates;    // [block][N][G*H] inference: the input projections of one block of steps
   Real* packed;   // the fused loop's packed weights (forward passes; 64-byte aligned at use)
 };
@@ -44,7 +44,7 @@ index_t lstm_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, index
   LstmWork<Real> unused{};
   LstmWork<Real>& s = w ? *w : unused;
   Real** const slots[] = {&s.bias, &s.m, &s.scratch, &s.c_alt, &s.gates, &s.packed};
-  const index_t sizes[] = {GH, NH, NH, inference ? NH : 0,
+  const index_t sizes[] = {GH, NH, NH, forward && !inference ? 0 : NH,
                            inference ? detail::inference_block_steps(T, N, I) * N * GH : 0,
                            forward ? detail::lstm_fused_packed_size<float>(I, H, P) : 0};
   return detail::lay_out(base, slots, sizes);
@@ -249,7 +249,7 @@ bool rows_split(index_t N, index_t H, bool options_allow) {
 
 }  // namespace
 
-std::string lstm_split(index_t N, index_t H, bool float64) {
+std::string lstm_split(index_t N, index_t H, bool float64) {  // (the options that take the rows: all but W_hr, peep)
   const bool rows = float64 ? rows_split<double>(N, H, true) : rows_split<float>(N, H, true);
   return rows ? "rows" : "units";
 }
@@ -259,7 +259,7 @@ namespace {
 template <typename Real>
 void lstm_rows_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Real* h0, const Real* c0, Real* y,
                        index_t ldy, Real* h_n, Real* c_n, Real* cache, const LstmWork<Real>& ws, Run run,
-                       LstmPacked* packed_keep) {
+                       LstmPacked* packed_keep, const RecurrentDropout<Real>& rd, const Zoneout<Real>& zone) {
   const index_t T = d.T, N = d.N, I = d.I, H = d.H, GH = kLstmGates * H;
   detail::copy_or_zero(h_n, h0, N * H);  // the running state
   detail::copy_or_zero(c_n, c0, N * H);
@@ -272,6 +272,7 @@ void lstm_rows_forward(const Dims& d, const Weights<Real>& w, const Real* x, con
     }
   }
   F.y = y, F.ldy = ldy, F.h = h_n, F.c = c_n, F.W_hh = w.W_hh, F.bias = ws.bias, F.batch_sizes = run.batch_sizes;
+  F.rmask = rd.mask, F.rmasked = rd.masked, F.hq = ws.m, F.zone = zone;
   F.T = T, F.N = N, F.H = H, F.parts = static_cast<int>(std::min<index_t>(get_num_threads(), N));
   F.reverse = run.reverse, F.training = cache != nullptr;
   const auto loop = kernels().of<Real>().lstm_rows_loop;
@@ -338,9 +339,9 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
     detail::copy_or_zero(c_n, c0, N * H);
     c_prev = c_n;
   }
-  if (fused_loops() && rows_split<Real>(N, H, !W_hr && !peep && !rd.mask && !zone.on())) {
+  if (fused_loops() && rows_split<Real>(N, H, !W_hr && !peep)) {
     blas_int(GH, "G*H"), blas_int(I, "I");
-    lstm_rows_forward(d, w, x, h0, c0, y, ldy, h_n, c_n, cache, ws, run, packed_keep);
+    lstm_rows_forward(d, w, x, h0, c0, y, ldy, h_n, c_n, cache, ws, run, packed_keep, rd, zone);
     return;
   }
   if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
@@ -431,10 +432,11 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
   detail::copy_or_zero(dc, dc_n, N * H);
 
   const bool fused = fused_loops();
-  if (fused && rows_split<Real>(N, H, !W_hr && !peep && !rd.mask && !zone.on())) {
+  if (fused && rows_split<Real>(N, H, !W_hr && !peep)) {
     detail::LstmRowsBackwardT<Real> B{};
     B.da = da, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dh = dh, B.dc = dc, B.dy = dys.p;
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.batch_sizes = batch_sizes, B.T = T, B.N = N, B.H = H;
+    B.rmask = rd.mask, B.zone = zone, B.dkeep = ws.m, B.dckeep = ws.c_alt, B.zeros = zeros;
     B.parts = static_cast<int>(std::min<index_t>(get_num_threads(), N)), B.reverse = reverse;
     const auto run = kernels().of<Real>().lstm_rows_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * P);

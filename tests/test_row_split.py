@@ -16,22 +16,30 @@ def split():
     _core._set_row_split(-1)
 
 
-def _call(mode, x, h0, c0, W, dy, reverse, lengths=None, packed=None):
+def _call(mode, x, h0, c0, W, dy, reverse, lengths=None, packed=None, rd=None, zone=None):
     _core._set_row_split(mode)
     T, N, _ = x.shape
+    H = W[1].shape[1]
     bs = None if lengths is None else np.array([(np.asarray(lengths) > t).sum() for t in range(T)], np.int64)
     kw = dict(reverse=reverse, batch_sizes=bs)
-    y, h_n, c_n, cache = _core.lstm_forward(x, h0, c0, *W, packed=packed, **kw)
+    train = dict(kw)
+    if rd is not None:
+        train.update(rd_mask=rd, rd_masked=np.empty((T + 1, N, H), x.dtype))
+    if zone is not None:
+        train.update(zone_keep_c=zone[0], zone_keep_h=zone[1])
+    y, h_n, c_n, cache = _core.lstm_forward(x, h0, c0, *W, packed=packed, **train)
     G = [np.zeros_like(w) for w in W]
-    dx, dh0, dc0 = _core.lstm_backward(dy, h_n, c_n, x, h0, c0, W[0], W[1], y, cache, *G, **kw)
-    yi, hi, ci, _ = _core.lstm_forward(x, h0, c0, *W, training=False, packed=packed, **kw)
+    dx, dh0, dc0 = _core.lstm_backward(dy, h_n, c_n, x, h0, c0, W[0], W[1], y, cache, *G, **train)
+    zi = {} if zone is None else dict(zone_c=0.3, zone_h=0.2)
+    yi, hi, ci, _ = _core.lstm_forward(x, h0, c0, *W, training=False, packed=packed, **kw, **zi)
     return [y, h_n, c_n, dx, dh0, dc0, *G, yi, hi, ci]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("lengths", [None, [5, 5, 3, 3, 2, 1, 1]], ids=["full", "lengths"])
-def test_rows_equal_units(split, dtype, reverse, lengths):
+@pytest.mark.parametrize("options", ["plain", "recurrent_dropout", "zoneout", "both"])
+def test_rows_equal_units(split, dtype, reverse, lengths, options):
     rng = np.random.default_rng(0)
     T, N, I, H = 5, 7, 4, 20  # a ragged unit block at every level; parts of 3 and 4 rows
     dt = np.dtype(dtype)
@@ -43,13 +51,16 @@ def test_rows_equal_units(split, dtype, reverse, lengths):
     dy = rng.standard_normal((T, N, H)).astype(dt)
     if lengths is not None:
         dy[np.arange(T)[:, None] >= np.array(lengths)[None, :]] = 0
-    units = _call(0, x, h0, c0, W, dy, reverse, lengths)
-    rows = _call(1, x, h0, c0, W, dy, reverse, lengths)
+    rd = ((rng.random((N, H)) >= 0.3) / 0.7).astype(dt) if options in ("recurrent_dropout", "both") else None
+    zone = [(rng.random((T, N, H)) < 0.3).astype(dt) for _ in range(2)] if options in ("zoneout", "both") else None
+    units = _call(0, x, h0, c0, W, dy, reverse, lengths, rd=rd, zone=zone)
+    rows = _call(1, x, h0, c0, W, dy, reverse, lengths, rd=rd, zone=zone)
     tol = 1e-13 if dtype == "float64" else 2e-6
     for i, (a, b) in enumerate(zip(rows, units)):
         assert np.abs(a - b).max() <= tol * max(np.abs(b).max(), 1e-30), i
     if lengths is None:  # and the reference
-        want = R.lstm_forward(x, h0, c0, *W, reverse=reverse)[0]
+        want = R.lstm_forward(x, h0, c0, *W, reverse=reverse, rd_mask=rd,
+                              zoneout=None if zone is None else tuple(zone))[0]
         assert np.abs(rows[0] - want).max() <= 10 * tol * np.abs(want).max()
 
 
