@@ -249,7 +249,7 @@ bool rows_split(index_t N, index_t H, bool options_allow) {
 
 }  // namespace
 
-std::string lstm_split(index_t N, index_t H, bool float64) {  // (the options that take the rows: all but W_hr, peep)
+std::string lstm_split(index_t N, index_t H, bool float64) {
   const bool rows = float64 ? rows_split<double>(N, H, true) : rows_split<float>(N, H, true);
   return rows ? "rows" : "units";
 }

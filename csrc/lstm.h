@@ -95,8 +95,8 @@ void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* 
 void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const float* h_prev,
                       const float* const* packed, index_t L, index_t N, index_t I0, index_t H);
 
-// Which split the plain LSTM's fused loops take for N rows of H units (no projection, peepholes, recurrent dropout
-// or zoneout, which always take the unit split): "rows" (isa/row_split.inc) or "units" (isa/lstm_fused.inc).
+// Which split the plain LSTM's fused loops take for N rows of H units (recurrent dropout and zoneout included; a
+// projection or peepholes always take the unit split): "rows" (isa/row_split.inc) or "units" (isa/lstm_fused.inc).
 std::string lstm_split(index_t N, index_t H, bool float64);
 
 // ---- a whole sequence ----

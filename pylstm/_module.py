@@ -209,6 +209,8 @@ class _Module:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        if "_packs" in state:  # a layer pickled before it kept spare caches
+            self.__dict__.setdefault("_spare_caches", {})
 
     def __copy__(self):
         raise TypeError(f"copy.copy of a {type(self).__name__} would share its parameters with the original while "

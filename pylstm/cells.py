@@ -190,6 +190,7 @@ class LSTMCell(_Cell):
     cell, with ``ln_weight_ih``, ``ln_weight_hh`` (4H,), ``ln_weight_c`` and ``ln_bias_c`` (H,), as pylstm.LSTM's."""
 
     _kind = _cells.LSTM
+    layer_norm = False  # (the default of a cell pickled before the option existed)
 
     def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, layer_norm=False, dtype="float32",
                  seed=None, **sequence_options):

@@ -94,6 +94,12 @@ class _Recurrent(_ZoneoutOption, _Module):
 
     def _forget(self):
         self._cache = None
+        self._spare_caches = {}
+
+    def train(self, mode=True):
+        if not mode:  # an eval-mode module keeps no training memory
+            self._spare_caches = {}
+        return super().train(mode)
 
     def _cache_size(self, T, N):
         """Elements of one layer direction's training cache."""
@@ -476,6 +482,7 @@ class LSTM(_Recurrent):
     """
 
     _kind = _cells.LSTM
+    layer_norm = False  # (the default of a module pickled before the option existed)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, peepholes=False, weight_drop=0.0, recurrent_dropout=0.0,
@@ -530,8 +537,9 @@ class LSTM(_Recurrent):
         return name, dict(kwargs, proj_size=self.proj_size)
 
     @classmethod
-    def _config_from_torch(cls, module):
-        return dict(super()._config_from_torch(module), proj_size=module.proj_size)
+    def _config_from_torch(cls, module):  # (pylstm.torch.LSTM(layer_norm=True) carries its layer norm over)
+        return dict(super()._config_from_torch(module), proj_size=module.proj_size,
+                    layer_norm=bool(getattr(module, "layer_norm", False)))
 
     def _extra_repr(self):
         return (f", proj_size={self.proj_size}" if self.proj_size else "") + \

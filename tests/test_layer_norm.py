@@ -144,6 +144,24 @@ def test_kernels_equal_the_reference(dtype, reverse, with_state, options):
         assert np.abs(got[k] - want[k]).max() <= t * max(np.abs(want[k]).max(), 1e-30), k
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_kernels_on_the_pool_equal_the_reference(reverse):
+    """Rows enough (2·N·4H·H over the 64 kflop below which a loop runs on the calling thread) for the row parts to
+    run on the pool's threads at once and their γ/β sums to be added up across parts; with every option."""
+    rng = np.random.default_rng(14)
+    T, N, I, H = 4, 16, 6, 64
+    W, ln = _weights(rng, I, H, np.float64)
+    x = rng.standard_normal((T, N, I))
+    s0 = [rng.standard_normal((N, H)), rng.standard_normal((N, H))]
+    dy, ds = rng.standard_normal((T, N, H)), [rng.standard_normal((N, H)), rng.standard_normal((N, H))]
+    rd = (rng.random((N, H)) >= 0.3) / 0.7
+    zone = [(rng.random((T, N, H)) < 0.3).astype(float) for _ in range(2)]
+    got = _run(_core, x, s0, W, ln, reverse, dy, ds, rd, zone)
+    want = _run(R, x, s0, W, ln, reverse, dy, ds, rd, zone)
+    for k in want:
+        assert np.abs(got[k] - want[k]).max() <= 1e-12 * np.abs(want[k]).max(), k
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_inference_equals_the_reference_over_several_blocks_of_steps(dtype, reverse):
@@ -323,6 +341,19 @@ def test_options_are_checked_and_what_has_no_form_refuses():
         m._torch_config()
     with pytest.raises(ValueError, match="torch.nn.LSTMCell has no layer norm"):
         pylstm.LSTMCell(3, 4, layer_norm=True)._torch_config()
+
+
+def test_from_pylstm_torch_keeps_the_layer_norm():
+    torch = pytest.importorskip("torch")
+    import pylstm.torch as pt
+
+    t = pt.LSTM(3, 4, layer_norm=True, dtype=torch.float64)
+    with torch.no_grad():
+        t.ln_bias_c_l0.add_(0.5)
+    m = pylstm.LSTM.from_torch(t)
+    assert m.layer_norm and m.dtype == np.float64
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    np.testing.assert_allclose(m.eval()(x)[0], t(torch.from_numpy(x))[0].detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
 def test_onnx_export_refuses_layer_norm():

@@ -287,6 +287,37 @@ def test_a_consumed_cache_is_filled_again_by_the_next_training_call(make):
     assert all(c is not s for c, s in zip(m._cache["caches"], spares.values()))
 
 
+@pytest.mark.parametrize("make", [lambda: pylstm.LSTM(3, 16, bidirectional=True, seed=0),
+                                  lambda: pylstm.LSTM(3, 16, bidirectional=True, layer_norm=True, seed=0),
+                                  lambda: pylstm.GRU(3, 16, bidirectional=True, seed=0)],
+                         ids=["lstm", "lstm-ln", "gru"])
+@pytest.mark.parametrize("split", [0, 1], ids=["units", "rows"])
+def test_a_reused_cache_with_lengths_holds_nothing_of_the_last_call(make, split):
+    """With lengths the forward leaves cache rows past each row's end unwritten, and the backward zeroes what the
+    gradient GEMMs read of them: a reused cache full of NaN (poisoned here) must give the fresh module's results."""
+    m, fresh = make(), make()
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 6, 3)).astype(np.float32)
+    lengths = [5, 1, 3, 5, 2, 4]
+    _core._set_row_split(split)
+    try:
+        y, _ = m(x, lengths=lengths)
+        m.backward(np.ones_like(y))
+        for c in m._spare_caches.values():
+            c.fill(np.nan)
+        m.zero_grad()
+        y1, _ = m(x, lengths=lengths)
+        dx1, _ = m.backward(np.ones_like(y1))
+        y2, _ = fresh(x, lengths=lengths)
+        dx2, _ = fresh.backward(np.ones_like(y2))
+    finally:
+        _core._set_row_split(-1)
+    assert np.array_equal(y1, y2) and np.array_equal(dx1, dx2)
+    assert all(np.array_equal(m.grads[k], fresh.grads[k]) for k in m.grads)
+    m.eval()
+    assert m._spare_caches == {}  # eval mode keeps no training memory
+
+
 def test_the_kernels_check_a_given_cache():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 2, 4)).astype(np.float32)

@@ -64,6 +64,28 @@ def test_rows_equal_units(split, dtype, reverse, lengths, options):
         assert np.abs(rows[0] - want).max() <= 10 * tol * np.abs(want).max()
 
 
+@pytest.mark.parametrize("options", ["plain", "both"])
+def test_rows_equal_units_on_the_pool(split, options):
+    """A case large enough (2·N·4H·H well over the 64 kflop below which a loop runs on the calling thread) for the
+    row split's parts to run on the pool's threads at once, with lengths, in both directions."""
+    rng = np.random.default_rng(5)
+    T, N, I, H = 4, 16, 8, 64
+    W = [(rng.standard_normal(s) * 0.3).astype(np.float64) for s in ((4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
+    lengths = sorted(rng.integers(1, T + 1, N).tolist(), reverse=True)
+    x = rng.standard_normal((T, N, I))
+    x[np.arange(T)[:, None] >= np.array(lengths)[None, :]] = 0
+    dy = rng.standard_normal((T, N, H))
+    dy[np.arange(T)[:, None] >= np.array(lengths)[None, :]] = 0
+    h0, c0 = rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    rd = (rng.random((N, H)) >= 0.3) / 0.7 if options == "both" else None
+    zone = [(rng.random((T, N, H)) < 0.3).astype(float) for _ in range(2)] if options == "both" else None
+    for reverse in (False, True):
+        units = _call(0, x, h0, c0, W, dy, reverse, lengths, rd=rd, zone=zone)
+        rows = _call(1, x, h0, c0, W, dy, reverse, lengths, rd=rd, zone=zone)
+        for i, (a, b) in enumerate(zip(rows, units)):
+            assert np.abs(a - b).max() <= 1e-12 * np.abs(b).max(), (reverse, i)
+
+
 def test_kept_packed_weights_serve_both_splits(split):
     rng = np.random.default_rng(1)
     T, N, I, H = 4, 6, 5, 24
