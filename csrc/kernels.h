@@ -158,7 +158,7 @@ struct LstmLnT {
   Real* y;  index_t ldy;
   Real* h;  Real* c;     // [N][H] the running state: h0 and c0 in, the final state out (running rows only)
   Real* hn;              // [N][H] scratch: h̃_t
-  const Real* W_ih; const Real* W_hh;
+  const Real* W_hh;
   Real* packed;          // W_hh packed whole (the hh part of lstm_packed_layout(lanes, I, H, H)): the threads of
                          // the first region pack their share of unit blocks and meet once; 64-byte aligned
   const Real* bias;      // [GH] b_ih + b_hh (zeros without biases)

@@ -110,7 +110,7 @@ void lstm_ln_forward(const Dims& d, const Weights<Real>& w, const Real* x, const
   detail::copy_or_zero(c_n, c0, N * H);
   detail::LstmLnT<Real> F{};
   detail::lstm_ln_cache_layout(cache ? T : 1, N, H, cache ? cache : ws.step, &F.at);
-  F.training = cache != nullptr, F.y = y, F.ldy = ldy, F.h = h_n, F.c = c_n, F.hn = ws.hn, F.W_ih = w.W_ih;
+  F.training = cache != nullptr, F.y = y, F.ldy = ldy, F.h = h_n, F.c = c_n, F.hn = ws.hn;
   F.W_hh = w.W_hh, F.packed = detail::align64(ws.packed), F.bias = ws.bias, F.ln_ih = w.ln_ih, F.ln_hh = w.ln_hh, F.ln_c = w.ln_c;
   F.ln_c_bias = w.ln_c_bias, F.batch_sizes = run.batch_sizes, F.rmask = rd.mask, F.zone = zone;
   F.T = T, F.N = N, F.I = I, F.H = H, F.parts = static_cast<int>(std::min<index_t>(get_num_threads(), N));
