@@ -77,9 +77,6 @@ def main(argv=None):
         for _ in range(args.rounds):
             call()
         prof = {k: v / args.rounds for k, v in _core._profile().items()}
-        # The gradient GEMMs are timed on the calling thread around products that the pool splits: their
-        # thread-time is that wall time on every thread.
-        prof["gradient_gemm"] *= cfg["threads"]
         threads = cfg["threads"] * wall
         print(f"\nthread-time per call by phase ({cfg['threads']} threads x {1e3 * wall:.2f} ms wall = "
               f"{1e3 * threads:.2f} ms)")

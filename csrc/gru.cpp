@@ -186,7 +186,7 @@ void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
     }
   }
   const index_t rows = T * N;
-  PYLSTM_PHASE(kPhaseGradientGemm);
+  PYLSTM_PHASE_POOL(kPhaseGradientGemm);
   detail::input_gradients(dx, dW_ih, cache, lda, x, W_ih, rows, I, GH);
   detail::recurrent_weight_gradient(dW_hh, cache, lda, yq, ldq, h0q, T, N, H, 2 * H, reverse);  // r, z blocks
   const bool late_starts = batch_sizes && reverse && h0;  // rows whose h_prev was h0 at a later step

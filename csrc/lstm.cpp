@@ -34,6 +34,12 @@ struct LstmWork {
   Real* packed;   // the fused loop's packed weights (forward passes; 64-byte aligned at use)
 };
 
+// Inference's block of projections, sized for whichever split the loop takes (the unit split's own-tile blocks, or
+// the larger blocks of the row split's OpenBLAS projections; sequence.h).
+inline index_t lstm_inference_block_steps(index_t T, index_t N, index_t I, index_t H) {
+  return std::max(detail::inference_block_steps(T, N, I), detail::blas_projection_block_steps(T, N, kLstmGates * H));
+}
+
 // The one layout of that workspace: its size, and with `base` the slots' pointers in `w`. The packed weights are
 // sized for float32 for both element types (the static_assert in kernels.h states why float64 fits).
 template <typename Real>
@@ -45,7 +51,7 @@ index_t lstm_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, index
   LstmWork<Real>& s = w ? *w : unused;
   Real** const slots[] = {&s.bias, &s.m, &s.scratch, &s.c_alt, &s.gates, &s.packed};
   const index_t sizes[] = {GH, NH, NH, forward && !inference ? 0 : NH,
-                           inference ? detail::inference_block_steps(T, N, I) * N * GH : 0,
+                           inference ? lstm_inference_block_steps(T, N, I, H) * N * GH : 0,
                            forward ? detail::lstm_fused_packed_size<float>(I, H, P) : 0};
   return detail::lay_out(base, slots, sizes);
 }
@@ -74,7 +80,7 @@ index_t lstm_ln_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, Re
   Real** const slots[] = {&s.bias, &s.packed, &s.step, &s.xproj, &s.hn, &s.zeros, &s.dkeep, &s.partial};
   const index_t sizes[] = {GH, backward ? 0 : detail::lstm_fused_packed_size<float>(I, H, H),
                            inference ? detail::lstm_ln_cache_layout<Real>(1, N, H) : 0,
-                           inference ? detail::inference_block_steps(T, N, I) * N * GH : 0,
+                           inference ? detail::blas_projection_block_steps(T, N, GH) * N * GH : 0,
                            backward ? 0 : NH,
                            backward ? NH : 0, backward ? NH : 0, backward ? N * (3 * GH + 2 * H) : 0};
   return detail::lay_out(base, slots, sizes);
@@ -118,15 +124,21 @@ void lstm_ln_forward(const Dims& d, const Weights<Real>& w, const Real* x, const
   const auto loop = kernels().of<Real>().lstm_ln_loop;
   const double step_flops = 2.0 * N * GH * H;
   if (cache) {  // the input projections of all steps into the cache, then the whole sequence in one region
-    gemm(false, true, T * N, GH, I, Real(1), x, I, w.W_ih, I, Real(0), F.at.xa, GH);
+    {
+      PYLSTM_PHASE_POOL(kPhaseProjection);
+      gemm(false, true, T * N, GH, I, Real(1), x, I, w.W_ih, I, Real(0), F.at.xa, GH);
+    }
     F.xproj = F.at.xa, F.s0 = 0, F.s1 = T, F.t_base = 0, F.pack = true;
     parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, step_flops);
     return;
   }
   // inference: a block of steps' projections at a time (as the plain loop's), then those steps in a region
-  const index_t block = detail::inference_block_steps(T, N, I);
+  const index_t block = detail::blas_projection_block_steps(T, N, GH);
   for (index_t s = 0; s < T; s += block) {
-    F.t_base = detail::project_block(ws.xproj, GH, x, w.W_ih, s, block, T, N, I, GH, run.reverse);
+    {
+      PYLSTM_PHASE_POOL(kPhaseProjection);
+      F.t_base = detail::project_block(ws.xproj, GH, x, w.W_ih, s, block, T, N, I, GH, run.reverse);
+    }
     F.xproj = ws.xproj, F.s0 = s, F.s1 = std::min(T, s + block), F.pack = s == 0;
     parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, step_flops);
   }
@@ -159,7 +171,7 @@ void lstm_ln_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& 
   const auto loop = kernels().of<Real>().lstm_ln_loop_backward;
   parallel_steps([&B, loop](int tid, int nt) { loop(B, tid, nt); }, 2.0 * N * GH * H);
 
-  PYLSTM_PHASE(kPhaseGradientGemm);
+  PYLSTM_PHASE_POOL(kPhaseGradientGemm);
   // xa and ha now hold ∂L/∂(x_t W_ihᵀ) and ∂L/∂(product) for every row (zeros past a row's end); hp what each
   // product read.
   detail::input_gradients(dx, g.dW_ih, B.at.xa, GH, fwd.x, w.W_ih, T * N, I, GH);
@@ -254,6 +266,12 @@ std::string lstm_split(index_t N, index_t H, bool float64) {
   return rows ? "rows" : "units";
 }
 
+index_t lstm_projection_block_steps(const std::string& split, index_t T, index_t N, index_t I, index_t H) {
+  if (split == "rows") return detail::blas_projection_block_steps(T, N, kLstmGates * H);
+  if (split == "units") return detail::inference_block_steps(T, N, I);
+  throw std::invalid_argument("split must be 'rows' or 'units'");
+}
+
 namespace {
 
 template <typename Real>
@@ -279,14 +297,20 @@ void lstm_rows_forward(const Dims& d, const Weights<Real>& w, const Real* x, con
   const double step_flops = 2.0 * N * GH * H;
   if (cache) {
     F.gates = cache, F.cs = cache + T * N * GH, F.tcs = F.cs + T * N * H, F.t_base = 0, F.s0 = 0, F.s1 = T;
-    gemm(false, true, T * N, GH, I, Real(1), x, I, w.W_ih, I, Real(0), cache, GH);
+    {
+      PYLSTM_PHASE_POOL(kPhaseProjection);
+      gemm(false, true, T * N, GH, I, Real(1), x, I, w.W_ih, I, Real(0), cache, GH);
+    }
     parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, step_flops);
     return;
   }
   F.cs = ws.scratch, F.tcs = ws.c_alt;
-  const index_t block = detail::inference_block_steps(T, N, I);
+  const index_t block = detail::blas_projection_block_steps(T, N, GH);
   for (index_t s = 0; s < T; s += block) {
-    F.t_base = detail::project_block(ws.gates, GH, x, w.W_ih, s, block, T, N, I, GH, run.reverse);
+    {
+      PYLSTM_PHASE_POOL(kPhaseProjection);
+      F.t_base = detail::project_block(ws.gates, GH, x, w.W_ih, s, block, T, N, I, GH, run.reverse);
+    }
     F.gates = ws.gates, F.s0 = s, F.s1 = std::min(T, s + block);
     parallel_steps([&F, loop](int tid, int nt) { loop(F, tid, nt); }, step_flops);
     F.pack = false;
@@ -474,7 +498,7 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
   }
 
   // The rest are sums over all steps, each one GEMM over the stacked T·N rows; both biases enter a identically.
-  PYLSTM_PHASE(kPhaseGradientGemm);
+  PYLSTM_PHASE_POOL(kPhaseGradientGemm);
   detail::input_gradients(dx, dW_ih, da, GH, x, W_ih, T * N, I, GH);
   // With recurrent dropout the products read the masked states the forward recorded.
   const Real* h_seq = rd.mask ? rd.masked : y;

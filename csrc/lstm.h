@@ -99,6 +99,10 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 // projection or peepholes always take the unit split): "rows" (isa/row_split.inc) or "units" (isa/lstm_fused.inc).
 std::string lstm_split(index_t N, index_t H, bool float64);
 
+// How many steps' input projections inference computes per block, for the given split ("rows": the plain row split
+// and the layer-norm loop, one OpenBLAS product per block; "units": the unit split's own-tile blocks).
+index_t lstm_projection_block_steps(const std::string& split, index_t T, index_t N, index_t I, index_t H);
+
 // ---- a whole sequence ----
 
 // Runs T steps from (h0, c0). With run.reverse, step order is t = T-1 … 0 (the backward direction of a

@@ -1,12 +1,16 @@
 // Where a call's time goes, in a profiling build (cmake -DPYLSTM_PROFILE=ON; benchmarks/breakdown.py reads it).
 //
 // PYLSTM_PHASE(kRecurrent) times the rest of the enclosing scope and adds it to that phase's total, summed over
-// threads (thread-time, not wall time). In an ordinary build the macro is empty and nothing is counted.
+// threads (thread-time, not wall time). PYLSTM_PHASE_POOL(p) is for a scope on the calling thread around work that
+// the pool splits (a BLAS product): its wall time counts once per pool thread. In an ordinary build both macros are
+// empty and nothing is counted.
 #pragma once
 
 #include <cstdint>
 
 namespace pylstm {
+
+int get_num_threads();  // (common.h)
 
 enum Phase : int {
   kPhasePack,          // packing weights into the fused loops' layout
@@ -29,15 +33,19 @@ std::uint64_t profile_now_ns();
 #ifdef PYLSTM_PROFILE
 struct PhaseTimer {
   Phase phase;
-  std::uint64_t t0;
-  explicit PhaseTimer(Phase p) : phase(p), t0(profile_now_ns()) {}
-  ~PhaseTimer() { profile_add(phase, profile_now_ns() - t0); }
+  std::uint64_t weight, t0;
+  explicit PhaseTimer(Phase p, int threads = 1)
+      : phase(p), weight(static_cast<std::uint64_t>(threads)), t0(profile_now_ns()) {}
+  ~PhaseTimer() { profile_add(phase, weight * (profile_now_ns() - t0)); }
 };
 #define PYLSTM_PHASE_CAT2(a, b) a##b
 #define PYLSTM_PHASE_CAT(a, b) PYLSTM_PHASE_CAT2(a, b)
 #define PYLSTM_PHASE(p) ::pylstm::PhaseTimer PYLSTM_PHASE_CAT(pylstm_phase_, __LINE__)(::pylstm::p)
+#define PYLSTM_PHASE_POOL(p) \
+  ::pylstm::PhaseTimer PYLSTM_PHASE_CAT(pylstm_phase_, __LINE__)(::pylstm::p, ::pylstm::get_num_threads())
 #else
 #define PYLSTM_PHASE(p) static_cast<void>(0)
+#define PYLSTM_PHASE_POOL(p) static_cast<void>(0)
 #endif
 
 }  // namespace pylstm

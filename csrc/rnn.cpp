@@ -149,7 +149,7 @@ void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
     rnn_pointwise_backward(dat, dh, dys.at(t), dys.ld, y + t * N * ldy, ldy, N, H, nl);
     gemm(false, false, N, H, H, Real(1), dat, H, W_hh, H, Real(0), dh, H);  // dh_{t-1} = da_t W_hh
   }
-  PYLSTM_PHASE(kPhaseGradientGemm);
+  PYLSTM_PHASE_POOL(kPhaseGradientGemm);
   detail::input_gradients(dx, dW_ih, da, H, x, W_ih, T * N, I, H);
   // Under recurrent dropout the products read the masked states the forward recorded.
   const Real* h0q = rd.mask && h0 ? rd.masked + T * N * H : h0;

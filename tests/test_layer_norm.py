@@ -166,7 +166,8 @@ def test_kernels_on_the_pool_equal_the_reference(reverse):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_inference_equals_the_reference_over_several_blocks_of_steps(dtype, reverse):
     rng = np.random.default_rng(12)
-    T, N, I, H = 11, 64, 5, 17  # 4 steps of 64 rows per block of input projections: three blocks
+    T, N, I, H = 11, 4096, 5, 64  # blocks of 4 steps of input projections: three blocks
+    assert -(-T // _core._lstm_projection_block_steps("rows", T, N, I, H)) == 3
     dt = np.dtype(dtype)
     W, ln = _weights(rng, I, H, dt)
     x = rng.standard_normal((T, N, I)).astype(dt)

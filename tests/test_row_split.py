@@ -104,7 +104,8 @@ def test_kept_packed_weights_serve_both_splits(split):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_inference_over_several_blocks(split, reverse):
     rng = np.random.default_rng(2)
-    T, N, I, H = 9, 64, 5, 16  # 4 steps of 64 rows per block of input projections
+    T, N, I, H = 11, 4096, 5, 64  # blocks of 4 steps of input projections: three
+    assert -(-T // _core._lstm_projection_block_steps("rows", T, N, I, H)) == 3
     W = [(rng.standard_normal(s) * 0.5).astype(np.float64) for s in ((4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
     x = rng.standard_normal((T, N, I))
     split(1)

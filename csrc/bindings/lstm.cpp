@@ -332,6 +332,9 @@ void bind_lstm(py::module_& m) {
       "(four arrays, accumulated), both or neither.");
   m.def("_lstm_split", &pylstm::lstm_split, py::arg("N"), py::arg("H"), py::arg("float64") = false,
         "Which split the plain LSTM's fused loops take for N rows of H units: 'rows' or 'units'.");
+  m.def("_lstm_projection_block_steps", &pylstm::lstm_projection_block_steps, py::arg("split"), py::arg("T"),
+        py::arg("N"), py::arg("I"), py::arg("H"),
+        "How many steps' input projections an inference call computes per block, split by 'rows' or 'units'.");
   m.def("lstm_cache_size", &pylstm::lstm_cache_size, py::arg("T"), py::arg("N"), py::arg("H"), py::kw_only(),
         py::arg("layer_norm") = false);
 }
