@@ -2,58 +2,27 @@
 
     python benchmarks/table.py bench.json
 
-FLOPs are counted as 2·T·N·(I+H)·G·H for a forward and three times that for training. The sgemm rate is
-measured here, on 2048³ float32 through the same OpenBLAS pylstm uses, so GFLOP/s can be read against it.
+FLOPs are counted as 2·T·N·(I+H)·G·H for a forward and three times that for training. The sgemm rate is the one
+measured in the same run (test_bench_rnn.py's test_sgemm: 2048³ float32 through the same OpenBLAS pylstm uses, on as
+many threads), so GFLOP/s can be read against it; a file without it gets the rate measured here, and says so.
 """
 
 import json
 import sys
-import time
-
-import numpy as np
-
-
-def sgemm_gflops(n=2048, rounds=5):
-    """sgemm on n³ through the very OpenBLAS pylstm links (scipy-openblas32), called with ctypes."""
-    import ctypes
-
-    import pylstm
-
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    b, c = a.copy(), np.empty_like(a)
-    f = pylstm._blas.scipy_cblas_sgemm
-    p = ctypes.POINTER(ctypes.c_float)
-    args = (101, 111, 111, n, n, n, ctypes.c_float(1), a.ctypes.data_as(p), n, b.ctypes.data_as(p), n,
-            ctypes.c_float(0), c.ctypes.data_as(p), n)  # row-major, no transposes
-    # pylstm keeps OpenBLAS single-threaded (its own pool does the threading); the reference rate is OpenBLAS's own
-    # multithreaded sgemm with as many threads as pylstm uses.
-    pylstm._blas.scipy_openblas_set_num_threads(pylstm.get_num_threads())
-    try:
-        f(*args)
-        np.testing.assert_allclose(c[:4, :4], (a @ b)[:4, :4], rtol=1e-3)
-        best = min(_timed(lambda: f(*args)) for _ in range(rounds))
-    finally:
-        pylstm._blas.scipy_openblas_set_num_threads(1)
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
 
 ORDER = ["latency", "speech", "small", "tall", "medium", "wide", "large"]
 
 
 def main(path):
-    import pylstm
-
     data = json.load(open(path))
     rows = {}
     varlen, stream = [], []
+    sgemm = None
     for b in data["benchmarks"]:
         e = b["extra_info"]
+        if e.get("sgemm"):
+            sgemm = (2 * e["sgemm"] ** 3 / b["stats"]["median"] / 1e9, e["sgemm"], e["threads"])
+            continue
         if e.get("stream"):
             stream.append((e, b["stats"]["median"] / e["steps"] * 1e6))
             continue
@@ -70,8 +39,17 @@ def main(path):
         return
     first = next(iter(rows.values()))["pylstm"][1]
     print(f"pylstm isa: {first.get('isa', '?')}; its OpenBLAS: {first.get('blas', '?')}")
-    peak = sgemm_gflops()
-    print(f"sgemm 2048^3 (pylstm's OpenBLAS, {pylstm.get_num_threads()} threads): {peak:.0f} GFLOP/s\n")
+    if sgemm:
+        peak = sgemm[0]
+        print(f"sgemm {sgemm[1]}^3 (pylstm's OpenBLAS, {sgemm[2]} threads, in the same run): {peak:.0f} GFLOP/s\n")
+    else:
+        from timing import sgemm_gflops
+
+        import pylstm
+
+        peak = sgemm_gflops(threads=pylstm.get_num_threads())
+        print(f"sgemm 2048^3 (pylstm's OpenBLAS, {pylstm.get_num_threads()} threads; not in the file, measured now): "
+              f"{peak:.0f} GFLOP/s\n")
     print("| cell | case (T, N, I, H) | pass | pylstm ms | numpy ms | torch ms | ORT ms | vs numpy | vs torch | vs ORT "
           "| pylstm GFLOP/s | % of sgemm | float64 ms | float64 / float32 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

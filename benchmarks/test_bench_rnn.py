@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from timing import sgemm_call
 
 import pylstm
 
@@ -111,6 +112,21 @@ def _pylstm64(cell, T, N, I, H, train):
 IMPLS = {"pylstm": _pylstm, "pylstm64": _pylstm64, "numpy": _numpy, "torch": _torch, "ptorch": _ptorch, "ort": _ort}
 # ONNX Runtime only does inference.
 RUNS = [(impl, mode) for mode in ("infer", "train") for impl in IMPLS if not (impl == "ort" and mode == "train")]
+
+
+def test_sgemm(benchmark):
+    """The machine's rate in this run (table.py's "% of sgemm"): a 2048³ float32 product through the OpenBLAS pylstm
+    links, on as many threads as the cases use."""
+    pylstm.set_num_threads(THREADS)
+    run, restore = sgemm_call(2048, THREADS)
+    benchmark.group = "sgemm"
+    benchmark.extra_info.update(sgemm=2048, threads=THREADS)
+    try:
+        if benchmark.enabled:
+            time.sleep(SETTLE_S)
+        benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    finally:
+        restore()
 
 
 @pytest.mark.parametrize("impl,mode", RUNS, ids=lambda v: v)
