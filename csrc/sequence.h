@@ -28,8 +28,10 @@ inline index_t inference_block_steps(index_t T, index_t N, index_t I) {
 // the block's region, and there larger blocks serve better: fewer regions, and OpenBLAS near its full rate. In one
 // process, blocks alternating (2-core Zen 5, AVX-512, 2026-12-05, median ms of LSTM inference, 256 rows of the rule
 // above -> 2048 -> the whole sequence): (100, 32, 256, 256) 8.59 -> 7.76 -> 7.74, (100, 16, 128, 128) 1.69 -> 1.34
-// -> 1.33, (400, 4, 64, 128) 1.75 -> 1.39 -> 1.39, (20, 256, 512, 512) 50.5 -> 48.5 -> 47.8. The block's
-// projections take at most kBlasProjectionBytes (in float32; twice that in float64).
+// -> 1.33, (400, 4, 64, 128) 1.75 -> 1.39 -> 1.39, (20, 256, 512, 512) 50.5 -> 48.5 -> 47.8; and against this
+// budget (256 rows -> 16 MiB, the same way): AVX2 16.46 -> 15.20, 2.46 -> 2.16, 2.41 -> 2.12, 90.3 -> 88.1; AVX-512
+// 9.02 -> 8.14 (8.00 at 8 MiB), 1.66 -> 1.30, 1.89 -> 1.42, 49.9 -> 48.2. The block's projections take at most
+// kBlasProjectionBytes (in float32; twice that in float64).
 inline constexpr index_t kBlasProjectionBytes = index_t(16) << 20;
 inline index_t blas_projection_block_steps(index_t T, index_t N, index_t GH) {
   const index_t rows = std::max<index_t>(256, kBlasProjectionBytes / (GH * index_t(sizeof(float))));
