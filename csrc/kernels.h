@@ -225,6 +225,9 @@ struct LstmRowsBackwardT {
   // Zoneout's masks (zone.keep_c, keep_h): d ⊙ dh_t waits in dkeep [N][H] until the product has written dh_{t-1},
   // d ⊙ dc_t in dckeep [N][H]; zeros [N][H] stands in for dy once it has been added.
   Zoneout<Real> zone;  Real* dkeep;  Real* dckeep;  const Real* zeros;
+  // [parts][GH]: each part's column sums of its rows of da over all steps (the bias gradient), added as each row's
+  // da is made; zeroed by the caller. nullptr: no bias.
+  Real* colsums;
   index_t T, N, H;
   int parts;
   bool reverse;

@@ -26,7 +26,8 @@ namespace {
 // nullptr; the running dh and dc of backward live in its dh0 / dc0 outputs, and training's projections in the cache.
 template <typename Real>
 struct LstmWork {
-  Real* bias;     // [G*H] b_ih + b_hh (forward), the bias-gradient column sums (backward)
+  Real* bias;     // [G*H] b_ih + b_hh (forward); backward [N][G*H]: the bias-gradient column sums (the first G*H),
+                  // or, split by rows, each part's (at most N parts)
   Real* m;        // [N][H] m = o ⊙ tanh(c), the projection's input (forward), or ∂L/∂m (backward)
   Real* scratch;  // [N][H] zeros standing in for an absent c0 or dy; inference's discarded tanh(c)
   Real* c_alt;    // [N][H] inference: the second cell-state buffer; backward, split by rows: zoneout's kept dc
@@ -50,7 +51,7 @@ index_t lstm_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, index
   LstmWork<Real> unused{};
   LstmWork<Real>& s = w ? *w : unused;
   Real** const slots[] = {&s.bias, &s.m, &s.scratch, &s.c_alt, &s.gates, &s.packed};
-  const index_t sizes[] = {GH, NH, NH, forward && !inference ? 0 : NH,
+  const index_t sizes[] = {forward ? GH : N * GH, NH, NH, forward && !inference ? 0 : NH,
                            inference ? lstm_inference_block_steps(T, N, I, H) * N * GH : 0,
                            forward ? detail::lstm_fused_packed_size<float>(I, H, P) : 0};
   return detail::lay_out(base, slots, sizes);
@@ -462,8 +463,18 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.batch_sizes = batch_sizes, B.T = T, B.N = N, B.H = H;
     B.rmask = rd.mask, B.zone = zone, B.dkeep = ws.m, B.dckeep = ws.c_alt, B.zeros = zeros;
     B.parts = static_cast<int>(std::min<index_t>(get_num_threads(), N)), B.reverse = reverse;
+    B.colsums = db_ih ? colsum : nullptr;
+    if (db_ih) std::fill(colsum, colsum + B.parts * GH, Real(0));
     const auto run = kernels().of<Real>().lstm_rows_loop_backward;
     parallel_steps([&B, run](int tid, int nt) { run(B, tid, nt); }, 2.0 * N * GH * P);
+    if (db_ih) {  // the parts' sums, in order
+      for (int part = 1; part < B.parts; ++part)
+        for (index_t j = 0; j < GH; ++j) colsum[j] += colsum[part * GH + j];
+      for (index_t j = 0; j < GH; ++j) db_ih[j] += colsum[j];
+      if (db_hh)
+        for (index_t j = 0; j < GH; ++j) db_hh[j] += colsum[j];
+      db_ih = nullptr;  // (done: not summed again below)
+    }
   } else if (fused) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     detail::FusedLstmBackwardT<Real> B{};
     B.da = da, B.dh = dh, B.dc = dc, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dy = dys.p;
