@@ -151,3 +151,32 @@ def test_gru_long_rows_use_a_dense_buffer(dtype, H):
     np.testing.assert_allclose(dx, rdx, rtol=tol * 10, atol=tol * 10)
     np.testing.assert_allclose(m.grads["weight_hh_l0"], G[1], rtol=tol * 10, atol=tol * 10)
     assert_lengths_match_single_rows(m.eval(), x, h0, np.array([4, 1, 3, 4, 2, 4, 1, 3, 2]), tol)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("H", [130, 200])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_rnn_block_groups_match_reference(rng, nonlinearity, dt, H, threads, reverse):
+    """The RNN's fused loop packs each thread's runs of four whole unit blocks as one block (isa/pack.inc,
+    rnn_groups): with H = 130 and 200 at every level's lane count there are groups, blocks left over after a group
+    and a ragged last block, over 1, 2 and 3 threads' splits; inputs small enough for the loop's own projection (its
+    W_ih in groups too). Training forward and backward, and inference, against the reference."""
+    T, N, I = 4, 7, 9
+    kw = dict(nonlinearity=nonlinearity)
+    c = _case(rng, 1, dt, T, N, I, H)
+    for k in ("W_ih", "W_hh"):  # sums of about 200 terms: scaled so that float32's rounding stays within TOL
+        c[k] = c[k] * np.asarray(0.25, dt)
+    dy, dh_n = rng.standard_normal((T, N, H)).astype(dt), rng.standard_normal((N, H)).astype(dt)
+    before = pylstm.get_num_threads()
+    pylstm.set_num_threads(threads)
+    try:
+        assert_all_close(_run(_core, "rnn", kw, c, reverse, dy, dh_n), _run(ref, "rnn", kw, c, reverse, dy, dh_n),
+                         dt)
+        args = [c[k] for k in ("x", "h0", "W_ih", "W_hh", "b_ih", "b_hh")]
+        y, h_n, _ = _core.rnn_forward(*args, reverse=reverse, training=False, **kw)
+        ry, rh, _ = ref.rnn_forward(*args, reverse=reverse, training=False, **kw)
+        assert_all_close(dict(y=y, h_n=h_n), dict(y=ry, h_n=rh), dt)
+    finally:
+        pylstm.set_num_threads(before)
