@@ -317,7 +317,8 @@ inline Real* align64(Real* p) {
 // size functions below all take their offsets (in elements) from these two functions.
 //
 // A one-state cell of G gates (the GRU's 3, the RNN's 1): W_hh [blocks][H][G][lanes], then W_ih [blocks][I][G][lanes].
-// The original GRU splits its W_hh part as r, z [blocks][H][2][lanes] and n [blocks][H][1][lanes].
+// The original GRU splits its W_hh part as r, z [blocks][H][2][lanes] and n [blocks][H][1][lanes]. The RNN packs a
+// thread's runs of four whole blocks as one [K][4][lanes] block in the same place (isa/pack.inc, rnn_groups).
 struct OneStatePackedLayout {
   index_t hh, ih, size;
 };
