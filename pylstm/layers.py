@@ -143,15 +143,23 @@ class _Recurrent(_ZoneoutOption, _Module):
     _PARAM_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ch", "ln_weight_ih",
                     "ln_weight_hh", "ln_weight_c", "ln_bias_c")
 
-    def _layer_params(self, layer, d, grads=None):
+    def _layer_names(self, layer, d):
         names = self.__dict__.get("_param_names")  # built once: the call is on every layer call's path
         if names is None:
             names = self._param_names = {
                 (k, r): tuple(_cells.param_name(kind, k, r) for kind in self._PARAM_KINDS)
                 for k in range(self.num_layers) for r in range(self.num_directions)}
-        p, g = self._params, self.grads if grads is None else grads
-        names = names[layer, d]
-        return [p.get(n) for n in names], [g.get(n) for n in names]
+        return names[layer, d]
+
+    def _layer_weights(self, layer, d):
+        """The parameters of layer direction (layer, d) in _PARAM_KINDS order (None where absent)."""
+        p = self._params
+        return [p.get(n) for n in self._layer_names(layer, d)]
+
+    def _layer_params(self, layer, d, grads=None):
+        """_layer_weights and the matching gradient arrays (of self.grads, or of `grads`)."""
+        g = self.grads if grads is None else grads
+        return self._layer_weights(layer, d), [g.get(n) for n in self._layer_names(layer, d)]
 
     # ---- streaming --------------------------------------------------------------------------------------
     def stream(self, state=None):
@@ -284,14 +292,13 @@ class _Recurrent(_ZoneoutOption, _Module):
             # Padding may hold anything (NaN from np.empty, say): the weight gradients multiply every row of the
             # input by its gradient, zero there, and 0 · NaN would be NaN.
             inp[np.arange(T)[:, None] >= lens[perm][None, :]] = 0
-        forward = partial(self._kernel_forward, batch_sizes=batch_sizes)
         inputs, outputs, caches, dropout_masks, finals_all, drops, rds, drawn = [], [], [], [], [], [], [], {}
         zones = []
         for layer in range(L):
             out = (np.zeros if lengths is not None else np.empty)((T, N, D * H), self.dtype)  # padding outputs zeros
             for d in range(D):
                 k = layer * D + d
-                W, _ = self._layer_params(layer, d)
+                W = self._layer_weights(layer, d)
                 drop = rd = zone = None
                 if training:
                     W, drop, rd = self._draw_masks(layer, d, W, N, masks, drawn)
@@ -307,11 +314,11 @@ class _Recurrent(_ZoneoutOption, _Module):
                 rds.append(rd)
                 self._transient_weights = drop is not None  # no kept packed copy of masked weights
                 try:
-                    finals, cache = forward(inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d),
-                                            training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H],
-                                            rd=rd, zone=self._zone_mask_kwargs(zone) if training
-                                            else self._zone_kwargs(),
-                                            cache=self._spare_cache(k, T, N) if training else None)
+                    finals, cache = self._kernel_forward(
+                        inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d), batch_sizes=batch_sizes,
+                        training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H], rd=rd,
+                        zone=self._zone_mask_kwargs(zone) if training else self._zone_kwargs(),
+                        cache=self._spare_cache(k, T, N) if training else None)
                 finally:
                     self._transient_weights = False
                 finals_all.append(finals)
@@ -629,7 +636,7 @@ class LSTM(_Recurrent):
         """The packed weights of every layer (forward direction) for the current parameters, packing where needed."""
         packs = []
         for layer in range(self.num_layers):
-            W, _ = self._layer_params(layer, 0)
+            W = self._layer_weights(layer, 0)
             entry, current = self._packed(W)
             if not current:
                 entry[1], version = None, self._version

@@ -137,6 +137,9 @@ class _Quantized:
             return shapes  # the float class's __init__ drawing its parameters
         return {k: v.shape for k, v in self._params.items()}
 
+    def _layer_weights(self, layer, d):  # the kernels take the packed weights by layer direction
+        return (layer, d)
+
     def _layer_params(self, layer, d, grads=None):
         return (layer, d), None
 
