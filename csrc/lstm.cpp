@@ -347,6 +347,11 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
   Real* cs = cache ? cache + T * N * GH : nullptr;       // [T][N][H], training only
   Real* tcs = cache ? cs + T * N * H : nullptr;          // [T][N][H], training only
   for (index_t j = 0; j < GH; ++j) bias[j] = b_ih ? b_ih[j] + b_hh[j] : Real(0);
+  if (fused_loops() && rows_split<Real>(N, H, !W_hr && !peep)) {  // split by rows: it sets up its own state
+    blas_int(GH, "G*H"), blas_int(I, "I");
+    lstm_rows_forward(d, w, x, h0, c0, y, ldy, h_n, c_n, cache, ws, run, packed_keep, rd, zone);
+    return;
+  }
 
   // Input projections gates = x W_ihᵀ as (rows × I)·(I × GH) GEMMs: all T steps at once into the training cache;
   // in inference, a block of steps at a time (in processing order) into the workspace.
@@ -363,11 +368,6 @@ void lstm_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Re
   } else {
     detail::copy_or_zero(c_n, c0, N * H);
     c_prev = c_n;
-  }
-  if (fused_loops() && rows_split<Real>(N, H, !W_hr && !peep)) {
-    blas_int(GH, "G*H"), blas_int(I, "I");
-    lstm_rows_forward(d, w, x, h0, c0, y, ldy, h_n, c_n, cache, ws, run, packed_keep, rd, zone);
-    return;
   }
   if (fused_loops()) {  // the fused loop; the BLAS-per-step loop below is its reference shape
     blas_int(GH, "G*H"), blas_int(I, "I");

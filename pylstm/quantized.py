@@ -140,9 +140,6 @@ class _Quantized:
     def _layer_weights(self, layer, d):  # the kernels take the packed weights by layer direction
         return (layer, d)
 
-    def _layer_params(self, layer, d, grads=None):
-        return (layer, d), None
-
     def _packed(self, sfx):
         """The packed weights of the parameters named with suffix sfx ("_l0", "_l1_reverse"; "" for a cell)."""
         if not hasattr(self, "_packs"):
