@@ -204,6 +204,7 @@ class _Module:
             state["_packs"] = {}
         if "_spare_caches" in state:  # scratch, refilled by the next training call
             state["_spare_caches"] = {}
+        state.pop("_weights", None)  # (layers.py: tuples of the parameter arrays, rebuilt on the first call)
         return state
 
     def __setstate__(self, state):

@@ -90,7 +90,6 @@ class _Recurrent(_ZoneoutOption, _Module):
         self._weight_drop_rng = np.random.default_rng(None if seed is None else [seed, 2])
         self._recurrent_dropout_rng = np.random.default_rng(None if seed is None else [seed, 3])
         self._zoneout_rng = np.random.default_rng(None if seed is None else [seed, 4])
-        self._transient_weights = False  # True while a call runs on weights that are not the parameters
 
     def _forget(self):
         self._cache = None
@@ -152,9 +151,16 @@ class _Recurrent(_ZoneoutOption, _Module):
         return names[layer, d]
 
     def _layer_weights(self, layer, d):
-        """The parameters of layer direction (layer, d) in _PARAM_KINDS order (None where absent)."""
-        p = self._params
-        return [p.get(n) for n in self._layer_names(layer, d)]
+        """The parameters of layer direction (layer, d) in _PARAM_KINDS order (None where absent), a tuple. Kept per
+        parameter dict: its arrays are changed in place, never replaced (a quantized module replaces the dict)."""
+        kept = self.__dict__.get("_weights")
+        if kept is None or kept[0] is not self._params:
+            kept = self._weights = (self._params, {})
+        W = kept[1].get((layer, d))
+        if W is None:
+            p = self._params
+            W = kept[1][layer, d] = tuple(p.get(n) for n in self._layer_names(layer, d))
+        return W
 
     def _layer_params(self, layer, d, grads=None):
         """_layer_weights and the matching gradient arrays (of self.grads, or of `grads`)."""
@@ -292,39 +298,27 @@ class _Recurrent(_ZoneoutOption, _Module):
             # Padding may hold anything (NaN from np.empty, say): the weight gradients multiply every row of the
             # input by its gradient, zero there, and 0 · NaN would be NaN.
             inp[np.arange(T)[:, None] >= lens[perm][None, :]] = 0
-        inputs, outputs, caches, dropout_masks, finals_all, drops, rds, drawn = [], [], [], [], [], [], [], {}
-        zones = []
+        finals_all, inputs, outputs, dropout_masks = [], [], [], []
+        # A training call keeps, per layer direction, what backward reads (see _train_direction).
+        kept = dict(caches=[], drops=[], rds=[], zones=[]) if training else None
+        drawn = {}
+        zone_kw = None if training else self._zone_kwargs()  # inference: the expectation, alike for every direction
         for layer in range(L):
             out = (np.zeros if lengths is not None else np.empty)((T, N, D * H), self.dtype)  # padding outputs zeros
             for d in range(D):
                 k = layer * D + d
                 W = self._layer_weights(layer, d)
-                drop = rd = zone = None
+                y = out if D == 1 else out[:, :, d * H:(d + 1) * H]
+                s0k = None if s0 is None else [s[k] for s in s0]
                 if training:
-                    W, drop, rd = self._draw_masks(layer, d, W, N, masks, drawn)
-                    zone = self._draw_zoneout(layer, d, T, N, masks, drawn)
-                if rd is not None:  # the kernels' rows (sorted by length) and the buffer of masked states
-                    rd = (np.ascontiguousarray(rd if perm is None else rd[perm]),
-                          np.empty((T + 1, N, H), self.dtype))
-                if zone is not None:  # the kernels' rows
-                    zone = [None if z is None else np.ascontiguousarray(z if perm is None else z[:, perm])
-                            for z in zone]
-                zones.append(zone)
-                drops.append(drop)
-                rds.append(rd)
-                self._transient_weights = drop is not None  # no kept packed copy of masked weights
-                try:
-                    finals, cache = self._kernel_forward(
-                        inp, None if s0 is None else [s[k] for s in s0], W, reverse=bool(d), batch_sizes=batch_sizes,
-                        training=training, y=out if D == 1 else out[:, :, d * H:(d + 1) * H], rd=rd,
-                        zone=self._zone_mask_kwargs(zone) if training else self._zone_kwargs(),
-                        cache=self._spare_cache(k, T, N) if training else None)
-                finally:
-                    self._transient_weights = False
+                    finals = self._train_direction(layer, d, inp, s0k, W, y, perm, batch_sizes, masks, kept, drawn)
+                else:
+                    finals, _ = self._kernel_forward(inp, s0k, W, reverse=bool(d), batch_sizes=batch_sizes,
+                                                     training=False, y=y, zone=zone_kw)
                 finals_all.append(finals)
-                caches.append(cache)
-            inputs.append(inp)
-            outputs.append(out)
+            if training:
+                inputs.append(inp)
+                outputs.append(out)
             inp = out
             if training and self.dropout and layer < L - 1:
                 # Inverted dropout on the output of every layer but the last; backward reuses the mask.
@@ -334,15 +328,33 @@ class _Recurrent(_ZoneoutOption, _Module):
         # The final states, (L*D, N, w) each: the kernels' own fresh arrays when there is one layer direction.
         s_n = [f[None] for f in finals_all[0]] if L * D == 1 else [np.stack(f) for f in zip(*finals_all)]
         if training:
-            self._cache = dict(inputs=inputs, outputs=outputs, caches=caches, masks=dropout_masks, s0=s0,
-                               unbatched=unbatched, shape=(T, N), perm=perm, batch_sizes=batch_sizes, drops=drops,
-                               rds=rds, zones=zones)
+            self._cache = dict(kept, inputs=inputs, outputs=outputs, masks=dropout_masks, s0=s0, unbatched=unbatched,
+                               shape=(T, N), perm=perm, batch_sizes=batch_sizes)
             self.masks = drawn
         out = inp.copy() if training else inp
         if perm is not None:
             inv = np.argsort(perm)
             out, s_n = out[:, inv], [s[:, inv] for s in s_n]
         return self._to_user(out, unbatched), [self._state_to_user(s, unbatched) for s in s_n]
+
+    def _train_direction(self, layer, d, inp, s0, W, y, perm, batch_sizes, masks, kept, drawn):
+        """One layer direction of a training forward: draws its regularizers' masks (recording them in `drawn`),
+        runs the kernel into y, appends to `kept` (caches, drops, rds, zones) what backward reads and returns the
+        final states."""
+        (T, N, _), H = inp.shape, self._out
+        W, drop, rd = self._draw_masks(layer, d, W, N, masks, drawn)
+        zone = self._draw_zoneout(layer, d, T, N, masks, drawn)
+        if rd is not None:  # the kernels' rows (sorted by length) and the buffer of masked states
+            rd = (np.ascontiguousarray(rd if perm is None else rd[perm]), np.empty((T + 1, N, H), self.dtype))
+        if zone is not None:  # the kernels' rows
+            zone = [None if z is None else np.ascontiguousarray(z if perm is None else z[:, perm]) for z in zone]
+        finals, cache = self._kernel_forward(
+            inp, s0, W, reverse=bool(d), batch_sizes=batch_sizes, training=True, y=y, rd=rd,
+            zone=self._zone_mask_kwargs(zone), cache=self._spare_cache(layer * self.num_directions + d, T, N),
+            transient=drop is not None)  # no kept packed copy of masked weights
+        for name, value in zip(("caches", "drops", "rds", "zones"), (cache, drop, rd, zone)):
+            kept[name].append(value)
+        return finals
 
     def _run_backward(self, dout, dstates, input_grad=True):
         with self._lock:
@@ -405,11 +417,13 @@ class _Recurrent(_ZoneoutOption, _Module):
         self._spare_caches = dict(enumerate(cache["caches"]))  # consumed: the next training call fills them again
         return (None if dy is None else self._to_user(dy, unbatched)), [self._state_to_user(s, unbatched) for s in ds0]
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None,
+                        transient=False):
         """One layer direction, W = [W_ih, W_hh, b_ih, b_hh, W_hr, peepholes, the layer norm's four] (None where
         absent): returns ([final state arrays], cache). batch_sizes: the rows running at each step (lengths), or
         None. rd: recurrent dropout's (mask (N, P), buffer (T + 1, N, P)), or None. zone: the kernels' zoneout
-        keywords. cache: an array for the training cache to fill (a consumed one), or None."""
+        keywords. cache: an array for the training cache to fill (a consumed one), or None. transient: W is not the
+        parameters (masked by weight-drop), so no kept packed copy of it is used or made."""
         raise NotImplementedError
 
     def _kernel_backward(self, dy, ds_n, x, s0, W, G, y, cache, *, reverse, dx, batch_sizes=None, rd=None,
@@ -613,18 +627,28 @@ class LSTM(_Recurrent):
         made while the kernel ran (another thread's optimizer step) then makes the next call pack again."""
         entry[1] = None if self._editing else version
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None,
+                        transient=False):
         h0, c0 = (None, None) if s0 is None else s0
         entry, version = None, self._version
-        if self._fused() and not self._transient_weights:
+        if not transient and self._fused():
             entry, current = self._packed(W)
             if not current:
                 entry[0].invalidate()
                 entry[1] = None
-        _, h_n, c_n, cache = self._kind.forward(x, h0, c0, *W[:4], W_hr=W[4], reverse=reverse, training=training,
-                                                y=y, packed=None if entry is None else entry[0],
-                                                batch_sizes=batch_sizes, peep=W[5], ln=_ln(W), cache=cache,
-                                                **_rd_args(rd), **(zone or {}))
+        # (only the keywords that are set: the binding looks each one up by name)
+        kw = dict(zone) if zone else {}
+        if W[4] is not None:
+            kw["W_hr"] = W[4]
+        if W[5] is not None:
+            kw["peep"] = W[5]
+        if W[6] is not None:
+            kw["ln"] = W[6:10]
+        if rd is not None:
+            kw["rd_mask"], kw["rd_masked"] = rd
+        _, h_n, c_n, cache = self._kind.forward(x, h0, c0, *W[:4], reverse=reverse, training=training, y=y,
+                                                packed=None if entry is None else entry[0],
+                                                batch_sizes=batch_sizes, cache=cache, **kw)
         if entry is not None:
             self._kept(entry, version)
         return [h_n, c_n], cache
@@ -677,7 +701,8 @@ class _OneState(_Recurrent):
         dx, (dh0,) = self._run_backward(dout, None if dh_n is None else [dh_n], input_grad)
         return dx, dh0
 
-    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None):
+    def _kernel_forward(self, x, s0, W, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None,
+                        transient=False):
         kind = self._kind
         _, h_n, cache = kind.forward(x, None if s0 is None else s0[0], *W[:4], reverse=reverse, training=training,
                                      y=y, batch_sizes=batch_sizes, **kind.variant(self), **_rd_args(rd),

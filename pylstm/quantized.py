@@ -158,7 +158,8 @@ class _Quantized:
             pk = self._packs[sfx] = (packed, self._version)
         return pk[0]
 
-    def _kernel_forward(self, x, s0, key, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None):
+    def _kernel_forward(self, x, s0, key, *, reverse, training, y, batch_sizes=None, rd=None, zone=None, cache=None,
+                        transient=False):
         h0, c0 = (None, None) if s0 is None else (s0[0], s0[1] if len(s0) > 1 else None)
         _, h_n, c_n = _core.lowp_forward(x, h0, c0, self._packed(_cells.param_suffix(*key)), reverse=reverse, y=y,
                                          batch_sizes=batch_sizes)
