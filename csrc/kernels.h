@@ -220,6 +220,9 @@ struct LstmRowsBackwardT {
   Real* dh;  Real* dc;
   const Real* dy;  index_t lddy, dy_step;
   const Real* W_hh;
+  // [GH·H] scratch for the loop's copy of W_hh by column groups (tiles.inc, pack_column_groups), which the threads
+  // fill between them before the first step; nullptr: the products read W_hh in place.
+  Real* W_groups;
   const index_t* batch_sizes;
   const Real* rmask;   // recurrent dropout: dh_{t-1} = rmask ⊙ (da_t W_hh); nullptr: off
   // Zoneout's masks (zone.keep_c, keep_h): d ⊙ dh_t waits in dkeep [N][H] until the product has written dh_{t-1},

@@ -22,6 +22,22 @@ index_t lstm_cache_size(index_t T, index_t N, index_t H, bool layer_norm) {
 
 namespace {
 
+// Whether the plain LSTM's loops split the batch by rows (isa/row_split.inc) rather than the units (row_split_mode,
+// parallel.h: this rule, or forced either way). The rows win where every thread has rows and W_hh is small enough
+// that each thread reading all of it per step costs less than the unit split's barrier per step. Measured in one
+// process, the two splits alternating (2-core Zen 5, 2026-12-05, rows / units): AVX-512 training 0.88x (N = 8),
+// 0.93x small (100, 16, 128, 128), 0.93x tall (400, 4, 64, 128), 0.92-0.94x medium (100, 32, 256, 256), 0.97-0.98x
+// wide (20, 256, 512, 512: W_hh 4 MiB), inference 0.90x-1.06x; AVX2 training 0.67x-0.88x and inference 0.48x-0.78x
+// on the same cases; but large (50, 64, 1024, 1024; W_hh 16 MiB) 1.17x / 1.15x at AVX-512 and 1.04x / 1.02x at AVX2.
+constexpr index_t kRowSplitWeightBytes = index_t(4) << 20;
+
+// Whether a backward's workspace has the row split's copy of W_hh by column groups (isa/tiles.inc, W_groups): wherever
+// the rule of rows_split can take the rows. Counted in elements, so that the size the bindings compute (the float32
+// layout) and the float64 layout agree; a row split forced on a larger W_hh reads it in place.
+inline bool backward_groups_slot(index_t N, index_t H, index_t P) {
+  return N >= 2 && P == H && kLstmGates * H * H <= kRowSplitWeightBytes / index_t(sizeof(float));
+}
+
 // An LSTM call's workspace, by slot. Every pass has the first three, so that the element-wise kernels never test for
 // nullptr; the running dh and dc of backward live in its dh0 / dc0 outputs, and training's projections in the cache.
 template <typename Real>
@@ -32,7 +48,8 @@ struct LstmWork {
   Real* scratch;  // [N][H] zeros standing in for an absent c0 or dy; inference's discarded tanh(c)
   Real* c_alt;    // [N][H] inference: the second cell-state buffer; backward, split by rows: zoneout's kept dc
   Real* gates;    // [block][N][G*H] inference: the input projections of one block of steps
-  Real* packed;   // the fused loop's packed weights (forward passes; 64-byte aligned at use)
+  Real* packed;   // the fused loop's packed weights (forward passes; 64-byte aligned at use); backward [G*H][H]:
+                  // the row split's copy of W_hh by column groups (backward_groups_slot), else empty
 };
 
 // Inference's block of projections, sized for whichever split the loop takes (the unit split's own-tile blocks, or
@@ -53,7 +70,8 @@ index_t lstm_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, index
   Real** const slots[] = {&s.bias, &s.m, &s.scratch, &s.c_alt, &s.gates, &s.packed};
   const index_t sizes[] = {forward ? GH : N * GH, NH, NH, forward && !inference ? 0 : NH,
                            inference ? lstm_inference_block_steps(T, N, I, H) * N * GH : 0,
-                           forward ? detail::lstm_fused_packed_size<float>(I, H, P) : 0};
+                           forward ? detail::lstm_fused_packed_size<float>(I, H, P)
+                                   : backward_groups_slot(N, H, P) ? GH * H : 0};
   return detail::lay_out(base, slots, sizes);
 }
 
@@ -241,15 +259,6 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
 }
 
 namespace {
-
-// Whether the plain LSTM's loops split the batch by rows (isa/row_split.inc) rather than the units (row_split_mode,
-// parallel.h: this rule, or forced either way). The rows win where every thread has rows and W_hh is small enough
-// that each thread reading all of it per step costs less than the unit split's barrier per step. Measured in one
-// process, the two splits alternating (2-core Zen 5, 2026-12-05, rows / units): AVX-512 training 0.88x (N = 8),
-// 0.93x small (100, 16, 128, 128), 0.93x tall (400, 4, 64, 128), 0.92-0.94x medium (100, 32, 256, 256), 0.97-0.98x
-// wide (20, 256, 512, 512: W_hh 4 MiB), inference 0.90x-1.06x; AVX2 training 0.67x-0.88x and inference 0.48x-0.78x
-// on the same cases; but large (50, 64, 1024, 1024; W_hh 16 MiB) 1.17x / 1.15x at AVX-512 and 1.04x / 1.02x at AVX2.
-constexpr index_t kRowSplitWeightBytes = index_t(4) << 20;
 
 template <typename Real>
 bool rows_split(index_t N, index_t H, bool options_allow) {
@@ -460,7 +469,9 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
   if (fused && rows_split<Real>(N, H, !W_hr && !peep)) {
     detail::LstmRowsBackwardT<Real> B{};
     B.da = da, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dh = dh, B.dc = dc, B.dy = dys.p;
-    B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.batch_sizes = batch_sizes, B.T = T, B.N = N, B.H = H;
+    B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.batch_sizes = batch_sizes;
+    B.W_groups = backward_groups_slot(N, H, P) ? ws.packed : nullptr;
+    B.T = T, B.N = N, B.H = H;
     B.rmask = rd.mask, B.zone = zone, B.dkeep = ws.m, B.dckeep = ws.c_alt, B.zeros = zeros;
     B.parts = static_cast<int>(std::min<index_t>(get_num_threads(), N)), B.reverse = reverse;
     B.colsums = db_ih ? colsum : nullptr;

@@ -27,16 +27,25 @@ struct LargeFree {
   void operator()(void* p) const { std::free(p); }
 };
 
-// `bytes` of uninitialised memory, 64-byte aligned; from 1 MB on, 2 MB aligned, rounded up to whole 2 MB pages and
-// marked for huge pages. Throws std::bad_alloc.
-inline void* alloc_large(std::size_t bytes) {
-  const bool huge = bytes >= (kHugePage >> 1);
-  const std::size_t align = huge ? kHugePage : 64;
-  const std::size_t size = huge ? (bytes + kHugePage - 1) / kHugePage * kHugePage : (bytes + 63) / 64 * 64;
+// Which pages a large buffer asks for. Huge pages serve the forward's packed weights (above); the LSTM backward's
+// workspace, which holds the row split's copy of W_hh by column groups (isa/tiles.inc), ran slower in them: LSTM
+// training (64, 32, 96, 256) forward + backward with that copy in huge pages took 11.7-14.6 ms (11 of 16 processes
+// at 13.9 or more), in ordinary pages 11.9-12.4 ms in all of 20 (2-core Zen 5, AVX-512, 2026-12-05, alternating
+// processes). The mechanism is unproven here too (L2 sets shared with other huge-page arrays at fixed offsets,
+// presumably).
+enum class Pages { Huge, Small };
+
+// `bytes` of uninitialised memory, 64-byte aligned. Huge: from 1 MB on, 2 MB aligned, rounded up to whole 2 MB pages
+// and marked for huge pages. Small: from 1 MB on, page aligned and marked to stay in 4 KB pages (where THP is
+// "always"). Throws std::bad_alloc.
+inline void* alloc_large(std::size_t bytes, Pages pages = Pages::Huge) {
+  const bool large = bytes >= (kHugePage >> 1), huge = large && pages == Pages::Huge;
+  const std::size_t align = huge ? kHugePage : large ? 4096 : 64;
+  const std::size_t size = (bytes + align - 1) / align * align;
   void* p = nullptr;
   if (posix_memalign(&p, align, size ? size : 64) != 0) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (huge) madvise(p, size, MADV_HUGEPAGE);  // advice only: without THP the pages stay small
+#if defined(__linux__) && defined(MADV_HUGEPAGE) && defined(MADV_NOHUGEPAGE)
+  if (large) madvise(p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);  // advice only
 #endif
   return p;
 }
@@ -45,8 +54,8 @@ template <typename T>
 using LargeBuffer = std::unique_ptr<T[], LargeFree>;
 
 template <typename T>
-LargeBuffer<T> make_large(std::size_t n) {
-  return LargeBuffer<T>(static_cast<T*>(alloc_large(n * sizeof(T))));
+LargeBuffer<T> make_large(std::size_t n, Pages pages = Pages::Huge) {
+  return LargeBuffer<T>(static_cast<T*>(alloc_large(n * sizeof(T), pages)));
 }
 
 }  // namespace pylstm

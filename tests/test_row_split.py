@@ -86,6 +86,38 @@ def test_rows_equal_units_on_the_pool(split, options):
             assert np.abs(a - b).max() <= 1e-12 * np.abs(b).max(), (reverse, i)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("H", [72, 136])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_backward_column_groups(split, dtype, H, threads):
+    """The row split's backward multiplies by its copy of W_hh packed by column groups (the wide tile's width: 64, 32,
+    16 or 8 columns by level and dtype) and reads the columns past the last whole group in place: H = 72 and 136 leave
+    whole groups and a remainder at every level (at AVX-512 in float32, part of a vector). With these lengths the
+    second part runs one row at some steps (read in place too). Rows against units, which read W_hh in place."""
+    rng = np.random.default_rng(6)
+    T, N, I = 4, 6, 5
+    dt = np.dtype(dtype)
+    W = [(rng.standard_normal(s) * 0.3).astype(dt) for s in ((4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
+    lengths = [4, 4, 4, 3, 1, 1]
+    x = rng.standard_normal((T, N, I)).astype(dt)
+    dy = rng.standard_normal((T, N, H)).astype(dt)
+    for a in (x, dy):
+        a[np.arange(T)[:, None] >= np.array(lengths)[None, :]] = 0
+    h0, c0 = rng.standard_normal((N, H)).astype(dt), rng.standard_normal((N, H)).astype(dt)
+    before = pylstm.config()["threads"]
+    pylstm.set_num_threads(threads)
+    try:
+        for reverse in (False, True):
+            for lens in (None, lengths):
+                units = _call(0, x, h0, c0, W, dy, reverse, lens)
+                rows = _call(1, x, h0, c0, W, dy, reverse, lens)
+                tol = 1e-13 if dtype == "float64" else 2e-6
+                for i, (a, b) in enumerate(zip(rows, units)):
+                    assert np.abs(a - b).max() <= tol * np.abs(b).max(), (reverse, lens, i)
+    finally:
+        pylstm.set_num_threads(before)
+
+
 def test_kept_packed_weights_serve_both_splits(split):
     rng = np.random.default_rng(1)
     T, N, I, H = 4, 6, 5, 24

@@ -97,30 +97,31 @@ Arg<Real> arg(py::handle obj, const char* name, const std::vector<index_t>& shap
   return r;
 }
 
-// A call's scratch. Each OS thread keeps one buffer, grown as needed and reused by its next call (a binding needs
-// one workspace at a time), so that repeated calls do not map fresh pages and fault them in: at the large benchmark
-// case a new 38 MB workspace per call cost about 5 % of the call in page clearing. Above kKeptWorkspaceBytes the
-// buffer is the call's own and is freed with it.
+// A call's scratch. Each OS thread keeps one buffer of each kind of pages (memory.h), grown as needed and reused by
+// its next call (a binding needs one workspace at a time), so that repeated calls do not map fresh pages and fault
+// them in: at the large benchmark case a new 38 MB workspace per call cost about 5 % of the call in page clearing.
+// Above kKeptWorkspaceBytes the buffer is the call's own and is freed with it.
 inline constexpr size_t kKeptWorkspaceBytes = size_t(256) << 20;
 
 template <class Real>
 class Workspace {
  public:
-  explicit Workspace(index_t n) {
+  explicit Workspace(index_t n, pylstm::Pages pages = pylstm::Pages::Huge) {
     const size_t bytes = static_cast<size_t>(n > 0 ? n : 1) * sizeof(Real);
     if (bytes > kKeptWorkspaceBytes) {
-      own_ = pylstm::make_large<Real>(bytes / sizeof(Real));
+      own_ = pylstm::make_large<Real>(bytes / sizeof(Real), pages);
       ptr_ = own_.get();
       return;
     }
-    thread_local pylstm::LargeBuffer<double> kept;  // double: aligned for both element types
-    thread_local size_t kept_bytes = 0;
-    if (kept_bytes < bytes) {
-      kept.reset();  // release the old buffer before taking the larger one
-      kept = pylstm::make_large<double>((bytes + sizeof(double) - 1) / sizeof(double));
-      kept_bytes = bytes;
+    thread_local pylstm::LargeBuffer<double> kept[2];  // double: aligned for both element types
+    thread_local size_t kept_bytes[2] = {0, 0};
+    const int k = pages == pylstm::Pages::Huge ? 0 : 1;
+    if (kept_bytes[k] < bytes) {
+      kept[k].reset();  // release the old buffer before taking the larger one
+      kept[k] = pylstm::make_large<double>((bytes + sizeof(double) - 1) / sizeof(double), pages);
+      kept_bytes[k] = bytes;
     }
-    ptr_ = reinterpret_cast<Real*>(kept.get());
+    ptr_ = reinterpret_cast<Real*>(kept[k].get());
   }
   Real* get() const { return ptr_; }
 
@@ -130,8 +131,8 @@ class Workspace {
 };
 
 template <class Real>
-Workspace<Real> workspace(index_t n) {
-  return Workspace<Real>(n);
+Workspace<Real> workspace(index_t n, pylstm::Pages pages = pylstm::Pages::Huge) {
+  return Workspace<Real>(n, pages);
 }
 
 template <class Real>

@@ -186,7 +186,9 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
                     &dln.hh, &dln.c, &dln.c_bias});
   const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
   py::array_t<Real> dh0({N, P}), dc0({N, H});
-  auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H, P, ln.on()));
+  // (ordinary pages: the row split's copy of W_hh by column groups ran slower in huge ones; memory.h, Pages)
+  auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H, P, ln.on()),
+                              pylstm::Pages::Small);
   const pylstm::Dims d{T, N, I, H, P};
   const pylstm::Weights<Real> w{W_ih.ptr, W_hh.ptr, nullptr, nullptr, W_hr.ptr, peep.ptr,
                                 ln.ih.ptr, ln.hh.ptr, ln.c.ptr, ln.c_bias.ptr};
