@@ -50,6 +50,20 @@ inline void* alloc_large(std::size_t bytes, Pages pages = Pages::Huge) {
   return p;
 }
 
+// Memory for the arrays the bindings give to NumPy (their outputs, the training caches, _core.empty): 64-byte
+// aligned, like every buffer the kernels write, where NumPy's own allocator promises 16 bytes. With the batch split
+// across threads by rows, a row boundary of an array 16 bytes off a cache line puts one line in two threads' writes at
+// every step, and every vector the kernels load or store there spans two lines. LSTM (T, N, I, H) = (64, 32, 1, 256)
+// training forward, 2-core Zen 5, AVX-512, 2026-12-05, one process each: with the cache 16 bytes off a line 3.73 and
+// 3.75 ms, aligned 3.31 and 3.38 (1 thread, N = 16: 3.09 against 2.91). From 4 MB on they ask for huge pages, as
+// NumPy does for its own arrays of that size.
+inline void* alloc_array(std::size_t bytes) {
+  if (bytes >= (std::size_t(4) << 20)) return alloc_large(bytes, Pages::Huge);
+  void* p = nullptr;
+  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) throw std::bad_alloc();
+  return p;
+}
+
 template <typename T>
 using LargeBuffer = std::unique_ptr<T[], LargeFree>;
 

@@ -52,10 +52,23 @@ def _zoneout_shown(kind, pair):
     return z_h if z_c == z_h or len(kind.states) == 1 else (z_c, z_h)
 
 
+def _empty(shape, dtype):
+    """An uninitialised array for the kernels to write: 64-byte aligned (the memory the bindings give their own
+    outputs; NumPy promises 16 bytes, and a row boundary off a cache line makes two threads share it at every step)."""
+    return _core.empty(tuple(shape), np.dtype(dtype))
+
+
+def _zeros(shape, dtype):
+    """_empty, filled with zeros."""
+    out = _core.empty(tuple(shape), np.dtype(dtype))
+    out.fill(0)
+    return out
+
+
 def _bernoulli(rng, shape, p, dtype, below=1.0, above=0.0):
     """A (shape) array in dtype of `below` with probability p and `above` otherwise: the core's counter-based
     generator (threaded, about 10x NumPy's draw at zoneout's T·N·H values) keyed by one draw from rng."""
-    out = np.empty(shape, dtype)
+    out = _empty(shape, dtype)
     _core.bernoulli(out, p, int(rng.integers(0, 2**63)), below=below, above=above)
     return out
 

@@ -10,6 +10,7 @@ from . import _cells, _core
 from ._module import (
     _bernoulli,
     _check_mask_options,
+    _empty,
     _GRUForm,
     _layer_norm_flag,
     _ln_shapes,
@@ -17,6 +18,7 @@ from ._module import (
     _probability,
     _RNNForm,
     _size,
+    _zeros,
     _ZoneoutOption,
 )
 
@@ -304,7 +306,7 @@ class _Recurrent(_ZoneoutOption, _Module):
         drawn = {}
         zone_kw = None if training else self._zone_kwargs()  # inference: the expectation, alike for every direction
         for layer in range(L):
-            out = (np.zeros if lengths is not None else np.empty)((T, N, D * H), self.dtype)  # padding outputs zeros
+            out = (_zeros if lengths is not None else _empty)((T, N, D * H), self.dtype)  # padding outputs zeros
             for d in range(D):
                 k = layer * D + d
                 W = self._layer_weights(layer, d)
@@ -345,7 +347,7 @@ class _Recurrent(_ZoneoutOption, _Module):
         W, drop, rd = self._draw_masks(layer, d, W, N, masks, drawn)
         zone = self._draw_zoneout(layer, d, T, N, masks, drawn)
         if rd is not None:  # the kernels' rows (sorted by length) and the buffer of masked states
-            rd = (np.ascontiguousarray(rd if perm is None else rd[perm]), np.empty((T + 1, N, H), self.dtype))
+            rd = (np.ascontiguousarray(rd if perm is None else rd[perm]), _empty((T + 1, N, H), self.dtype))
         if zone is not None:  # the kernels' rows
             zone = [None if z is None else np.ascontiguousarray(z if perm is None else z[:, perm]) for z in zone]
         finals, cache = self._kernel_forward(
@@ -384,20 +386,20 @@ class _Recurrent(_ZoneoutOption, _Module):
 
         self._cache = None  # consumed, whatever happens below
         # Gradients go to fresh buffers first and into self.grads only once the whole backward has succeeded.
-        fresh = {k: np.zeros_like(v) for k, v in self.grads.items()}
+        fresh = {k: _zeros(v.shape, v.dtype) for k, v in self.grads.items()}
         backward = partial(self._kernel_backward, batch_sizes=cache["batch_sizes"])
         s0 = cache["s0"]
-        ds0 = [np.empty((L * D, N, w), self.dtype) for w in self._widths()]
+        ds0 = [_empty((L * D, N, w), self.dtype) for w in self._widths()]
         for layer in reversed(range(L)):
             inp, out = cache["inputs"][layer], cache["outputs"][layer]
             # The first layer's ∂L/∂x only when asked for (the layers above always need theirs).
-            dx = np.zeros_like(inp) if input_grad or layer > 0 else None
+            dx = _zeros(inp.shape, inp.dtype) if input_grad or layer > 0 else None
             for d in range(D):
                 k = layer * D + d
                 W, G = self._layer_params(layer, d, fresh)
                 drop = cache["drops"][k]
                 if drop is not None:  # weight-drop: the masked W_hh, and ∂L/∂W_hh = M ⊙ ∂L/∂(M ⊙ W_hh)
-                    W, G, dW = list(W), list(G), np.zeros_like(drop[1])
+                    W, G, dW = list(W), list(G), _zeros(drop[1].shape, drop[1].dtype)
                     W[1], G[1] = drop[1], dW
                 cols = slice(d * H, (d + 1) * H)
                 firsts = backward(dy[:, :, cols], None if ds_n is None else [s[k] for s in ds_n], inp,

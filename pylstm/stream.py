@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._module import _empty, _zeros
+
 
 class Stream:
     """``s = layer.stream(state=None)``; then ``y_t = s.step(x_t)`` once per time step.
@@ -101,8 +103,8 @@ class Stream:
         if self._h is None:
             if self._state is not None and self._state[0].shape[1] != N:
                 raise ValueError(f"x has {N} rows, the stream's state {self._state[0].shape[1]}")
-            self._h = [np.zeros((L, N, H), np.float32), np.empty((L, N, H), np.float32)]
-            self._c = np.zeros((L, N, H), np.float32)
+            self._h = [_zeros((L, N, H), np.float32), _empty((L, N, H), np.float32)]
+            self._c = _zeros((L, N, H), np.float32)
             if self._state is not None:
                 self._h[0][...] = self._state[0]
                 self._c[...] = self._state[1]

@@ -23,7 +23,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _cells, _share_with_torch_unless_opted_out
-from ._module import LN_PARAMS, _check_mask_options, _layer_norm_flag, _probability, _zoneout_pair, _ZoneoutOption
+from ._module import (LN_PARAMS, _check_mask_options, _empty, _layer_norm_flag, _probability, _zoneout_pair,
+                      _ZoneoutOption)
 
 _share_with_torch_unless_opted_out()  # pylstm's parallel work on torch's OpenMP threads: see share_threads_with_torch
 
@@ -109,7 +110,7 @@ def _layer_forward(spec, x, states, weights, training):
             kw["ln"] = _np_list(ln)
         rd = None
         if spec.rd is not None:  # recurrent dropout: the mask and the buffer of masked states backward reads
-            rd = {"rd_mask": spec.rd[d], "rd_masked": np.empty((T + 1, N, P), yn.dtype)}
+            rd = {"rd_mask": spec.rd[d], "rd_masked": _empty((T + 1, N, P), yn.dtype)}
             kw.update(rd)
         if spec.zone is not None:
             zk = spec.zone[d]

@@ -135,9 +135,26 @@ Workspace<Real> workspace(index_t n, pylstm::Pages pages = pylstm::Pages::Huge) 
   return Workspace<Real>(n, pages);
 }
 
+// A new C-contiguous array of `shape`, uninitialised, in 64-byte aligned memory (memory.h, alloc_array) that the
+// array owns. Every array the bindings create comes from here.
+template <class T>
+py::array_t<T> new_array(const std::vector<index_t>& shape) {
+  std::size_t n = 1;
+  for (index_t d : shape) n *= static_cast<std::size_t>(d);
+  void* p = pylstm::alloc_array(n * sizeof(T));
+  py::capsule owner;
+  try {
+    owner = py::capsule(p, [](void* q) { std::free(q); });
+  } catch (...) {
+    std::free(p);
+    throw;
+  }
+  return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()), static_cast<T*>(p), owner);
+}
+
 template <class Real>
 py::array_t<Real> zeros(const std::vector<index_t>& shape) {
-  py::array_t<Real> a(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  py::array_t<Real> a = new_array<Real>(shape);
   std::fill(a.mutable_data(), a.mutable_data() + a.size(), Real(0));
   return a;
 }
@@ -190,7 +207,7 @@ template <class Real>
 py::object out_or_new(py::object given, const std::vector<index_t>& shape, bool zeroed) {
   if (!given.is_none()) return given;
   if (zeroed) return zeros<Real>(shape);
-  return py::array_t<Real>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  return new_array<Real>(shape);
 }
 
 // A training forward's cache (size elements), or None for inference: the caller's array `given` (a consumed cache of
@@ -207,7 +224,7 @@ py::object new_cache(bool training, index_t size, Arg<Real>& out, const py::obje
     out = arg<Real>(given, "cache", {size}, true);
     return given;
   }
-  py::array_t<Real> c(size);
+  py::array_t<Real> c = new_array<Real>({size});
   out = arg<Real>(c, "cache", {size}, true);
   return c;
 }

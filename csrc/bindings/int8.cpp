@@ -13,9 +13,9 @@ py::tuple quantize_rows_u8_b(const py::array& a_) {
   if (a_.ndim() != 2) throw py::value_error("a must have shape (N, K), got " + shape_of(a_));
   const index_t N = a_.shape(0), K = a_.shape(1);
   auto a = arg<float>(a_, "a", {N, K});
-  py::array_t<std::uint8_t> q(std::vector<py::ssize_t>{static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(K)});
-  py::array_t<float> scale(static_cast<py::ssize_t>(N));
-  py::array_t<std::int32_t> zero(static_cast<py::ssize_t>(N));
+  py::array_t<std::uint8_t> q = new_array<std::uint8_t>({N, K});
+  py::array_t<float> scale = new_array<float>({N});
+  py::array_t<std::int32_t> zero = new_array<std::int32_t>({N});
   std::uint8_t* qp = q.mutable_data();
   float* sp = scale.mutable_data();
   std::int32_t* zp = zero.mutable_data();
@@ -36,7 +36,7 @@ py::array_t<std::int32_t> int8_accumulate_b(const py::array& aq_, const py::arra
   if (K > kInt8MaxK)
     throw py::value_error("an int8 product's reduction must be at most " + std::to_string(kInt8MaxK) +
                           " long, got " + std::to_string(K));
-  py::array_t<std::int32_t> acc(std::vector<py::ssize_t>{static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(J)});
+  py::array_t<std::int32_t> acc = new_array<std::int32_t>({N, J});
   std::int32_t* accp = acc.mutable_data();
   const std::uint8_t* a = aq.ptr;
   const std::int32_t* z = zero.ptr;
@@ -183,11 +183,11 @@ py::tuple lowp_forward_b(const py::array& x_, const py::object& h0_, const py::o
       throw py::value_error("path must be one of this level's paths " + py::str(py::cast(paths)).cast<std::string>() +
                             ", got '" + path + "'");
   }
-  py::array_t<float> h_n({N, P});
+  py::array_t<float> h_n = new_array<float>({N, P});
   py::object c_n_obj = py::none();
   float* cn = nullptr;
   if (lstm) {
-    py::array_t<float> c_n({N, H});
+    py::array_t<float> c_n = new_array<float>({N, H});
     cn = c_n.mutable_data();
     c_n_obj = c_n;
   }

@@ -106,7 +106,7 @@ py::tuple lstm_forward_t(py::array x_, py::object h0_, py::object c0_, py::array
   no_overlap<Real>({&y, &rd_masked, &cache_arg},
                    {&x, &h0, &c0, &W_ih, &W_hh, &b_ih, &b_hh, &W_hr, &peep, &rd_mask, &y, &rd_masked, &za.keep_c,
                     &za.keep_h, &ln.ih, &ln.hh, &ln.c, &ln.c_bias, &cache_arg});
-  py::array_t<Real> h_n({N, P}), c_n({N, H});
+  py::array_t<Real> h_n = new_array<Real>({N, P}), c_n = new_array<Real>({N, H});
   Real* const cache = cache_arg.ptr;
   auto work = workspace<Real>(
       pylstm::lstm_workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H, P, ln.on()));
@@ -185,7 +185,7 @@ py::tuple lstm_backward_t(py::object dy_, py::object dh_n_, py::object dc_n_, py
                     &rd_mask, &rd_masked, &za.keep_c, &za.keep_h, &ln.ih, &ln.hh, &ln.c, &ln.c_bias, &dln.ih,
                     &dln.hh, &dln.c, &dln.c_bias});
   const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
-  py::array_t<Real> dh0({N, P}), dc0({N, H});
+  py::array_t<Real> dh0 = new_array<Real>({N, P}), dc0 = new_array<Real>({N, H});
   // (ordinary pages: the row split's copy of W_hh by column groups ran slower in huge ones; memory.h, Pages)
   auto work = workspace<Real>(pylstm::lstm_workspace_size(Pass::Backward, T, N, I, H, P, ln.on()),
                               pylstm::Pages::Small);

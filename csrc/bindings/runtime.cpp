@@ -5,6 +5,8 @@
 #include "parallel.h"
 #include "profile.h"
 
+#include <limits>
+
 namespace pylstm::bind {
 
 namespace {
@@ -12,7 +14,7 @@ namespace {
 template <class Real>
 py::array_t<Real> activation(py::array x_, void (*f)(Real*, const Real*, index_t)) {
   auto x = arg<Real>(x_, "x", {static_cast<index_t>(x_.size())});
-  py::array_t<Real> out(x_.size());
+  py::array_t<Real> out = new_array<Real>({static_cast<index_t>(x_.size())});
   Real* o = out.mutable_data();
   const index_t n = static_cast<index_t>(x_.size());
   without_gil([=] { f(o, x.ptr, n); });
@@ -28,9 +30,27 @@ py::array activation_dispatch(py::array x, bool sigmoid) {
   });
 }
 
+// _core.empty: a new array in the memory the bindings give all their arrays (args.h, new_array).
+py::array empty_array(const std::vector<index_t>& shape, const py::object& dtype_) {
+  const py::dtype dtype = py::dtype::from_args(dtype_);
+  index_t n = 1;
+  for (index_t d : shape) {
+    if (d < 0) throw py::value_error("shape must not hold negative sizes, got " + std::to_string(d));
+    if (d > 0 && n > (std::numeric_limits<index_t>::max() >> 4) / d)
+      throw py::value_error("shape is too large: its size overflows");
+    n *= d;
+  }
+  if (dtype.equal(py::dtype::of<float>())) return new_array<float>(shape);
+  if (dtype.equal(py::dtype::of<double>())) return new_array<double>(shape);
+  throw py::type_error("dtype must be float32 or float64, got " + std::string(py::str(dtype_)));
+}
+
 }  // namespace
 
 void bind_runtime(py::module_& m) {
+  m.def("empty", &empty_array, py::arg("shape"), py::arg("dtype"),
+        "A new uninitialised C-contiguous float32 or float64 array in 64-byte aligned memory, as the bindings "
+        "allocate their outputs and caches.");
   m.def("sigmoid", [](py::array x) { return activation_dispatch(x, true); }, py::arg("x"),
         "The gate kernels' sigmoid over a 1-D C-contiguous array.");
   m.def("tanh", [](py::array x) { return activation_dispatch(x, false); }, py::arg("x"),

@@ -62,7 +62,7 @@ py::tuple single_forward_t(py::array x_, py::object h0_, py::array W_ih_, py::ar
   py::object cache_obj = new_cache<Real>(training, Cell::cache_size(T, N, H), cache_arg, cache_);
   no_overlap<Real>({&y, &rd_masked, &cache_arg},
                    {&x, &h0, &W_ih, &W_hh, &b_ih, &b_hh, &rd_mask, &y, &rd_masked, &za.keep_h, &cache_arg});
-  py::array_t<Real> h_n({N, H});
+  py::array_t<Real> h_n = new_array<Real>({N, H});
   Real* const cache = cache_arg.ptr;
   auto work = workspace<Real>(Cell::workspace_size(training ? Pass::TrainingForward : Pass::Inference, T, N, I, H));
   Real *hn = h_n.mutable_data(), *wk = work.get();
@@ -106,7 +106,7 @@ py::tuple single_backward_t(py::object dy_, py::object dh_n_, py::array x_, py::
                    {&dx, &dy, &dh_n, &x, &h0, &W_ih, &W_hh, &y, &cache, &dW_ih, &dW_hh, &db_ih, &db_hh, &rd_mask,
                     &rd_masked, &za.keep_h});
   const index_t* batch_sizes = batch_sizes_arg(batch_sizes_, T, N);
-  py::array_t<Real> dh0({N, H});
+  py::array_t<Real> dh0 = new_array<Real>({N, H});
   auto work = workspace<Real>(Cell::workspace_size(Pass::Backward, T, N, I, H));
   Real *d_h0 = dh0.mutable_data(), *wk = work.get();
   const pylstm::Dims d{T, N, I, H, H};

@@ -21,7 +21,7 @@ py::array_t<Real> linear_forward_t(const py::array& x_, const py::array& W_, con
   auto x = arg<Real>(x_, "x", {N, I});
   auto W = arg<Real>(W_, "W", {O, I});
   auto b = arg<Real>(b_, "b", {O}, false, true);
-  py::array_t<Real> y(std::vector<py::ssize_t>{static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(O)});
+  py::array_t<Real> y = new_array<Real>({N, O});
   Real* yp = y.mutable_data();
   without_gil([=] { pylstm::linear_forward<Real>(yp, x.ptr, W.ptr, b.ptr, N, I, O); });
   return y;
@@ -42,7 +42,7 @@ py::object linear_backward_t(const py::array& dy_, const py::array& x_, const py
   py::object dx_obj = py::none();
   Real* dx = nullptr;
   if (input_grad) {
-    py::array_t<Real> a(std::vector<py::ssize_t>{static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(I)});
+    py::array_t<Real> a = new_array<Real>({N, I});
     dx = a.mutable_data();
     dx_obj = a;
   }
@@ -62,7 +62,7 @@ py::tuple softmax_cross_entropy_t(const py::array& logits_, const py::array& tar
       throw py::value_error("targets must be in [0, " + std::to_string(C) + "), got " +
                             std::to_string(targets.ptr[r]) + " at row " + std::to_string(r));
   if (N == 0) throw py::value_error("logits must have at least one row");
-  py::array_t<Real> d(std::vector<py::ssize_t>{static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(C)});
+  py::array_t<Real> d = new_array<Real>({N, C});
   Real* dp = d.mutable_data();
   const double loss =
       without_gil([=] { return pylstm::softmax_cross_entropy<Real>(dp, logits.ptr, targets.ptr, N, C); });
