@@ -371,7 +371,7 @@ class _Recurrent(_ZoneoutOption, _Module):
         unbatched = cache["unbatched"]
         H, D, L = self._out, self.num_directions, self.num_layers
         dout = self._as_input("dout", dout)
-        want = self._to_user(np.empty((T, N, D * H), self.dtype), unbatched).shape
+        want = (T, D * H) if unbatched else (N, T, D * H) if self.batch_first else (T, N, D * H)
         if dout.shape != want:
             raise ValueError(f"dout must have the shape of the forward's output {want}, got {dout.shape}")
         ds_n = None
@@ -385,8 +385,11 @@ class _Recurrent(_ZoneoutOption, _Module):
             ds_n = None if ds_n is None else [np.ascontiguousarray(s[:, perm]) for s in ds_n]
 
         self._cache = None  # consumed, whatever happens below
-        # Gradients go to fresh buffers first and into self.grads only once the whole backward has succeeded.
-        fresh = {k: _zeros(v.shape, v.dtype) for k, v in self.grads.items()}
+        # Gradients go to fresh buffers first and into self.grads only once the whole backward has succeeded. A
+        # single layer direction is one kernel call, which checks everything before it writes a gradient: it adds
+        # into self.grads directly.
+        direct = L * D == 1
+        fresh = self.grads if direct else {k: _zeros(v.shape, v.dtype) for k, v in self.grads.items()}
         backward = partial(self._kernel_backward, batch_sizes=cache["batch_sizes"])
         s0 = cache["s0"]
         ds0 = [_empty((L * D, N, w), self.dtype) for w in self._widths()]
@@ -414,8 +417,9 @@ class _Recurrent(_ZoneoutOption, _Module):
         if perm is not None:
             inv = np.argsort(perm)
             dy, ds0 = None if dy is None else dy[:, inv], [s[:, inv] for s in ds0]
-        for k, g in fresh.items():
-            self.grads[k] += g
+        if not direct:
+            for k, g in fresh.items():
+                self.grads[k] += g
         self._spare_caches = dict(enumerate(cache["caches"]))  # consumed: the next training call fills them again
         return (None if dy is None else self._to_user(dy, unbatched)), [self._state_to_user(s, unbatched) for s in ds0]
 

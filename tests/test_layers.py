@@ -160,6 +160,31 @@ def test_dout_shape_is_checked_and_cache_survives(rng):
     m.backward(np.ones_like(out))  # the failed call left the cache usable
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("weight_drop", [0.0, 0.5])
+def test_backward_adds_into_grads_and_a_failed_one_leaves_them(rng, kind, layers, weight_drop):
+    """One layer direction adds into grads directly, more go through fresh buffers first: either way a backward adds
+    its gradients to what grads held, and a refused one changes nothing."""
+    m = getattr(pylstm, kind)(3, 4, num_layers=layers, seed=0, dtype="float64", weight_drop=weight_drop)
+    x = rng.standard_normal((5, 2, 3))
+    dout = rng.standard_normal((5, 2, 4))
+    out, _ = m(x)
+    masks = m.masks
+    m.backward(dout)
+    once = {k: v.copy() for k, v in m.grads.items()}
+    assert any(np.abs(v).max() > 0 for v in once.values())
+    m(x, masks=masks)
+    m.backward(dout)
+    for k in once:
+        np.testing.assert_allclose(m.grads[k], 2 * once[k], rtol=1e-12, atol=1e-14)
+    m(x, masks=masks)
+    with pytest.raises(ValueError):
+        m.backward(dout, np.ones((layers, 3, 4)) if kind != "LSTM" else (np.ones((layers, 3, 4)),) * 2)
+    for k in once:
+        np.testing.assert_allclose(m.grads[k], 2 * once[k], rtol=1e-12, atol=1e-14)
+
+
 def test_writing_into_inputs_or_outputs_after_forward_leaves_gradients_alone(rng):
     m = pylstm.LSTM(3, 4, num_layers=2, seed=0, dtype="float64")
     x = rng.standard_normal((5, 2, 3))
