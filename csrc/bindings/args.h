@@ -144,9 +144,9 @@ py::array_t<T> new_array(const std::vector<index_t>& shape) {
   void* p = pylstm::alloc_array(n * sizeof(T));
   py::capsule owner;
   try {
-    owner = py::capsule(p, [](void* q) { std::free(q); });
+    owner = py::capsule(p, [](void* q) { pylstm::free_array(q); });
   } catch (...) {
-    std::free(p);
+    pylstm::free_array(p);
     throw;
   }
   return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()), static_cast<T*>(p), owner);
