@@ -58,9 +58,23 @@ void run_pieces(const std::vector<TensorSlot<Real>>& slots, F&& f) {
 }  // namespace
 
 template <typename Real>
+void copy_split(Real* dst, const Real* src, index_t n) {
+  const int parts = parts_for(n);
+  on_parts(parts, [&](int part) {
+    const auto [b, e] = split_range(n, part, parts);
+    std::copy(src + b, src + e, dst + b);
+  });
+}
+
+template <typename Real>
 void linear_forward(Real* y, const Real* x, const Real* W, const Real* b, index_t N, index_t I, index_t O) {
-  if (b)
-    for (index_t n = 0; n < N; ++n) std::copy(b, b + O, y + n * O);
+  if (b) {  // the bias rows by the threads whose part of the product adds into them (gemm splits N >= O by rows)
+    const int parts = parts_for(N * O);
+    on_parts(parts, [&](int part) {
+      const auto [r0, r1] = split_range(N, part, parts);
+      for (index_t r = r0; r < r1; ++r) std::copy(b, b + O, y + r * O);
+    });
+  }
   gemm<Real>(false, true, N, O, I, Real(1), x, I, W, I, b ? Real(1) : Real(0), y, O);
 }
 
@@ -164,6 +178,7 @@ void bernoulli_fill(Real* out, index_t n, std::uint64_t seed, double p, Real bel
 }
 
 #define PYLSTM_TRAIN(Real)                                                                                        \
+  template void copy_split<Real>(Real*, const Real*, index_t);                                                    \
   template void linear_forward<Real>(Real*, const Real*, const Real*, const Real*, index_t, index_t, index_t);    \
   template void linear_backward<Real>(Real*, Real*, Real*, const Real*, const Real*, const Real*, index_t,        \
                                       index_t, index_t);                                                          \

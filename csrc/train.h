@@ -19,6 +19,13 @@ template <typename Real>
 void linear_backward(Real* dx, Real* dW, Real* db, const Real* dy, const Real* x, const Real* W, index_t N,
                      index_t I, index_t O);
 
+// dst [n] = src [n], split across the pool in contiguous parts, as gemm splits a product's rows: the thread that
+// copies a part has it in its own cache when the product that reads the copy next takes the same part. (The layers'
+// private copies of a training call's input and output; the main thread's copy of a 2 MB output left the head
+// product's other thread reading its half from the other core.)
+template <typename Real>
+void copy_split(Real* dst, const Real* src, index_t n);
+
 // Mean cross-entropy of softmax(logits) over N rows of C classes against targets in [0, C) (the caller checks).
 // Returns the loss (accumulated in double); dlogits [N][C] = (softmax − onehot) / N, overwritten (may be logits).
 template <typename Real>

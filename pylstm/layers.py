@@ -295,7 +295,9 @@ class _Recurrent(_ZoneoutOption, _Module):
         self._cache = None  # a new forward ends the previous one's claim to a backward
         # Training keeps the layer inputs and outputs for backward, so it works on private copies: writing into x or
         # into the returned out between forward and backward must not change the gradients.
-        inp = np.array(seq, order="C", copy=True) if training else np.ascontiguousarray(seq)
+        inp = np.ascontiguousarray(seq)
+        if training and np.may_share_memory(inp, seq):  # (a non-contiguous seq was copied already)
+            inp = _core.copy(inp)
         if training and lengths is not None:
             # Padding may hold anything (NaN from np.empty, say): the weight gradients multiply every row of the
             # input by its gradient, zero there, and 0 · NaN would be NaN.
@@ -333,7 +335,7 @@ class _Recurrent(_ZoneoutOption, _Module):
             self._cache = dict(kept, inputs=inputs, outputs=outputs, masks=dropout_masks, s0=s0, unbatched=unbatched,
                                shape=(T, N), perm=perm, batch_sizes=batch_sizes)
             self.masks = drawn
-        out = inp.copy() if training else inp
+        out = _core.copy(inp) if training else inp
         if perm is not None:
             inv = np.argsort(perm)
             out, s_n = out[:, inv], [s[:, inv] for s in s_n]

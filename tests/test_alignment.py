@@ -80,3 +80,40 @@ def test_stream_state_is_aligned():
     y = s.step(np.ones((4, 3), np.float32))
     assert np.isfinite(y).all()
     assert aligned(s._h[0]) and aligned(s._h[1]) and aligned(s._c)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0,), (7,), (3, 5), (64, 32, 256), (33, 1025)])
+def test_copy_is_an_aligned_equal_private_copy(shape, dtype):
+    a = np.random.default_rng(2).standard_normal(shape).astype(dtype)
+    b = _core.copy(a)
+    assert b.shape == a.shape and b.dtype == a.dtype and aligned(b) and not np.may_share_memory(a, b)
+    np.testing.assert_array_equal(b, a)
+    b[...] = 1
+    assert a.size == 0 or not np.all(a == 1)
+
+
+def test_copy_refuses_what_it_cannot_copy():
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.copy(np.zeros((4, 4), np.float32)[:, ::2])
+    with pytest.raises(TypeError, match="a"):
+        _core.copy(np.zeros(4, np.int64))
+
+
+@pytest.mark.parametrize("view", [lambda big: big[:, 1:3], lambda big: big[:, :2], lambda big: big[:, 0]])
+def test_a_training_call_keeps_private_copies_of_its_input(view):
+    """Writing into x after the forward leaves the backward's gradients alone, whether x is a C-contiguous view of
+    the caller's array (the layer copies it), a strided one (made contiguous, a copy already) or unbatched."""
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((5, 4, 3))
+    m = pylstm.LSTM(3, 4, seed=0, dtype="float64")
+    out, _ = m(view(big))
+    dx_clean, _ = m.backward(np.ones_like(out))
+    clean = {k: v.copy() for k, v in m.grads.items()}
+    m.zero_grad()
+    out, _ = m(view(big))
+    big[...] = 0
+    dx, _ = m.backward(np.ones_like(out))
+    np.testing.assert_array_equal(dx, dx_clean)
+    for k in clean:
+        np.testing.assert_array_equal(m.grads[k], clean[k])

@@ -122,6 +122,24 @@ py::array first_array(const py::list& l, const char* name) {
 
 void bind_train(py::module_& m) {
   m.def(
+      "copy",
+      [](py::array a) {
+        return with_real_named(a, "a", [&](auto real) -> py::object {
+          using Real = decltype(real);
+          if (!(a.flags() & py::array::c_style)) throw py::value_error("a must be C-contiguous");
+          std::vector<index_t> shape(a.shape(), a.shape() + a.ndim());
+          auto src = arg<Real>(a, "a", shape);
+          py::array_t<Real> out = new_array<Real>(shape);
+          Real* dst = out.mutable_data();
+          const index_t n = static_cast<index_t>(a.size());
+          without_gil([=] { pylstm::copy_split<Real>(dst, src.ptr, n); });
+          return out;
+        });
+      },
+      py::arg("a"),
+      "A copy of the C-contiguous float array a in new aligned memory, made by the pool's threads in contiguous "
+      "parts (as a product over its rows splits them).");
+  m.def(
       "linear_forward",
       [](py::array x, py::array W, py::object b) {
         return with_real(x, [&](auto real) -> py::object {
