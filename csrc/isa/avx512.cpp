@@ -5,4 +5,6 @@
 #define PYLSTM_TILE_ROWS 6
 #define PYLSTM_TILE_GATES 4
 #define PYLSTM_ROWS 4
+#define PYLSTM_BACK_ROWS 6
+#define PYLSTM_BACK_VECTORS 4
 #include "kernels.inc"
