@@ -23,8 +23,15 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _cells, _share_with_torch_unless_opted_out
-from ._module import (LN_PARAMS, _check_mask_options, _empty, _layer_norm_flag, _probability, _zoneout_pair,
-                      _ZoneoutOption)
+from ._module import (
+    LN_PARAMS,
+    _check_mask_options,
+    _empty,
+    _layer_norm_flag,
+    _probability,
+    _zoneout_pair,
+    _ZoneoutOption,
+)
 
 _share_with_torch_unless_opted_out()  # pylstm's parallel work on torch's OpenMP threads: see share_threads_with_torch
 
