@@ -60,7 +60,7 @@ def _empty(shape, dtype):
 
 def _zeros(shape, dtype):
     """_empty, filled with zeros."""
-    out = _core.empty(tuple(shape), np.dtype(dtype))
+    out = _empty(shape, dtype)
     out.fill(0)
     return out
 
