@@ -20,9 +20,13 @@
 namespace pylstm {
 namespace PYLSTM_ISA_NS {
 
+// Always inlined: a call left out of line (GCC declines to inline into the largest loops, pointwise_block among them)
+// keeps the whole gate loop around it scalar, one call per element.
+#define PYLSTM_ACT inline __attribute__((always_inline))
+
 // e^x for x in [-87, 88] (callers clamp): Cody–Waite reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-7 Taylor
 // polynomial for e^r (truncation < 2e-9 there), and 2^n assembled in the exponent bits.
-inline float exp_reduced(float x) {
+PYLSTM_ACT float exp_reduced(float x) {
   const float fn = (x * 1.44269504f + 12582912.f) - 12582912.f;  // round(x / ln2) by the 1.5·2^23 trick
   float r = x - fn * 0.693359375f;                               // ln 2 split in two for an exact first product
   r = r + fn * 2.12194440e-4f;
@@ -42,7 +46,7 @@ inline float exp_reduced(float x) {
   return p * scale;
 }
 
-inline float sigmoid_f32(float x) {
+PYLSTM_ACT float sigmoid_f32(float x) {
   float z = -x;  // comparisons written so that NaN passes through to the result
   z = z > 88.f ? 88.f : z;
   z = z < -87.f ? -87.f : z;
@@ -50,7 +54,7 @@ inline float sigmoid_f32(float x) {
   return x < -88.f ? 0.f : s;  // σ(x) < 1e-38 there: round the tail to the exact 0 of σ(-inf)
 }
 
-inline float tanh_f32(float x) {
+PYLSTM_ACT float tanh_f32(float x) {
   const float ax = __builtin_fabsf(x);  // builtins, not <cmath> inlines a linker could share across levels
   // |x| < 0.4: odd Taylor series to x^11 (truncation < 1e-7 relative); no cancellation near 0.
   const float x2 = x * x;
@@ -72,7 +76,7 @@ inline float tanh_f32(float x) {
 
 // e^x for x in [-708, 709] (callers clamp): x = n·ln2 + r with ln 2 in two parts (fdlibm's split), |r| ≤ ln2/2, a
 // degree-12 Taylor polynomial for e^r (truncation < 2e-16 relative there), 2^n assembled in the exponent bits.
-inline double exp_reduced_f64(double x) {
+PYLSTM_ACT double exp_reduced_f64(double x) {
   const double fn = (x * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;  // round(x / ln2)
   double r = x - fn * 6.93147180369123816490e-01;
   r = r - fn * 1.90821492927058770002e-10;
@@ -96,7 +100,7 @@ inline double exp_reduced_f64(double x) {
   return p * scale;
 }
 
-inline double sigmoid_f64(double x) {
+PYLSTM_ACT double sigmoid_f64(double x) {
   double z = -x;  // NaN passes through the comparisons to the result
   z = z > 709.0 ? 709.0 : z;
   z = z < -708.0 ? -708.0 : z;
@@ -104,7 +108,7 @@ inline double sigmoid_f64(double x) {
   return x < -709.0 ? 0.0 : s;  // σ(x) < 1.2e-308 there: the tail rounds to σ(-inf) = 0
 }
 
-inline double tanh_f64(double x) {
+PYLSTM_ACT double tanh_f64(double x) {
   const double ax = __builtin_fabs(x);
   // |x| < 0.55: tanh x = m / (m + 2) with m = e^{2x} - 1 from its Taylor series to degree 20 (truncation < 2e-19
   // for |2x| < 1.1), free of the cancellation in 1 - 2/(e^{2|x|} + 1), which below tanh = 1/2 would double the
@@ -138,10 +142,12 @@ inline double tanh_f64(double x) {
   return ax < 0.55 ? small : large;
 }
 
-inline float act_sigmoid(float x) { return sigmoid_f32(x); }
-inline float act_tanh(float x) { return tanh_f32(x); }
-inline double act_sigmoid(double x) { return sigmoid_f64(x); }
-inline double act_tanh(double x) { return tanh_f64(x); }
+PYLSTM_ACT float act_sigmoid(float x) { return sigmoid_f32(x); }
+PYLSTM_ACT float act_tanh(float x) { return tanh_f32(x); }
+PYLSTM_ACT double act_sigmoid(double x) { return sigmoid_f64(x); }
+PYLSTM_ACT double act_tanh(double x) { return tanh_f64(x); }
+
+#undef PYLSTM_ACT
 
 }  // namespace PYLSTM_ISA_NS
 }  // namespace pylstm
