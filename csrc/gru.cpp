@@ -24,7 +24,8 @@ struct GruWork {
   Real* zeros;   // [N][H] zeros for an absent h0 or dy
   Real* k;       // [N][H] k = h W_hnᵀ + b_hn (inference), or ∂L/∂k (backward, the original form)
   Real* gates;   // [block][N][3H] inference: the input projections of one block of steps
-  Real* packed;  // the fused loop's packed weights (forward passes; 64-byte aligned at use)
+  Real* packed;  // the fused loop's packed weights (forward passes; 64-byte aligned at use); backward [3H][H]: the
+                 // fused loop's copy of W_hh by column groups (sequence.h, backward_groups_size)
 };
 
 // The one layout of that workspace: its size, and with `base` the slots' pointers in `w` (packed weights sized for
@@ -38,7 +39,8 @@ index_t gru_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, Real* 
   GruWork<Real>& s = w ? *w : unused;
   Real** const slots[] = {&s.bias, &s.hg, &s.zeros, &s.k, &s.gates, &s.packed};
   const index_t sizes[] = {2 * GH, N * GH, NH, NH, inference ? detail::inference_block_steps(T, N, I) * N * GH : 0,
-                           forward ? detail::single_fused_packed_size<float>(kGruGates, I, H) : 0};
+                           forward ? detail::single_fused_packed_size<float>(kGruGates, I, H)
+                                   : detail::backward_groups_size(N, GH, H)};
   return detail::lay_out(base, slots, sizes);
 }
 
@@ -161,6 +163,7 @@ void gru_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
     detail::FusedSingleBackwardT<Real> B{};
     B.a = cache, B.dh = dh, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
+    B.W_groups = detail::backward_groups_size(N, GH, H) ? detail::align64(ws.packed) : nullptr;
     B.reverse = reverse, B.dk = dk;
     B.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore;
     B.batch_sizes = batch_sizes;

@@ -94,6 +94,9 @@ struct FusedLstmBackwardT {
   const Real* dy;    // step t's ∂L/∂y rows at dy + t·dy_step, row stride lddy (both 0 for a zero block)
   index_t lddy, dy_step;
   const Real* W_hh;  // [GH][P]
+  // [GH·P] scratch (64-byte aligned) for W_hh by column groups (tiles.inc): each thread packs the whole groups of its
+  // own columns before the first step and its products read them there; nullptr: the products read W_hh in place.
+  Real* W_groups;
   // With a projection (LSTMP): W_hr [P][H], dm [N][H] scratch; the c_t slot of step t (its first P columns, cs
   // rows of H) takes ∂L/∂h_t, as the BLAS loop leaves it for dW_hr. Without: W_hr nullptr, P = H.
   const Real* W_hr; Real* dm;
@@ -220,8 +223,8 @@ struct LstmRowsBackwardT {
   Real* dh;  Real* dc;
   const Real* dy;  index_t lddy, dy_step;
   const Real* W_hh;
-  // [GH·H] scratch for the loop's copy of W_hh by column groups (tiles.inc, pack_column_groups), which the threads
-  // fill between them before the first step; nullptr: the products read W_hh in place.
+  // [GH·H] scratch (64-byte aligned) for the loop's copy of W_hh by column groups (tiles.inc, pack_column_groups),
+  // which the threads fill between them before the first step; nullptr: the products read W_hh in place.
   Real* W_groups;
   const index_t* batch_sizes;
   const Real* rmask;   // recurrent dropout: dh_{t-1} = rmask ⊙ (da_t W_hh); nullptr: off
@@ -296,6 +299,7 @@ struct FusedSingleBackwardT {
   const Real* dy;    // step t's ∂L/∂y rows at dy + t·dy_step, row stride lddy (both 0 for a zero block)
   index_t lddy, dy_step;
   const Real* W_hh;  // [G·H][H]
+  Real* W_groups;    // [G·H·H] scratch, or nullptr: as FusedLstmBackwardT's (W_hh's G·H rows, by groups of its columns)
   Real* dk;          // GRU original form: [N][H] scratch for ∂L/∂(r ⊙ h)
   // Recurrent dropout: rmask [N][H]; the products' part of dh_{t-1} is masked. The GRU keeps that part in dhr
   // [N][H] (scratch) before adding it to its carry's; the original form's r gradient reads the masked states ym

@@ -31,13 +31,6 @@ namespace {
 // on the same cases; but large (50, 64, 1024, 1024; W_hh 16 MiB) 1.17x / 1.15x at AVX-512 and 1.04x / 1.02x at AVX2.
 constexpr index_t kRowSplitWeightBytes = index_t(4) << 20;
 
-// Whether a backward's workspace has the row split's copy of W_hh by column groups (isa/tiles.inc, W_groups): wherever
-// the rule of rows_split can take the rows. Counted in elements, so that the size the bindings compute (the float32
-// layout) and the float64 layout agree; a row split forced on a larger W_hh reads it in place.
-inline bool backward_groups_slot(index_t N, index_t H, index_t P) {
-  return N >= 2 && P == H && kLstmGates * H * H <= kRowSplitWeightBytes / index_t(sizeof(float));
-}
-
 // An LSTM call's workspace, by slot. Every pass has the first three, so that the element-wise kernels never test for
 // nullptr; the running dh and dc of backward live in its dh0 / dc0 outputs, and training's projections in the cache.
 template <typename Real>
@@ -48,8 +41,8 @@ struct LstmWork {
   Real* scratch;  // [N][H] zeros standing in for an absent c0 or dy; inference's discarded tanh(c)
   Real* c_alt;    // [N][H] inference: the second cell-state buffer; backward, split by rows: zoneout's kept dc
   Real* gates;    // [block][N][G*H] inference: the input projections of one block of steps
-  Real* packed;   // the fused loop's packed weights (forward passes; 64-byte aligned at use); backward [G*H][H]:
-                  // the row split's copy of W_hh by column groups (backward_groups_slot), else empty
+  Real* packed;   // the fused loop's packed weights (forward passes; 64-byte aligned at use); backward [G*H][P]:
+                  // the fused loops' copy of W_hh by column groups (sequence.h, backward_groups_size)
 };
 
 // Inference's block of projections, sized for whichever split the loop takes (the unit split's own-tile blocks, or
@@ -71,7 +64,7 @@ index_t lstm_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, index
   const index_t sizes[] = {forward ? GH : N * GH, NH, NH, forward && !inference ? 0 : NH,
                            inference ? lstm_inference_block_steps(T, N, I, H) * N * GH : 0,
                            forward ? detail::lstm_fused_packed_size<float>(I, H, P)
-                                   : backward_groups_slot(N, H, P) ? GH * H : 0};
+                                   : detail::backward_groups_size(N, GH, P)};
   return detail::lay_out(base, slots, sizes);
 }
 
@@ -470,7 +463,7 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
     detail::LstmRowsBackwardT<Real> B{};
     B.da = da, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dh = dh, B.dc = dc, B.dy = dys.p;
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.batch_sizes = batch_sizes;
-    B.W_groups = backward_groups_slot(N, H, P) ? ws.packed : nullptr;
+    B.W_groups = detail::backward_groups_size(N, GH, P) ? detail::align64(ws.packed) : nullptr;
     B.T = T, B.N = N, B.H = H;
     B.rmask = rd.mask, B.zone = zone, B.dkeep = ws.m, B.dckeep = ws.c_alt, B.zeros = zeros;
     B.parts = static_cast<int>(std::min<index_t>(get_num_threads(), N)), B.reverse = reverse;
@@ -490,6 +483,7 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
     detail::FusedLstmBackwardT<Real> B{};
     B.da = da, B.dh = dh, B.dc = dc, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dy = dys.p;
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.W_hr = W_hr, B.dm = dm, B.zeros = zeros;
+    B.W_groups = detail::backward_groups_size(N, GH, P) ? detail::align64(ws.packed) : nullptr;
     B.T = T, B.N = N, B.H = H, B.P = P, B.parts = get_num_threads(), B.reverse = reverse;
     B.batch_sizes = batch_sizes, B.peep = peep, B.dpeep = dpeep, B.rmask = rd.mask;
     B.zone = zone, B.dkeep = dm;  // (zoneout comes without a projection, whose dm this is)

@@ -22,7 +22,8 @@ struct RnnWork {
   Real* bias;    // [H] b_ih + b_hh (forward), the bias-gradient column sums (backward)
   Real* zeros;   // [N][H] zeros for an absent dy (backward)
   Real* gates;   // [block][N][H] inference: the input projections of one block of steps
-  Real* packed;  // the fused loop's packed weights (forward passes; 64-byte aligned at use)
+  Real* packed;  // the fused loop's packed weights (forward passes; 64-byte aligned at use); backward [H][H]: the
+                 // fused loop's copy of W_hh by column groups (sequence.h, backward_groups_size)
 };
 
 // The one layout of that workspace: its size, and with `base` the slots' pointers in `w` (packed weights sized for
@@ -35,7 +36,8 @@ index_t rnn_layout(Pass pass, index_t T, index_t N, index_t I, index_t H, Real* 
   RnnWork<Real>& s = w ? *w : unused;
   Real** const slots[] = {&s.bias, &s.zeros, &s.gates, &s.packed};
   const index_t sizes[] = {H, N * H, inference ? detail::inference_block_steps(T, N, I) * N * H : 0,
-                           forward ? detail::single_fused_packed_size<float>(1, I, H) : 0};
+                           forward ? detail::single_fused_packed_size<float>(1, I, H)
+                                   : detail::backward_groups_size(N, H, H)};
   return detail::lay_out(base, slots, sizes);
 }
 
@@ -137,6 +139,7 @@ void rnn_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, c
     detail::FusedSingleBackwardT<Real> B{};
     B.a = da, B.dh = dh, B.y = y, B.ldy = ldy, B.h0 = h0 ? h0 : zeros, B.dy = dys.p, B.lddy = dys.ld;
     B.dy_step = dys.step, B.W_hh = W_hh, B.T = T, B.N = N, B.H = H, B.parts = get_num_threads();
+    B.W_groups = detail::backward_groups_size(N, H, H) ? detail::align64(ws.packed) : nullptr;
     B.reverse = reverse, B.batch_sizes = batch_sizes;
     B.cell = detail::rnn_cell(nl);
     B.rmask = rd.mask;

@@ -232,6 +232,13 @@ const Real* mask_initial_state(const RecurrentDropout<Real>& rd, const Real* h0,
 // Lays a workspace out as consecutive slots of the given sizes (elements): points each slot into `base` when base is
 // given, and returns the total. Each cell's layout function (lstm.cpp, gru.cpp, rnn.cpp) lists its slots once, and
 // both its workspace-size function and its sequence functions go through it, so the two cannot disagree.
+// The fused backwards' copy of W_hh [K][C] by column groups (isa/tiles.inc, pack_column_groups), in elements with
+// the slack for aligning it to 64 bytes: for every backward of two rows or more (a single row reads W in place).
+// Read in place, the products' rows of W lie C floats apart, a power of two at the usual sizes, and fall into a few
+// of L1's sets. Measured: see the closing note of issue 23 (GRU, RNN and LSTM training at (20, 256, 512, 512) and
+// (50, 64, 1024, 1024)).
+inline index_t backward_groups_size(index_t N, index_t K, index_t C) { return N >= 2 ? K * C + 16 : 0; }
+
 template <typename Real, size_t K>
 index_t lay_out(Real* base, Real** const (&slots)[K], const index_t (&sizes)[K]) {
   index_t offset = 0;

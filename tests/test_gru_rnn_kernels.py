@@ -180,3 +180,27 @@ def test_rnn_block_groups_match_reference(rng, nonlinearity, dt, H, threads, rev
         assert_all_close(dict(y=y, h_n=h_n), dict(y=ry, h_n=rh), dt)
     finally:
         pylstm.set_num_threads(before)
+
+
+@pytest.mark.parametrize("variant", ["gru", "gru-original", "rnn-tanh"])
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("H", [64, 130, 200])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_backward_column_groups_match_reference(rng, variant, dt, H, threads):
+    """The fused backward reads W_hh by column groups that each thread packs for its own columns (isa/tiles.inc,
+    pack_own_groups; the GRU's n rows from the same copy): with H = 64, 130 and 200 over 1, 2 and 3 threads, some
+    threads have whole groups and some none. Forward and backward against the reference, both directions."""
+    prefix, G, kw = VARIANTS[variant]
+    T, N, I = 3, 7, 5
+    c = _case(rng, G, dt, T, N, I, H)
+    for k in ("W_ih", "W_hh"):  # sums of about 200 terms: scaled so that float32's rounding stays within TOL
+        c[k] = c[k] * np.asarray(0.25, dt)
+    dy, dh_n = rng.standard_normal((T, N, H)).astype(dt), rng.standard_normal((N, H)).astype(dt)
+    before = pylstm.get_num_threads()
+    pylstm.set_num_threads(threads)
+    try:
+        for reverse in (False, True):
+            assert_all_close(_run(_core, prefix, kw, c, reverse, dy, dh_n), _run(ref, prefix, kw, c, reverse, dy, dh_n),
+                             dt)
+    finally:
+        pylstm.set_num_threads(before)

@@ -217,3 +217,25 @@ def test_long_rows_accumulate_in_a_dense_copy(dtype, H):
     np.testing.assert_allclose(dx, rdx, rtol=tol * 10, atol=tol * 10)
     np.testing.assert_allclose(m.grads["weight_hh_l0"], G[1], rtol=tol * 10, atol=tol * 10)
     assert_lengths_match_single_rows(m.eval(), x, (h0, c0), np.array([4, 1, 3, 4, 2, 4, 1, 3, 2]), tol)
+
+
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("H", [64, 130, 200])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_backward_column_groups_match_reference(rng, dt, H, threads, reverse):
+    """The fused backwards read W_hh by column groups that each thread packs for its own columns (isa/tiles.inc,
+    pack_own_groups): with H = 64, 130 and 200 over 1, 2 and 3 threads, some threads have whole groups and some
+    none, and columns outside the groups read W_hh in place. Forward and backward against the reference."""
+    T, N, I = 3, 7, 5
+    c = _case(rng, dt, T, N, I, H)
+    for k in ("W_ih", "W_hh"):  # sums of about 200 terms: scaled so that float32's rounding stays within TOL
+        c[k] = c[k] * np.asarray(0.25, dt)
+    dy, dh_n, dc_n = (rng.standard_normal(s).astype(dt) for s in [(T, N, H), (N, H), (N, H)])
+    before = pylstm.get_num_threads()
+    pylstm.set_num_threads(threads)
+    try:
+        got = _run(_core, c, reverse, dy, dh_n, dc_n)
+    finally:
+        pylstm.set_num_threads(before)
+    assert_all_close(got, _run(ref, c, reverse, dy, dh_n, dc_n), dt)
