@@ -459,12 +459,13 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
   detail::copy_or_zero(dc, dc_n, N * H);
 
   const bool fused = fused_loops();
+  // the fused loops' copy of W_hh by column groups, which they pack (sequence.h, backward_groups_size)
+  Real* const W_groups = detail::backward_groups_size(N, GH, P) ? detail::align64(ws.packed) : nullptr;
   if (fused && rows_split<Real>(N, H, !W_hr && !peep)) {
     detail::LstmRowsBackwardT<Real> B{};
     B.da = da, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dh = dh, B.dc = dc, B.dy = dys.p;
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.batch_sizes = batch_sizes;
-    B.W_groups = detail::backward_groups_size(N, GH, P) ? detail::align64(ws.packed) : nullptr;
-    B.T = T, B.N = N, B.H = H;
+    B.W_groups = W_groups, B.T = T, B.N = N, B.H = H;
     B.rmask = rd.mask, B.zone = zone, B.dkeep = ws.m, B.dckeep = ws.c_alt, B.zeros = zeros;
     B.parts = static_cast<int>(std::min<index_t>(get_num_threads(), N)), B.reverse = reverse;
     B.colsums = db_ih ? colsum : nullptr;
@@ -483,7 +484,7 @@ void lstm_backward(const Dims& d, const Weights<Real>& w, const Grads<Real>& g, 
     detail::FusedLstmBackwardT<Real> B{};
     B.da = da, B.dh = dh, B.dc = dc, B.tcs = tcs, B.cs = cs, B.c0 = c0 ? c0 : zeros, B.dy = dys.p;
     B.lddy = dys.ld, B.dy_step = dys.step, B.W_hh = W_hh, B.W_hr = W_hr, B.dm = dm, B.zeros = zeros;
-    B.W_groups = detail::backward_groups_size(N, GH, P) ? detail::align64(ws.packed) : nullptr;
+    B.W_groups = W_groups;
     B.T = T, B.N = N, B.H = H, B.P = P, B.parts = get_num_threads(), B.reverse = reverse;
     B.batch_sizes = batch_sizes, B.peep = peep, B.dpeep = dpeep, B.rmask = rd.mask;
     B.zone = zone, B.dkeep = dm;  // (zoneout comes without a projection, whose dm this is)

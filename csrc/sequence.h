@@ -235,8 +235,8 @@ const Real* mask_initial_state(const RecurrentDropout<Real>& rd, const Real* h0,
 // The fused backwards' copy of W_hh [K][C] by column groups (isa/tiles.inc, pack_column_groups), in elements with
 // the slack for aligning it to 64 bytes: for every backward of two rows or more (a single row reads W in place).
 // Read in place, the products' rows of W lie C floats apart, a power of two at the usual sizes, and fall into a few
-// of L1's sets. Measured: see the closing note of issue 23 (GRU, RNN and LSTM training at (20, 256, 512, 512) and
-// (50, 64, 1024, 1024)).
+// of L1's sets. Training against reading in place (2-core Intel Xeon, AVX-512, 2026-12-05, alternating processes):
+// GRU (20, 256, 512, 512) 0.96x of the time, RNN the same shape 0.99x, LSTM (50, 64, 1024, 1024) 0.94x.
 inline index_t backward_groups_size(index_t N, index_t K, index_t C) { return N >= 2 ? K * C + 16 : 0; }
 
 template <typename Real, size_t K>
