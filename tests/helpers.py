@@ -127,17 +127,27 @@ def layer_case(rng, kind, T, N, I, H, L, bi, batch_first, given_state, dtype, se
 
 
 @contextlib.contextmanager
+def _setting(get, put, value):
+    """Runs the block with a setting (read by get, written by put) at value, then puts it back."""
+    was = get()
+    put(value)
+    try:
+        yield
+    finally:
+        put(was)
+
+
+def num_threads(n):
+    """Runs the block on n of pylstm's threads (its loops split their work n ways)."""
+    return _setting(pylstm.get_num_threads, pylstm.set_num_threads, n)
+
+
 def fused_loops():
     """Runs the block with the fused time loops, the only ones that take lengths, whichever loop form the test runs
     under (the time_loops fixture): the BLAS-per-step reference shape has no lengths and refuses them."""
     from pylstm import _core
 
-    was = _core._fused_loops()
-    _core._set_fused_loops(True)
-    try:
-        yield
-    finally:
-        _core._set_fused_loops(was)
+    return _setting(_core._fused_loops, _core._set_fused_loops, True)
 
 
 def assert_lengths_match_single_rows(m, x, state, lens, tol):

@@ -3,7 +3,7 @@ and gradient of the compiled kernels against the reference."""
 
 import numpy as np
 import pytest
-from helpers import TOL, assert_all_close, assert_lengths_match_single_rows, numerical_gradient, rel_err
+from helpers import TOL, assert_all_close, assert_lengths_match_single_rows, num_threads, numerical_gradient, rel_err
 
 import pylstm
 from pylstm import _core
@@ -27,6 +27,15 @@ def _case(rng, G, dt, T, N, I, H, with_state=True, with_bias=True):
              b_ih=rng.uniform(-0.6, 0.6, G * H) if with_bias else None,
              b_hh=rng.uniform(-0.6, 0.6, G * H) if with_bias else None)
     return {k: None if v is None else v.astype(dt) for k, v in d.items()}
+
+
+def _wide_case(rng, G, dt, T, N, I, H):
+    """_case with sums of about H terms, its weights scaled so that float32's rounding stays within TOL at H = 200,
+    and the output gradients dy and dh_n."""
+    c = _case(rng, G, dt, T, N, I, H)
+    for k in ("W_ih", "W_hh"):
+        c[k] = c[k] * np.asarray(0.25, dt)
+    return c, rng.standard_normal((T, N, H)).astype(dt), rng.standard_normal((N, H)).astype(dt)
 
 
 def _run(impl, prefix, kw, c, reverse, dy, dh_n, y=None, grad_start=0.0):
@@ -163,23 +172,15 @@ def test_rnn_block_groups_match_reference(rng, nonlinearity, dt, H, threads, rev
     rnn_groups): with H = 130 and 200 at every level's lane count there are groups, blocks left over after a group
     and a ragged last block, over 1, 2 and 3 threads' splits; inputs small enough for the loop's own projection (its
     W_ih in groups too). Training forward and backward, and inference, against the reference."""
-    T, N, I = 4, 7, 9
     kw = dict(nonlinearity=nonlinearity)
-    c = _case(rng, 1, dt, T, N, I, H)
-    for k in ("W_ih", "W_hh"):  # sums of about 200 terms: scaled so that float32's rounding stays within TOL
-        c[k] = c[k] * np.asarray(0.25, dt)
-    dy, dh_n = rng.standard_normal((T, N, H)).astype(dt), rng.standard_normal((N, H)).astype(dt)
-    before = pylstm.get_num_threads()
-    pylstm.set_num_threads(threads)
-    try:
+    c, dy, dh_n = _wide_case(rng, 1, dt, 4, 7, 9, H)
+    with num_threads(threads):
         assert_all_close(_run(_core, "rnn", kw, c, reverse, dy, dh_n), _run(ref, "rnn", kw, c, reverse, dy, dh_n),
                          dt)
         args = [c[k] for k in ("x", "h0", "W_ih", "W_hh", "b_ih", "b_hh")]
         y, h_n, _ = _core.rnn_forward(*args, reverse=reverse, training=False, **kw)
         ry, rh, _ = ref.rnn_forward(*args, reverse=reverse, training=False, **kw)
         assert_all_close(dict(y=y, h_n=h_n), dict(y=ry, h_n=rh), dt)
-    finally:
-        pylstm.set_num_threads(before)
 
 
 @pytest.mark.parametrize("variant", ["gru", "gru-original", "rnn-tanh"])
@@ -191,16 +192,8 @@ def test_backward_column_groups_match_reference(rng, variant, dt, H, threads):
     pack_own_groups; the GRU's n rows from the same copy): with H = 64, 130 and 200 over 1, 2 and 3 threads, some
     threads have whole groups and some none. Forward and backward against the reference, both directions."""
     prefix, G, kw = VARIANTS[variant]
-    T, N, I = 3, 7, 5
-    c = _case(rng, G, dt, T, N, I, H)
-    for k in ("W_ih", "W_hh"):  # sums of about 200 terms: scaled so that float32's rounding stays within TOL
-        c[k] = c[k] * np.asarray(0.25, dt)
-    dy, dh_n = rng.standard_normal((T, N, H)).astype(dt), rng.standard_normal((N, H)).astype(dt)
-    before = pylstm.get_num_threads()
-    pylstm.set_num_threads(threads)
-    try:
+    c, dy, dh_n = _wide_case(rng, G, dt, 3, 7, 5, H)
+    with num_threads(threads):
         for reverse in (False, True):
             assert_all_close(_run(_core, prefix, kw, c, reverse, dy, dh_n), _run(ref, prefix, kw, c, reverse, dy, dh_n),
                              dt)
-    finally:
-        pylstm.set_num_threads(before)

@@ -3,7 +3,7 @@ direction."""
 
 import numpy as np
 import pytest
-from helpers import TOL, assert_all_close, assert_lengths_match_single_rows, rel_err
+from helpers import TOL, assert_all_close, assert_lengths_match_single_rows, num_threads, rel_err
 
 import pylstm
 from pylstm import _core
@@ -232,10 +232,6 @@ def test_backward_column_groups_match_reference(rng, dt, H, threads, reverse):
     for k in ("W_ih", "W_hh"):  # sums of about 200 terms: scaled so that float32's rounding stays within TOL
         c[k] = c[k] * np.asarray(0.25, dt)
     dy, dh_n, dc_n = (rng.standard_normal(s).astype(dt) for s in [(T, N, H), (N, H), (N, H)])
-    before = pylstm.get_num_threads()
-    pylstm.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         got = _run(_core, c, reverse, dy, dh_n, dc_n)
-    finally:
-        pylstm.set_num_threads(before)
     assert_all_close(got, _run(ref, c, reverse, dy, dh_n, dc_n), dt)
