@@ -99,7 +99,7 @@ def main(argv=None):
     p.add_argument("--modes", default="infer,train")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--sgemm", action="store_true",
-                   help="time a 2048³ sgemm in every round too: the % of sgemm is then paired as well")
+                   help="time a 2048³ sgemm in every round too: the %% of sgemm is then paired as well")
     args = p.parse_args(argv)
     cfg = pylstm.config()
     print(f"pylstm isa {cfg['isa']}, {B.THREADS} threads; {args.rounds} rounds, the implementations in turn in each; "

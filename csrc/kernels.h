@@ -71,6 +71,7 @@ struct FusedLstmT {
   bool reverse;
   bool prepacked;    // `packed` already holds this call's weights (lstm_pack or an earlier call): skip packing
   bool prefetch;     // single-row products prefetch the weights (they come from L3: detail::weights_beyond_l2)
+  bool descending;   // the unit blocks in descending order (a stream alternates it from step to step)
   // Recurrent dropout (RecurrentDropout, common.h): rmask [N][P]; each step writes rmask ⊙ h_t into rmasked
   // [T][N][P] and the next step's product reads it; h0_product is what the first products read (h0, or rmask ⊙ h0).
   // nullptr: off.

@@ -230,13 +230,14 @@ void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* 
 }
 
 void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const float* h_prev,
-                      const float* const* packed, index_t L, index_t N, index_t I0, index_t H) {
+                      const float* const* packed, index_t L, index_t N, index_t I0, index_t H, bool descending) {
   const int parts = get_num_threads();
   const auto run = kernels().f32.lstm_loop;
   index_t packed_bytes = 0;  // every layer's weights are read once per step
   for (index_t l = 0; l < L; ++l)
     packed_bytes += detail::lstm_packed_layout(kMaxLanes, l == 0 ? I0 : H, H, H).size * index_t(sizeof(float));
   const bool prefetch = detail::weights_beyond_l2(packed_bytes / parts);
+  descending = descending && prefetch;  // only weights that do not stay in L2 gain from the order (lstm.h)
   parallel([&](int tid, int nt) {
     for (index_t l = 0; l < L; ++l) {  // lstm_loop ends each step with a barrier: layer l's h is complete
       float* h = h_new + l * N * H;
@@ -245,7 +246,7 @@ void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const
       F.y = h, F.ldy = H, F.c_state = cl, F.gates = work, F.packed = align64(const_cast<float*>(packed[l]));
       F.x = l == 0 ? x : h_new + (l - 1) * N * H, F.h0 = F.h0_product = h_prev + l * N * H, F.c0 = cl;
       F.T = 1, F.N = N, F.I = l == 0 ? I0 : H, F.H = H, F.P = H, F.block = 1, F.parts = parts;
-      F.prepacked = true, F.prefetch = prefetch;
+      F.prepacked = true, F.prefetch = prefetch, F.descending = descending;
       run(F, tid, nt);
     }
   });

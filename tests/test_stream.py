@@ -3,6 +3,7 @@ can change must show in the next call, and a stream must equal the whole-sequenc
 
 import numpy as np
 import pytest
+from helpers import num_threads
 
 import pylstm
 from pylstm import _core, nn, optim
@@ -49,14 +50,18 @@ def test_stream_equals_forward(rng, cls, kw, N, with_state):
 
 
 @pytest.mark.parametrize("N", [1, 2])
-def test_stream_whose_weights_exceed_l2_equals_forward(rng, N):
-    # 3 layers of 4·384·768 float32 weights: about 7 MB per thread on 2 threads, more than any L2 keeps, so the
-    # single-row products prefetch their weights (kernels.h, weights_beyond_l2); N = 2 runs the same step without.
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_stream_whose_weights_exceed_l2_equals_forward(rng, N, threads):
+    # 3 layers of 4·384·768 float32 weights, 14 MB: 2.8 MB or more per thread on up to 5 threads, more than any L2
+    # keeps, so every second step runs each thread's unit blocks in descending order (lstm.h, lstm_stream_step; 5
+    # threads split the 24 blocks unevenly) and, with N = 1, the single-row products prefetch their weights (kernels.h,
+    # weights_beyond_l2).
     m = pylstm.LSTM(384, 384, 3, seed=5).eval()
-    x = rng.standard_normal((4, N, 384)).astype(np.float32)
+    x = rng.standard_normal((5, N, 384)).astype(np.float32)
     y, (h, c) = m(x)
     s = m.stream()
-    ys = np.stack([s.step(x[t]) for t in range(4)])
+    with num_threads(threads):
+        ys = np.stack([s.step(x[t]) for t in range(5)])
     np.testing.assert_allclose(ys, y, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s.state[0], h, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s.state[1], c, rtol=1e-5, atol=1e-6)

@@ -55,6 +55,7 @@ struct PackedLstm {
   index_t I, H;
   pylstm::LargeBuffer<float> data;
   bool ready = false;
+  unsigned steps = 0;  // streaming steps run from this pack (first layer): their order of unit blocks alternates
   PackedLstm(index_t I_, index_t H_)
       : I(I_), H(H_), data(pylstm::make_large<float>(pylstm::lstm_packed_size(I_, H_))) {}
 };
@@ -301,7 +302,10 @@ void bind_lstm(py::module_& m) {
         auto work = workspace<float>(N * GH);
         float* wk = work.get();
         const float* const* pk = packed.data();
-        without_gil([=] { pylstm::lstm_stream_step(h_new.ptr, c.ptr, wk, x.ptr, h_prev.ptr, pk, L, N, I0, H); });
+        const bool descending = packs[0]->steps++ & 1u;  // under the GIL (lstm.h, lstm_stream_step)
+        without_gil([=] {
+          pylstm::lstm_stream_step(h_new.ptr, c.ptr, wk, x.ptr, h_prev.ptr, pk, L, N, I0, H, descending);
+        });
       },
       py::arg("x"), py::arg("h_prev"), py::arg("h_new"), py::arg("c"), py::arg("packs"),
       "One inference step of a stack of float32 LSTM layers without projection, from packed weights: reads x "
