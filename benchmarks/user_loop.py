@@ -14,7 +14,9 @@ beside the thread pools the process already has (NumPy's OpenBLAS, torch's OpenM
 
 Each round runs every contender in turn: one untimed step (the only warm-up beyond the first call, so that a
 contender's first step does not pay for the one before it), then --steps timed steps. The table gives the median
-milliseconds per step over the rounds, and the ratio torch / pylstm (> 1: pylstm is faster).
+milliseconds per step over the rounds, their ratio torch / pylstm (> 1: pylstm is faster), and the median over
+rounds of each round's own ratio with its range ("paired"): on a host whose speed drifts over seconds, the two blocks
+of one round share its speed, where the medians of separate rounds may not (benchmarks/README.md, "Noise").
 """
 
 from __future__ import annotations
@@ -168,13 +170,15 @@ def main(argv=None):
                 times[loop][name].append((time.perf_counter() - t0) / args.steps)
     print(f"\n{args.steps} steps x {args.rounds} rounds, median ms per step (no thread limits, no pauses; one "
           "untimed step per contender per round)")
-    print(f"{'loop':14} {'pylstm ms':>10} {'torch ms':>10} {'torch/pylstm':>13}")
+    print(f"{'loop':14} {'pylstm ms':>10} {'torch ms':>10} {'torch/pylstm':>13}   paired [lowest, highest]")
     result = {}
     for loop, t in times.items():
         ours = 1e3 * float(np.median(t["pylstm"]))
         theirs = 1e3 * float(np.median(t["torch"])) if "torch" in t else float("nan")
-        result[loop] = (ours, theirs, theirs / ours)
-        print(f"{loop:14} {ours:10.2f} {theirs:10.2f} {theirs / ours:12.2f}x")
+        rounds = [b / a for a, b in zip(t["pylstm"], t["torch"])] if "torch" in t else [float("nan")]
+        result[loop] = (ours, theirs, theirs / ours, float(np.median(rounds)))
+        print(f"{loop:14} {ours:10.2f} {theirs:10.2f} {theirs / ours:12.2f}x   {np.median(rounds):.2f}x "
+              f"[{min(rounds):.2f}, {max(rounds):.2f}]")
     return result
 
 
