@@ -277,8 +277,9 @@ struct FusedSingleT {
   const Real* bi;         // GRU: b_ih [3H] (zeros when absent); RNN: b_ih + b_hh [H]
   const Real* bh;         // GRU: b_hh [3H]; RNN: unused
   index_t T, N, I, H, block;
-  int parts;
+  int parts;              // unit parts, or with `rows` row parts (at most N)
   bool reverse;
+  bool rows;              // split the batch by rows (detail::rows_split; not the GRU with the reset before)
   OneStateCell cell;
   const index_t* batch_sizes;  // variable lengths: as in FusedLstmT
   // Recurrent dropout (RecurrentDropout, common.h): the products read h0_product (h0, or rmask ⊙ h0) and, after

@@ -22,15 +22,6 @@ index_t lstm_cache_size(index_t T, index_t N, index_t H, bool layer_norm) {
 
 namespace {
 
-// Whether the plain LSTM's loops split the batch by rows (isa/row_split.inc) rather than the units (row_split_mode,
-// parallel.h: this rule, or forced either way). The rows win where every thread has rows and W_hh is small enough
-// that each thread reading all of it per step costs less than the unit split's barrier per step. Measured in one
-// process, the two splits alternating (2-core Zen 5, 2026-12-05, rows / units): AVX-512 training 0.88x (N = 8),
-// 0.93x small (100, 16, 128, 128), 0.93x tall (400, 4, 64, 128), 0.92-0.94x medium (100, 32, 256, 256), 0.97-0.98x
-// wide (20, 256, 512, 512: W_hh 4 MiB), inference 0.90x-1.06x; AVX2 training 0.67x-0.88x and inference 0.48x-0.78x
-// on the same cases; but large (50, 64, 1024, 1024; W_hh 16 MiB) 1.17x / 1.15x at AVX-512 and 1.04x / 1.02x at AVX2.
-constexpr index_t kRowSplitWeightBytes = index_t(4) << 20;
-
 // An LSTM call's workspace, by slot. Every pass has the first three, so that the element-wise kernels never test for
 // nullptr; the running dh and dc of backward live in its dh0 / dc0 outputs, and training's projections in the cache.
 template <typename Real>
@@ -256,19 +247,10 @@ namespace {
 
 template <typename Real>
 bool rows_split(index_t N, index_t H, bool options_allow) {
-  if (!options_allow || N < 2) return false;
-  const int mode = row_split_mode();
-  if (mode >= 0) return mode == 1;
-  return N >= 2 * index_t(get_num_threads()) &&
-         kLstmGates * H * H * index_t(sizeof(Real)) <= kRowSplitWeightBytes;
+  return detail::rows_split(detail::kLstmRowSplit, N, H, index_t(sizeof(Real)), options_allow);
 }
 
 }  // namespace
-
-std::string lstm_split(index_t N, index_t H, bool float64) {
-  const bool rows = float64 ? rows_split<double>(N, H, true) : rows_split<float>(N, H, true);
-  return rows ? "rows" : "units";
-}
 
 index_t lstm_projection_block_steps(const std::string& split, index_t T, index_t N, index_t I, index_t H) {
   if (split == "rows") return detail::blas_projection_block_steps(T, N, kLstmGates * H);

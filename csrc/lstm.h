@@ -101,10 +101,6 @@ void lstm_pack(LstmPacked& packed, float* work, const float* W_ih, const float* 
 void lstm_stream_step(float* h_new, float* c, float* work, const float* x, const float* h_prev,
                       const float* const* packed, index_t L, index_t N, index_t I0, index_t H, bool descending);
 
-// Which split the plain LSTM's fused loops take for N rows of H units (recurrent dropout and zoneout included; a
-// projection or peepholes always take the unit split): "rows" (isa/row_split.inc) or "units" (isa/lstm_fused.inc).
-std::string lstm_split(index_t N, index_t H, bool float64);
-
 // How many steps' input projections inference computes per block, for the given split ("rows": the plain row split
 // and the layer-norm loop, one OpenBLAS product per block; "units": the unit split's own-tile blocks).
 index_t lstm_projection_block_steps(const std::string& split, index_t T, index_t N, index_t I, index_t H);

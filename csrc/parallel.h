@@ -45,10 +45,15 @@ long openblas_products_on_pool();
 // switch to in order to check both against the reference. Process-wide; not for use while kernels run.
 bool fused_loops();
 void set_fused_loops(bool on);
-// Which split the plain LSTM's fused loops take: -1 the rule (lstm.cpp, rows_split), 0 always the units, 1 the rows
-// wherever the options allow. Process-wide, for the tests and the measurements behind the rule.
+// Which split the fused loops take (the plain LSTM's, the GRU's with the reset after the product, the RNN's): -1 the
+// rule (sequence.h, rows_split), 0 always the units, 1 the rows wherever the options allow. Process-wide, for the
+// tests and the measurements behind the rule.
 int row_split_mode();
 void set_row_split_mode(int mode);
+// The rule's choice for `cell` ("lstm": the plain LSTM, recurrent dropout and zoneout included, where a projection
+// or peepholes always take the units; "gru": with the reset after the product, where the original form always takes
+// the units; "rnn") over N rows of H units, float32 or float64: "rows" or "units".
+std::string fused_split(const std::string& cell, std::int64_t N, std::int64_t H, bool float64);
 
 // f(tid, nt) on the pool.
 template <typename F>

@@ -17,6 +17,7 @@
 #include "blas.h"
 #include "parallel.h"
 #include "profile.h"
+#include "sequence.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -228,6 +229,15 @@ bool fused_loops() { return g_fused_loops.load(std::memory_order_relaxed); }
 void set_fused_loops(bool on) { g_fused_loops.store(on, std::memory_order_relaxed); }
 int row_split_mode() { return g_row_split.load(std::memory_order_relaxed); }
 void set_row_split_mode(int mode) { g_row_split.store(mode < 0 ? -1 : mode > 0 ? 1 : 0, std::memory_order_relaxed); }
+
+std::string fused_split(const std::string& cell, std::int64_t N, std::int64_t H, bool float64) {
+  const detail::RowSplitRule* rule = cell == "lstm" ? &detail::kLstmRowSplit
+                                     : cell == "gru" ? &detail::kGruRowSplit
+                                     : cell == "rnn" ? &detail::kRnnRowSplit
+                                                     : nullptr;
+  if (!rule) throw std::invalid_argument("cell must be 'lstm', 'gru' or 'rnn', got '" + cell + "'");
+  return detail::rows_split(*rule, N, H, float64 ? 8 : 4, true) ? "rows" : "units";
+}
 
 int get_num_threads() { return g_pool->size.load(std::memory_order_relaxed); }
 

@@ -12,6 +12,36 @@
 namespace pylstm {
 namespace detail {
 
+// Whether a fused loop splits the batch by rows rather than the units (row_split_mode, parallel.h: this rule, or
+// forced either way): the LSTM's (isa/row_split.inc), the GRU's with the reset after the product and the RNN's
+// (isa/single_fused.inc). The rows win where every thread has enough rows and W_hh is small enough that each thread
+// reading all of it per step costs less than the unit split's barrier per step: at least `rows_per_thread` rows for
+// each thread and at most `max_whh_bytes` of W_hh, by cell:
+//
+// - The LSTM: 2 rows, 4 MiB. Measured in one process, the two splits alternating (2-core Zen 5, 2026-12-05, rows /
+//   units): AVX-512 training 0.88x (N = 8), 0.93x small (100, 16, 128, 128), 0.93x tall (400, 4, 64, 128),
+//   0.92-0.94x medium (100, 32, 256, 256), 0.97-0.98x wide (20, 256, 512, 512: W_hh 4 MiB), inference 0.90x-1.06x;
+//   AVX2 training 0.67x-0.88x and inference 0.48x-0.78x on the same cases; but large (50, 64, 1024, 1024; W_hh
+//   16 MiB) 1.17x / 1.15x at AVX-512 and 1.04x / 1.02x at AVX2.
+// - The GRU: 8 rows, 2 MiB; the RNN: 2 rows, 2 MiB. Measured the same way (2-core Xeon 6/207 with 2 MiB of L2 per
+//   core, AVX-512, 2026-12-06, units / rows, > 1: the rows faster; medians of 11-3117 pairs): GRU inference small
+//   0.99x, medium 1.06x, tall 0.75x (2 rows a thread), wide 0.97x (W_hh 3 MiB), large 0.81x (12 MiB); training small
+//   1.07x, medium 1.06x, wide 1.00x. RNN inference small 1.30x, medium 1.20x, tall 1.05x, wide 0.99x (1 MiB), large
+//   0.87x (4 MiB); training small 1.11x, medium 1.08x, wide 1.02x.
+struct RowSplitRule {
+  index_t gates, rows_per_thread, max_whh_bytes;
+};
+constexpr RowSplitRule kLstmRowSplit{4, 2, index_t(4) << 20}, kGruRowSplit{3, 8, index_t(2) << 20},
+    kRnnRowSplit{1, 2, index_t(2) << 20};
+// For N rows of H units of `real_bytes` each, when the options allow the row split at all.
+inline bool rows_split(const RowSplitRule& rule, index_t N, index_t H, index_t real_bytes, bool options_allow) {
+  if (!options_allow || N < 2) return false;
+  const int mode = row_split_mode();
+  if (mode >= 0) return mode == 1;
+  return N >= rule.rows_per_thread * index_t(get_num_threads()) &&
+         rule.gates * H * H * real_bytes <= rule.max_whh_bytes;
+}
+
 // Inference projects the inputs a block of steps at a time, so its scratch is O(N·H) rather than O(T·N·H). Blocks of
 // about 256 rows keep the inputs of the fused loops' own-tile projection in L2 (kOwnProjectionBytes, in float32).
 // Where even 256 rows are too large for that, the projection goes to OpenBLAS, one call per thread and gate on the

@@ -163,20 +163,128 @@ def test_a_bidirectional_layer_with_lengths_trains_the_same_either_way(split):
 
 
 def test_the_rule(split):
-    """The rows where every thread has at least two rows and W_hh is at most 4 MiB; forced either way by the mode."""
+    """The LSTM's rows where every thread has at least two rows and W_hh is at most 4 MiB; the GRU's where it has
+    eight and W_hh is at most 2 MiB, the RNN's two and 2 MiB; forced either way by the mode."""
     split(-1)
     assert _core._row_split() == -1
     threads = pylstm.config()["threads"]
-    assert _core._lstm_split(2 * threads, 512) == "rows"  # W_hh 4 MiB in float32
-    assert _core._lstm_split(2 * threads, 1024) == "units"  # 16 MiB
-    assert _core._lstm_split(2 * threads, 512, float64=True) == "units"  # 8 MiB
-    assert _core._lstm_split(2 * threads, 362, float64=True) == "rows"
-    assert _core._lstm_split(1, 64) == "units"
+    assert _core._split("lstm", 2 * threads, 512) == "rows"  # W_hh 4 MiB in float32
+    assert _core._split("lstm", 2 * threads, 1024) == "units"  # 16 MiB
+    assert _core._split("lstm", 2 * threads, 512, float64=True) == "units"  # 8 MiB
+    assert _core._split("lstm", 2 * threads, 362, float64=True) == "rows"
+    assert _core._split("lstm", 1, 64) == "units"
     if threads > 1:
-        assert _core._lstm_split(2 * threads - 1, 64) == "units"
+        assert _core._split("lstm", 2 * threads - 1, 64) == "units"
+    assert _core._split("gru", 8 * threads, 418) == "rows"  # W_hh 3·418² floats: just under 2 MiB
+    assert _core._split("gru", 8 * threads, 419) == "units"
+    assert _core._split("gru", 8 * threads, 295, float64=True) == "rows"
+    assert _core._split("gru", 8 * threads, 296, float64=True) == "units"
+    assert _core._split("gru", 8 * threads - 1, 64) == "units"
+    assert _core._split("rnn", 2 * threads, 724) == "rows"  # 724² floats: just under 2 MiB
+    assert _core._split("rnn", 2 * threads, 725) == "units"
+    assert _core._split("rnn", 1, 64) == "units"
+    if threads > 1:
+        assert _core._split("rnn", 2 * threads - 1, 64) == "units"
     split(1)
-    assert _core._lstm_split(2, 1024) == "rows"
+    for cell in ("lstm", "gru", "rnn"):
+        assert _core._split(cell, 2, 1024) == "rows"
     split(0)
-    assert _core._lstm_split(64, 64) == "units"
+    for cell in ("lstm", "gru", "rnn"):
+        assert _core._split(cell, 64, 64) == "units"
     with pytest.raises(TypeError):
         _core._set_row_split("rows")
+    with pytest.raises(ValueError, match="cell must be"):
+        _core._split("lstmp", 8, 8)
+
+
+ONE_STATE = {  # name: (kernel prefix, gates, keyword arguments); the original GRU keeps the unit split
+    "gru": ("gru", 3, dict(linear_before_reset=True)),
+    "gru-original": ("gru", 3, dict(linear_before_reset=False)),
+    "rnn-tanh": ("rnn", 1, dict(nonlinearity="tanh")),
+    "rnn-relu": ("rnn", 1, dict(nonlinearity="relu")),
+}
+
+
+def _one_state_call(mode, prefix, kw, x, h0, W, dy, reverse, lengths=None, rd=None, keep_h=None):
+    """Training forward and backward, and an inference forward, of the GRU or RNN kernels under split mode."""
+    _core._set_row_split(mode)
+    T, N, _ = x.shape
+    H = W[1].shape[1]
+    bs = None if lengths is None else np.array([(np.asarray(lengths) > t).sum() for t in range(T)], np.int64)
+    fwd, bwd = getattr(_core, prefix + "_forward"), getattr(_core, prefix + "_backward")
+    train = dict(kw, reverse=reverse, batch_sizes=bs)
+    if rd is not None:
+        train.update(rd_mask=rd, rd_masked=np.empty((T + 1, N, H), x.dtype))
+    if keep_h is not None:
+        train.update(zone_keep_h=keep_h)
+    y, h_n, cache = fwd(x, h0, *W, training=True, **train)
+    G = [np.zeros_like(w) for w in W]
+    dx, dh0 = bwd(dy, None, x, h0, W[0], W[1], y, cache, *G, **train)
+    infer = dict(kw, reverse=reverse, batch_sizes=bs, zone_h=0.0 if keep_h is None else 0.2)
+    yi, hi, _ = fwd(x, h0, *W, training=False, **infer)
+    return [y, h_n, dx, dh0, *G, yi, hi]
+
+
+@pytest.mark.parametrize("variant,options", [(v, o) for v in ONE_STATE
+                                             for o in ("plain", "recurrent_dropout", "zoneout", "both")
+                                             if v.startswith("gru") or o == "plain" or o == "recurrent_dropout"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("lengths", [None, [5, 5, 3, 3, 2, 1, 1]], ids=["full", "lengths"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gru_rnn_rows_equal_units(split, variant, options, dtype, reverse, lengths, threads):
+    """The GRU's and the RNN's fused forward split by rows (isa/single_fused.inc) against their unit split, with
+    lengths, recurrent dropout and the GRU's zoneout, on 1-3 threads (parts of 2-4 rows; H = 20 and 36 leave a ragged
+    unit block, and the RNN's groups of four blocks and single ones, at every level), and against the reference."""
+    prefix, g, kw = ONE_STATE[variant]  # (zoneout is the LSTM's and the GRU's)
+    rng = np.random.default_rng(1)
+    T, N, I = 5, 7, 6
+    H = 20 if prefix == "gru" else 36 if dtype == "float32" else 68
+    dt = np.dtype(dtype)
+    W = [(rng.standard_normal(s) * 0.4).astype(dt) for s in ((g * H, I), (g * H, H), (g * H,), (g * H,))]
+    x = rng.standard_normal((T, N, I)).astype(dt)
+    dy = rng.standard_normal((T, N, H)).astype(dt)
+    if lengths is not None:
+        for a in (x, dy):
+            a[np.arange(T)[:, None] >= np.array(lengths)[None, :]] = 0  # padding, as the layers zero it
+    h0 = rng.standard_normal((N, H)).astype(dt)
+    rd = ((rng.random((N, H)) >= 0.3) / 0.7).astype(dt) if options in ("recurrent_dropout", "both") else None
+    keep_h = (rng.random((T, N, H)) < 0.2).astype(dt) if options in ("zoneout", "both") else None
+    before = pylstm.get_num_threads()
+    pylstm.set_num_threads(threads)
+    try:
+        units = _one_state_call(0, prefix, kw, x, h0, W, dy, reverse, lengths, rd, keep_h)
+        rows = _one_state_call(1, prefix, kw, x, h0, W, dy, reverse, lengths, rd, keep_h)
+    finally:
+        pylstm.set_num_threads(before)
+    tol = 1e-13 if dtype == "float64" else 2e-6
+    for i, (a, b) in enumerate(zip(rows, units)):
+        assert np.abs(a - b).max() <= tol * max(np.abs(b).max(), 1e-30), i
+    if lengths is None:  # and the reference
+        ropts = {} if keep_h is None else {"zoneout": keep_h}
+        want = getattr(R, prefix + "_forward")(x, h0, *W, reverse=reverse, rd_mask=rd, **kw, **ropts)[0]
+        assert np.abs(rows[0] - want).max() <= 10 * tol * np.abs(want).max()
+
+
+@pytest.mark.parametrize("prefix,g,kw", [ONE_STATE["gru"], ONE_STATE["rnn-tanh"]], ids=["gru", "rnn"])
+def test_gru_rnn_rows_on_the_pool(split, prefix, g, kw):
+    """GRU and RNN cases large enough for the row parts to run on the pool's threads at once (2·N·G·H·(H + I) well
+    over the work below which a loop runs on the calling thread), with lengths, both directions, inference over
+    several blocks of steps (N·I large enough that the row parts project with OpenBLAS), and the rule's own choice."""
+    rng = np.random.default_rng(7)
+    T, N, I, H = 6, 16, 80, 64
+    W = [(rng.standard_normal(s) * 0.2) for s in ((g * H, I), (g * H, H), (g * H,), (g * H,))]
+    lengths = sorted(rng.integers(1, T + 1, N).tolist(), reverse=True)
+    x = rng.standard_normal((T, N, I))
+    dy = rng.standard_normal((T, N, H))
+    for a in (x, dy):
+        a[np.arange(T)[:, None] >= np.array(lengths)[None, :]] = 0
+    h0 = rng.standard_normal((N, H))
+    for reverse in (False, True):
+        for lens in (None, lengths):
+            units = _one_state_call(0, prefix, kw, x, h0, W, dy, reverse, lens)
+            rows = _one_state_call(1, prefix, kw, x, h0, W, dy, reverse, lens)
+            rule = _one_state_call(-1, prefix, kw, x, h0, W, dy, reverse, lens)
+            for i, (a, b, c) in enumerate(zip(rows, units, rule)):
+                assert np.abs(a - b).max() <= 1e-12 * np.abs(b).max(), (reverse, lens, i)
+                assert np.abs(c - b).max() <= 1e-12 * np.abs(b).max(), (reverse, lens, i)

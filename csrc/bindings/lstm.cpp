@@ -336,8 +336,6 @@ void bind_lstm(py::module_& m) {
       "input_grad=False. peep and dpeep (peepholes): both or neither. rd_mask, rd_masked, zone_keep_c, zone_keep_h: as "
       "the forward had them. ln, dln: the layer norm's parameters, as the forward had them, and their gradients "
       "(four arrays, accumulated), both or neither.");
-  m.def("_lstm_split", &pylstm::lstm_split, py::arg("N"), py::arg("H"), py::arg("float64") = false,
-        "Which split the plain LSTM's fused loops take for N rows of H units: 'rows' or 'units'.");
   m.def("_lstm_projection_block_steps", &pylstm::lstm_projection_block_steps, py::arg("split"), py::arg("T"),
         py::arg("N"), py::arg("I"), py::arg("H"),
         "How many steps' input projections an inference call computes per block, split by 'rows' or 'units'.");
