@@ -14,9 +14,9 @@
 // float32 and float64): each thread owns blocks of hidden units with all four gates, packs its rows of W_hh and W_ih
 // once per call (or reuses a kept LstmPacked), projects its own units' inputs, and per step computes its units'
 // recurrent products and gates in registers; the threads meet once per step (twice with a projection, whose
-// product h = m W_hrᵀ is a second phase). Where every thread has rows and W_hh is small (lstm_split), the plain cell
-// splits the batch instead (isa/row_split.inc): each thread takes its rows through the whole sequence with no
-// barrier per step. The BLAS-per-step loops below remain the reference shape (the tests run them too:
+// product h = m W_hrᵀ is a second phase). Where every thread has rows and W_hh is small (sequence.h, rows_split),
+// the plain cell splits the batch instead (isa/row_split.inc): each thread takes its rows through the whole
+// sequence with no barrier per step. The BLAS-per-step loops below remain the reference shape (the tests run them too:
 // _core._set_fused_loops, _core._set_row_split).
 //
 // A training forward fills `cache` (lstm_cache_size elements) with what backward needs: the activated gates,

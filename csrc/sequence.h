@@ -27,7 +27,8 @@ namespace detail {
 //   core, AVX-512, 2026-12-06, units / rows, > 1: the rows faster; medians of 11-3117 pairs): GRU inference small
 //   0.99x, medium 1.06x, tall 0.75x (2 rows a thread), wide 0.97x (W_hh 3 MiB), large 0.81x (12 MiB); training small
 //   1.07x, medium 1.06x, wide 1.00x. RNN inference small 1.30x, medium 1.20x, tall 1.05x, wide 0.99x (1 MiB), large
-//   0.87x (4 MiB); training small 1.11x, medium 1.08x, wide 1.02x.
+//   0.87x (4 MiB); training small 1.11x, medium 1.08x, wide 1.02x. At AVX2 and SSE2 (the same hour) the cases that
+//   take the rows measured 0.98-1.03x (GRU small, medium) and 0.98-1.17x (RNN small, medium, tall, wide).
 struct RowSplitRule {
   index_t gates, rows_per_thread, max_whh_bytes;
 };

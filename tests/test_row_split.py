@@ -234,8 +234,10 @@ def _one_state_call(mode, prefix, kw, x, h0, W, dy, reverse, lengths=None, rd=No
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_gru_rnn_rows_equal_units(split, variant, options, dtype, reverse, lengths, threads):
     """The GRU's and the RNN's fused forward split by rows (isa/single_fused.inc) against their unit split, with
-    lengths, recurrent dropout and the GRU's zoneout, on 1-3 threads (parts of 2-4 rows; H = 20 and 36 leave a ragged
-    unit block, and the RNN's groups of four blocks and single ones, at every level), and against the reference."""
+    lengths, recurrent dropout and the GRU's zoneout, on 1-3 threads (one part of 7 rows, or parts of 3-4 or 2-3 rows;
+    most of these cases are small enough to run all parts on the calling thread, one after the other: the test below
+    runs them at once); H = 20 and 36 leave a ragged unit block, and the RNN's groups of four blocks and single ones,
+    at every level; and the forward against the reference."""
     prefix, g, kw = ONE_STATE[variant]  # (zoneout is the LSTM's and the GRU's)
     rng = np.random.default_rng(1)
     T, N, I = 5, 7, 6
@@ -268,23 +270,27 @@ def test_gru_rnn_rows_equal_units(split, variant, options, dtype, reverse, lengt
 
 @pytest.mark.parametrize("prefix,g,kw", [ONE_STATE["gru"], ONE_STATE["rnn-tanh"]], ids=["gru", "rnn"])
 def test_gru_rnn_rows_on_the_pool(split, prefix, g, kw):
-    """GRU and RNN cases large enough for the row parts to run on the pool's threads at once (2·N·G·H·(H + I) well
-    over the work below which a loop runs on the calling thread), with lengths, both directions, inference over
-    several blocks of steps (N·I large enough that the row parts project with OpenBLAS), and the rule's own choice."""
+    """GRU and RNN cases large enough for the row parts to run on the pool's threads at once (2·N·G·H·(H + I) far over
+    the 64 kflop below which a loop runs on the calling thread), with N·I·8 bytes over the 256 KiB up to which a part
+    projects with its own tiles (so that each row part projects its rows with OpenBLAS), inference over two blocks of
+    steps (16 + 4), lengths, both directions, recurrent dropout and the GRU's zoneout, and the rule's own choice."""
     rng = np.random.default_rng(7)
-    T, N, I, H = 6, 16, 80, 64
-    W = [(rng.standard_normal(s) * 0.2) for s in ((g * H, I), (g * H, H), (g * H,), (g * H,))]
+    T, N, I, H = 20, 64, 1100, 64
+    W = [(rng.standard_normal(s) * 0.05) for s in ((g * H, I), (g * H, H), (g * H,), (g * H,))]
     lengths = sorted(rng.integers(1, T + 1, N).tolist(), reverse=True)
     x = rng.standard_normal((T, N, I))
     dy = rng.standard_normal((T, N, H))
     for a in (x, dy):
         a[np.arange(T)[:, None] >= np.array(lengths)[None, :]] = 0
     h0 = rng.standard_normal((N, H))
-    for reverse in (False, True):
-        for lens in (None, lengths):
-            units = _one_state_call(0, prefix, kw, x, h0, W, dy, reverse, lens)
-            rows = _one_state_call(1, prefix, kw, x, h0, W, dy, reverse, lens)
-            rule = _one_state_call(-1, prefix, kw, x, h0, W, dy, reverse, lens)
-            for i, (a, b, c) in enumerate(zip(rows, units, rule)):
-                assert np.abs(a - b).max() <= 1e-12 * np.abs(b).max(), (reverse, lens, i)
-                assert np.abs(c - b).max() <= 1e-12 * np.abs(b).max(), (reverse, lens, i)
+    rd = (rng.random((N, H)) >= 0.3) / 0.7
+    keep_h = (rng.random((T, N, H)) < 0.2).astype(float) if prefix == "gru" else None
+    for reverse, lens, opts in ((False, None, False), (True, lengths, False), (False, lengths, True),
+                                (True, None, True)):
+        extra = (rd, keep_h) if opts else (None, None)
+        units = _one_state_call(0, prefix, kw, x, h0, W, dy, reverse, lens, *extra)
+        rows = _one_state_call(1, prefix, kw, x, h0, W, dy, reverse, lens, *extra)
+        rule = _one_state_call(-1, prefix, kw, x, h0, W, dy, reverse, lens, *extra)
+        for i, (a, b, c) in enumerate(zip(rows, units, rule)):
+            assert np.abs(a - b).max() <= 1e-12 * np.abs(b).max(), (reverse, lens, opts, i)
+            assert np.abs(c - b).max() <= 1e-12 * np.abs(b).max(), (reverse, lens, opts, i)
