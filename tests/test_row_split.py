@@ -1,5 +1,6 @@
 """The plain LSTM's loops split by rows (isa/row_split.inc) against the unit split and the reference: lengths in both
-directions, kept packed weights, inference over several blocks of steps, the layers; and the rule that picks it."""
+directions, kept packed weights, inference over several blocks of steps, the layers; the GRU's and the RNN's split
+by rows (isa/single_fused.inc) the same way; and the rule that picks it for each cell."""
 
 import numpy as np
 import pytest

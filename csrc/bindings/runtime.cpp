@@ -86,10 +86,11 @@ void bind_runtime(py::module_& m) {
         "Tests only: True (the default) runs the fused time loops, False the BLAS-per-step reference shape.");
   m.def("_fused_loops", &pylstm::fused_loops, "Whether the fused time loops are on.");
   m.def("_set_row_split", &pylstm::set_row_split_mode, py::arg("mode"),
-        "Tests and measurements only: the plain LSTM's split, -1 the rule (default), 0 by units, 1 by rows.");
+        "Tests and measurements only: the fused loops' split (the plain LSTM's, the GRU's and the RNN's), -1 the rule "
+        "(default), 0 by units, 1 by rows.");
   m.def("_split", &pylstm::fused_split, py::arg("cell"), py::arg("N"), py::arg("H"), py::arg("float64") = false,
         "Which split the fused loops of cell ('lstm', 'gru', 'rnn') take for N rows of H units: 'rows' or 'units'.");
-  m.def("_row_split", &pylstm::row_split_mode, "The plain LSTM's split mode (-1 the rule, 0 units, 1 rows).");
+  m.def("_row_split", &pylstm::row_split_mode, "The fused loops' split mode (-1 the rule, 0 units, 1 rows).");
   m.def("isa", [] { return std::string(pylstm::kernels().isa); }, "The ISA level of the kernels in use.");
   m.def("isa_lanes", [] { return pylstm::kernels().lanes; }, "float32 lanes of the vectors of the level in use.");
   m.def("isa_available", &pylstm::isa_available, "The ISA levels this CPU runs, best first.");
