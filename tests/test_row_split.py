@@ -273,8 +273,9 @@ def test_gru_rnn_rows_equal_units(split, variant, options, dtype, reverse, lengt
 def test_gru_rnn_rows_on_the_pool(split, prefix, g, kw):
     """GRU and RNN cases large enough for the row parts to run on the pool's threads at once (2·N·G·H·(H + I) far over
     the 64 kflop below which a loop runs on the calling thread), with N·I·8 bytes over the 256 KiB up to which a part
-    projects with its own tiles (so that each row part projects its rows with OpenBLAS), inference over two blocks of
-    steps (16 + 4), lengths, both directions, recurrent dropout and the GRU's zoneout, and the rule's own choice."""
+    projects with its own tiles (so that each thread projects its units' columns of all rows with OpenBLAS, between
+    barriers), inference over two blocks of steps (16 + 4), lengths, both directions, recurrent dropout and the GRU's
+    zoneout, and the rule's own choice."""
     rng = np.random.default_rng(7)
     T, N, I, H = 20, 64, 1100, 64
     W = [(rng.standard_normal(s) * 0.05) for s in ((g * H, I), (g * H, H), (g * H,), (g * H,))]
