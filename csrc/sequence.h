@@ -23,16 +23,19 @@ namespace detail {
 //   0.92-0.94x medium (100, 32, 256, 256), 0.97-0.98x wide (20, 256, 512, 512: W_hh 4 MiB), inference 0.90x-1.06x;
 //   AVX2 training 0.67x-0.88x and inference 0.48x-0.78x on the same cases; but large (50, 64, 1024, 1024; W_hh
 //   16 MiB) 1.17x / 1.15x at AVX-512 and 1.04x / 1.02x at AVX2.
-// - The GRU: 8 rows, 2 MiB; the RNN: 2 rows, 2 MiB. Measured the same way (2-core Xeon 6/207 with 2 MiB of L2 per
+// - The GRU: 8 rows, 3 MiB; the RNN: 2 rows, 2 MiB. Measured the same way (2-core Xeon 6/207 with 2 MiB of L2 per
 //   core, AVX-512, 2026-12-06, units / rows, > 1: the rows faster; medians of 11-3117 pairs): GRU inference small
 //   0.99x, medium 1.06x, tall 0.75x (2 rows a thread), wide 0.97x (W_hh 3 MiB), large 0.81x (12 MiB); training small
 //   1.07x, medium 1.06x, wide 1.00x. RNN inference small 1.30x, medium 1.20x, tall 1.05x, wide 0.99x (1 MiB), large
 //   0.87x (4 MiB); training small 1.11x, medium 1.08x, wide 1.02x. At AVX2 and SSE2 (the same hour) the cases that
-//   take the rows measured 0.98-1.03x (GRU small, medium) and 0.98-1.17x (RNN small, medium, tall, wide).
+//   take the rows measured 0.98-1.03x (GRU small, medium) and 0.98-1.17x (RNN small, medium, tall, wide). Once the
+//   row split projected large inputs by units (single_fused.inc), the GRU at wide (W_hh 3 MiB) measured inference
+//   1.006x (AVX-512), 1.020x (AVX2), 1.016x (SSE2), training 0.998x, 1.011x, 1.013x (the same machine, 04:55-05:15):
+//   so 3 MiB.
 struct RowSplitRule {
   index_t gates, rows_per_thread, max_whh_bytes;
 };
-constexpr RowSplitRule kLstmRowSplit{4, 2, index_t(4) << 20}, kGruRowSplit{3, 8, index_t(2) << 20},
+constexpr RowSplitRule kLstmRowSplit{4, 2, index_t(4) << 20}, kGruRowSplit{3, 8, index_t(3) << 20},
     kRnnRowSplit{1, 2, index_t(2) << 20};
 // For N rows of H units of `real_bytes` each, when the options allow the row split at all.
 inline bool rows_split(const RowSplitRule& rule, index_t N, index_t H, index_t real_bytes, bool options_allow) {
