@@ -124,6 +124,21 @@ std::string own_openblas() {
   return {};
 }
 
+// Stops the idle worker threads of the OpenBLAS in `path` (its blas_thread_shutdown_, which OpenBLAS itself calls
+// before a fork). Its workers spin for 2^28 cycles after they are created, which NumPy's load does: a process's first
+// pylstm calls, within about 0.2 s of `import numpy`, shared a core with that spinner. LSTM (100, 32, 256, 256)
+// inference, calls 1-3 of fresh processes (Xeon 6/207, 2026-12-06, four each): 23.8-24.9 / 17.7-18.6 / 9.7-16.9 ms
+// with the workers, 12.5-12.9 / 8.7-8.9 / 8.6-8.8 ms without (the first call takes the workspace's page faults).
+// With the callback set the workers have nothing to do; OpenBLAS starts them again at its next multi-threaded
+// product (before it calls the callback), and they spin once more and then sleep. Called right after the callback is
+// set, so no product of this library can be using the workers unless it began before, on another thread.
+void stop_idle_workers(const std::string& path) {
+  void* h = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+  if (h == nullptr) return;
+  if (void* f = dlsym(h, "blas_thread_shutdown_")) reinterpret_cast<int (*)()>(f)();
+  dlclose(h);
+}
+
 std::mutex g_share_mutex;
 
 }  // namespace
@@ -141,7 +156,10 @@ std::vector<std::string> share_pool_with_openblas(bool on) {
   for (const Found& f : found) {
     if (f.path == own) continue;
     f.set(on ? openblas_jobs : nullptr);
-    if (on) shared.push_back(f.path);
+    if (on) {
+      stop_idle_workers(f.path);
+      shared.push_back(f.path);
+    }
   }
   return shared;
 }

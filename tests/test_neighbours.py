@@ -148,6 +148,32 @@ def test_numpy_on_the_pool_in_a_forked_child(shared):
     assert r.returncode == 0, r.stderr
 
 
+def test_numpys_idle_workers_stop_at_import(shared):
+    """NumPy's OpenBLAS starts its workers when it loads, and they spin for about 0.1 s: importing pylstm stops them
+    (its blas_thread_shutdown_), unless the sharing is opted out of; a product afterwards is still NumPy's."""
+    code = ("import os, numpy as np\nn0 = len(os.listdir('/proc/self/task'))\nimport pylstm\n"
+            "n1 = len(os.listdir('/proc/self/task'))\n"
+            "a = np.random.default_rng(0).standard_normal((1024, 512))\n"
+            "ok = np.allclose(a @ a.T, np.einsum('ij,kj->ik', a, a))\n"
+            "print(n0, n1, pylstm.config()['threads'], ok)")
+    runs = {}
+    for opt_out in ("", "0"):
+        env = {k: v for k, v in os.environ.items() if k != "PYLSTM_SHARE_NUMPY_THREADS"}
+        if opt_out:
+            env["PYLSTM_SHARE_NUMPY_THREADS"] = opt_out
+        r = subprocess.run([sys.executable, "-c", code], cwd="/", env=env, timeout=120, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        n0, n1, threads, ok = r.stdout.split()
+        assert ok == "True"
+        runs[opt_out] = (int(n0), int(n1), int(threads))
+    n0, n1, threads = runs[""]
+    m0, m1, _ = runs["0"]
+    workers = shared["num_threads"] - 1
+    assert n0 == m0 >= 1 + workers  # NumPy's workers run from its import
+    assert m1 - m0 == threads - 1  # opted out: pylstm's pool threads join them
+    assert n1 == m1 - workers  # sharing: NumPy's workers are gone
+
+
 def test_opt_out_by_environment():
     code = "import pylstm; c = pylstm.config(); print(c['numpy_blas_threads'], len(c['numpy_blas_on_pool']))"
     env = dict(os.environ, PYLSTM_SHARE_NUMPY_THREADS="0")
