@@ -88,6 +88,7 @@ void gru_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
     F.zeros = zeros, F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bi, F.bh = bh;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.reverse = reverse;
     F.rows = detail::rows_split(detail::kGruRowSplit, N, H, index_t(sizeof(Real)), linear_before_reset);
+    if (F.rows) count_row_split_run();
     F.parts = F.rows ? static_cast<int>(std::min<index_t>(get_num_threads(), N)) : get_num_threads();
     F.cell = linear_before_reset ? detail::OneStateCell::GruResetAfter : detail::OneStateCell::GruResetBefore;
     F.batch_sizes = batch_sizes, F.h0_product = h0_product, F.rmask = rd.mask, F.rmasked = rd.masked;

@@ -51,6 +51,10 @@ void set_fused_loops(bool on);
 // tests and the measurements behind the rule.
 int row_split_mode();
 void set_row_split_mode(int mode);
+// How many forward loops of the GRU and the RNN have run split by rows (their drivers count each one that does), so
+// that the tests can see the split taken and not only its results.
+long row_split_runs();
+void count_row_split_run();
 // The rule's choice for `cell` ("lstm": the plain LSTM, recurrent dropout and zoneout included, where a projection
 // or peepholes always take the units; "gru": with the reset after the product, where the original form always takes
 // the units; "rnn") over N rows of H units, float32 or float64: "rows" or "units".

@@ -87,6 +87,7 @@ void rnn_forward(const Dims& d, const Weights<Real>& w, const Real* x, const Rea
     F.x = x, F.h0 = h0, F.W_ih = W_ih, F.W_hh = W_hh, F.bi = bias;
     F.T = T, F.N = N, F.I = I, F.H = H, F.block = block, F.reverse = reverse;
     F.rows = detail::rows_split(detail::kRnnRowSplit, N, H, index_t(sizeof(Real)), true);
+    if (F.rows) count_row_split_run();
     F.parts = F.rows ? static_cast<int>(std::min<index_t>(get_num_threads(), N)) : get_num_threads();
     F.cell = detail::rnn_cell(nl);
     F.batch_sizes = batch_sizes, F.h0_product = h0_product, F.rmask = rd.mask, F.rmasked = rd.masked;

@@ -223,7 +223,10 @@ bool in_parallel_region() { return tl_in_region; }
 namespace {
 std::atomic<bool> g_fused_loops{true};
 std::atomic<int> g_row_split{-1};
+std::atomic<long> g_row_split_runs{0};
 }  // namespace
+long row_split_runs() { return g_row_split_runs.load(std::memory_order_relaxed); }
+void count_row_split_run() { g_row_split_runs.fetch_add(1, std::memory_order_relaxed); }
 
 bool fused_loops() { return g_fused_loops.load(std::memory_order_relaxed); }
 void set_fused_loops(bool on) { g_fused_loops.store(on, std::memory_order_relaxed); }

@@ -226,6 +226,25 @@ def _one_state_call(mode, prefix, kw, x, h0, W, dy, reverse, lengths=None, rd=No
     return [y, h_n, dx, dh0, *G, yi, hi]
 
 
+@pytest.mark.parametrize("variant", list(ONE_STATE))
+@pytest.mark.parametrize("mode", [1, 0, -1])
+def test_gru_rnn_drivers_take_the_split(split, variant, mode):
+    """The drivers (gru.cpp, rnn.cpp) hand the loops the split the mode asks for: each forward loop run split by rows
+    counts once (a training and an inference forward per call below), the original GRU never, and the rule (-1)
+    takes the rows for 16 rows a thread of 16 units (_core._split agrees)."""
+    prefix, g, kw = ONE_STATE[variant]
+    rng = np.random.default_rng(3)
+    T, N, I, H = 3, 16 * pylstm.config()["threads"], 5, 16
+    W = [(rng.standard_normal(s) * 0.3) for s in ((g * H, I), (g * H, H), (g * H,), (g * H,))]
+    x, h0, dy = rng.standard_normal((T, N, I)), rng.standard_normal((N, H)), rng.standard_normal((T, N, H))
+    before = _core._row_split_runs()
+    _one_state_call(mode, prefix, kw, x, h0, W, dy, False)
+    rows = mode != 0 and variant != "gru-original"
+    assert _core._row_split_runs() - before == (2 if rows else 0)
+    if mode == -1 and variant != "gru-original":
+        assert _core._split(prefix, N, H, float64=True) == "rows"
+
+
 @pytest.mark.parametrize("variant,options", [(v, o) for v in ONE_STATE
                                              for o in ("plain", "recurrent_dropout", "zoneout", "both")
                                              if v.startswith("gru") or o == "plain" or o == "recurrent_dropout"])

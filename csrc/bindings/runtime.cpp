@@ -90,6 +90,8 @@ void bind_runtime(py::module_& m) {
         "(default), 0 by units, 1 by rows.");
   m.def("_split", &pylstm::fused_split, py::arg("cell"), py::arg("N"), py::arg("H"), py::arg("float64") = false,
         "Which split the fused loops of cell ('lstm', 'gru', 'rnn') take for N rows of H units: 'rows' or 'units'.");
+  m.def("_row_split_runs", &pylstm::row_split_runs,
+        "Tests only: how many GRU and RNN forward loops have run split by rows in this process.");
   m.def("_row_split", &pylstm::row_split_mode, "The fused loops' split mode (-1 the rule, 0 units, 1 rows).");
   m.def("isa", [] { return std::string(pylstm::kernels().isa); }, "The ISA level of the kernels in use.");
   m.def("isa_lanes", [] { return pylstm::kernels().lanes; }, "float32 lanes of the vectors of the level in use.");
