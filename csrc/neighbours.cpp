@@ -130,8 +130,10 @@ std::string own_openblas() {
 // inference, calls 1-3 of fresh processes (Xeon 6/207, 2026-12-06, four each): 23.8-24.9 / 17.7-18.6 / 9.7-16.9 ms
 // with the workers, 12.5-12.9 / 8.7-8.9 / 8.6-8.8 ms without (the first call takes the workspace's page faults).
 // With the callback set the workers have nothing to do; OpenBLAS starts them again at its next multi-threaded
-// product (before it calls the callback), and they spin once more and then sleep. Called right after the callback is
-// set, so no product of this library can be using the workers unless it began before, on another thread.
+// product (before it calls the callback), and they spin once more and then sleep. Once per process, at the first
+// sharing (pylstm's import, unless opted out): the shutdown joins the workers and does not wait for a product that
+// another thread began before the callback was set (OpenBLAS's own fork handler calls it with the same window), so
+// it is not repeated at later calls of share_threads_with_numpy, when NumPy work may be running.
 void stop_idle_workers(const std::string& path) {
   void* h = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
   if (h == nullptr) return;
@@ -140,6 +142,7 @@ void stop_idle_workers(const std::string& path) {
 }
 
 std::mutex g_share_mutex;
+bool g_workers_stopped = false;  // under g_share_mutex
 
 }  // namespace
 
@@ -157,10 +160,11 @@ std::vector<std::string> share_pool_with_openblas(bool on) {
     if (f.path == own) continue;
     f.set(on ? openblas_jobs : nullptr);
     if (on) {
-      stop_idle_workers(f.path);
+      if (!g_workers_stopped) stop_idle_workers(f.path);
       shared.push_back(f.path);
     }
   }
+  if (on) g_workers_stopped = true;
   return shared;
 }
 

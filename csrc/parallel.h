@@ -29,8 +29,8 @@ void parallel_run_exactly(ParallelFn fn, void* ctx, int nt);
 
 // The other OpenBLAS libraries loaded in the process (NumPy's, SciPy's), when they take a threading callback
 // (OpenBLAS >= 0.3.27), run their parallel work on this pool instead of on worker threads of their own, which spin
-// for about 0.1 s after every call on the cores the pool needs (neighbours.cpp); on = true also stops their idle
-// workers, which spin after their creation too. on = false gives them their own threads back. Returns the paths of
+// for about 0.1 s after every call on the cores the pool needs (neighbours.cpp); the first call with on = true also
+// stops their idle workers, which spin after their creation too. on = false gives them their own threads back. Returns the paths of
 // the libraries that now run on the pool.
 std::vector<std::string> share_pool_with_openblas(bool on);
 // The pool's regions run on the team of an OpenMP runtime already loaded in the process (torch's libgomp), so that

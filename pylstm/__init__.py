@@ -138,10 +138,10 @@ def share_threads_with_numpy(on: bool = True) -> list:
     On their own threads, each NumPy product leaves its workers spinning for about 0.1 s, on the cores pylstm's pool
     needs: an LSTM step right after a NumPy product then ran at half speed on a 2-core machine. On pylstm's pool,
     NumPy keeps its thread count (``threadpoolctl`` and ``OPENBLAS_NUM_THREADS`` still set it) and its results; only
-    the threads that run the work change; turning it on also stops their idle workers (which spin for about 0.1 s
-    after they start, as NumPy's do at its import). Returns the paths of the libraries that now run on the pool
-    (``[]`` when ``on`` is False, or when none takes a threading callback: OpenBLAS before 0.3.27, or NumPy over
-    another BLAS).
+    the threads that run the work change; turning it on the first time (at import, by default) also stops their idle
+    workers, which spin for about 0.1 s after they start, as NumPy's do at its import. Returns the paths of the
+    libraries that now run on the pool (``[]`` when ``on`` is False, or when none takes a threading callback: OpenBLAS
+    before 0.3.27, or NumPy over another BLAS).
     Setting the environment variable ``PYLSTM_SHARE_NUMPY_THREADS=0`` before import turns it off from the start."""
     if not isinstance(on, bool):
         raise TypeError(f"on must be a bool, got {type(on).__name__}")
